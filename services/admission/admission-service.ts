@@ -1,0 +1,123 @@
+import { forever } from "abort-controller-x";
+import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
+import { Counter, Gauge, type Registry } from "prom-client";
+import {
+  type AcquireRequest,
+  type AcquireResponse,
+  AdmissionServiceDefinition,
+  RejectReason,
+} from "../../gen/infermesh/admission/v1/admission_service.js";
+import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
+import type { Logger } from "../common/logger.js";
+import type { ConcurrencyLimiter } from "./concurrency-limiter.js";
+
+const rejectReasons = {
+  queue_full: RejectReason.REJECT_REASON_QUEUE_FULL,
+  queue_timeout: RejectReason.REJECT_REASON_QUEUE_TIMEOUT,
+  shutting_down: RejectReason.REJECT_REASON_SHUTTING_DOWN,
+} as const;
+
+export interface AdmissionServiceDeps {
+  readonly limiter: ConcurrencyLimiter;
+  readonly defaultQueueTimeoutMs: number;
+  readonly registry: Registry;
+  readonly logger: Logger;
+}
+
+/** AdmissionService: a granted slot is held while the Acquire stream stays open. */
+export function createAdmissionService(
+  deps: AdmissionServiceDeps,
+): ServiceImplementation<typeof AdmissionServiceDefinition> {
+  const { limiter, logger } = deps;
+  const outcomes = new Counter({
+    name: "infermesh_admission_outcomes_total",
+    help: "Acquire outcomes",
+    labelNames: ["outcome"] as const,
+    registers: [deps.registry],
+  });
+  let grantedTotal = 0;
+  let rejectedTotal = 0;
+  new Gauge({
+    name: "infermesh_admission_in_flight",
+    help: "Slots granted and not yet released",
+    registers: [deps.registry],
+    collect() {
+      this.set(limiter.inFlightCount);
+    },
+  });
+  new Gauge({
+    name: "infermesh_admission_queued",
+    help: "Requests waiting for a slot",
+    registers: [deps.registry],
+    collect() {
+      this.set(limiter.queuedCount);
+    },
+  });
+
+  return {
+    async *acquire(request: AcquireRequest, context: CallContext): AsyncIterable<AcquireResponse> {
+      if (request.priorityClass === PriorityClass.PRIORITY_CLASS_UNSPECIFIED) {
+        throw new ServerError(Status.INVALID_ARGUMENT, "priority_class must be set");
+      }
+      if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
+      const ticket = limiter.request(request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs, context.signal);
+      if (ticket.queuePosition !== undefined) {
+        yield { event: { $case: "queued", value: { position: ticket.queuePosition, estimatedWaitMs: ticket.estimatedWaitMs } } };
+      }
+      let outcome;
+      try {
+        outcome = await ticket.outcome;
+      } catch (error) {
+        outcomes.inc({ outcome: "cancelled" });
+        throw error;
+      }
+      if (outcome.kind === "rejected") {
+        rejectedTotal += 1;
+        outcomes.inc({ outcome: outcome.reason });
+        logger.debug({ request_id: request.requestId, reason: outcome.reason }, "rejected");
+        yield {
+          event: {
+            $case: "rejected",
+            value: {
+              reason: rejectReasons[outcome.reason],
+              message: rejectionMessage(outcome.reason),
+              retryAfterMs: Math.max(1, outcome.retryAfterMs),
+            },
+          },
+        };
+        return;
+      }
+      const { slot } = outcome;
+      grantedTotal += 1;
+      outcomes.inc({ outcome: "granted" });
+      try {
+        yield { event: { $case: "granted", value: { slotId: slot.id, queuedMs: slot.queuedMs } } };
+        // Hold the slot until the caller closes the stream (or vanishes).
+        await forever(context.signal);
+      } finally {
+        slot.release();
+      }
+    },
+
+    async getStats() {
+      return {
+        inFlight: limiter.inFlightCount,
+        queued: limiter.queuedCount,
+        capacity: limiter.capacity,
+        grantedTotal,
+        rejectedTotal,
+      };
+    },
+  };
+}
+
+function rejectionMessage(reason: keyof typeof rejectReasons): string {
+  switch (reason) {
+    case "queue_full":
+      return "the server is at capacity and its queue is full; retry later";
+    case "queue_timeout":
+      return "the request waited too long for capacity; retry later";
+    case "shutting_down":
+      return "admission is shutting down; retry on another replica";
+  }
+}

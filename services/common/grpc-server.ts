@@ -1,0 +1,69 @@
+import { createServer, type Server } from "nice-grpc";
+import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
+import type { Logger } from "./logger.js";
+import { addReflection } from "./reflection.js";
+
+/** Server channel options: keepalives find dead peers; a maximum connection age makes
+ * clients reconnect now and then, so HTTP/2 connections rebalance across replicas. */
+export const serverChannelOptions = Object.freeze({
+  "grpc.keepalive_time_ms": 20_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+  "grpc.keepalive_permit_without_calls": 1,
+  "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+  "grpc.max_connection_age_ms": 30 * 60_000,
+  // Long streams (a generation, a worker's membership) may finish on the old connection.
+  "grpc.max_connection_age_grace_ms": 60 * 60_000,
+});
+
+/** A listening gRPC server with health and reflection. */
+export interface GrpcServer {
+  readonly server: Server;
+  readonly health: HealthState;
+  /** The port it listens on (useful when asked for port 0). */
+  readonly port: number;
+  /** Sets every service (and the overall "") to SERVING or NOT_SERVING. */
+  setServing(serving: boolean): void;
+  /** Waits up to `graceMs` for calls to finish, then cuts the rest. */
+  close(graceMs: number): Promise<void>;
+}
+
+/**
+ * Creates a nice-grpc server with grpc.health.v1 and reflection, lets `addServices`
+ * add the process's own services, listens on `address` and reports SERVING.
+ */
+export async function startGrpcServer(options: {
+  address: string;
+  serviceNames: readonly string[];
+  addServices: (server: Server) => void;
+  logger: Logger;
+}): Promise<GrpcServer> {
+  const server = createServer(serverChannelOptions);
+  const health = HealthState();
+  server.add(HealthDefinition, HealthServiceImpl(health));
+  addReflection(server, options.serviceNames);
+  options.addServices(server);
+  const port = await server.listen(options.address);
+  const setServing = (serving: boolean) => {
+    for (const name of ["", ...options.serviceNames]) health.setStatus(serving ? "healthy" : "unhealthy", name);
+  };
+  setServing(true);
+  options.logger.info({ address: options.address, port, services: options.serviceNames }, "gRPC server listening");
+  return {
+    server,
+    health,
+    port,
+    setServing,
+    async close(graceMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), graceMs);
+      });
+      const outcome = await Promise.race([server.shutdown().then(() => "done" as const), timedOut]);
+      clearTimeout(timer);
+      if (outcome === "timeout") {
+        options.logger.warn({ graceMs }, "calls still open after the grace period; cutting them");
+        server.forceShutdown();
+      }
+    },
+  };
+}

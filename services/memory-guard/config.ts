@@ -1,0 +1,26 @@
+import { z } from "zod";
+import { integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+
+export const memoryGuardConfigSchema = z
+  .object({
+    /** host:port of the gRPC server. */
+    listen: z.string().default("127.0.0.1:50053"),
+    /** Host of the Prometheus endpoint. */
+    metricsHost: z.string().default("127.0.0.1"),
+    /** Port of the Prometheus endpoint. */
+    metricsPort: port().default(9103),
+    /** Usage ratio at which a device enters warn pressure. */
+    warnRatio: z.coerce.number().gt(0).lt(1).default(0.85),
+    /** Usage ratio at which a device enters critical pressure. */
+    criticalRatio: z.coerce.number().gt(0).max(1).default(0.95),
+    /** How long SIGTERM waits for open streams. */
+    shutdownGraceMs: integer(0, 600_000).default(2_000),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
+  })
+  .refine((config) => config.warnRatio < config.criticalRatio, {
+    path: ["warnRatio"],
+    message: "must be below criticalRatio",
+  });
+
+export const loadMemoryGuardConfig = (sources: ConfigSources) =>
+  loadConfig(memoryGuardConfigSchema, sources, "INFERMESH_MEMORY_GUARD_");

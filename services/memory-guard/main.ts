@@ -1,0 +1,34 @@
+import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
+import { startGrpcServer } from "../common/grpc-server.js";
+import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
+import { createLogger, type Logger } from "../common/logger.js";
+import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
+import { loadMemoryGuardConfig } from "./config.js";
+import { KvLedger } from "./kv-ledger.js";
+import { createMemoryGuardService } from "./memory-guard-service.js";
+
+let logger: Logger | undefined;
+try {
+  const config = loadMemoryGuardConfig({ argv: process.argv.slice(2), env: process.env });
+  logger = createLogger("memory-guard", config.logLevel);
+  const registry = createMetricsRegistry("memory-guard");
+  const ledger = new KvLedger({ warnRatio: config.warnRatio, criticalRatio: config.criticalRatio });
+  const lifetime = new AbortController();
+  const service = createMemoryGuardService({ ledger, registry, logger, lifetime: lifetime.signal });
+  const grpc = await startGrpcServer({
+    address: config.listen,
+    serviceNames: [MemoryGuardServiceDefinition.fullName],
+    logger,
+    addServices: (server) => server.add(MemoryGuardServiceDefinition, service),
+  });
+  const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry);
+  logger.info({ metricsPort: metrics.port }, "memory-guard ready");
+  exitOnSignals(logger, async () => {
+    grpc.setServing(false);
+    lifetime.abort();
+    await grpc.close(config.shutdownGraceMs);
+    metrics.server.close();
+  });
+} catch (error) {
+  exitOnStartupFailure(logger, error);
+}

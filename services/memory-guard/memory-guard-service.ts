@@ -1,0 +1,148 @@
+import { forever } from "abort-controller-x";
+import { pushable } from "it-pushable";
+import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { PressureLevel } from "../../gen/infermesh/common/v1/common.js";
+import {
+  MemoryGuardServiceDefinition,
+  type ReportRequest,
+  type ReportResponse,
+  type ReserveRequest,
+  type ReserveResponse,
+  type WatchResponse,
+} from "../../gen/infermesh/memory/v1/memory_service.js";
+import type { Logger } from "../common/logger.js";
+import type { KvLedger } from "./kv-ledger.js";
+
+export interface MemoryGuardServiceDeps {
+  readonly ledger: KvLedger;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  /** Aborts when the process shuts down, ending long-lived streams. */
+  readonly lifetime: AbortSignal;
+}
+
+/** MemoryGuardService: KV accounting from worker reports and reservations, pressure to watchers. */
+export function createMemoryGuardService(
+  deps: MemoryGuardServiceDeps,
+): ServiceImplementation<typeof MemoryGuardServiceDefinition> {
+  const { ledger, logger } = deps;
+  const evictions = new Counter({
+    name: "infermesh_memory_evict_requests_total",
+    help: "EvictIdle commands sent to workers",
+    registers: [deps.registry],
+  });
+  const labels = ["worker_id", "device"] as const;
+  const usedGauge = new Gauge({ name: "infermesh_memory_kv_used_tokens", help: "KV cells in use per device", labelNames: labels, registers: [deps.registry] });
+  const totalGauge = new Gauge({ name: "infermesh_memory_kv_total_tokens", help: "KV cells per device", labelNames: labels, registers: [deps.registry] });
+  const levelGauge = new Gauge({
+    name: "infermesh_memory_pressure_level",
+    help: "Pressure level per device: 1 normal, 2 warn, 3 critical",
+    labelNames: labels,
+    registers: [deps.registry],
+  });
+  ledger.onChange(() => {
+    usedGauge.reset();
+    totalGauge.reset();
+    levelGauge.reset();
+    for (const device of ledger.snapshot().devices) {
+      const deviceLabels = { worker_id: device.workerId, device: device.device };
+      usedGauge.set(deviceLabels, device.kvUsedTokens);
+      totalGauge.set(deviceLabels, device.kvTotalTokens);
+      levelGauge.set(deviceLabels, device.level);
+    }
+  });
+
+  return {
+    async *report(requests: AsyncIterable<ReportRequest>, context: CallContext): AsyncIterable<ReportResponse> {
+      const signal = AbortSignal.any([context.signal, deps.lifetime]);
+      const commands = pushable<ReportResponse>({ objectMode: true });
+      let workerId: string | undefined;
+      let lastLevel = PressureLevel.PRESSURE_LEVEL_UNSPECIFIED;
+      let evictAskedAt = 0;
+      const consume = async () => {
+        for await (const request of requests) {
+          if (request.event?.$case !== "kvReport") continue;
+          const report = request.event.value;
+          if (report.workerId === "") throw new ServerError(Status.INVALID_ARGUMENT, "kv_report.worker_id must be set");
+          if (workerId !== undefined && workerId !== report.workerId) {
+            throw new ServerError(Status.INVALID_ARGUMENT, "one Report stream carries one worker");
+          }
+          if (workerId === undefined) logger.info({ worker_id: report.workerId, device: report.device }, "worker reporting");
+          workerId = report.workerId;
+          ledger.report(workerId, report.device, report.kvUsedTokens, report.kvTotalTokens, report.idleSequences);
+          const level = ledger.levelOf(workerId);
+          if (level !== lastLevel) {
+            lastLevel = level;
+            commands.push({ event: { $case: "pressureChanged", value: { level } } });
+          }
+          const excess = ledger.excessOverWarn(workerId);
+          if (excess > 0 && report.idleSequences > 0 && Date.now() - evictAskedAt > 1_000) {
+            evictAskedAt = Date.now();
+            evictions.inc();
+            commands.push({ event: { $case: "evictIdle", value: { targetFreeTokens: excess } } });
+          }
+        }
+      };
+      const consumed = consume().then(
+        () => commands.end(),
+        (error: unknown) => commands.end(error instanceof Error ? error : new Error(String(error))),
+      );
+      const onAbort = () => commands.end();
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        yield* commands;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        if (workerId !== undefined) {
+          ledger.remove(workerId);
+          logger.info({ worker_id: workerId }, "worker stopped reporting");
+        }
+        void consumed;
+      }
+    },
+
+    async *watch(_request, context: CallContext): AsyncIterable<WatchResponse> {
+      const signal = AbortSignal.any([context.signal, deps.lifetime]);
+      const snapshots = pushable<WatchResponse>({ objectMode: true });
+      let last = "";
+      const publish = () => {
+        const snapshot = ledger.snapshot();
+        const key = JSON.stringify(snapshot);
+        if (key === last) return;
+        last = key;
+        snapshots.push(snapshot);
+      };
+      const unsubscribe = ledger.onChange(publish);
+      const onAbort = () => snapshots.end();
+      signal.addEventListener("abort", onAbort, { once: true });
+      publish();
+      try {
+        yield* snapshots;
+      } finally {
+        unsubscribe();
+        signal.removeEventListener("abort", onAbort);
+      }
+    },
+
+    async *reserve(request: ReserveRequest, context: CallContext): AsyncIterable<ReserveResponse> {
+      if (request.workerId === "") throw new ServerError(Status.INVALID_ARGUMENT, "worker_id must be set");
+      const release = ledger.reserve(request.workerId, request.kvTokens);
+      try {
+        const total = ledger.totalTokens(request.workerId);
+        yield {
+          event: {
+            $case: "reserved",
+            value: {
+              level: ledger.levelOf(request.workerId),
+              deviceFreeTokens: Math.max(0, total - ledger.usedTokens(request.workerId)),
+            },
+          },
+        };
+        await forever(AbortSignal.any([context.signal, deps.lifetime]));
+      } finally {
+        release();
+      }
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
+import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
+import { systemClock } from "../common/clock.js";
+import { createGrpcClient, openChannel } from "../common/grpc-client.js";
+import { startGrpcServer } from "../common/grpc-server.js";
+import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
+import { createLogger, type Logger } from "../common/logger.js";
+import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
+import { loadRouterConfig } from "./config.js";
+import { Fleet } from "./fleet.js";
+import { watchPressure } from "./pressure-watch.js";
+import { createRouterService } from "./router-service.js";
+
+let logger: Logger | undefined;
+try {
+  const config = loadRouterConfig({ argv: process.argv.slice(2), env: process.env });
+  logger = createLogger("router", config.logLevel);
+  const registry = createMetricsRegistry("router");
+  const fleet = new Fleet(systemClock, config.reportIntervalMs * config.staleAfterReports);
+  const lifetime = new AbortController();
+  const service = createRouterService({ fleet, reportIntervalMs: config.reportIntervalMs, registry, logger, lifetime: lifetime.signal });
+  const grpc = await startGrpcServer({
+    address: config.listen,
+    serviceNames: [RouterServiceDefinition.fullName],
+    logger,
+    addServices: (server) => server.add(RouterServiceDefinition, service),
+  });
+  const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry);
+  if (config.memoryGuardAddress !== "") {
+    const memoryGuard = createGrpcClient(MemoryGuardServiceDefinition, openChannel(config.memoryGuardAddress), 2_000);
+    void watchPressure(memoryGuard, fleet, logger, lifetime.signal);
+  }
+  logger.info({ metricsPort: metrics.port }, "router ready");
+  exitOnSignals(logger, async () => {
+    grpc.setServing(false);
+    lifetime.abort();
+    await grpc.close(config.shutdownGraceMs);
+    metrics.server.close();
+  });
+} catch (error) {
+  exitOnStartupFailure(logger, error);
+}

@@ -1,0 +1,26 @@
+import type { Client } from "nice-grpc";
+import type { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
+import { keepConnected } from "../common/backoff.js";
+import type { Logger } from "../common/logger.js";
+import type { Fleet } from "./fleet.js";
+
+/**
+ * Mirrors memory-guard's pressure into the fleet through its Watch stream, reconnecting
+ * with backoff. While memory-guard is away the last known levels stay in force.
+ */
+export function watchPressure(
+  client: Client<typeof MemoryGuardServiceDefinition>,
+  fleet: Fleet,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  return keepConnected(
+    async (attemptSignal) => {
+      for await (const snapshot of client.watch({}, { signal: attemptSignal })) {
+        for (const device of snapshot.devices) fleet.setPressure(device.workerId, device.level);
+      }
+    },
+    signal,
+    (error, retryInMs) => logger.warn({ err: error, retryInMs }, "memory-guard watch lost; keeping last pressure"),
+  );
+}

@@ -1,0 +1,120 @@
+import { trace } from "@opentelemetry/api";
+import { pushable } from "it-pushable";
+import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
+import { Counter, Gauge, type Registry } from "prom-client";
+import {
+  type ConnectRequest,
+  type ConnectResponse,
+  type PickRequest,
+  RouterServiceDefinition,
+} from "../../gen/infermesh/router/v1/router_service.js";
+import type { Logger } from "../common/logger.js";
+import type { Fleet, FleetMember } from "./fleet.js";
+import { rankByLoad } from "./least-loaded.js";
+
+export interface RouterServiceDeps {
+  readonly fleet: Fleet;
+  readonly reportIntervalMs: number;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  /** Aborts when the process shuts down, ending the workers' streams. */
+  readonly lifetime: AbortSignal;
+}
+
+/** RouterService: the fleet from workers' Connect streams, and least-loaded picks. */
+export function createRouterService(deps: RouterServiceDeps): ServiceImplementation<typeof RouterServiceDefinition> {
+  const { fleet, logger } = deps;
+  const picks = new Counter({
+    name: "infermesh_router_picks_total",
+    help: "Pick outcomes",
+    labelNames: ["outcome"] as const,
+    registers: [deps.registry],
+  });
+  new Gauge({
+    name: "infermesh_router_workers",
+    help: "Connected workers",
+    registers: [deps.registry],
+    collect() {
+      this.set(fleet.list().length);
+    },
+  });
+
+  return {
+    async pick(request: PickRequest) {
+      if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
+      const excluded = new Set(request.excludeWorkerIds);
+      const eligible = fleet.eligible(request.model).filter((member) => !excluded.has(member.registration.workerId));
+      if (eligible.length === 0) {
+        const known = fleet.hasEverServed(request.model);
+        picks.inc({ outcome: known ? "no_worker" : "unknown_model" });
+        throw known
+          ? new ServerError(Status.UNAVAILABLE, `no worker is serving model "${request.model}" right now`)
+          : new ServerError(Status.NOT_FOUND, `model "${request.model}" is not served by any worker`);
+      }
+      const ranked = rankByLoad(eligible);
+      const chosen = ranked[0]!.member;
+      chosen.inFlightPicks += 1;
+      picks.inc({ outcome: "picked" });
+      const reason = ranked.length === 1 ? "only-eligible-worker" : "least-loaded";
+      trace.getActiveSpan()?.setAttributes({
+        "infermesh.router.worker_id": chosen.registration.workerId,
+        "infermesh.router.reason": reason,
+        "infermesh.router.candidates": ranked.length,
+      });
+      return {
+        candidates: ranked.map(({ member, score }) => ({
+          workerId: member.registration.workerId,
+          address: member.registration.address,
+          score,
+        })),
+        reason,
+      };
+    },
+
+    async *connect(requests: AsyncIterable<ConnectRequest>, context: CallContext): AsyncIterable<ConnectResponse> {
+      const iterator = requests[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done) return;
+      if (first.value.event?.$case !== "register") {
+        throw new ServerError(Status.INVALID_ARGUMENT, "the first Connect message must be register");
+      }
+      const registration = first.value.event.value;
+      if (registration.workerId === "" || registration.address === "") {
+        throw new ServerError(Status.INVALID_ARGUMENT, "register.worker_id and register.address must be set");
+      }
+      const member: FleetMember = fleet.join(registration);
+      logger.info(
+        { worker_id: registration.workerId, address: registration.address, models: registration.models.map((model) => model.id) },
+        "worker joined",
+      );
+      const outgoing = pushable<ConnectResponse>({ objectMode: true });
+      outgoing.push({ event: { $case: "registered", value: { reportIntervalMs: deps.reportIntervalMs } } });
+      const signal = AbortSignal.any([context.signal, deps.lifetime]);
+      const onAbort = () => outgoing.end();
+      signal.addEventListener("abort", onAbort, { once: true });
+      const consumed = (async () => {
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done) break;
+          if (next.value.event?.$case === "loadReport") fleet.report(member, next.value.event.value);
+        }
+      })().then(
+        () => outgoing.end(),
+        (error: unknown) => outgoing.end(error instanceof Error ? error : new Error(String(error))),
+      );
+      try {
+        yield* outgoing;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        if (fleet.leave(registration.workerId, member.connectionId)) {
+          logger.info({ worker_id: registration.workerId }, "worker left");
+        }
+        void consumed;
+      }
+    },
+
+    async listWorkers() {
+      return { workers: fleet.list() };
+    },
+  };
+}

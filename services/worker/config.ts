@@ -1,0 +1,48 @@
+import { z } from "zod";
+import { integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+
+export const workerConfigSchema = z.object({
+  /** Unique id of this worker, stable across restarts; defaults to worker-<port>. */
+  workerId: z.string().default(""),
+  /** host:port of the gRPC server. */
+  listen: z.string().default("127.0.0.1:50060"),
+  /** host:port the router gives to callers; defaults to the listen address. */
+  advertiseAddress: z.string().default(""),
+  /** Host of the Prometheus endpoint. */
+  metricsHost: z.string().default("127.0.0.1"),
+  /** Port of the Prometheus endpoint. */
+  metricsPort: port().default(9110),
+  /** host:port of the router to register with. */
+  routerAddress: z.string().default("127.0.0.1:50052"),
+  /** host:port of memory-guard to report KV usage to; empty to run without. */
+  memoryGuardAddress: z.string().default("127.0.0.1:50053"),
+  /** Engine kind; llamacpp is the one this build ships. */
+  engine: z.enum(["llamacpp"]).default("llamacpp"),
+  /** Path of a GGUF file; empty serves the generated test model. */
+  modelPath: z.string().default(""),
+  /** Model id clients use; defaults to the GGUF file name. */
+  modelId: z.string().default(""),
+  /** Size of the generated test model when modelPath is empty. */
+  testModelSize: z.enum(["tiny", "small", "medium"]).default("small"),
+  /** Where the generated test model is cached. */
+  cacheDir: z.string().default(".cache/models"),
+  /** "cpu" forces the CPU; "auto" uses CUDA, Vulkan or Metal when present. */
+  gpu: z.enum(["auto", "cpu"]).default("auto"),
+  /** CPU threads for decoding (1 measured fastest on a 2-core machine). */
+  threads: integer(1, 512).default(1),
+  /** KV cells per sequence: the longest prompt plus output one request may use. */
+  contextTokens: integer(64, 1_048_576).default(2_048),
+  /** Sequences decoded together. */
+  sequences: integer(1, 256).default(4),
+  /** Tokens evaluated per batch step. */
+  batchSize: integer(1, 65_536).default(512),
+  /** Output bound when a request sets none. */
+  defaultMaxTokens: integer(1, 1_048_576).default(256),
+  /** How long SIGTERM waits for running generations. */
+  shutdownGraceMs: integer(0, 600_000).default(10_000),
+  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
+});
+
+export type WorkerConfig = z.infer<typeof workerConfigSchema>;
+
+export const loadWorkerConfig = (sources: ConfigSources) => loadConfig(workerConfigSchema, sources, "INFERMESH_WORKER_");

@@ -1,0 +1,39 @@
+import { resolve } from "node:path";
+import type { Logger } from "../common/logger.js";
+import type { WorkerConfig } from "./config.js";
+import type { Engine } from "./engines/engine.js";
+import { LlamaCppEngine } from "./engines/llamacpp/llamacpp-engine.js";
+import { ensureTestModel } from "./engines/llamacpp/test-model/generate.js";
+
+/** The id under which the generated test model is served. */
+export const testModelId = "infermesh-test";
+
+/** Builds the configured engine; with no model configured, generates and serves the test model. */
+export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<Engine> {
+  let modelPath = config.modelPath;
+  let modelId = config.modelId || undefined;
+  let description = "GGUF model";
+  if (modelPath === "") {
+    const testModel = await ensureTestModel({ cacheDir: resolve(config.cacheDir), size: config.testModelSize });
+    modelPath = testModel.path;
+    modelId ??= testModelId;
+    description = `infermesh test model: ${testModel.parameterCount.toLocaleString("en")} random weights, real BPE tokenizer; its answers are nonsense`;
+    logger.warn(
+      { path: testModel.path, parameters: testModel.parameterCount, created: testModel.created, build_ms: Math.round(testModel.elapsedMs) },
+      `No model configured: serving the generated test model "${modelId}" (random weights: its answers are nonsense). ` +
+        `To serve a real model, point the worker at a GGUF, e.g. INFERMESH_WORKER_MODEL_PATH=/models/gpt-oss-20b-mxfp4.gguf npm start`,
+    );
+  }
+  logger.info({ modelPath, threads: config.threads, contextTokens: config.contextTokens, sequences: config.sequences }, "loading model");
+  return LlamaCppEngine.load({
+    modelPath,
+    modelId,
+    description,
+    gpu: config.gpu,
+    threads: config.threads,
+    contextTokens: config.contextTokens,
+    sequences: config.sequences,
+    batchSize: config.batchSize,
+    defaultMaxTokens: config.defaultMaxTokens,
+  });
+}

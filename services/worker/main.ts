@@ -1,0 +1,87 @@
+import { ServingState } from "../../gen/infermesh/common/v1/common.js";
+import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
+import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
+import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
+import { createGrpcClient, openChannel } from "../common/grpc-client.js";
+import { startGrpcServer } from "../common/grpc-server.js";
+import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
+import { createLogger, type Logger } from "../common/logger.js";
+import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
+import { loadWorkerConfig } from "./config.js";
+import { loadEngine } from "./engine-loader.js";
+import { KvReservations } from "./kv-reservations.js";
+import { keepReportingKv } from "./kv-reporter.js";
+import { keepRegistered } from "./membership.js";
+import { exportEngineMetrics } from "./engine-metrics.js";
+import { createWorkerService, type WorkerRuntime } from "./worker-service.js";
+
+let logger: Logger | undefined;
+try {
+  const config = loadWorkerConfig({ argv: process.argv.slice(2), env: process.env });
+  const workerId = config.workerId || `worker-${config.listen.split(":").pop()}`;
+  logger = createLogger("worker", config.logLevel).child({ worker_id: workerId });
+  const log = logger;
+  const registry = createMetricsRegistry("worker");
+  const lifetime = new AbortController();
+  const runtime: WorkerRuntime = { engine: undefined, state: ServingState.SERVING_STATE_LOADING, stateReason: "" };
+  const memoryGuard = config.memoryGuardAddress
+    ? createGrpcClient(MemoryGuardServiceDefinition, openChannel(config.memoryGuardAddress), 2_000)
+    : undefined;
+  const reservations = new KvReservations(memoryGuard, workerId, log);
+  const grpc = await startGrpcServer({
+    address: config.listen,
+    serviceNames: [WorkerServiceDefinition.fullName],
+    logger: log,
+    addServices: (server) => server.add(WorkerServiceDefinition, createWorkerService({ workerId, runtime, reservations, registry, logger: log })),
+  });
+  // Health says NOT_SERVING until the model has loaded.
+  grpc.setServing(false);
+  const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry);
+  const address = config.advertiseAddress || config.listen.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/:0$/, `:${grpc.port}`);
+
+  exitOnSignals(log, async () => {
+    // Leave the fleet first (closing Connect drops us from the router at once), then
+    // let running generations finish.
+    runtime.state = ServingState.SERVING_STATE_DRAINING;
+    grpc.setServing(false);
+    lifetime.abort();
+    await grpc.close(config.shutdownGraceMs);
+    await runtime.engine?.close();
+    metrics.server.close();
+  });
+
+  try {
+    runtime.engine = await loadEngine(config, log);
+  } catch (error) {
+    runtime.state = ServingState.SERVING_STATE_FAILED;
+    runtime.stateReason = error instanceof Error ? error.message : String(error);
+    log.error({ err: error }, `the model failed to load; this worker stays NOT_SERVING: ${runtime.stateReason}`);
+  }
+  const engine = runtime.engine;
+  if (engine) {
+    runtime.state = ServingState.SERVING_STATE_SERVING;
+    grpc.setServing(true);
+    exportEngineMetrics(registry, engine, workerId);
+    log.info({ address, device: engine.device, models: engine.models().map((model) => model.id), metricsPort: metrics.port }, "worker ready");
+    const onLoadChange = (listener: () => void) => engine.onLoadChange(listener);
+    void keepRegistered({
+      client: createGrpcClient(RouterServiceDefinition, openChannel(config.routerAddress), 2_000),
+      workerId,
+      address,
+      runtime,
+      onLoadChange,
+      onDrain: (reason) => {
+        log.info({ reason }, "draining at the router's request");
+        runtime.state = ServingState.SERVING_STATE_DRAINING;
+        grpc.setServing(false);
+      },
+      logger: log,
+      signal: lifetime.signal,
+    });
+    if (memoryGuard) {
+      void keepReportingKv({ client: memoryGuard, workerId, runtime, onLoadChange, logger: log, signal: lifetime.signal });
+    }
+  }
+} catch (error) {
+  exitOnStartupFailure(logger, error);
+}
