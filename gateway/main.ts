@@ -1,0 +1,49 @@
+import { ChatServiceDefinition } from "../gen/infermesh/gateway/v1/chat_service.js";
+import { ModelServiceDefinition } from "../gen/infermesh/gateway/v1/model_service.js";
+import { startGrpcServer } from "../services/common/grpc-server.js";
+import { exitOnSignals, exitOnStartupFailure } from "../services/common/lifecycle.js";
+import { createLogger, type Logger } from "../services/common/logger.js";
+import { createMetricsRegistry } from "../services/common/metrics.js";
+import { createChatFlowMetrics, type ChatFlowDeps } from "./chat-flow.js";
+import { loadGatewayConfig } from "./config.js";
+import { createChatService } from "./grpc/chat-service.js";
+import { createModelService } from "./grpc/model-service.js";
+import { buildHttpServer } from "./http/server.js";
+import { MeshClients } from "./mesh/clients.js";
+import { ModelCatalog } from "./mesh/models.js";
+
+let logger: Logger | undefined;
+try {
+  const config = loadGatewayConfig({ argv: process.argv.slice(2), env: process.env });
+  logger = createLogger("gateway", config.logLevel);
+  const registry = createMetricsRegistry("gateway");
+  const clients = new MeshClients(config.admissionAddress, config.routerAddress, config.unaryTimeoutMs);
+  const catalog = new ModelCatalog(clients, config.modelCacheMs);
+  const chat: ChatFlowDeps = { clients, catalog, metrics: createChatFlowMetrics(registry), defaultMaxTokens: config.defaultMaxTokens };
+  const grpc = await startGrpcServer({
+    address: config.grpcListen,
+    serviceNames: [ChatServiceDefinition.fullName, ModelServiceDefinition.fullName],
+    logger,
+    addServices: (server) => {
+      server.add(ChatServiceDefinition, createChatService(chat));
+      server.add(ModelServiceDefinition, createModelService(catalog));
+    },
+  });
+  const http = buildHttpServer({
+    chat,
+    registry,
+    logger,
+    bodyLimitBytes: config.bodyLimitBytes,
+    ready: async () => (await catalog.list()).length > 0,
+  });
+  const address = await http.listen({ host: config.host, port: config.port });
+  logger.info({ url: address, grpcPort: grpc.port }, `infermesh gateway ready at ${address}`);
+  const log = logger;
+  exitOnSignals(log, async () => {
+    grpc.setServing(false);
+    await Promise.all([http.close(), grpc.close(config.shutdownGraceMs)]);
+    clients.close();
+  });
+} catch (error) {
+  exitOnStartupFailure(logger, error);
+}

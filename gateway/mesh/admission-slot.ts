@@ -1,0 +1,42 @@
+import { Status } from "nice-grpc";
+import { RejectReason, type AcquireRequest } from "../../gen/infermesh/admission/v1/admission_service.js";
+import { ApiError } from "../errors.js";
+import type { MeshClients } from "./clients.js";
+
+/** A granted admission slot; held until released. */
+export interface AdmissionSlot {
+  readonly queuedMs: number;
+  /** Closes the Acquire stream, which frees the slot in admission. Idempotent. */
+  release(): void;
+}
+
+/**
+ * Opens an Acquire stream and waits for the grant. The slot lives exactly as long as
+ * the stream: `release()` (or `signal` aborting, or this process dying) closes it.
+ * A rejection becomes RESOURCE_EXHAUSTED (or UNAVAILABLE when admission is stopping)
+ * with the retry delay admission gave.
+ */
+export async function acquireSlot(clients: MeshClients, request: AcquireRequest, signal: AbortSignal): Promise<AdmissionSlot> {
+  const stream = new AbortController();
+  const onAbort = () => stream.abort(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  const release = () => {
+    signal.removeEventListener("abort", onAbort);
+    stream.abort();
+  };
+  try {
+    for await (const response of clients.admission.acquire(request, { signal: stream.signal })) {
+      const event = response.event;
+      if (event?.$case === "granted") return { queuedMs: event.value.queuedMs, release };
+      if (event?.$case === "rejected") {
+        const { message, retryAfterMs, reason } = event.value;
+        const status = reason === RejectReason.REJECT_REASON_SHUTTING_DOWN ? Status.UNAVAILABLE : Status.RESOURCE_EXHAUSTED;
+        throw new ApiError(status, message, { code: status === Status.UNAVAILABLE ? "server_unavailable" : "server_overloaded", retryAfterMs });
+      }
+    }
+    throw new ApiError(Status.UNAVAILABLE, "admission closed the stream without a decision");
+  } catch (error) {
+    release();
+    throw error;
+  }
+}

@@ -1,0 +1,43 @@
+import type { Channel } from "@grpc/grpc-js";
+import type { Client } from "nice-grpc";
+import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
+import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
+import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
+import { createGrpcClient, openChannel } from "../../services/common/grpc-client.js";
+
+/** The gateway's clients into the mesh; one channel per peer, reused by every request. */
+export class MeshClients {
+  readonly admission: Client<typeof AdmissionServiceDefinition>;
+  readonly router: Client<typeof RouterServiceDefinition>;
+  private readonly workers = new Map<string, { channel: Channel; client: Client<typeof WorkerServiceDefinition> }>();
+  private readonly channels: Channel[];
+
+  constructor(
+    admissionAddress: string,
+    routerAddress: string,
+    private readonly unaryTimeoutMs: number,
+  ) {
+    const admissionChannel = openChannel(admissionAddress);
+    const routerChannel = openChannel(routerAddress);
+    this.channels = [admissionChannel, routerChannel];
+    this.admission = createGrpcClient(AdmissionServiceDefinition, admissionChannel, unaryTimeoutMs);
+    this.router = createGrpcClient(RouterServiceDefinition, routerChannel, unaryTimeoutMs);
+  }
+
+  /** The client of the worker at host:port (created on first use). */
+  worker(address: string): Client<typeof WorkerServiceDefinition> {
+    let entry = this.workers.get(address);
+    if (!entry) {
+      const channel = openChannel(address);
+      entry = { channel, client: createGrpcClient(WorkerServiceDefinition, channel, this.unaryTimeoutMs) };
+      this.workers.set(address, entry);
+    }
+    return entry.client;
+  }
+
+  close(): void {
+    for (const channel of this.channels) channel.close();
+    for (const { channel } of this.workers.values()) channel.close();
+    this.workers.clear();
+  }
+}
