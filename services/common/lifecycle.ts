@@ -25,6 +25,9 @@ export function exitOnSignals(logger: Logger, shutdown: () => Promise<void>): vo
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // Under the local supervisor an IPC channel ties the child to it: if the supervisor
+  // dies without stopping us, shut down rather than linger as an orphan.
+  if (process.send) process.once("disconnect", () => onSignal("SIGHUP"));
 }
 
 /** Logs a startup failure plainly and exits non-zero. */

@@ -1,6 +1,6 @@
 import type { Client } from "nice-grpc";
 import type { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
-import { keepConnected } from "../common/backoff.js";
+import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import type { Fleet } from "./fleet.js";
 
@@ -21,6 +21,6 @@ export function watchPressure(
       }
     },
     signal,
-    (error, retryInMs) => logger.warn({ err: error, retryInMs }, "memory-guard watch lost; keeping last pressure"),
+    logReconnect(logger, "memory-guard watch lost; keeping the last known pressure"),
   );
 }

@@ -14,7 +14,7 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
   let modelId = config.modelId || undefined;
   let description = "GGUF model";
   if (modelPath === "") {
-    const testModel = await ensureTestModel({ cacheDir: resolve(config.cacheDir), size: config.testModelSize });
+    const testModel = await ensureTestModel({ cacheDir: resolve(config.cacheDir), size: config.testModelSize, weightType: "f16" });
     modelPath = testModel.path;
     modelId ??= testModelId;
     description = `infermesh test model: ${testModel.parameterCount.toLocaleString("en")} random weights, real BPE tokenizer; its answers are nonsense`;

@@ -1,7 +1,7 @@
 import type { Client } from "nice-grpc";
 import { pushable } from "it-pushable";
 import type { MemoryGuardServiceDefinition, ReportRequest } from "../../gen/infermesh/memory/v1/memory_service.js";
-import { keepConnected } from "../common/backoff.js";
+import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import type { WorkerRuntime } from "./worker-service.js";
 
@@ -57,6 +57,6 @@ export function keepReportingKv(options: {
       }
     },
     options.signal,
-    (error, retryInMs) => logger.warn({ err: error, retryInMs }, "memory-guard stream lost; reconnecting"),
+    logReconnect(logger, "memory-guard stream lost; reconnecting"),
   );
 }

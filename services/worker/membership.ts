@@ -1,7 +1,7 @@
 import type { Client } from "nice-grpc";
 import { pushable } from "it-pushable";
 import type { ConnectRequest, LoadReport, RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
-import { keepConnected } from "../common/backoff.js";
+import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import type { WorkerRuntime } from "./worker-service.js";
 
@@ -73,7 +73,7 @@ export function keepRegistered(options: {
       }
     },
     options.signal,
-    (error, retryInMs) => logger.warn({ err: error, retryInMs }, "router stream lost; re-registering"),
+    logReconnect(logger, "router stream lost; re-registering"),
   );
 }
 

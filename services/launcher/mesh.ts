@@ -1,0 +1,106 @@
+import { join } from "node:path";
+import { repoRoot } from "../common/paths.js";
+import type { ChildSpec } from "./supervisor.js";
+
+/** The ports of one local mesh; the defaults are ARCHITECTURE.md's. */
+export interface MeshPorts {
+  readonly gatewayHttp: number;
+  readonly gatewayGrpc: number;
+  readonly admission: number;
+  readonly router: number;
+  readonly memoryGuard: number;
+  /** Worker i listens on workerBase + i. */
+  readonly workerBase: number;
+  readonly admissionMetrics: number;
+  readonly routerMetrics: number;
+  readonly memoryGuardMetrics: number;
+  /** Worker i serves metrics on workerMetricsBase + i. */
+  readonly workerMetricsBase: number;
+}
+
+export const defaultPorts: MeshPorts = Object.freeze({
+  gatewayHttp: 8000,
+  gatewayGrpc: 50050,
+  admission: 50051,
+  router: 50052,
+  memoryGuard: 50053,
+  workerBase: 50060,
+  admissionMetrics: 9101,
+  routerMetrics: 9102,
+  memoryGuardMetrics: 9103,
+  workerMetricsBase: 9110,
+});
+
+export interface MeshLayout {
+  readonly ports: MeshPorts;
+  readonly host: string;
+  readonly workers: number;
+  /** Extra flags for every worker (e.g. --model-path). */
+  readonly workerArgs: readonly string[];
+  /** Extra flags for the gateway. */
+  readonly gatewayArgs?: readonly string[];
+  /** Extra flags for admission. */
+  readonly admissionArgs?: readonly string[];
+}
+
+/** The compiled entry point of a service, e.g. dist/services/router/main.js. */
+export const entryPoint = (relative: string) => join(repoRoot(), "dist", relative);
+
+/** The Node flag that starts OpenTelemetry before anything else in a child. */
+export const telemetryImport = () => ["--import", entryPoint("services/common/telemetry/register.js")];
+
+/** The child processes of a local mesh, in start order. */
+export function meshChildren(layout: MeshLayout): ChildSpec[] {
+  const { ports, host } = layout;
+  const at = (port: number) => `${host}:${port}`;
+  const otel = (name: string) => ({ OTEL_SERVICE_NAME: process.env.OTEL_SERVICE_NAME ?? `infermesh-${name}` });
+  const children: ChildSpec[] = [
+    {
+      name: "memory-guard",
+      script: entryPoint("services/memory-guard/main.js"),
+      args: ["--listen", at(ports.memoryGuard), "--metrics-port", String(ports.memoryGuardMetrics)],
+      env: otel("memory-guard"),
+    },
+    {
+      name: "router",
+      script: entryPoint("services/router/main.js"),
+      args: ["--listen", at(ports.router), "--metrics-port", String(ports.routerMetrics), "--memory-guard-address", at(ports.memoryGuard)],
+      env: otel("router"),
+    },
+    {
+      name: "admission",
+      script: entryPoint("services/admission/main.js"),
+      args: ["--listen", at(ports.admission), "--metrics-port", String(ports.admissionMetrics), ...(layout.admissionArgs ?? [])],
+      env: otel("admission"),
+    },
+  ];
+  for (let index = 0; index < layout.workers; index += 1) {
+    children.push({
+      name: `worker-${index}`,
+      script: entryPoint("services/worker/main.js"),
+      args: [
+        "--worker-id", `worker-${index}`,
+        "--listen", at(ports.workerBase + index),
+        "--metrics-port", String(ports.workerMetricsBase + index),
+        "--router-address", at(ports.router),
+        "--memory-guard-address", at(ports.memoryGuard),
+        ...layout.workerArgs,
+      ],
+      env: otel("worker"),
+    });
+  }
+  children.push({
+    name: "gateway",
+    script: entryPoint("gateway/main.js"),
+    args: [
+      "--host", host,
+      "--port", String(ports.gatewayHttp),
+      "--grpc-listen", at(ports.gatewayGrpc),
+      "--admission-address", at(ports.admission),
+      "--router-address", at(ports.router),
+      ...(layout.gatewayArgs ?? []),
+    ],
+    env: otel("gateway"),
+  });
+  return children;
+}
