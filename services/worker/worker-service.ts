@@ -82,6 +82,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       if (first.done || first.value.kind !== "started") throw new ServerError(Status.INTERNAL, "the engine did not start");
       const started = first.value;
       const release = deps.reservations.hold(request.requestId, started.promptTokens + (request.sampling?.maxTokens ?? 0));
+      let outcome: "finished" | "cancelled" | "failed" | undefined;
       try {
         yield {
           event: {
@@ -95,7 +96,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
             next = await events.next();
           } catch (error) {
             if (isAbortError(error) || context.signal.aborted) throw error;
-            generations.inc({ outcome: "failed" });
+            outcome = "failed";
             logger.error({ err: error, request_id: request.requestId }, "generation failed");
             yield { event: { $case: "error", value: { statusCode: Status.INTERNAL, message: "the engine failed during generation", retryable: false } } };
             return;
@@ -106,7 +107,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
             generatedTokens.inc(event.tokenCount);
             yield { event: { $case: "delta", value: { text: event.text, tokenCount: event.tokenCount } } };
           } else if (event.kind === "finished") {
-            generations.inc({ outcome: event.finishReason === FinishReason.FINISH_REASON_CANCELLED ? "cancelled" : "finished" });
+            outcome = event.finishReason === FinishReason.FINISH_REASON_CANCELLED ? "cancelled" : "finished";
             yield {
               event: {
                 $case: "finished",
@@ -124,6 +125,8 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
           }
         }
       } finally {
+        // A caller that cancels stops reading before any terminal event.
+        generations.inc({ outcome: outcome ?? "cancelled" });
         release();
         await events.return?.();
       }

@@ -1,0 +1,166 @@
+/** Starts real infermesh processes on free loopback ports for integration tests. */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { meshChildren, telemetryImport, type MeshPorts } from "../../services/launcher/mesh.js";
+import { Supervisor } from "../../services/launcher/supervisor.js";
+
+/** Ports the OS says are free right now. */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => new Promise<Server>((resolve) => {
+      const server = createServer();
+      server.listen(0, "127.0.0.1", () => resolve(server));
+    })),
+  );
+  const ports = servers.map((server) => (server.address() as AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000): Promise<NonNullable<T>> {
+  const deadline = performance.now() + timeoutMs;
+  let lastError: unknown;
+  while (performance.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (error) {
+      lastError = error;
+    }
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+}
+
+/** A span as the OTLP/HTTP JSON exporter sends it, with its process's service name. */
+export interface CollectedSpan {
+  readonly service: string;
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId: string;
+  readonly name: string;
+  readonly attributes: Record<string, unknown>;
+}
+
+/** A minimal OTLP/HTTP (JSON) trace receiver: what a Collector would get. */
+export class OtlpCollector {
+  readonly spans: CollectedSpan[] = [];
+  private server: Server | undefined;
+  endpoint = "";
+
+  async start(): Promise<void> {
+    this.server = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on("data", (chunk: Buffer) => chunks.push(chunk));
+      request.on("end", () => {
+        try {
+          this.ingest(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+        } catch {
+          // Not JSON: ignore (the test would then miss spans and say so).
+        }
+        response.writeHead(200, { "content-type": "application/json" }).end("{}");
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    this.endpoint = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise((resolve) => this.server?.close(resolve));
+  }
+
+  private ingest(body: { resourceSpans?: any[] }): void {
+    for (const resourceSpans of body.resourceSpans ?? []) {
+      const service = attributesOf(resourceSpans.resource?.attributes)["service.name"] as string;
+      for (const scopeSpans of resourceSpans.scopeSpans ?? []) {
+        for (const span of scopeSpans.spans ?? []) {
+          this.spans.push({
+            service,
+            traceId: span.traceId,
+            spanId: span.spanId,
+            parentSpanId: span.parentSpanId ?? "",
+            name: span.name,
+            attributes: attributesOf(span.attributes),
+          });
+        }
+      }
+    }
+  }
+}
+
+function attributesOf(list: { key: string; value: Record<string, unknown> }[] | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const { key, value } of list ?? []) out[key] = Object.values(value)[0];
+  return out;
+}
+
+export interface TestMesh {
+  readonly baseUrl: string;
+  readonly ports: MeshPorts;
+  readonly supervisor: Supervisor;
+  /** Every output line of every process, "[name] line". */
+  readonly logs: string[];
+  stop(): Promise<void>;
+}
+
+/** Starts gateway, admission, router, memory-guard and one llama.cpp worker on the tiny test model. */
+export async function startTestMesh(options: {
+  otlpEndpoint?: string;
+  admissionArgs?: string[];
+  workerArgs?: string[];
+} = {}): Promise<TestMesh> {
+  const free = await freePorts(10);
+  const ports: MeshPorts = {
+    gatewayHttp: free[0]!,
+    gatewayGrpc: free[1]!,
+    admission: free[2]!,
+    router: free[3]!,
+    memoryGuard: free[4]!,
+    admissionMetrics: free[5]!,
+    routerMetrics: free[6]!,
+    memoryGuardMetrics: free[7]!,
+    workerBase: free[8]!,
+    workerMetricsBase: free[9]!,
+  };
+  const otel: Record<string, string> = options.otlpEndpoint
+    ? {
+        OTEL_EXPORTER_OTLP_ENDPOINT: options.otlpEndpoint,
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/json",
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+        OTEL_TRACES_SAMPLER: "always_on",
+      }
+    : { OTEL_SDK_DISABLED: "true" };
+  const logs: string[] = [];
+  const supervisor = new Supervisor({
+    nodeArgs: telemetryImport(),
+    onLine: (child, line) => logs.push(`[${child}] ${line}`),
+    onEvent: (message) => logs.push(`[supervisor] ${message}`),
+    restartInitialMs: 100,
+    stopGraceMs: 5_000,
+  });
+  const children = meshChildren({
+    ports,
+    host: "127.0.0.1",
+    workers: 1,
+    workerArgs: ["--test-model-size", "tiny", "--gpu", "cpu", "--context-tokens", "2048", ...(options.workerArgs ?? [])],
+    admissionArgs: options.admissionArgs,
+  }).map((child) => ({ ...child, env: { ...child.env, ...otel, INFERMESH_WORKER_LOG_LEVEL: "debug" } }));
+  supervisor.start(children);
+  const baseUrl = `http://127.0.0.1:${ports.gatewayHttp}`;
+  try {
+    await waitFor("the gateway to be ready", () => fetch(`${baseUrl}/readyz`).then((response) => response.ok), 60_000);
+  } catch (error) {
+    await supervisor.stop();
+    throw new Error(`${(error as Error).message}\n${logs.join("\n")}`);
+  }
+  return { baseUrl, ports, supervisor, logs, stop: () => supervisor.stop() };
+}
+
+/** Reads a Prometheus text metric's value (first sample whose line starts with `prefix`). */
+export async function metricValue(url: string, prefix: string): Promise<number | undefined> {
+  const text = await fetch(url).then((response) => response.text());
+  const line = text.split("\n").find((candidate) => candidate.startsWith(prefix));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
