@@ -80,9 +80,15 @@ export function openAiErrorBody(error: ApiError): OpenAiErrorBody {
   };
 }
 
+/** Transport failures of grpc-js name addresses and socket errors: never shown to callers. */
+const transportDetail = /No connection established|ECONNREFUSED|ECONNRESET|Connection dropped|RST_STREAM|Call cancelled|\d+\.\d+\.\d+\.\d+:\d+|\[[0-9a-f:]+\]:\d+/i;
+
 /** Classifies anything thrown on a request's path; internals never reach the caller. */
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
+  if (error instanceof ClientError && transportDetail.test(error.details)) {
+    return new ApiError(error.code, `a service of the mesh is unreachable (${Status[error.code]}); retry shortly`);
+  }
   if (error instanceof ClientError || error instanceof ServerError) return new ApiError(error.code, error.details);
   if (isAbortError(error)) return new ApiError(Status.CANCELLED, "the request was cancelled");
   return new ApiError(Status.INTERNAL, "internal error");

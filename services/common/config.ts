@@ -16,8 +16,11 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-/** Integer setting; accepts numbers from files and digits from env and flags. */
-export const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** Integer setting; accepts numbers from files and (only) decimal digits from env and flags. */
+export const integer = (min: number, max: number) =>
+  z
+    .union([z.number(), z.string().regex(/^-?\d+$/, "expected an integer").transform(Number)], { error: "expected an integer" })
+    .pipe(z.number().int().min(min).max(max));
 
 /** TCP port; 0 asks the OS for a free one. */
 export const port = () => integer(0, 65535);

@@ -12,6 +12,8 @@ interface DeviceAccount {
   reportedUsedTokens: number;
   totalTokens: number;
   idleSequences: number;
+  /** Whether the worker has reported at all (an entry may come from a reservation first). */
+  reported: boolean;
   readonly reservations: Map<number, number>;
   level: PressureLevel;
 }
@@ -40,6 +42,7 @@ export class KvLedger {
     account.reportedUsedTokens = usedTokens;
     account.totalTokens = totalTokens;
     account.idleSequences = idleSequences;
+    account.reported = true;
     this.changed(account);
   }
 
@@ -55,7 +58,14 @@ export class KvLedger {
     account.reservations.set(id, tokens);
     this.changed(account);
     return () => {
-      if (account.reservations.delete(id)) this.changed(account);
+      if (!account.reservations.delete(id)) return;
+      // An entry that only ever held reservations goes when the last one does.
+      if (!account.reported && account.reservations.size === 0 && this.devices.get(workerId) === account) {
+        this.devices.delete(workerId);
+        this.emit();
+      } else {
+        this.changed(account);
+      }
     };
   }
 
@@ -72,11 +82,12 @@ export class KvLedger {
     return this.devices.get(workerId)?.totalTokens ?? 0;
   }
 
-  /** Cells to free to get the device back under the warn threshold. */
+  /** Cells to free to get the device back below the warn threshold (to NORMAL). */
   excessOverWarn(workerId: string): number {
     const account = this.devices.get(workerId);
     if (!account) return 0;
-    return Math.max(0, Math.ceil(effectiveUsed(account) - this.thresholds.warnRatio * account.totalTokens));
+    const mostUsedWhileNormal = Math.ceil(this.thresholds.warnRatio * account.totalTokens) - 1;
+    return Math.max(0, effectiveUsed(account) - mostUsedWhileNormal);
   }
 
   snapshot(): WatchResponse {
@@ -102,6 +113,7 @@ export class KvLedger {
         reportedUsedTokens: 0,
         totalTokens: 0,
         idleSequences: 0,
+        reported: false,
         reservations: new Map(),
         level: PressureLevel.PRESSURE_LEVEL_NORMAL,
       };
