@@ -6,7 +6,7 @@ import { AdmissionServiceDefinition, type AcquireResponse } from "../../gen/infe
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import { entryPoint, telemetryImport } from "../../services/launcher/mesh.js";
 import { Supervisor } from "../../services/launcher/supervisor.js";
-import { freePorts, waitFor } from "./harness.js";
+import { freePorts, waitFor } from "../support/harness.js";
 
 let supervisor: Supervisor;
 let admission: Client<typeof AdmissionServiceDefinition>;

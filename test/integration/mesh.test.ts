@@ -9,8 +9,8 @@ import OpenAI from "openai";
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { ChatServiceDefinition } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
-import { metricValue, OtlpCollector, startTestMesh, waitFor, type TestMesh } from "./harness.js";
-import { listServices, describeSymbol } from "./reflection-client.js";
+import { metricValue, OtlpCollector, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
+import { listServices, describeSymbol } from "../support/reflection-client.js";
 
 const model = "infermesh-test";
 let mesh: TestMesh;

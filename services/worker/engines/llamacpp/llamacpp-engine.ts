@@ -4,7 +4,9 @@ import {
   getLlama,
   LlamaChat,
   LlamaCompletion,
+  resolveChatWrapper,
   type ChatHistoryItem,
+  type ChatWrapper,
   type Llama,
   type LlamaContext,
   type LlamaModel,
@@ -48,6 +50,8 @@ export class LlamaCppEngine implements Engine {
     private readonly pool: SequencePool,
     private readonly modelInfo: ModelInfo,
     private readonly options: LlamaCppOptions,
+    /** Resolved once: resolving parses the model's Jinja template, which is slow. */
+    private readonly chatWrapper: ChatWrapper,
   ) {}
 
   /** Loads the model and creates the context; throws with the reason when it cannot. */
@@ -70,7 +74,8 @@ export class LlamaCppEngine implements Engine {
       contextTokens: context.contextSize,
       description: options.description,
     };
-    return new LlamaCppEngine(llama, model, context, new SequencePool(sequences), modelInfo, options);
+    const chatWrapper = resolveChatWrapper(model);
+    return new LlamaCppEngine(llama, model, context, new SequencePool(sequences), modelInfo, options, chatWrapper);
   }
 
   get device(): string {
@@ -137,7 +142,7 @@ export class LlamaCppEngine implements Engine {
       // Each request starts from an empty sequence; KV prefix reuse across requests
       // belongs to the worker-engine work, so cached_tokens is truthfully 0 here.
       await sequence.clearHistory();
-      chat = history ? new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false }) : undefined;
+      chat = history ? new LlamaChat({ contextSequence: sequence, chatWrapper: this.chatWrapper, autoDisposeSequence: false }) : undefined;
       const promptTokens = chat && history
         ? this.countChatPromptTokens(chat, history)
         : this.model.tokenize(input.prompt!, false).length;

@@ -1,0 +1,98 @@
+/**
+ * Mesh overhead: the latency a 1-token chat request gains by going through the gateway,
+ * admission and the router, against calling the same worker's Generate directly.
+ * Both paths run in one process, in alternating rounds, against one mesh on this
+ * machine; the figures to quote are the medians and the differences between paths.
+ *
+ *   npm run bench                     (defaults: 400 requests at concurrency 1, 1600 at 16)
+ *   npm run bench -- --requests 200   (per concurrency level and path, per round)
+ */
+import { parseArgs } from "node:util";
+import { createChannel, createClient } from "nice-grpc";
+import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
+import { startTestMesh } from "../support/harness.js";
+
+const { values } = parseArgs({
+  options: {
+    requests: { type: "string", default: "400" },
+    rounds: { type: "string", default: "2" },
+    concurrency: { type: "string", default: "1,16" },
+  },
+});
+const requestsPerLevel = Number(values.requests);
+const rounds = Number(values.rounds);
+const levels = values.concurrency.split(",").map(Number);
+
+const model = "infermesh-test";
+const messages = [{ role: "user", content: "Hi" }];
+const mesh = await startTestMesh({ admissionArgs: ["--max-concurrency", "64"], workerArgs: ["--sequences", "16"] });
+const worker = createClient(WorkerServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.workerBase}`));
+const body = JSON.stringify({ model, messages, max_tokens: 1, temperature: 0 });
+
+async function direct(): Promise<void> {
+  for await (const _event of worker.generate({ requestId: "bench", model, messages, prompt: undefined, sampling: { maxTokens: 1, temperature: 0, stop: [] } })) {
+    // Drain the stream: started, delta, finished.
+  }
+}
+
+async function viaGateway(): Promise<void> {
+  const response = await fetch(`${mesh.baseUrl}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  if (!response.ok) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
+  await response.arrayBuffer();
+}
+
+/** Latencies (ms) of `total` calls of `call`, `concurrency` at a time. */
+async function measure(call: () => Promise<void>, concurrency: number, total: number): Promise<number[]> {
+  const latencies: number[] = [];
+  let started = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (started < total) {
+        started += 1;
+        const begin = performance.now();
+        await call();
+        latencies.push(performance.now() - begin);
+      }
+    }),
+  );
+  return latencies;
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+try {
+  // Warm up both paths (JIT, connections, the model's first evaluations).
+  await measure(direct, 4, 100);
+  await measure(viaGateway, 4, 100);
+  const samples = new Map<string, number[]>();
+  for (let round = 0; round < rounds; round += 1) {
+    for (const concurrency of levels) {
+      for (const [path, call] of [["direct", direct], ["gateway", viaGateway]] as const) {
+        const key = `${path}@${concurrency}`;
+        samples.set(key, [...(samples.get(key) ?? []), ...(await measure(call, concurrency, requestsPerLevel))]);
+      }
+    }
+  }
+  console.log(`mesh overhead, 1-token chat, tiny test model, ${rounds} alternating rounds x ${requestsPerLevel} requests per path and level`);
+  console.log("concurrency | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | added p99 | ratio p50");
+  for (const concurrency of levels) {
+    const directSorted = samples.get(`direct@${concurrency}`)!.sort((a, b) => a - b);
+    const gatewaySorted = samples.get(`gateway@${concurrency}`)!.sort((a, b) => a - b);
+    const row = [50, 99].flatMap((p) => {
+      const d = percentile(directSorted, p);
+      const g = percentile(gatewaySorted, p);
+      return [d, g, g - d];
+    });
+    const ratio = percentile(gatewaySorted, 50) / percentile(directSorted, 50);
+    console.log(
+      `${String(concurrency).padStart(11)} | ${[row[0], row[1], row[2]].map((v) => `${v!.toFixed(2)} ms`.padStart(10)).join(" | ")} | ` +
+        `${[row[3], row[4], row[5]].map((v) => `${v!.toFixed(2)} ms`.padStart(10)).join(" | ")} | ${ratio.toFixed(2)}x`,
+    );
+  }
+} finally {
+  await mesh.stop();
+}
