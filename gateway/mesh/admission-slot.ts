@@ -25,9 +25,18 @@ export async function acquireSlot(clients: MeshClients, request: AcquireRequest,
     stream.abort();
   };
   try {
-    for await (const response of clients.admission.acquire(request, { signal: stream.signal })) {
-      const event = response.event;
-      if (event?.$case === "granted") return { queuedMs: event.value.queuedMs, release };
+    // Read with next() rather than for-await: leaving a for-await loop would cancel
+    // the call, and with it the slot.
+    const responses = clients.admission.acquire(request, { signal: stream.signal })[Symbol.asyncIterator]();
+    for (;;) {
+      const next = await responses.next();
+      if (next.done) break;
+      const event = next.value.event;
+      if (event?.$case === "granted") {
+        // Admission sends nothing more; the pending read only ends when the stream does.
+        responses.next().catch(() => undefined);
+        return { queuedMs: event.value.queuedMs, release };
+      }
       if (event?.$case === "rejected") {
         const { message, retryAfterMs, reason } = event.value;
         const status = reason === RejectReason.REJECT_REASON_SHUTTING_DOWN ? Status.UNAVAILABLE : Status.RESOURCE_EXHAUSTED;

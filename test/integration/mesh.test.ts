@@ -205,6 +205,7 @@ test("a client that disconnects mid-stream stops the worker's decoding and frees
   );
   for await (const chunk of stream) {
     if (chunk.choices[0]?.delta.content) {
+      assert.equal(await inFlightSlots(), 1, "the request holds an admission slot while it streams");
       abort.abort();
       break;
     }
