@@ -5,7 +5,7 @@ import { PriorityClass, type ChatMessage, type SamplingParams } from "../gen/inf
 import { ApiError } from "./errors.js";
 import { acquireSlot } from "./mesh/admission-slot.js";
 import type { MeshClients } from "./mesh/clients.js";
-import { generate, type GenerationEvent } from "./mesh/generation.js";
+import { generate, pickWorkers, type GenerationEvent, type GenerationRequest } from "./mesh/generation.js";
 import type { ModelCatalog } from "./mesh/models.js";
 
 /** A validated chat request, whichever API it came in through. */
@@ -50,6 +50,9 @@ export function createChatFlowMetrics(registry: Registry): ChatFlowMetrics {
   };
 }
 
+/** A pick older than this when the slot is granted is asked for again: the fleet moved on. */
+const freshPickMs = 50;
+
 /** Four characters per token: a cheap estimate until the gateway tokenizes (later work). */
 export const estimateTokens = (messages: readonly ChatMessage[]) =>
   Math.ceil(messages.reduce((sum, message) => sum + message.content.length + message.role.length + 4, 0) / 4);
@@ -70,6 +73,18 @@ export async function* runChat(deps: ChatFlowDeps, request: ChatFlowRequest, sig
     });
   }
   const estimatedInputTokens = estimateTokens(request.messages);
+  const generation: GenerationRequest = {
+    requestId: request.requestId,
+    model: request.model,
+    messages: request.messages,
+    sampling: request.sampling,
+    estimatedInputTokens,
+    sessionId: request.user,
+  };
+  // Pick while admission decides: a request granted at once (the common case) then
+  // pays for one round trip, not two. A pick that went stale in the queue is redone.
+  const earlyPick = pickWorkers(deps.clients, generation, signal);
+  earlyPick.catch(() => undefined);
   const slot = await acquireSlot(
     deps.clients,
     {
@@ -85,12 +100,9 @@ export async function* runChat(deps: ChatFlowDeps, request: ChatFlowRequest, sig
   );
   deps.metrics.queueSeconds.observe((performance.now() - arrivedAt) / 1000);
   try {
+    const pick = slot.queuedMs > freshPickMs ? await pickWorkers(deps.clients, generation, signal) : await earlyPick;
     let firstText = true;
-    for await (const event of generate(
-      deps.clients,
-      { requestId: request.requestId, model: request.model, messages: request.messages, sampling: request.sampling, estimatedInputTokens, sessionId: request.user },
-      signal,
-    )) {
+    for await (const event of generate(deps.clients, generation, pick, signal)) {
       if (event.$case === "delta" && firstText) {
         firstText = false;
         deps.metrics.timeToFirstTokenSeconds.observe((performance.now() - arrivedAt) / 1000);

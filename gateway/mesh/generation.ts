@@ -1,5 +1,6 @@
 import { ClientError, Status } from "nice-grpc";
 import type { ChatMessage, SamplingParams } from "../../gen/infermesh/common/v1/common.js";
+import type { PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
 import type { GenerateResponse } from "../../gen/infermesh/worker/v1/worker_service.js";
 import { ApiError, retryableBeforeFirstToken } from "../errors.js";
 import type { MeshClients } from "./clients.js";
@@ -21,7 +22,7 @@ export interface GenerationRequest {
 export type GenerationEvent = NonNullable<GenerateResponse["event"]>;
 
 /**
- * Picks workers and streams the generation from the first that starts it. A worker
+ * Streams the generation from the first of the picked workers that starts it. A worker
  * that fails before its first event with a retryable status is skipped for the next
  * candidate; after the first event a failure ends the stream with an error event.
  * Errors before any event are thrown.
@@ -29,19 +30,10 @@ export type GenerationEvent = NonNullable<GenerateResponse["event"]>;
 export async function* generate(
   clients: MeshClients,
   request: GenerationRequest,
+  pick: PickResponse,
   signal: AbortSignal,
 ): AsyncGenerator<GenerationEvent> {
-  const pick = await clients.router.pick(
-    {
-      requestId: request.requestId,
-      model: request.model,
-      estimatedInputTokens: request.estimatedInputTokens,
-      excludeWorkerIds: [],
-      sessionId: request.sessionId,
-    },
-    { signal },
-  );
-  let lastError: unknown = new ApiError(Status.UNAVAILABLE, "no worker could start the request");
+  let lastError: unknown;
   for (const candidate of pick.candidates.slice(0, maxAttempts)) {
     const events = clients.worker(candidate.address).generate(
       {
@@ -86,5 +78,19 @@ export async function* generate(
       return;
     }
   }
-  throw lastError;
+  throw lastError ?? new ApiError(Status.UNAVAILABLE, "no worker could start the request");
+}
+
+/** Asks the router for the ordered candidates of a request. */
+export function pickWorkers(clients: MeshClients, request: GenerationRequest, signal: AbortSignal): Promise<PickResponse> {
+  return clients.router.pick(
+    {
+      requestId: request.requestId,
+      model: request.model,
+      estimatedInputTokens: request.estimatedInputTokens,
+      excludeWorkerIds: [],
+      sessionId: request.sessionId,
+    },
+    { signal },
+  );
 }

@@ -31,15 +31,20 @@ export function openChannel(address: string): Channel {
 export function unaryDeadline(timeoutMs: number): ClientMiddleware {
   return async function* unaryDeadlineMiddleware(call, options) {
     if (call.requestStream || call.responseStream) return yield* call.next(call.request, options);
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    // A cleared timer rather than AbortSignal.timeout(), whose timer cannot be cancelled
+    // and would fire for every finished call.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal;
     try {
       return yield* call.next(call.request, { ...options, signal });
     } catch (error) {
-      if (timeout.aborted && !options.signal?.aborted && isAbortError(error)) {
+      if (deadline.signal.aborted && !options.signal?.aborted && isAbortError(error)) {
         throw new ClientError(call.method.path, Status.DEADLINE_EXCEEDED, `no answer within ${timeoutMs} ms`);
       }
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
   };
 }
