@@ -218,6 +218,28 @@ test("a client that disconnects mid-stream stops the worker's decoding and frees
   assert.ok(decoded < 1000, `decoding stopped early (${decoded} of 1500 tokens)`);
 });
 
+test("a worker stopped with SIGTERM finishes the generation it is running before it exits", async () => {
+  const stream = await openai.chat.completions.create({ model, messages: question, max_tokens: 1500, temperature: 0, stream: true });
+  const pid = mesh.supervisor.pid("worker-0")!;
+  let signalled = false;
+  let finishReason: string | null | undefined;
+  let text = "";
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta.content ?? "";
+    if (!signalled && text.length > 0) {
+      signalled = true;
+      process.kill(pid, "SIGTERM");
+    }
+    finishReason ??= chunk.choices[0]?.finish_reason;
+  }
+  assert.equal(finishReason, "length", "the running generation was drained, not cut");
+  await waitFor("the supervisor to restart the worker", () => mesh.supervisor.pid("worker-0") !== pid);
+  await waitFor("the restarted worker to serve", async () => {
+    const answer = await openai.chat.completions.create({ model, messages: question, max_tokens: 2 });
+    return answer.choices.length === 1;
+  }, 30_000);
+});
+
 test("a worker that dies mid-stream ends the stream with an error, frees the slot, and is restarted", async () => {
   // Precondition: this prompt runs the full 1500 tokens (greedy decoding is deterministic).
   const full = await openai.chat.completions.create({ model, messages: question, max_tokens: 1500, temperature: 0 });
