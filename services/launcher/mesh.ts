@@ -53,7 +53,7 @@ export const telemetryImport = () => ["--import", entryPoint("services/common/te
 export function meshChildren(layout: MeshLayout): ChildSpec[] {
   const { ports, host } = layout;
   const at = (port: number) => `${host}:${port}`;
-  const otel = (name: string) => ({ OTEL_SERVICE_NAME: process.env.OTEL_SERVICE_NAME ?? `infermesh-${name}` });
+  const otel = (name: string) => ({ OTEL_SERVICE_NAME: `infermesh-${name}` });
   const children: ChildSpec[] = [
     {
       name: "memory-guard",
