@@ -81,7 +81,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       }
       if (first.done || first.value.kind !== "started") throw new ServerError(Status.INTERNAL, "the engine did not start");
       const started = first.value;
-      const release = deps.reservations.hold(request.requestId, started.promptTokens + (request.sampling?.maxTokens ?? 0));
+      const release = deps.reservations.hold(request.requestId, started.promptTokens + started.maxTokens);
       let outcome: "finished" | "cancelled" | "failed" | undefined;
       try {
         yield {

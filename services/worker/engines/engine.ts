@@ -11,7 +11,13 @@ export interface GenerationInput {
 
 /** What an engine emits for one generation, in order: started, deltas, finished. */
 export type GenerationEvent =
-  | { readonly kind: "started"; readonly promptTokens: number; readonly cachedTokens: number }
+  | {
+      readonly kind: "started";
+      readonly promptTokens: number;
+      readonly cachedTokens: number;
+      /** The output bound in force (the request's, or the engine's default). */
+      readonly maxTokens: number;
+    }
   | { readonly kind: "delta"; readonly text: string; readonly tokenCount: number }
   | {
       readonly kind: "finished";

@@ -154,7 +154,7 @@ export class LlamaCppEngine implements Engine {
         );
       }
       const maxTokens = Math.min(input.sampling.maxTokens ?? this.options.defaultMaxTokens, contextTokens - promptTokens);
-      yield { kind: "started", promptTokens, cachedTokens: 0 };
+      yield { kind: "started", promptTokens, cachedTokens: 0, maxTokens };
 
       const events = pushable<GenerationEvent>({ objectMode: true });
       let completionTokens = 0;
