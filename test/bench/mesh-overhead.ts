@@ -45,10 +45,14 @@ async function viaGateway(): Promise<void> {
   await response.arrayBuffer();
 }
 
+const wallMs = new Map<string, number>();
+const samples = new Map<string, number[]>();
+
 /** Latencies (ms) of `total` calls of `call`, `concurrency` at a time. */
-async function measure(call: () => Promise<void>, concurrency: number, total: number): Promise<number[]> {
+async function measure(call: () => Promise<void>, concurrency: number, total: number, key = ""): Promise<number[]> {
   const latencies: number[] = [];
   let started = 0;
+  const begin = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (started < total) {
@@ -59,26 +63,27 @@ async function measure(call: () => Promise<void>, concurrency: number, total: nu
       }
     }),
   );
+  wallMs.set(key, (wallMs.get(key) ?? 0) + performance.now() - begin);
   return latencies;
 }
 
+const rate = (key: string) => ((samples.get(key)!.length * 1000) / wallMs.get(key)!).toFixed(0);
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 try {
   // Warm up both paths (JIT, connections, the model's first evaluations).
   await measure(direct, 4, 100);
   await measure(viaGateway, 4, 100);
-  const samples = new Map<string, number[]>();
   for (let round = 0; round < rounds; round += 1) {
     for (const concurrency of levels) {
       for (const [path, call] of [["direct", direct], ["gateway", viaGateway]] as const) {
         const key = `${path}@${concurrency}`;
-        samples.set(key, [...(samples.get(key) ?? []), ...(await measure(call, concurrency, requestsPerLevel))]);
+        samples.set(key, [...(samples.get(key) ?? []), ...(await measure(call, concurrency, requestsPerLevel, key))]);
       }
     }
   }
   console.log(`mesh overhead, 1-token chat, tiny test model, ${rounds} alternating rounds x ${requestsPerLevel} requests per path and level`);
-  console.log("concurrency | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | added p99 | ratio p50");
+  console.log("concurrency | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | added p99 | ratio p50 | direct req/s | gateway req/s");
   for (const concurrency of levels) {
     const directSorted = samples.get(`direct@${concurrency}`)!.sort((a, b) => a - b);
     const gatewaySorted = samples.get(`gateway@${concurrency}`)!.sort((a, b) => a - b);
@@ -90,7 +95,8 @@ try {
     const ratio = percentile(gatewaySorted, 50) / percentile(directSorted, 50);
     console.log(
       `${String(concurrency).padStart(11)} | ${[row[0], row[1], row[2]].map((v) => `${v!.toFixed(2)} ms`.padStart(10)).join(" | ")} | ` +
-        `${[row[3], row[4], row[5]].map((v) => `${v!.toFixed(2)} ms`.padStart(10)).join(" | ")} | ${ratio.toFixed(2)}x`,
+        `${[row[3], row[4], row[5]].map((v) => `${v!.toFixed(2)} ms`.padStart(10)).join(" | ")} | ${ratio.toFixed(2)}x | ` +
+        `${rate(`direct@${concurrency}`).padStart(12)} | ${rate(`gateway@${concurrency}`).padStart(13)}`,
     );
   }
 } finally {
