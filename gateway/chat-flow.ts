@@ -67,6 +67,12 @@ export async function* runChat(deps: ChatFlowDeps, request: ChatFlowRequest, sig
   const span = trace.getActiveSpan();
   span?.setAttributes({ "gen_ai.operation.name": "chat", "gen_ai.request.model": request.model, "infermesh.request_id": request.requestId });
   if (!(await deps.catalog.find(request.model, signal))) {
+    if (deps.catalog.servedBefore(request.model)) {
+      throw new ApiError(Status.UNAVAILABLE, `No worker is serving \`${request.model}\` right now; retry shortly.`, {
+        code: "model_unavailable",
+        retryAfterMs: 1_000,
+      });
+    }
     throw new ApiError(Status.NOT_FOUND, `The model \`${request.model}\` does not exist or is not served right now.`, {
       param: "model",
       code: "model_not_found",

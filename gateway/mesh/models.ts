@@ -7,6 +7,8 @@ import type { MeshClients } from "./clients.js";
  */
 export class ModelCatalog {
   private cached: { atMs: number; models: ModelInfo[] } | undefined;
+  /** Every model id some worker has served since this gateway started. */
+  private readonly everServed = new Set<string>();
 
   constructor(
     private readonly clients: MeshClients,
@@ -23,6 +25,7 @@ export class ModelCatalog {
       for (const model of worker.registration?.models ?? []) if (!byId.has(model.id)) byId.set(model.id, model);
     }
     const models = [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+    for (const model of models) this.everServed.add(model.id);
     this.cached = { atMs: performance.now(), models };
     return models;
   }
@@ -33,5 +36,10 @@ export class ModelCatalog {
     if (hit) return hit;
     this.cached = undefined;
     return (await this.list(signal)).find((model) => model.id === id);
+  }
+
+  /** Whether a worker served this model before (so its absence now is temporary). */
+  servedBefore(id: string): boolean {
+    return this.everServed.has(id);
   }
 }

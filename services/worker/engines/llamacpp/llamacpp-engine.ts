@@ -246,7 +246,8 @@ function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
 function samplingOptions(sampling: SamplingParams) {
   const penalties = sampling.presencePenalty !== undefined || sampling.frequencyPenalty !== undefined;
   return {
-    temperature: sampling.temperature,
+    // OpenAI's default: sample at temperature 1 unless the request says otherwise.
+    temperature: sampling.temperature ?? 1,
     topP: sampling.topP,
     topK: sampling.topK,
     minP: sampling.minP,
