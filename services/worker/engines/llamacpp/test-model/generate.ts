@@ -116,20 +116,25 @@ function specialTokenIds(vocabSize: number): TestModelSpecialTokenIds {
     return { endOfText, imStart, imEnd, bos: endOfText, eos: imEnd, pad: endOfText };
 }
 
-function validateSeed(seed: number): void {
-    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff) {
-        throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
-    }
-}
+type TestModelChoice = { size?: TestModelSize; seed?: number; weightType?: TestModelWeightType };
 
-/** File name of a cached model; encodes size, seed, weight type, format version and a hash of the generator inputs. */
-export function testModelFileName(options: { size?: TestModelSize; seed?: number; weightType?: TestModelWeightType } = {}): string {
+/** Applies the defaults and rejects an unknown size or weight type or a bad seed. */
+function resolveChoice(options: TestModelChoice) {
     const size = options.size ?? "small";
     const seed = options.seed ?? DEFAULT_TEST_MODEL_SEED;
     const weightType = options.weightType ?? "f32";
-    validateSeed(seed);
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff) {
+        throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
+    }
+    if (!TEST_MODEL_SIZES.includes(size)) throw new RangeError(`unknown test model size ${String(size)}`);
     const hyperparameters = TEST_MODEL_HYPERPARAMETERS[size];
-    if (hyperparameters == null) throw new RangeError(`unknown test model size ${String(size)}`);
+    if (weightType !== "f32" && weightType !== "f16") throw new RangeError(`unknown weight type ${String(weightType)}`);
+    return { size, seed, weightType, hyperparameters };
+}
+
+/** File name of a cached model; encodes size, seed, weight type, format version and a hash of the generator inputs. */
+export function testModelFileName(options: TestModelChoice = {}): string {
+    const { size, seed, weightType, hyperparameters } = resolveChoice(options);
     const hash = createHash("sha256")
         .update(
             JSON.stringify({
@@ -279,14 +284,9 @@ function buildMetadata(size: TestModelSize, seed: number, weightType: TestModelW
 /** Writes the model for (size, seed, weightType) to `path` (atomically). */
 export async function writeTestModel(
     path: string,
-    options: { size?: TestModelSize; seed?: number; weightType?: TestModelWeightType } = {},
+    options: TestModelChoice = {},
 ): Promise<{ bytes: number; parameterCount: number }> {
-    const size = options.size ?? "small";
-    const seed = options.seed ?? DEFAULT_TEST_MODEL_SEED;
-    const weightType = options.weightType ?? "f32";
-    validateSeed(seed);
-    const h = TEST_MODEL_HYPERPARAMETERS[size];
-    if (h == null) throw new RangeError(`unknown test model size ${String(size)}`);
+    const { size, seed, weightType, hyperparameters: h } = resolveChoice(options);
     const tensors = buildTensors(h, seed, weightType);
     const parameterCount = tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
     if (parameterCount !== countTestModelParameters(h)) throw new Error("parameter count mismatch");
@@ -331,24 +331,21 @@ const inFlight = new Map<string, Promise<TestModel>>();
  * building it first if it is not there (`created: true`).
  */
 export function ensureTestModel(options: EnsureTestModelOptions): Promise<TestModel> {
-    const size = options.size ?? "small";
-    const seed = options.seed ?? DEFAULT_TEST_MODEL_SEED;
-    const weightType = options.weightType ?? "f32";
+    let choice: ReturnType<typeof resolveChoice>;
     let fileName: string;
     try {
-        if (!TEST_MODEL_SIZES.includes(size)) throw new RangeError(`unknown test model size ${String(size)}`);
-        if (weightType !== "f32" && weightType !== "f16") throw new RangeError(`unknown weight type ${String(weightType)}`);
-        fileName = testModelFileName({ size, seed, weightType });
+        choice = resolveChoice(options);
+        fileName = testModelFileName(choice);
     } catch (error) {
         return Promise.reject(error);
     }
+    const { size, seed, weightType, hyperparameters } = choice;
     const path = resolve(options.cacheDir, fileName);
     const pending = inFlight.get(path);
     if (pending != null) return pending;
 
     const promise = (async (): Promise<TestModel> => {
         const started = performance.now();
-        const hyperparameters = TEST_MODEL_HYPERPARAMETERS[size];
         const base = {
             path,
             fileName,
