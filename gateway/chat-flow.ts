@@ -1,7 +1,7 @@
 import { trace } from "@opentelemetry/api";
 import { Status } from "nice-grpc";
 import { Histogram, type Registry } from "prom-client";
-import { PriorityClass, type ChatMessage, type SamplingParams } from "../gen/infermesh/common/v1/common.js";
+import { FinishReason, PriorityClass, type ChatMessage, type SamplingParams, type Usage } from "../gen/infermesh/common/v1/common.js";
 import { ApiError } from "./errors.js";
 import { acquireSlot } from "./mesh/admission-slot.js";
 import type { MeshClients } from "./mesh/clients.js";
@@ -124,4 +124,38 @@ export async function* runChat(deps: ChatFlowDeps, request: ChatFlowRequest, sig
   } finally {
     slot.release();
   }
+}
+
+/** A whole answer, gathered from a chat's events. */
+export interface CollectedChat {
+  /** The model that actually served it. */
+  readonly model: string;
+  readonly content: string;
+  readonly finishReason: FinishReason;
+  readonly usage: Usage | undefined;
+}
+
+/** Gathers a chat's events into the whole answer; a terminal error event is thrown as an ApiError. */
+export async function collectChat(events: AsyncIterable<GenerationEvent>, requestedModel: string): Promise<CollectedChat> {
+  let model = requestedModel;
+  let content = "";
+  let finishReason = FinishReason.FINISH_REASON_STOP;
+  let usage: Usage | undefined;
+  for await (const event of events) {
+    switch (event.$case) {
+      case "started":
+        model = event.value.model || model;
+        break;
+      case "delta":
+        content += event.value.text;
+        break;
+      case "finished":
+        finishReason = event.value.finishReason;
+        usage = event.value.usage;
+        break;
+      case "error":
+        throw new ApiError(event.value.statusCode as Status, event.value.message);
+    }
+  }
+  return { model, content, finishReason, usage };
 }

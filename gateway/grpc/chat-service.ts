@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
-import { FinishReason, type ChatMessage, type SamplingParams, type Usage } from "../../gen/infermesh/common/v1/common.js";
+import type { ChatMessage, SamplingParams } from "../../gen/infermesh/common/v1/common.js";
 import {
   ChatServiceDefinition,
   type ChatRequest,
   type ChatResponse,
   type StreamChatResponse,
 } from "../../gen/infermesh/gateway/v1/chat_service.js";
-import { runChat, type ChatFlowDeps } from "../chat-flow.js";
+import { collectChat, runChat, type ChatFlowDeps } from "../chat-flow.js";
 import { toApiError } from "../errors.js";
 
 const roles = new Set(["system", "developer", "user", "assistant"]);
@@ -42,23 +42,12 @@ export function createChatService(deps: ChatFlowDeps): ServiceImplementation<typ
     async chat(request: ChatRequest, context: CallContext): Promise<ChatResponse> {
       const flowRequest = validated(request);
       const id = `chatcmpl-${flowRequest.requestId.replaceAll("-", "")}`;
-      let model = request.model;
-      let content = "";
-      let finishReason = FinishReason.FINISH_REASON_STOP;
-      let usage: Usage | undefined;
       try {
-        for await (const event of runChat(deps, flowRequest, context.signal)) {
-          if (event.$case === "started") model = event.value.model || model;
-          else if (event.$case === "delta") content += event.value.text;
-          else if (event.$case === "finished") {
-            finishReason = event.value.finishReason;
-            usage = event.value.usage;
-          } else throw new ServerError(event.value.statusCode as Status, event.value.message);
-        }
+        const answer = await collectChat(runChat(deps, flowRequest, context.signal), request.model);
+        return { id, ...answer, createdUnixS: Math.floor(Date.now() / 1000) };
       } catch (error) {
         asServerError(error);
       }
-      return { id, model, content, finishReason, usage, createdUnixS: Math.floor(Date.now() / 1000) };
     },
 
     async *streamChat(request, context: CallContext): AsyncIterable<StreamChatResponse> {

@@ -84,7 +84,7 @@ export function createMemoryGuardService(
           }
         }
       };
-      const consumed = consume().then(
+      void consume().then(
         () => commands.end(),
         (error: unknown) => commands.end(error instanceof Error ? error : new Error(String(error))),
       );
@@ -98,7 +98,6 @@ export function createMemoryGuardService(
           ledger.remove(workerId);
           logger.info({ worker_id: workerId }, "worker stopped reporting");
         }
-        void consumed;
       }
     },
 

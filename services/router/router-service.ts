@@ -92,7 +92,8 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       const signal = AbortSignal.any([context.signal, deps.lifetime]);
       const onAbort = () => outgoing.end();
       signal.addEventListener("abort", onAbort, { once: true });
-      const consumed = (async () => {
+      // Reads the worker's reports until its stream ends; the end closes our side too.
+      void (async () => {
         for (;;) {
           const next = await iterator.next();
           if (next.done) break;
@@ -109,7 +110,6 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
         if (fleet.leave(registration.workerId, member.connectionId)) {
           logger.info({ worker_id: registration.workerId }, "worker left");
         }
-        void consumed;
       }
     },
 

@@ -8,7 +8,7 @@ import {
   WorkerServiceDefinition,
 } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Logger } from "../common/logger.js";
-import { EngineError, type Engine } from "./engines/engine.js";
+import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
 import type { KvReservations } from "./kv-reservations.js";
 
 /** The worker's engine and state, which change while the process runs. */
@@ -34,6 +34,11 @@ const statusOf: Record<EngineError["kind"], Status> = {
   unavailable: Status.UNAVAILABLE,
   internal: Status.INTERNAL,
 };
+
+/** An engine's refusal as the matching status; anything else is passed on as it is. */
+function asServerError(error: unknown): unknown {
+  return error instanceof EngineError ? new ServerError(statusOf[error.kind], error.message) : error;
+}
 
 /** WorkerService: generations, tokenization and self-description over one engine. */
 export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementation<typeof WorkerServiceDefinition> {
@@ -69,13 +74,12 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       )[Symbol.asyncIterator]();
 
       // Errors before "started" are the request's fault or the engine's state: a status.
-      let first: IteratorResult<Awaited<ReturnType<typeof events.next>>["value"]>;
+      let first: IteratorResult<GenerationEvent>;
       try {
         first = await events.next();
       } catch (error) {
         generations.inc({ outcome: "rejected" });
-        if (error instanceof EngineError) throw new ServerError(statusOf[error.kind], error.message);
-        if (isAbortError(error)) throw error;
+        if (error instanceof EngineError || isAbortError(error)) throw asServerError(error);
         logger.error({ err: error, request_id: request.requestId }, "generation failed to start");
         throw new ServerError(Status.INTERNAL, "the engine failed to start the generation");
       }
@@ -138,8 +142,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         const tokens = await engine.tokenize(request.model, request.text);
         return { tokens, tokenCount: tokens.length };
       } catch (error) {
-        if (error instanceof EngineError) throw new ServerError(statusOf[error.kind], error.message);
-        throw error;
+        throw asServerError(error);
       }
     },
 

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Status } from "nice-grpc";
 import { FinishReason, type Usage } from "../../../gen/infermesh/common/v1/common.js";
-import { runChat, type ChatFlowDeps, type ChatFlowRequest } from "../../chat-flow.js";
+import { collectChat, runChat, type ChatFlowDeps, type ChatFlowRequest, type CollectedChat } from "../../chat-flow.js";
 import { ApiError, openAiErrorBody, toApiError } from "../../errors.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
 import { parseBody } from "../validation.js";
@@ -17,12 +17,15 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatFlowDeps
       if (!reply.raw.writableFinished) abort.abort(new Error("client disconnected"));
     });
     const events = runChat(deps, toFlowRequest(String(request.id), body), abort.signal);
+    const completion = { id: `chatcmpl-${randomUUID().replaceAll("-", "")}`, created: Math.floor(Date.now() / 1000) };
     try {
-      // Errors before the first event become an HTTP error status; after it, an SSE error event.
-      const first = await events.next();
-      const completion = { id: `chatcmpl-${randomUUID().replaceAll("-", "")}`, created: Math.floor(Date.now() / 1000) };
-      if (body.stream) await streamCompletion(reply, events, first, completion, body, request.id);
-      else await sendCompletion(reply, events, first, completion, body);
+      if (body.stream) {
+        // Errors before the first event become an HTTP error status; after it, an SSE error event.
+        const first = await events.next();
+        await streamCompletion(reply, events, first, completion, body, request.id);
+      } else {
+        await sendCompletion(reply, await collectChat(events, body.model), completion);
+      }
     } finally {
       await events.return(undefined);
     }
@@ -57,41 +60,21 @@ interface CompletionIds {
   readonly created: number;
 }
 
-async function sendCompletion(
-  reply: FastifyReply,
-  events: Events,
-  first: IteratorResult<GenerationEvent>,
-  completion: CompletionIds,
-  body: ChatCompletionBody,
-): Promise<void> {
-  let model = body.model;
-  let content = "";
-  let finishReason: string | null = null;
-  let usage: Usage | undefined;
-  for (let result = first; !result.done; result = await events.next()) {
-    const event = result.value;
-    switch (event.$case) {
-      case "started":
-        model = event.value.model || model;
-        break;
-      case "delta":
-        content += event.value.text;
-        break;
-      case "finished":
-        finishReason = finishReasonText(event.value.finishReason);
-        usage = event.value.usage;
-        break;
-      case "error":
-        throw new ApiError(event.value.statusCode as Status, event.value.message);
-    }
-  }
+async function sendCompletion(reply: FastifyReply, answer: CollectedChat, completion: CompletionIds): Promise<void> {
   await reply.send({
     id: completion.id,
     object: "chat.completion",
     created: completion.created,
-    model,
-    choices: [{ index: 0, message: { role: "assistant", content, refusal: null }, logprobs: null, finish_reason: finishReason ?? "stop" }],
-    usage: usageBody(usage),
+    model: answer.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: "assistant", content: answer.content, refusal: null },
+        logprobs: null,
+        finish_reason: finishReasonText(answer.finishReason),
+      },
+    ],
+    usage: usageBody(answer.usage),
   });
 }
 
