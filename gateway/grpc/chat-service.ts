@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
-import type { ChatMessage, SamplingParams } from "../../gen/infermesh/common/v1/common.js";
+import { SamplingParams, type ChatMessage } from "../../gen/infermesh/common/v1/common.js";
 import {
   ChatServiceDefinition,
   type ChatRequest,
@@ -24,7 +24,7 @@ function validated(request: { model: string; messages: ChatMessage[]; sampling?:
     requestId: randomUUID(),
     model: request.model,
     messages: request.messages,
-    sampling: request.sampling ?? { stop: [] },
+    sampling: request.sampling ?? SamplingParams.create(),
     user: request.user,
   };
 }
@@ -74,7 +74,7 @@ export function createChatService(deps: ChatFlowDeps): ServiceImplementation<typ
           else if (event.$case === "delta") yield { event: { $case: "delta", value: { id, content: event.value.text } } };
           else if (event.$case === "finished") {
             yield { event: { $case: "finished", value: { id, model, finishReason: event.value.finishReason, usage: event.value.usage } } };
-          } else yield { event: { $case: "error", value: event.value } };
+          } else if (event.$case === "error") yield { event: { $case: "error", value: event.value } };
         }
       } finally {
         await events.return(undefined);

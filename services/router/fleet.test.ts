@@ -15,11 +15,12 @@ function registration(workerId: string, models = ["m1"], state = SERVING): Regis
     device: "cpu",
     maxSequences: 4,
     state,
+    sendsKvEvents: false,
   };
 }
 
 function load(state = SERVING, runningRequests = 0): LoadReport {
-  return { runningRequests, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, state };
+  return { runningRequests, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, state };
 }
 
 function setup(staleAfterMs = 5_000) {

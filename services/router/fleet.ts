@@ -38,6 +38,8 @@ export class Fleet {
         kvUsedTokens: 0,
         kvTotalTokens: 0,
         tokensPerSecond: 0,
+        prefixCacheQueries: 0,
+        prefixCacheHits: 0,
         state: registration.state,
       },
       lastReportAtMs: this.clock.now(),

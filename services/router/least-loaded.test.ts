@@ -7,9 +7,9 @@ import { rankByLoad } from "./least-loaded.js";
 function member(workerId: string, maxSequences: number, running: number, waiting = 0, inFlightPicks = 0): FleetMember {
   const state = ServingState.SERVING_STATE_SERVING;
   return {
-    registration: { workerId, address: "", models: [], device: "cpu", maxSequences, state },
+    registration: { workerId, address: "", models: [], device: "cpu", maxSequences, state, sendsKvEvents: false },
     connectionId: 1,
-    load: { runningRequests: running, waitingRequests: waiting, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, state },
+    load: { runningRequests: running, waitingRequests: waiting, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, state },
     lastReportAtMs: 0,
     inFlightPicks,
     pressure: PressureLevel.PRESSURE_LEVEL_NORMAL,

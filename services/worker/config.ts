@@ -26,8 +26,10 @@ export const workerConfigSchema = z.object({
   testModelSize: z.enum(["tiny", "small", "medium"]).default("small"),
   /** Where the generated test model is cached. */
   cacheDir: z.string().default(".cache/models"),
-  /** "cpu" forces the CPU; "auto" uses CUDA, Vulkan or Metal when present. */
-  gpu: z.enum(["auto", "cpu"]).default("auto"),
+  /** "cpu" forces the CPU; "auto" uses CUDA, Vulkan or Metal when present; or name the backend. */
+  gpu: z.enum(["auto", "cpu", "cuda", "vulkan", "metal"]).default("auto"),
+  /** The GPU this worker owns (one worker per GPU); -1 leaves every visible GPU to the backend. */
+  gpuIndex: integer(-1, 1_023).default(-1),
   /** CPU threads for decoding (1 measured fastest on a 2-core machine). */
   threads: integer(1, 512).default(1),
   /** KV cells per sequence: the longest prompt plus output one request may use. */

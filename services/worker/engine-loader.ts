@@ -30,6 +30,7 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
     modelId,
     description,
     gpu: config.gpu,
+    gpuIndex: config.gpuIndex < 0 ? undefined : config.gpuIndex,
     threads: config.threads,
     contextTokens: config.contextTokens,
     sequences: config.sequences,

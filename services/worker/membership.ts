@@ -3,6 +3,7 @@ import { pushable } from "it-pushable";
 import type { ConnectRequest, LoadReport, RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
+import type { KvBlockEvent } from "./engines/engine.js";
 import type { WorkerRuntime } from "./worker-service.js";
 
 /**
@@ -23,7 +24,10 @@ export function keepRegistered(options: {
 }): Promise<void> {
   const { runtime, logger } = options;
   let sendReport: (() => void) | undefined;
+  let sendKvEvent: ((event: KvBlockEvent) => void) | undefined;
   options.onLoadChange(() => sendReport?.());
+  runtime.engine?.onKvEvent((event) => sendKvEvent?.(event));
+  const sendsKvEvents = runtime.engine?.heldBlocks !== undefined;
   const currentLoad = (): LoadReport => {
     const load = runtime.engine?.load();
     return {
@@ -32,6 +36,8 @@ export function keepRegistered(options: {
       kvUsedTokens: load?.kvUsedTokens ?? 0,
       kvTotalTokens: load?.kvTotalTokens ?? 0,
       tokensPerSecond: load?.tokensPerSecond ?? 0,
+      prefixCacheQueries: load?.prefixCacheQueries ?? 0,
+      prefixCacheHits: load?.prefixCacheHits ?? 0,
       state: runtime.state,
     };
   };
@@ -49,6 +55,7 @@ export function keepRegistered(options: {
             device: runtime.engine?.device ?? "",
             maxSequences: runtime.engine?.maxSequences ?? 0,
             state: runtime.state,
+            sendsKvEvents,
           },
         },
       });
@@ -59,6 +66,13 @@ export function keepRegistered(options: {
             logger.info({ router_interval_ms: response.event.value.reportIntervalMs }, "registered with the router");
             sendReport = () => outgoing.push({ event: { $case: "loadReport", value: currentLoad() } });
             sendReport();
+            if (sendsKvEvents && !sendKvEvent) {
+              // The router starts from an empty table: everything held now, then changes.
+              const held = runtime.engine?.heldBlocks?.() ?? [];
+              outgoing.push({ event: { $case: "kvEvents", value: { storedBlockHashes: [...held], evictedBlockHashes: [], cleared: true } } });
+              sendKvEvent = (event) =>
+                outgoing.push({ event: { $case: "kvEvents", value: { storedBlockHashes: [...event.stored], evictedBlockHashes: [...event.evicted], cleared: false } } });
+            }
             clearInterval(timer);
             timer = setInterval(sendReport, response.event.value.reportIntervalMs);
           } else if (response.event?.$case === "drain") {
@@ -68,6 +82,7 @@ export function keepRegistered(options: {
         }
       } finally {
         sendReport = undefined;
+        sendKvEvent = undefined;
         clearInterval(timer);
         outgoing.end();
       }

@@ -1,13 +1,14 @@
 import { isAbortError } from "abort-controller-x";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, type Registry } from "prom-client";
-import { FinishReason, ServingState } from "../../gen/infermesh/common/v1/common.js";
+import { FinishReason, SamplingParams, ServingState, type Usage } from "../../gen/infermesh/common/v1/common.js";
 import {
   type GenerateRequest,
   type GenerateResponse,
   WorkerServiceDefinition,
 } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Logger } from "../common/logger.js";
+import { mergeChoices } from "./choices.js";
 import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
 import type { KvReservations } from "./kv-reservations.js";
 
@@ -28,10 +29,18 @@ export interface WorkerServiceDeps {
   readonly logger: Logger;
 }
 
+/** Most choices one request may ask for. */
+export const maxChoices = 16;
+
 const statusOf: Record<EngineError["kind"], Status> = {
   invalid_argument: Status.INVALID_ARGUMENT,
   not_found: Status.NOT_FOUND,
   unavailable: Status.UNAVAILABLE,
+  resource_exhausted: Status.RESOURCE_EXHAUSTED,
+  deadline_exceeded: Status.DEADLINE_EXCEEDED,
+  permission_denied: Status.PERMISSION_DENIED,
+  unauthenticated: Status.UNAUTHENTICATED,
+  unimplemented: Status.UNIMPLEMENTED,
   internal: Status.INTERNAL,
 };
 
@@ -40,7 +49,16 @@ function asServerError(error: unknown): unknown {
   return error instanceof EngineError ? new ServerError(statusOf[error.kind], error.message) : error;
 }
 
-/** WorkerService: generations, tokenization and self-description over one engine. */
+/** Calls `work`, turning an engine's refusal into its status. */
+async function engineCall<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw asServerError(error);
+  }
+}
+
+/** WorkerService: generations, tokenization, embeddings and self-description over one engine. */
 export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementation<typeof WorkerServiceDefinition> {
   const { runtime, logger } = deps;
   const servingEngine = (): Engine => {
@@ -68,24 +86,59 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       if ((request.prompt === undefined) === (request.messages.length === 0)) {
         throw new ServerError(Status.INVALID_ARGUMENT, "exactly one of messages and prompt must be set");
       }
-      const events = engine.generate(
-        { requestId: request.requestId, model: request.model, messages: request.messages, prompt: request.prompt, sampling: request.sampling ?? { stop: [] } },
-        context.signal,
-      )[Symbol.asyncIterator]();
+      const sampling = request.sampling ?? SamplingParams.create();
+      const n = sampling.n ?? 1;
+      if (n < 1 || n > maxChoices) throw new ServerError(Status.INVALID_ARGUMENT, `n must be between 1 and ${maxChoices}`);
+
+      // Each choice is one engine generation; choice i samples with seed + i so a seeded
+      // request is reproducible and its choices still differ.
+      const cancel = new AbortController();
+      const onCancel = () => cancel.abort(context.signal.reason);
+      context.signal.addEventListener("abort", onCancel, { once: true });
+      const choices = Array.from({ length: n }, (_, index) =>
+        engine
+          .generate(
+            {
+              requestId: request.requestId,
+              model: request.model,
+              messages: request.messages,
+              prompt: request.prompt,
+              sampling: { ...sampling, seed: sampling.seed === undefined ? undefined : (sampling.seed + index) >>> 0 },
+              tools: request.tools,
+              toolChoice: request.toolChoice,
+              reasoningEffort: request.reasoningEffort,
+            },
+            cancel.signal,
+          )
+          [Symbol.asyncIterator](),
+      );
+      const closeAll = async () => {
+        cancel.abort();
+        context.signal.removeEventListener("abort", onCancel);
+        await Promise.allSettled(choices.map((choice) => choice.return?.()));
+      };
 
       // Errors before "started" are the request's fault or the engine's state: a status.
-      let first: IteratorResult<GenerationEvent>;
-      try {
-        first = await events.next();
-      } catch (error) {
+      const firsts = await Promise.allSettled(choices.map((choice) => choice.next()));
+      const refused = firsts.find((first) => first.status === "rejected");
+      if (refused) {
+        await closeAll();
         generations.inc({ outcome: "rejected" });
+        const error = refused.reason;
         if (error instanceof EngineError || isAbortError(error)) throw asServerError(error);
         logger.error({ err: error, request_id: request.requestId }, "generation failed to start");
         throw new ServerError(Status.INTERNAL, "the engine failed to start the generation");
       }
-      if (first.done || first.value.kind !== "started") throw new ServerError(Status.INTERNAL, "the engine did not start");
-      const started = first.value;
-      const release = deps.reservations.hold(request.requestId, started.promptTokens + started.maxTokens);
+      const starts = firsts.map((first) => (first as PromiseFulfilledResult<IteratorResult<GenerationEvent>>).value);
+      const started = starts[0]!.value;
+      if (starts.some((first) => first.done || first.value.kind !== "started") || started.kind !== "started") {
+        await closeAll();
+        throw new ServerError(Status.INTERNAL, "the engine did not start");
+      }
+      // Every choice holds the prompt and its own output in KV.
+      const release = deps.reservations.hold(request.requestId, n * (started.promptTokens + started.maxTokens));
+      const usage: Usage = { promptTokens: started.promptTokens, completionTokens: 0, cachedTokens: started.cachedTokens, reasoningTokens: 0 };
+      let firstFinish = FinishReason.FINISH_REASON_UNSPECIFIED;
       let outcome: "finished" | "cancelled" | "failed" | undefined;
       try {
         yield {
@@ -94,6 +147,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
             value: { workerId: deps.workerId, model: request.model, promptTokens: started.promptTokens, cachedTokens: started.cachedTokens },
           },
         };
+        const events = mergeChoices(choices);
         for (;;) {
           let next;
           try {
@@ -106,44 +160,55 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
             return;
           }
           if (next.done) break;
-          const event = next.value;
+          const { index, event } = next.value;
           if (event.kind === "delta") {
             generatedTokens.inc(event.tokenCount);
-            yield { event: { $case: "delta", value: { text: event.text, tokenCount: event.tokenCount } } };
-          } else if (event.kind === "finished") {
-            outcome = event.finishReason === FinishReason.FINISH_REASON_CANCELLED ? "cancelled" : "finished";
             yield {
               event: {
-                $case: "finished",
+                $case: "delta",
                 value: {
-                  finishReason: event.finishReason,
-                  usage: {
-                    promptTokens: event.promptTokens,
-                    completionTokens: event.completionTokens,
-                    cachedTokens: event.cachedTokens,
-                    reasoningTokens: 0,
-                  },
+                  index,
+                  text: event.text,
+                  reasoningText: event.reasoningText ?? "",
+                  tokenCount: event.tokenCount,
+                  logprobs: event.logprobs ? [...event.logprobs] : [],
+                  toolCalls: (event.toolCalls ?? []).map((call, callIndex) => ({ index: callIndex, call })),
                 },
               },
             };
+          } else if (event.kind === "finished") {
+            usage.completionTokens += event.completionTokens;
+            usage.reasoningTokens += event.reasoningTokens;
+            if (index === 0) firstFinish = event.finishReason;
+            yield { event: { $case: "choiceEnd", value: { index, finishReason: event.finishReason, completionTokens: event.completionTokens } } };
           }
         }
+        outcome = firstFinish === FinishReason.FINISH_REASON_CANCELLED ? "cancelled" : "finished";
+        yield { event: { $case: "finished", value: { finishReason: firstFinish, usage } } };
       } finally {
         // A caller that cancels stops reading before any terminal event.
         generations.inc({ outcome: outcome ?? "cancelled" });
         release();
-        await events.return?.();
+        await closeAll();
       }
     },
 
     async tokenize(request) {
       const engine = servingEngine();
-      try {
-        const tokens = await engine.tokenize(request.model, request.text);
-        return { tokens, tokenCount: tokens.length };
-      } catch (error) {
-        throw asServerError(error);
-      }
+      const tokens = await engineCall(() => engine.tokenize(request.model, request.text, request.messages));
+      return { tokens, tokenCount: tokens.length };
+    },
+
+    async detokenize(request) {
+      const engine = servingEngine();
+      return { text: await engineCall(() => engine.detokenize(request.model, request.tokens)) };
+    },
+
+    async embed(request, context: CallContext) {
+      const engine = servingEngine();
+      if (request.inputs.length === 0) throw new ServerError(Status.INVALID_ARGUMENT, "inputs must not be empty");
+      const result = await engineCall(() => engine.embed(request.model, request.inputs, context.signal));
+      return { embeddings: result.vectors.map((values) => ({ values })), promptTokens: result.promptTokens };
     },
 
     async getInfo() {

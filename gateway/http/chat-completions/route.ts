@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Status } from "nice-grpc";
-import { FinishReason, type Usage } from "../../../gen/infermesh/common/v1/common.js";
+import { ChatMessage, FinishReason, SamplingParams, type Usage } from "../../../gen/infermesh/common/v1/common.js";
 import { collectChat, runChat, type ChatFlowDeps, type ChatFlowRequest, type CollectedChat } from "../../chat-flow.js";
 import { ApiError, openAiErrorBody, toApiError } from "../../errors.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
@@ -38,8 +38,8 @@ function toFlowRequest(requestId: string, body: ChatCompletionBody): ChatFlowReq
   return {
     requestId,
     model: body.model,
-    messages: body.messages.map((message) => ({ role: message.role, content: contentText(message.content), name: message.name })),
-    sampling: {
+    messages: body.messages.map((message) => ChatMessage.create({ role: message.role, content: contentText(message.content), name: message.name })),
+    sampling: SamplingParams.create({
       temperature: body.temperature ?? undefined,
       topP: body.top_p ?? undefined,
       topK: undefined,
@@ -49,7 +49,7 @@ function toFlowRequest(requestId: string, body: ChatCompletionBody): ChatFlowReq
       maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
       presencePenalty: body.presence_penalty ?? undefined,
       frequencyPenalty: body.frequency_penalty ?? undefined,
-    },
+    }),
     user: body.user ?? "",
   };
 }
@@ -124,7 +124,7 @@ async function streamCompletion(
           write({ id: completion.id, object: "chat.completion.chunk", created: completion.created, model, choices: [], usage: usageBody(event.value.usage) });
         }
         out.write("data: [DONE]\n\n");
-      } else {
+      } else if (event.$case === "error") {
         write(openAiErrorBody(new ApiError(event.value.statusCode as Status, event.value.message)));
       }
     }

@@ -1,12 +1,29 @@
-import type { ChatMessage, FinishReason, ModelInfo, SamplingParams } from "../../../gen/infermesh/common/v1/common.js";
+import type {
+  ChatMessage,
+  FinishReason,
+  ModelInfo,
+  ReasoningEffort,
+  SamplingParams,
+  TokenLogprob,
+  Tool,
+  ToolCall,
+} from "../../../gen/infermesh/common/v1/common.js";
 
-/** One generation as an engine receives it. Exactly one of messages or prompt is set. */
+/**
+ * One generation as an engine receives it: one choice (the worker runs `n` of them
+ * as `n` generations). Exactly one of messages or prompt is set.
+ */
 export interface GenerationInput {
   readonly requestId: string;
   readonly model: string;
   readonly messages: readonly ChatMessage[];
   readonly prompt: string | undefined;
+  /** `n` is the worker's business; an engine decodes one choice. */
   readonly sampling: SamplingParams;
+  readonly tools: readonly Tool[];
+  /** "auto" (or ""), "none", "required", or one tool's name. */
+  readonly toolChoice: string;
+  readonly reasoningEffort: ReasoningEffort;
 }
 
 /** What an engine emits for one generation, in order: started, deltas, finished. */
@@ -18,13 +35,25 @@ export type GenerationEvent =
       /** The output bound in force (the request's, or the engine's default). */
       readonly maxTokens: number;
     }
-  | { readonly kind: "delta"; readonly text: string; readonly tokenCount: number }
+  | {
+      readonly kind: "delta";
+      /** Answer text (may be empty). */
+      readonly text: string;
+      /** Reasoning text (may be empty). */
+      readonly reasoningText?: string;
+      readonly tokenCount: number;
+      /** One entry per token of the delta, when logprobs were asked for. */
+      readonly logprobs?: readonly TokenLogprob[];
+      /** Whole tool calls completed by this delta. */
+      readonly toolCalls?: readonly ToolCall[];
+    }
   | {
       readonly kind: "finished";
       readonly finishReason: FinishReason;
       readonly promptTokens: number;
       readonly completionTokens: number;
       readonly cachedTokens: number;
+      readonly reasoningTokens: number;
     };
 
 /** Current load of an engine, for the router's and memory-guard's reports. */
@@ -33,15 +62,43 @@ export interface EngineLoad {
   readonly waitingRequests: number;
   readonly kvUsedTokens: number;
   readonly kvTotalTokens: number;
+  /** Sequences (or sessions) holding reusable KV but running nothing. */
   readonly idleSequences: number;
   readonly tokensPerSecond: number;
+  /** Prompt tokens looked up in the prefix cache since start. */
+  readonly prefixCacheQueries: number;
+  /** Of those, tokens that were found cached. */
+  readonly prefixCacheHits: number;
+}
+
+/**
+ * Which prompt prefixes the engine's KV cache now holds, as chained 64-character
+ * block hashes of the canonical prompt (services/common/prefix-hash.ts).
+ */
+export interface KvBlockEvent {
+  readonly stored: readonly number[];
+  readonly evicted: readonly number[];
+}
+
+export interface Embeddings {
+  readonly vectors: number[][];
+  readonly promptTokens: number;
 }
 
 /** A failure the worker maps to a gRPC status; `kind` is a closed set. */
 export class EngineError extends Error {
   override readonly name = "EngineError";
   constructor(
-    readonly kind: "invalid_argument" | "not_found" | "unavailable" | "internal",
+    readonly kind:
+      | "invalid_argument"
+      | "not_found"
+      | "unavailable"
+      | "resource_exhausted"
+      | "deadline_exceeded"
+      | "permission_denied"
+      | "unauthenticated"
+      | "unimplemented"
+      | "internal",
     message: string,
   ) {
     super(message);
@@ -66,11 +123,19 @@ export interface Engine {
    * finished event whose reason is CANCELLED.
    */
   generate(input: GenerationInput, signal: AbortSignal): AsyncIterable<GenerationEvent>;
-  tokenize(model: string, text: string): Promise<number[]>;
+  /** Tokens of `text`, or of `messages` rendered with the chat template when given. */
+  tokenize(model: string, text: string, messages?: readonly ChatMessage[]): Promise<number[]>;
+  detokenize(model: string, tokens: readonly number[]): Promise<string>;
+  /** One L2-normalised vector per input; EngineError "unimplemented" when unsupported. */
+  embed(model: string, inputs: readonly string[], signal: AbortSignal): Promise<Embeddings>;
   load(): EngineLoad;
   /** Frees KV held by idle sequences until about `tokens` cells are free; returns cells freed. */
   evictIdle(tokens: number): Promise<number>;
   /** Registers a callback for load changes (a request started or ended). */
   onLoadChange(listener: () => void): void;
+  /** Registers a callback for prefix blocks stored or evicted; engines that cannot tell never call it. */
+  onKvEvent(listener: (event: KvBlockEvent) => void): void;
+  /** Every prefix block held now, for a router that just (re)connected; absent when the engine cannot tell. */
+  heldBlocks?(): readonly number[];
   close(): Promise<void>;
 }

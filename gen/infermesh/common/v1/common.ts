@@ -71,6 +71,8 @@ export enum FinishReason {
   FINISH_REASON_CANCELLED = 3,
   /** FINISH_REASON_ERROR - The engine failed after the generation started. */
   FINISH_REASON_ERROR = 4,
+  /** FINISH_REASON_TOOL_CALLS - The model called one or more tools; the calls are in the deltas. */
+  FINISH_REASON_TOOL_CALLS = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -91,6 +93,9 @@ export function finishReasonFromJSON(object: any): FinishReason {
     case 4:
     case "FINISH_REASON_ERROR":
       return FinishReason.FINISH_REASON_ERROR;
+    case 5:
+    case "FINISH_REASON_TOOL_CALLS":
+      return FinishReason.FINISH_REASON_TOOL_CALLS;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -110,6 +115,8 @@ export function finishReasonToJSON(object: FinishReason): string {
       return "FINISH_REASON_CANCELLED";
     case FinishReason.FINISH_REASON_ERROR:
       return "FINISH_REASON_ERROR";
+    case FinishReason.FINISH_REASON_TOOL_CALLS:
+      return "FINISH_REASON_TOOL_CALLS";
     case FinishReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -221,14 +228,139 @@ export function servingStateToJSON(object: ServingState): string {
   }
 }
 
+/** ReasoningEffort asks a reasoning model (gpt-oss) for more or less thinking. */
+export enum ReasoningEffort {
+  /** REASONING_EFFORT_UNSPECIFIED - The model's default (medium for gpt-oss). */
+  REASONING_EFFORT_UNSPECIFIED = 0,
+  /** REASONING_EFFORT_LOW - Little reasoning. */
+  REASONING_EFFORT_LOW = 1,
+  /** REASONING_EFFORT_MEDIUM - The default amount. */
+  REASONING_EFFORT_MEDIUM = 2,
+  /** REASONING_EFFORT_HIGH - Much reasoning. */
+  REASONING_EFFORT_HIGH = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function reasoningEffortFromJSON(object: any): ReasoningEffort {
+  switch (object) {
+    case 0:
+    case "REASONING_EFFORT_UNSPECIFIED":
+      return ReasoningEffort.REASONING_EFFORT_UNSPECIFIED;
+    case 1:
+    case "REASONING_EFFORT_LOW":
+      return ReasoningEffort.REASONING_EFFORT_LOW;
+    case 2:
+    case "REASONING_EFFORT_MEDIUM":
+      return ReasoningEffort.REASONING_EFFORT_MEDIUM;
+    case 3:
+    case "REASONING_EFFORT_HIGH":
+      return ReasoningEffort.REASONING_EFFORT_HIGH;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ReasoningEffort.UNRECOGNIZED;
+  }
+}
+
+export function reasoningEffortToJSON(object: ReasoningEffort): string {
+  switch (object) {
+    case ReasoningEffort.REASONING_EFFORT_UNSPECIFIED:
+      return "REASONING_EFFORT_UNSPECIFIED";
+    case ReasoningEffort.REASONING_EFFORT_LOW:
+      return "REASONING_EFFORT_LOW";
+    case ReasoningEffort.REASONING_EFFORT_MEDIUM:
+      return "REASONING_EFFORT_MEDIUM";
+    case ReasoningEffort.REASONING_EFFORT_HIGH:
+      return "REASONING_EFFORT_HIGH";
+    case ReasoningEffort.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** ChatMessage is one turn of a conversation. */
 export interface ChatMessage {
-  /** "system", "user", "assistant" or "developer". */
+  /** "system", "developer", "user", "assistant" or "tool". */
   role: string;
   /** The text of the turn. */
   content: string;
   /** Optional participant name. */
-  name?: string | undefined;
+  name?:
+    | string
+    | undefined;
+  /** Tools an assistant turn called. */
+  toolCalls: ToolCall[];
+  /** For a "tool" turn: the id of the call it answers. */
+  toolCallId: string;
+  /** For an assistant turn: its reasoning text, when the client sends it back. */
+  reasoningContent: string;
+}
+
+/** ToolCall is one function call made by the model. */
+export interface ToolCall {
+  /** The call's id, e.g. "call_abc". */
+  id: string;
+  /** The function's name. */
+  name: string;
+  /** The arguments as a JSON text. */
+  arguments: string;
+}
+
+/** Tool is a function the model may call. */
+export interface Tool {
+  /** The function's name. */
+  name: string;
+  /** What it does, for the model. */
+  description: string;
+  /** Its parameters as a JSON Schema text; empty for none. */
+  parametersJson: string;
+}
+
+/** ResponseFormat constrains the output. */
+export interface ResponseFormat {
+  /** The constraint. */
+  format:
+    | //
+    /** Any JSON object. */
+    { $case: "jsonObject"; value: JsonObject }
+    | //
+    /** JSON matching a schema. */
+    { $case: "jsonSchema"; value: JsonSchema }
+    | undefined;
+}
+
+/** JsonObject asks for any JSON object. */
+export interface JsonObject {
+}
+
+/** JsonSchema asks for JSON matching a schema. */
+export interface JsonSchema {
+  /** The schema's name. */
+  name: string;
+  /** The JSON Schema as a JSON text. */
+  schemaJson: string;
+}
+
+/** TokenLogprob is the log probability of one generated token and its alternatives. */
+export interface TokenLogprob {
+  /** The token's text. */
+  token: string;
+  /** Natural log of its probability. */
+  logprob: number;
+  /** The token's UTF-8 bytes. */
+  bytes: Buffer;
+  /** The most likely tokens at this position, best first (top_logprobs of them). */
+  topLogprobs: TopLogprob[];
+}
+
+/** TopLogprob is one alternative at a position. */
+export interface TopLogprob {
+  /** The token's text. */
+  token: string;
+  /** Natural log of its probability. */
+  logprob: number;
+  /** The token's UTF-8 bytes. */
+  bytes: Buffer;
 }
 
 /** SamplingParams control decoding; an absent field means the engine's default. */
@@ -264,7 +396,23 @@ export interface SamplingParams {
     | number
     | undefined;
   /** OpenAI frequency penalty (-2..2). */
-  frequencyPenalty?: number | undefined;
+  frequencyPenalty?:
+    | number
+    | undefined;
+  /** Multiplicative repetition penalty (llama.cpp's repeat_penalty; 1 is off). */
+  repetitionPenalty?:
+    | number
+    | undefined;
+  /** Independent completions of the same prompt (OpenAI "n"); 1 when absent. */
+  n?:
+    | number
+    | undefined;
+  /** Return the log probability of every generated token. */
+  logprobs: boolean;
+  /** Alternatives per position with logprobs (0..20). */
+  topLogprobs: number;
+  /** Constrains the output to JSON; absent for free text. */
+  responseFormat: ResponseFormat | undefined;
 }
 
 /** Usage counts the tokens of one generation. */
@@ -305,7 +453,7 @@ export interface StreamError {
 }
 
 function createBaseChatMessage(): ChatMessage {
-  return { role: "", content: "", name: undefined };
+  return { role: "", content: "", name: undefined, toolCalls: [], toolCallId: "", reasoningContent: "" };
 }
 
 export const ChatMessage: MessageFns<ChatMessage> = {
@@ -318,6 +466,15 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     }
     if (message.name !== undefined) {
       writer.uint32(26).string(message.name);
+    }
+    for (const v of message.toolCalls) {
+      ToolCall.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.toolCallId !== "") {
+      writer.uint32(42).string(message.toolCallId);
+    }
+    if (message.reasoningContent !== "") {
+      writer.uint32(50).string(message.reasoningContent);
     }
     return writer;
   },
@@ -359,6 +516,30 @@ export const ChatMessage: MessageFns<ChatMessage> = {
             message.name = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.toolCalls.push(ToolCall.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.toolCallId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reasoningContent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -376,6 +557,21 @@ export const ChatMessage: MessageFns<ChatMessage> = {
       role: isSet(object.role) ? globalThis.String(object.role) : "",
       content: isSet(object.content) ? globalThis.String(object.content) : "",
       name: isSet(object.name) ? globalThis.String(object.name) : undefined,
+      toolCalls: globalThis.Array.isArray(object?.toolCalls)
+        ? object.toolCalls.map((e: any) => ToolCall.fromJSON(e))
+        : globalThis.Array.isArray(object?.tool_calls)
+        ? object.tool_calls.map((e: any) => ToolCall.fromJSON(e))
+        : [],
+      toolCallId: isSet(object.toolCallId)
+        ? globalThis.String(object.toolCallId)
+        : isSet(object.tool_call_id)
+        ? globalThis.String(object.tool_call_id)
+        : "",
+      reasoningContent: isSet(object.reasoningContent)
+        ? globalThis.String(object.reasoningContent)
+        : isSet(object.reasoning_content)
+        ? globalThis.String(object.reasoning_content)
+        : "",
     };
   },
 
@@ -390,6 +586,15 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     if (message.name !== undefined) {
       obj.name = message.name;
     }
+    if (message.toolCalls?.length) {
+      obj.toolCalls = message.toolCalls.map((e) => ToolCall.toJSON(e));
+    }
+    if (message.toolCallId !== "") {
+      obj.toolCallId = message.toolCallId;
+    }
+    if (message.reasoningContent !== "") {
+      obj.reasoningContent = message.reasoningContent;
+    }
     return obj;
   },
 
@@ -401,6 +606,683 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     message.role = object.role ?? "";
     message.content = object.content ?? "";
     message.name = object.name ?? undefined;
+    message.toolCalls = object.toolCalls?.map((e) => ToolCall.fromPartial(e)) || [];
+    message.toolCallId = object.toolCallId ?? "";
+    message.reasoningContent = object.reasoningContent ?? "";
+    return message;
+  },
+};
+
+function createBaseToolCall(): ToolCall {
+  return { id: "", name: "", arguments: "" };
+}
+
+export const ToolCall: MessageFns<ToolCall> = {
+  encode(message: ToolCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.arguments !== "") {
+      writer.uint32(26).string(message.arguments);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ToolCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseToolCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.arguments = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ToolCall {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      arguments: isSet(object.arguments) ? globalThis.String(object.arguments) : "",
+    };
+  },
+
+  toJSON(message: ToolCall): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.arguments !== "") {
+      obj.arguments = message.arguments;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ToolCall>): ToolCall {
+    return ToolCall.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ToolCall>): ToolCall {
+    const message = createBaseToolCall();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.arguments = object.arguments ?? "";
+    return message;
+  },
+};
+
+function createBaseTool(): Tool {
+  return { name: "", description: "", parametersJson: "" };
+}
+
+export const Tool: MessageFns<Tool> = {
+  encode(message: Tool, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message.parametersJson !== "") {
+      writer.uint32(26).string(message.parametersJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Tool {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTool();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.parametersJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Tool {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      parametersJson: isSet(object.parametersJson)
+        ? globalThis.String(object.parametersJson)
+        : isSet(object.parameters_json)
+        ? globalThis.String(object.parameters_json)
+        : "",
+    };
+  },
+
+  toJSON(message: Tool): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.parametersJson !== "") {
+      obj.parametersJson = message.parametersJson;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Tool>): Tool {
+    return Tool.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Tool>): Tool {
+    const message = createBaseTool();
+    message.name = object.name ?? "";
+    message.description = object.description ?? "";
+    message.parametersJson = object.parametersJson ?? "";
+    return message;
+  },
+};
+
+function createBaseResponseFormat(): ResponseFormat {
+  return { format: undefined };
+}
+
+export const ResponseFormat: MessageFns<ResponseFormat> = {
+  encode(message: ResponseFormat, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.format?.$case) {
+      case "jsonObject":
+        JsonObject.encode(message.format.value, writer.uint32(10).fork()).join();
+        break;
+      case "jsonSchema":
+        JsonSchema.encode(message.format.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResponseFormat {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResponseFormat();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.format = { $case: "jsonObject", value: JsonObject.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.format = { $case: "jsonSchema", value: JsonSchema.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResponseFormat {
+    return {
+      format: isSet(object.jsonObject)
+        ? { $case: "jsonObject", value: JsonObject.fromJSON(object.jsonObject) }
+        : isSet(object.json_object)
+        ? { $case: "jsonObject", value: JsonObject.fromJSON(object.json_object) }
+        : isSet(object.jsonSchema)
+        ? { $case: "jsonSchema", value: JsonSchema.fromJSON(object.jsonSchema) }
+        : isSet(object.json_schema)
+        ? { $case: "jsonSchema", value: JsonSchema.fromJSON(object.json_schema) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ResponseFormat): unknown {
+    const obj: any = {};
+    if (message.format?.$case === "jsonObject") {
+      obj.jsonObject = JsonObject.toJSON(message.format.value);
+    } else if (message.format?.$case === "jsonSchema") {
+      obj.jsonSchema = JsonSchema.toJSON(message.format.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResponseFormat>): ResponseFormat {
+    return ResponseFormat.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResponseFormat>): ResponseFormat {
+    const message = createBaseResponseFormat();
+    switch (object.format?.$case) {
+      case "jsonObject": {
+        if (object.format?.value !== undefined && object.format?.value !== null) {
+          message.format = { $case: "jsonObject", value: JsonObject.fromPartial(object.format.value) };
+        }
+        break;
+      }
+      case "jsonSchema": {
+        if (object.format?.value !== undefined && object.format?.value !== null) {
+          message.format = { $case: "jsonSchema", value: JsonSchema.fromPartial(object.format.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseJsonObject(): JsonObject {
+  return {};
+}
+
+export const JsonObject: MessageFns<JsonObject> = {
+  encode(_: JsonObject, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JsonObject {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJsonObject();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): JsonObject {
+    return {};
+  },
+
+  toJSON(_: JsonObject): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<JsonObject>): JsonObject {
+    return JsonObject.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<JsonObject>): JsonObject {
+    const message = createBaseJsonObject();
+    return message;
+  },
+};
+
+function createBaseJsonSchema(): JsonSchema {
+  return { name: "", schemaJson: "" };
+}
+
+export const JsonSchema: MessageFns<JsonSchema> = {
+  encode(message: JsonSchema, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.schemaJson !== "") {
+      writer.uint32(18).string(message.schemaJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JsonSchema {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJsonSchema();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.schemaJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JsonSchema {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      schemaJson: isSet(object.schemaJson)
+        ? globalThis.String(object.schemaJson)
+        : isSet(object.schema_json)
+        ? globalThis.String(object.schema_json)
+        : "",
+    };
+  },
+
+  toJSON(message: JsonSchema): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.schemaJson !== "") {
+      obj.schemaJson = message.schemaJson;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JsonSchema>): JsonSchema {
+    return JsonSchema.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JsonSchema>): JsonSchema {
+    const message = createBaseJsonSchema();
+    message.name = object.name ?? "";
+    message.schemaJson = object.schemaJson ?? "";
+    return message;
+  },
+};
+
+function createBaseTokenLogprob(): TokenLogprob {
+  return { token: "", logprob: 0, bytes: Buffer.alloc(0), topLogprobs: [] };
+}
+
+export const TokenLogprob: MessageFns<TokenLogprob> = {
+  encode(message: TokenLogprob, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== "") {
+      writer.uint32(10).string(message.token);
+    }
+    if (message.logprob !== 0) {
+      writer.uint32(17).double(message.logprob);
+    }
+    if (message.bytes.length !== 0) {
+      writer.uint32(26).bytes(message.bytes);
+    }
+    for (const v of message.topLogprobs) {
+      TopLogprob.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenLogprob {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenLogprob();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.logprob = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.bytes = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.topLogprobs.push(TopLogprob.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenLogprob {
+    return {
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      logprob: isSet(object.logprob) ? globalThis.Number(object.logprob) : 0,
+      bytes: isSet(object.bytes) ? Buffer.from(bytesFromBase64(object.bytes)) : Buffer.alloc(0),
+      topLogprobs: globalThis.Array.isArray(object?.topLogprobs)
+        ? object.topLogprobs.map((e: any) => TopLogprob.fromJSON(e))
+        : globalThis.Array.isArray(object?.top_logprobs)
+        ? object.top_logprobs.map((e: any) => TopLogprob.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TokenLogprob): unknown {
+    const obj: any = {};
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.logprob !== 0) {
+      obj.logprob = floatToJson(message.logprob);
+    }
+    if (message.bytes.length !== 0) {
+      obj.bytes = base64FromBytes(message.bytes);
+    }
+    if (message.topLogprobs?.length) {
+      obj.topLogprobs = message.topLogprobs.map((e) => TopLogprob.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TokenLogprob>): TokenLogprob {
+    return TokenLogprob.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TokenLogprob>): TokenLogprob {
+    const message = createBaseTokenLogprob();
+    message.token = object.token ?? "";
+    message.logprob = object.logprob ?? 0;
+    message.bytes = object.bytes ?? Buffer.alloc(0);
+    message.topLogprobs = object.topLogprobs?.map((e) => TopLogprob.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTopLogprob(): TopLogprob {
+  return { token: "", logprob: 0, bytes: Buffer.alloc(0) };
+}
+
+export const TopLogprob: MessageFns<TopLogprob> = {
+  encode(message: TopLogprob, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== "") {
+      writer.uint32(10).string(message.token);
+    }
+    if (message.logprob !== 0) {
+      writer.uint32(17).double(message.logprob);
+    }
+    if (message.bytes.length !== 0) {
+      writer.uint32(26).bytes(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TopLogprob {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTopLogprob();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.logprob = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.bytes = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TopLogprob {
+    return {
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      logprob: isSet(object.logprob) ? globalThis.Number(object.logprob) : 0,
+      bytes: isSet(object.bytes) ? Buffer.from(bytesFromBase64(object.bytes)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: TopLogprob): unknown {
+    const obj: any = {};
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.logprob !== 0) {
+      obj.logprob = floatToJson(message.logprob);
+    }
+    if (message.bytes.length !== 0) {
+      obj.bytes = base64FromBytes(message.bytes);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TopLogprob>): TopLogprob {
+    return TopLogprob.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TopLogprob>): TopLogprob {
+    const message = createBaseTopLogprob();
+    message.token = object.token ?? "";
+    message.logprob = object.logprob ?? 0;
+    message.bytes = object.bytes ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -416,6 +1298,11 @@ function createBaseSamplingParams(): SamplingParams {
     maxTokens: undefined,
     presencePenalty: undefined,
     frequencyPenalty: undefined,
+    repetitionPenalty: undefined,
+    n: undefined,
+    logprobs: false,
+    topLogprobs: 0,
+    responseFormat: undefined,
   };
 }
 
@@ -447,6 +1334,21 @@ export const SamplingParams: MessageFns<SamplingParams> = {
     }
     if (message.frequencyPenalty !== undefined) {
       writer.uint32(77).float(message.frequencyPenalty);
+    }
+    if (message.repetitionPenalty !== undefined) {
+      writer.uint32(85).float(message.repetitionPenalty);
+    }
+    if (message.n !== undefined) {
+      writer.uint32(88).uint32(message.n);
+    }
+    if (message.logprobs !== false) {
+      writer.uint32(96).bool(message.logprobs);
+    }
+    if (message.topLogprobs !== 0) {
+      writer.uint32(104).uint32(message.topLogprobs);
+    }
+    if (message.responseFormat !== undefined) {
+      ResponseFormat.encode(message.responseFormat, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -536,6 +1438,46 @@ export const SamplingParams: MessageFns<SamplingParams> = {
             message.frequencyPenalty = reader.float();
             continue;
           }
+          case 10: {
+            if (tag !== 85) {
+              break;
+            }
+
+            message.repetitionPenalty = reader.float();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.n = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.logprobs = reader.bool();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.topLogprobs = reader.uint32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.responseFormat = ResponseFormat.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -583,6 +1525,23 @@ export const SamplingParams: MessageFns<SamplingParams> = {
         : isSet(object.frequency_penalty)
         ? globalThis.Number(object.frequency_penalty)
         : undefined,
+      repetitionPenalty: isSet(object.repetitionPenalty)
+        ? globalThis.Number(object.repetitionPenalty)
+        : isSet(object.repetition_penalty)
+        ? globalThis.Number(object.repetition_penalty)
+        : undefined,
+      n: isSet(object.n) ? globalThis.Number(object.n) : undefined,
+      logprobs: isSet(object.logprobs) ? globalThis.Boolean(object.logprobs) : false,
+      topLogprobs: isSet(object.topLogprobs)
+        ? globalThis.Number(object.topLogprobs)
+        : isSet(object.top_logprobs)
+        ? globalThis.Number(object.top_logprobs)
+        : 0,
+      responseFormat: isSet(object.responseFormat)
+        ? ResponseFormat.fromJSON(object.responseFormat)
+        : isSet(object.response_format)
+        ? ResponseFormat.fromJSON(object.response_format)
+        : undefined,
     };
   },
 
@@ -615,6 +1574,21 @@ export const SamplingParams: MessageFns<SamplingParams> = {
     if (message.frequencyPenalty !== undefined) {
       obj.frequencyPenalty = floatToJson(message.frequencyPenalty);
     }
+    if (message.repetitionPenalty !== undefined) {
+      obj.repetitionPenalty = floatToJson(message.repetitionPenalty);
+    }
+    if (message.n !== undefined) {
+      obj.n = Math.round(message.n);
+    }
+    if (message.logprobs !== false) {
+      obj.logprobs = message.logprobs;
+    }
+    if (message.topLogprobs !== 0) {
+      obj.topLogprobs = Math.round(message.topLogprobs);
+    }
+    if (message.responseFormat !== undefined) {
+      obj.responseFormat = ResponseFormat.toJSON(message.responseFormat);
+    }
     return obj;
   },
 
@@ -632,6 +1606,13 @@ export const SamplingParams: MessageFns<SamplingParams> = {
     message.maxTokens = object.maxTokens ?? undefined;
     message.presencePenalty = object.presencePenalty ?? undefined;
     message.frequencyPenalty = object.frequencyPenalty ?? undefined;
+    message.repetitionPenalty = object.repetitionPenalty ?? undefined;
+    message.n = object.n ?? undefined;
+    message.logprobs = object.logprobs ?? false;
+    message.topLogprobs = object.topLogprobs ?? 0;
+    message.responseFormat = (object.responseFormat !== undefined && object.responseFormat !== null)
+      ? ResponseFormat.fromPartial(object.responseFormat)
+      : undefined;
     return message;
   },
 };
@@ -994,6 +1975,14 @@ export const StreamError: MessageFns<StreamError> = {
     return message;
   },
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;

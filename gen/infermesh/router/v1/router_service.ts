@@ -55,7 +55,28 @@ export interface ConnectRequest {
     | //
     /** Periodic and on-change load. */
     { $case: "loadReport"; value: LoadReport }
+    | //
+    /** Prefix blocks whose KV the worker now holds or no longer holds. */
+    { $case: "kvEvents"; value: KvEvents }
     | undefined;
+}
+
+/**
+ * KvEvents tells the router exactly which prompt prefixes a worker's KV cache holds.
+ * A block hash is the chained hash of one 64-character block of the canonical prompt
+ * text (services/common/prefix-hash.ts), so the router can compute the same hashes from
+ * a request without a tokenizer. Hashes are below 2^53.
+ */
+export interface KvEvents {
+  /** Blocks newly held. */
+  storedBlockHashes: number[];
+  /** Blocks no longer held by any sequence. */
+  evictedBlockHashes: number[];
+  /**
+   * True when the worker dropped everything it held (sent first after a (re)connect,
+   * so the router starts from an empty table).
+   */
+  cleared: boolean;
 }
 
 /** Register introduces a worker to the router. */
@@ -72,6 +93,8 @@ export interface Register {
   maxSequences: number;
   /** Its state at registration. */
   state: ServingState;
+  /** Whether it sends KvEvents. */
+  sendsKvEvents: boolean;
 }
 
 /** LoadReport is a worker's current load. */
@@ -88,6 +111,13 @@ export interface LoadReport {
   tokensPerSecond: number;
   /** Its state now. */
   state: ServingState;
+  /**
+   * Prompt tokens looked up in the prefix cache since start (vLLM's
+   * prefix_cache_queries).
+   */
+  prefixCacheQueries: number;
+  /** Of those, tokens found cached (vLLM's prefix_cache_hits). */
+  prefixCacheHits: number;
 }
 
 /** ConnectResponse is one message from the router to a worker. */
@@ -495,6 +525,9 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       case "loadReport":
         LoadReport.encode(message.event.value, writer.uint32(18).fork()).join();
         break;
+      case "kvEvents":
+        KvEvents.encode(message.event.value, writer.uint32(26).fork()).join();
+        break;
     }
     return writer;
   },
@@ -528,6 +561,14 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.event = { $case: "loadReport", value: LoadReport.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = { $case: "kvEvents", value: KvEvents.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -548,6 +589,10 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         ? { $case: "loadReport", value: LoadReport.fromJSON(object.loadReport) }
         : isSet(object.load_report)
         ? { $case: "loadReport", value: LoadReport.fromJSON(object.load_report) }
+        : isSet(object.kvEvents)
+        ? { $case: "kvEvents", value: KvEvents.fromJSON(object.kvEvents) }
+        : isSet(object.kv_events)
+        ? { $case: "kvEvents", value: KvEvents.fromJSON(object.kv_events) }
         : undefined,
     };
   },
@@ -558,6 +603,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       obj.register = Register.toJSON(message.event.value);
     } else if (message.event?.$case === "loadReport") {
       obj.loadReport = LoadReport.toJSON(message.event.value);
+    } else if (message.event?.$case === "kvEvents") {
+      obj.kvEvents = KvEvents.toJSON(message.event.value);
     }
     return obj;
   },
@@ -580,13 +627,156 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         }
         break;
       }
+      case "kvEvents": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "kvEvents", value: KvEvents.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
     return message;
   },
 };
 
+function createBaseKvEvents(): KvEvents {
+  return { storedBlockHashes: [], evictedBlockHashes: [], cleared: false };
+}
+
+export const KvEvents: MessageFns<KvEvents> = {
+  encode(message: KvEvents, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.storedBlockHashes.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.storedBlockHashes) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.evictedBlockHashes.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.evictedBlockHashes) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.cleared !== false) {
+      writer.uint32(24).bool(message.cleared);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KvEvents {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKvEvents();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.storedBlockHashes.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.storedBlockHashes.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.evictedBlockHashes.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.evictedBlockHashes.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.cleared = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KvEvents {
+    return {
+      storedBlockHashes: globalThis.Array.isArray(object?.storedBlockHashes)
+        ? object.storedBlockHashes.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.stored_block_hashes)
+        ? object.stored_block_hashes.map((e: any) => globalThis.Number(e))
+        : [],
+      evictedBlockHashes: globalThis.Array.isArray(object?.evictedBlockHashes)
+        ? object.evictedBlockHashes.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.evicted_block_hashes)
+        ? object.evicted_block_hashes.map((e: any) => globalThis.Number(e))
+        : [],
+      cleared: isSet(object.cleared) ? globalThis.Boolean(object.cleared) : false,
+    };
+  },
+
+  toJSON(message: KvEvents): unknown {
+    const obj: any = {};
+    if (message.storedBlockHashes?.length) {
+      obj.storedBlockHashes = message.storedBlockHashes.map((e) => Math.round(e));
+    }
+    if (message.evictedBlockHashes?.length) {
+      obj.evictedBlockHashes = message.evictedBlockHashes.map((e) => Math.round(e));
+    }
+    if (message.cleared !== false) {
+      obj.cleared = message.cleared;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<KvEvents>): KvEvents {
+    return KvEvents.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KvEvents>): KvEvents {
+    const message = createBaseKvEvents();
+    message.storedBlockHashes = object.storedBlockHashes?.map((e) => e) || [];
+    message.evictedBlockHashes = object.evictedBlockHashes?.map((e) => e) || [];
+    message.cleared = object.cleared ?? false;
+    return message;
+  },
+};
+
 function createBaseRegister(): Register {
-  return { workerId: "", address: "", models: [], device: "", maxSequences: 0, state: 0 };
+  return { workerId: "", address: "", models: [], device: "", maxSequences: 0, state: 0, sendsKvEvents: false };
 }
 
 export const Register: MessageFns<Register> = {
@@ -608,6 +798,9 @@ export const Register: MessageFns<Register> = {
     }
     if (message.state !== 0) {
       writer.uint32(48).int32(message.state);
+    }
+    if (message.sendsKvEvents !== false) {
+      writer.uint32(56).bool(message.sendsKvEvents);
     }
     return writer;
   },
@@ -673,6 +866,14 @@ export const Register: MessageFns<Register> = {
             message.state = reader.int32() as any;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sendsKvEvents = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -701,6 +902,11 @@ export const Register: MessageFns<Register> = {
         ? globalThis.Number(object.max_sequences)
         : 0,
       state: isSet(object.state) ? servingStateFromJSON(object.state) : 0,
+      sendsKvEvents: isSet(object.sendsKvEvents)
+        ? globalThis.Boolean(object.sendsKvEvents)
+        : isSet(object.sends_kv_events)
+        ? globalThis.Boolean(object.sends_kv_events)
+        : false,
     };
   },
 
@@ -724,6 +930,9 @@ export const Register: MessageFns<Register> = {
     if (message.state !== 0) {
       obj.state = servingStateToJSON(message.state);
     }
+    if (message.sendsKvEvents !== false) {
+      obj.sendsKvEvents = message.sendsKvEvents;
+    }
     return obj;
   },
 
@@ -738,12 +947,22 @@ export const Register: MessageFns<Register> = {
     message.device = object.device ?? "";
     message.maxSequences = object.maxSequences ?? 0;
     message.state = object.state ?? 0;
+    message.sendsKvEvents = object.sendsKvEvents ?? false;
     return message;
   },
 };
 
 function createBaseLoadReport(): LoadReport {
-  return { runningRequests: 0, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, state: 0 };
+  return {
+    runningRequests: 0,
+    waitingRequests: 0,
+    kvUsedTokens: 0,
+    kvTotalTokens: 0,
+    tokensPerSecond: 0,
+    state: 0,
+    prefixCacheQueries: 0,
+    prefixCacheHits: 0,
+  };
 }
 
 export const LoadReport: MessageFns<LoadReport> = {
@@ -765,6 +984,12 @@ export const LoadReport: MessageFns<LoadReport> = {
     }
     if (message.state !== 0) {
       writer.uint32(48).int32(message.state);
+    }
+    if (message.prefixCacheQueries !== 0) {
+      writer.uint32(56).uint64(message.prefixCacheQueries);
+    }
+    if (message.prefixCacheHits !== 0) {
+      writer.uint32(64).uint64(message.prefixCacheHits);
     }
     return writer;
   },
@@ -830,6 +1055,22 @@ export const LoadReport: MessageFns<LoadReport> = {
             message.state = reader.int32() as any;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.prefixCacheQueries = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.prefixCacheHits = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -870,6 +1111,16 @@ export const LoadReport: MessageFns<LoadReport> = {
         ? globalThis.Number(object.tokens_per_second)
         : 0,
       state: isSet(object.state) ? servingStateFromJSON(object.state) : 0,
+      prefixCacheQueries: isSet(object.prefixCacheQueries)
+        ? globalThis.Number(object.prefixCacheQueries)
+        : isSet(object.prefix_cache_queries)
+        ? globalThis.Number(object.prefix_cache_queries)
+        : 0,
+      prefixCacheHits: isSet(object.prefixCacheHits)
+        ? globalThis.Number(object.prefixCacheHits)
+        : isSet(object.prefix_cache_hits)
+        ? globalThis.Number(object.prefix_cache_hits)
+        : 0,
     };
   },
 
@@ -893,6 +1144,12 @@ export const LoadReport: MessageFns<LoadReport> = {
     if (message.state !== 0) {
       obj.state = servingStateToJSON(message.state);
     }
+    if (message.prefixCacheQueries !== 0) {
+      obj.prefixCacheQueries = Math.round(message.prefixCacheQueries);
+    }
+    if (message.prefixCacheHits !== 0) {
+      obj.prefixCacheHits = Math.round(message.prefixCacheHits);
+    }
     return obj;
   },
 
@@ -907,6 +1164,8 @@ export const LoadReport: MessageFns<LoadReport> = {
     message.kvTotalTokens = object.kvTotalTokens ?? 0;
     message.tokensPerSecond = object.tokensPerSecond ?? 0;
     message.state = object.state ?? 0;
+    message.prefixCacheQueries = object.prefixCacheQueries ?? 0;
+    message.prefixCacheHits = object.prefixCacheHits ?? 0;
     return message;
   },
 };

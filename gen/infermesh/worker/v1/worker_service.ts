@@ -13,11 +13,17 @@ import {
   finishReasonFromJSON,
   finishReasonToJSON,
   ModelInfo,
+  ReasoningEffort,
+  reasoningEffortFromJSON,
+  reasoningEffortToJSON,
   SamplingParams,
   ServingState,
   servingStateFromJSON,
   servingStateToJSON,
   StreamError,
+  TokenLogprob,
+  Tool,
+  ToolCall,
   Usage,
 } from "../../common/v1/common.js";
 
@@ -38,7 +44,15 @@ export interface GenerateRequest {
     | string
     | undefined;
   /** Decoding parameters. */
-  sampling: SamplingParams | undefined;
+  sampling:
+    | SamplingParams
+    | undefined;
+  /** Functions the model may call (chat only). */
+  tools: Tool[];
+  /** "auto" (or empty), "none", "required", or the name of one tool to call. */
+  toolChoice: string;
+  /** How much a reasoning model thinks. */
+  reasoningEffort: ReasoningEffort;
 }
 
 /** GenerateResponse is one event of a generation. */
@@ -57,6 +71,9 @@ export interface GenerateResponse {
     | //
     /** Terminal: the generation failed after it started. */
     { $case: "error"; value: StreamError }
+    | //
+    /** One choice ended; sent once per choice, before Finished. */
+    { $case: "choiceEnd"; value: ChoiceEnd }
     | undefined;
 }
 
@@ -72,28 +89,59 @@ export interface Started {
   cachedTokens: number;
 }
 
-/** Delta is new output. */
+/** Delta is new output of one choice. */
 export interface Delta {
-  /** Text to append; may be empty when a token is part of a multi-byte character. */
+  /**
+   * Answer text to append; may be empty when a token is part of a multi-byte
+   * character or the tokens were reasoning or a tool call.
+   */
   text: string;
   /** Tokens this delta covers. */
   tokenCount: number;
+  /** The choice it belongs to (0 .. n-1). */
+  index: number;
+  /** Reasoning text to append (gpt-oss's analysis channel). */
+  reasoningText: string;
+  /** Log probabilities of the tokens of this delta, when asked for. */
+  logprobs: TokenLogprob[];
+  /** Tool calls, whole: a call is sent once its arguments are complete. */
+  toolCalls: IndexedToolCall[];
+}
+
+/** IndexedToolCall is a tool call and its position among the choice's calls. */
+export interface IndexedToolCall {
+  /** 0 for the choice's first call. */
+  index: number;
+  /** The call. */
+  call: ToolCall | undefined;
+}
+
+/** ChoiceEnd says one choice has ended. */
+export interface ChoiceEnd {
+  /** The choice (0 .. n-1). */
+  index: number;
+  /** Why it ended. */
+  finishReason: FinishReason;
+  /** Tokens this choice generated. */
+  completionTokens: number;
 }
 
 /** Finished ends a generation normally. */
 export interface Finished {
-  /** Why it ended. */
+  /** Why choice 0 ended (every choice's reason is in its ChoiceEnd). */
   finishReason: FinishReason;
-  /** Token counts. */
+  /** Token counts, summed over the choices (the prompt counted once). */
   usage: Usage | undefined;
 }
 
-/** TokenizeRequest asks for the tokens of a text. */
+/** TokenizeRequest asks for the tokens of a text or a chat. */
 export interface TokenizeRequest {
   /** The model whose tokenizer to use. */
   model: string;
-  /** The text. */
+  /** The text, tokenized as is (no special tokens added). */
   text: string;
+  /** When set, this chat is rendered with the model's template and tokenized instead. */
+  messages: ChatMessage[];
 }
 
 /** TokenizeResponse lists the tokens. */
@@ -102,6 +150,42 @@ export interface TokenizeResponse {
   tokens: number[];
   /** len(tokens). */
   tokenCount: number;
+}
+
+/** DetokenizeRequest asks for the text of tokens. */
+export interface DetokenizeRequest {
+  /** The model whose tokenizer to use. */
+  model: string;
+  /** Token ids. */
+  tokens: number[];
+}
+
+/** DetokenizeResponse is the text. */
+export interface DetokenizeResponse {
+  /** The text of the tokens. */
+  text: string;
+}
+
+/** EmbedRequest asks for embeddings. */
+export interface EmbedRequest {
+  /** The model. */
+  model: string;
+  /** Texts to embed; at least one. */
+  inputs: string[];
+}
+
+/** Embedding is one vector. */
+export interface Embedding {
+  /** The vector, L2-normalised. */
+  values: number[];
+}
+
+/** EmbedResponse holds one embedding per input, in order. */
+export interface EmbedResponse {
+  /** The vectors. */
+  embeddings: Embedding[];
+  /** Tokens of all inputs. */
+  promptTokens: number;
 }
 
 /** GetInfoRequest has no parameters. */
@@ -125,7 +209,16 @@ export interface GetInfoResponse {
 }
 
 function createBaseGenerateRequest(): GenerateRequest {
-  return { requestId: "", model: "", messages: [], prompt: undefined, sampling: undefined };
+  return {
+    requestId: "",
+    model: "",
+    messages: [],
+    prompt: undefined,
+    sampling: undefined,
+    tools: [],
+    toolChoice: "",
+    reasoningEffort: 0,
+  };
 }
 
 export const GenerateRequest: MessageFns<GenerateRequest> = {
@@ -144,6 +237,15 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     }
     if (message.sampling !== undefined) {
       SamplingParams.encode(message.sampling, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.tools) {
+      Tool.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.toolChoice !== "") {
+      writer.uint32(58).string(message.toolChoice);
+    }
+    if (message.reasoningEffort !== 0) {
+      writer.uint32(64).int32(message.reasoningEffort);
     }
     return writer;
   },
@@ -201,6 +303,30 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
             message.sampling = SamplingParams.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.tools.push(Tool.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.toolChoice = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.reasoningEffort = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -226,6 +352,17 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
         : [],
       prompt: isSet(object.prompt) ? globalThis.String(object.prompt) : undefined,
       sampling: isSet(object.sampling) ? SamplingParams.fromJSON(object.sampling) : undefined,
+      tools: globalThis.Array.isArray(object?.tools) ? object.tools.map((e: any) => Tool.fromJSON(e)) : [],
+      toolChoice: isSet(object.toolChoice)
+        ? globalThis.String(object.toolChoice)
+        : isSet(object.tool_choice)
+        ? globalThis.String(object.tool_choice)
+        : "",
+      reasoningEffort: isSet(object.reasoningEffort)
+        ? reasoningEffortFromJSON(object.reasoningEffort)
+        : isSet(object.reasoning_effort)
+        ? reasoningEffortFromJSON(object.reasoning_effort)
+        : 0,
     };
   },
 
@@ -246,6 +383,15 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     if (message.sampling !== undefined) {
       obj.sampling = SamplingParams.toJSON(message.sampling);
     }
+    if (message.tools?.length) {
+      obj.tools = message.tools.map((e) => Tool.toJSON(e));
+    }
+    if (message.toolChoice !== "") {
+      obj.toolChoice = message.toolChoice;
+    }
+    if (message.reasoningEffort !== 0) {
+      obj.reasoningEffort = reasoningEffortToJSON(message.reasoningEffort);
+    }
     return obj;
   },
 
@@ -261,6 +407,9 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     message.sampling = (object.sampling !== undefined && object.sampling !== null)
       ? SamplingParams.fromPartial(object.sampling)
       : undefined;
+    message.tools = object.tools?.map((e) => Tool.fromPartial(e)) || [];
+    message.toolChoice = object.toolChoice ?? "";
+    message.reasoningEffort = object.reasoningEffort ?? 0;
     return message;
   },
 };
@@ -283,6 +432,9 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
         break;
       case "error":
         StreamError.encode(message.event.value, writer.uint32(34).fork()).join();
+        break;
+      case "choiceEnd":
+        ChoiceEnd.encode(message.event.value, writer.uint32(42).fork()).join();
         break;
     }
     return writer;
@@ -333,6 +485,14 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
             message.event = { $case: "error", value: StreamError.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.event = { $case: "choiceEnd", value: ChoiceEnd.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -355,6 +515,10 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
         ? { $case: "finished", value: Finished.fromJSON(object.finished) }
         : isSet(object.error)
         ? { $case: "error", value: StreamError.fromJSON(object.error) }
+        : isSet(object.choiceEnd)
+        ? { $case: "choiceEnd", value: ChoiceEnd.fromJSON(object.choiceEnd) }
+        : isSet(object.choice_end)
+        ? { $case: "choiceEnd", value: ChoiceEnd.fromJSON(object.choice_end) }
         : undefined,
     };
   },
@@ -369,6 +533,8 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
       obj.finished = Finished.toJSON(message.event.value);
     } else if (message.event?.$case === "error") {
       obj.error = StreamError.toJSON(message.event.value);
+    } else if (message.event?.$case === "choiceEnd") {
+      obj.choiceEnd = ChoiceEnd.toJSON(message.event.value);
     }
     return obj;
   },
@@ -400,6 +566,12 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
       case "error": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "error", value: StreamError.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "choiceEnd": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "choiceEnd", value: ChoiceEnd.fromPartial(object.event.value) };
         }
         break;
       }
@@ -538,7 +710,7 @@ export const Started: MessageFns<Started> = {
 };
 
 function createBaseDelta(): Delta {
-  return { text: "", tokenCount: 0 };
+  return { text: "", tokenCount: 0, index: 0, reasoningText: "", logprobs: [], toolCalls: [] };
 }
 
 export const Delta: MessageFns<Delta> = {
@@ -548,6 +720,18 @@ export const Delta: MessageFns<Delta> = {
     }
     if (message.tokenCount !== 0) {
       writer.uint32(16).uint32(message.tokenCount);
+    }
+    if (message.index !== 0) {
+      writer.uint32(24).uint32(message.index);
+    }
+    if (message.reasoningText !== "") {
+      writer.uint32(34).string(message.reasoningText);
+    }
+    for (const v of message.logprobs) {
+      TokenLogprob.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.toolCalls) {
+      IndexedToolCall.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -581,6 +765,38 @@ export const Delta: MessageFns<Delta> = {
             message.tokenCount = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reasoningText = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.logprobs.push(TokenLogprob.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.toolCalls.push(IndexedToolCall.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -601,6 +817,20 @@ export const Delta: MessageFns<Delta> = {
         : isSet(object.token_count)
         ? globalThis.Number(object.token_count)
         : 0,
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      reasoningText: isSet(object.reasoningText)
+        ? globalThis.String(object.reasoningText)
+        : isSet(object.reasoning_text)
+        ? globalThis.String(object.reasoning_text)
+        : "",
+      logprobs: globalThis.Array.isArray(object?.logprobs)
+        ? object.logprobs.map((e: any) => TokenLogprob.fromJSON(e))
+        : [],
+      toolCalls: globalThis.Array.isArray(object?.toolCalls)
+        ? object.toolCalls.map((e: any) => IndexedToolCall.fromJSON(e))
+        : globalThis.Array.isArray(object?.tool_calls)
+        ? object.tool_calls.map((e: any) => IndexedToolCall.fromJSON(e))
+        : [],
     };
   },
 
@@ -612,6 +842,18 @@ export const Delta: MessageFns<Delta> = {
     if (message.tokenCount !== 0) {
       obj.tokenCount = Math.round(message.tokenCount);
     }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.reasoningText !== "") {
+      obj.reasoningText = message.reasoningText;
+    }
+    if (message.logprobs?.length) {
+      obj.logprobs = message.logprobs.map((e) => TokenLogprob.toJSON(e));
+    }
+    if (message.toolCalls?.length) {
+      obj.toolCalls = message.toolCalls.map((e) => IndexedToolCall.toJSON(e));
+    }
     return obj;
   },
 
@@ -622,6 +864,204 @@ export const Delta: MessageFns<Delta> = {
     const message = createBaseDelta();
     message.text = object.text ?? "";
     message.tokenCount = object.tokenCount ?? 0;
+    message.index = object.index ?? 0;
+    message.reasoningText = object.reasoningText ?? "";
+    message.logprobs = object.logprobs?.map((e) => TokenLogprob.fromPartial(e)) || [];
+    message.toolCalls = object.toolCalls?.map((e) => IndexedToolCall.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseIndexedToolCall(): IndexedToolCall {
+  return { index: 0, call: undefined };
+}
+
+export const IndexedToolCall: MessageFns<IndexedToolCall> = {
+  encode(message: IndexedToolCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    if (message.call !== undefined) {
+      ToolCall.encode(message.call, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IndexedToolCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIndexedToolCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.call = ToolCall.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IndexedToolCall {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      call: isSet(object.call) ? ToolCall.fromJSON(object.call) : undefined,
+    };
+  },
+
+  toJSON(message: IndexedToolCall): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.call !== undefined) {
+      obj.call = ToolCall.toJSON(message.call);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IndexedToolCall>): IndexedToolCall {
+    return IndexedToolCall.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IndexedToolCall>): IndexedToolCall {
+    const message = createBaseIndexedToolCall();
+    message.index = object.index ?? 0;
+    message.call = (object.call !== undefined && object.call !== null) ? ToolCall.fromPartial(object.call) : undefined;
+    return message;
+  },
+};
+
+function createBaseChoiceEnd(): ChoiceEnd {
+  return { index: 0, finishReason: 0, completionTokens: 0 };
+}
+
+export const ChoiceEnd: MessageFns<ChoiceEnd> = {
+  encode(message: ChoiceEnd, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    if (message.finishReason !== 0) {
+      writer.uint32(16).int32(message.finishReason);
+    }
+    if (message.completionTokens !== 0) {
+      writer.uint32(24).uint32(message.completionTokens);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChoiceEnd {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChoiceEnd();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.finishReason = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.completionTokens = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChoiceEnd {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      finishReason: isSet(object.finishReason)
+        ? finishReasonFromJSON(object.finishReason)
+        : isSet(object.finish_reason)
+        ? finishReasonFromJSON(object.finish_reason)
+        : 0,
+      completionTokens: isSet(object.completionTokens)
+        ? globalThis.Number(object.completionTokens)
+        : isSet(object.completion_tokens)
+        ? globalThis.Number(object.completion_tokens)
+        : 0,
+    };
+  },
+
+  toJSON(message: ChoiceEnd): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.finishReason !== 0) {
+      obj.finishReason = finishReasonToJSON(message.finishReason);
+    }
+    if (message.completionTokens !== 0) {
+      obj.completionTokens = Math.round(message.completionTokens);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ChoiceEnd>): ChoiceEnd {
+    return ChoiceEnd.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChoiceEnd>): ChoiceEnd {
+    const message = createBaseChoiceEnd();
+    message.index = object.index ?? 0;
+    message.finishReason = object.finishReason ?? 0;
+    message.completionTokens = object.completionTokens ?? 0;
     return message;
   },
 };
@@ -716,7 +1156,7 @@ export const Finished: MessageFns<Finished> = {
 };
 
 function createBaseTokenizeRequest(): TokenizeRequest {
-  return { model: "", text: "" };
+  return { model: "", text: "", messages: [] };
 }
 
 export const TokenizeRequest: MessageFns<TokenizeRequest> = {
@@ -726,6 +1166,9 @@ export const TokenizeRequest: MessageFns<TokenizeRequest> = {
     }
     if (message.text !== "") {
       writer.uint32(18).string(message.text);
+    }
+    for (const v of message.messages) {
+      ChatMessage.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -759,6 +1202,14 @@ export const TokenizeRequest: MessageFns<TokenizeRequest> = {
             message.text = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.messages.push(ChatMessage.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -775,6 +1226,9 @@ export const TokenizeRequest: MessageFns<TokenizeRequest> = {
     return {
       model: isSet(object.model) ? globalThis.String(object.model) : "",
       text: isSet(object.text) ? globalThis.String(object.text) : "",
+      messages: globalThis.Array.isArray(object?.messages)
+        ? object.messages.map((e: any) => ChatMessage.fromJSON(e))
+        : [],
     };
   },
 
@@ -786,6 +1240,9 @@ export const TokenizeRequest: MessageFns<TokenizeRequest> = {
     if (message.text !== "") {
       obj.text = message.text;
     }
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => ChatMessage.toJSON(e));
+    }
     return obj;
   },
 
@@ -796,6 +1253,7 @@ export const TokenizeRequest: MessageFns<TokenizeRequest> = {
     const message = createBaseTokenizeRequest();
     message.model = object.model ?? "";
     message.text = object.text ?? "";
+    message.messages = object.messages?.map((e) => ChatMessage.fromPartial(e)) || [];
     return message;
   },
 };
@@ -899,6 +1357,431 @@ export const TokenizeResponse: MessageFns<TokenizeResponse> = {
     const message = createBaseTokenizeResponse();
     message.tokens = object.tokens?.map((e) => e) || [];
     message.tokenCount = object.tokenCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseDetokenizeRequest(): DetokenizeRequest {
+  return { model: "", tokens: [] };
+}
+
+export const DetokenizeRequest: MessageFns<DetokenizeRequest> = {
+  encode(message: DetokenizeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.tokens.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.tokens) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetokenizeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetokenizeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.tokens.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.tokens.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DetokenizeRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      tokens: globalThis.Array.isArray(object?.tokens) ? object.tokens.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: DetokenizeRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.tokens?.length) {
+      obj.tokens = message.tokens.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DetokenizeRequest>): DetokenizeRequest {
+    return DetokenizeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DetokenizeRequest>): DetokenizeRequest {
+    const message = createBaseDetokenizeRequest();
+    message.model = object.model ?? "";
+    message.tokens = object.tokens?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDetokenizeResponse(): DetokenizeResponse {
+  return { text: "" };
+}
+
+export const DetokenizeResponse: MessageFns<DetokenizeResponse> = {
+  encode(message: DetokenizeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.text !== "") {
+      writer.uint32(10).string(message.text);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetokenizeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetokenizeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DetokenizeResponse {
+    return { text: isSet(object.text) ? globalThis.String(object.text) : "" };
+  },
+
+  toJSON(message: DetokenizeResponse): unknown {
+    const obj: any = {};
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DetokenizeResponse>): DetokenizeResponse {
+    return DetokenizeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DetokenizeResponse>): DetokenizeResponse {
+    const message = createBaseDetokenizeResponse();
+    message.text = object.text ?? "";
+    return message;
+  },
+};
+
+function createBaseEmbedRequest(): EmbedRequest {
+  return { model: "", inputs: [] };
+}
+
+export const EmbedRequest: MessageFns<EmbedRequest> = {
+  encode(message: EmbedRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    for (const v of message.inputs) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EmbedRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEmbedRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.inputs.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EmbedRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      inputs: globalThis.Array.isArray(object?.inputs) ? object.inputs.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: EmbedRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.inputs?.length) {
+      obj.inputs = message.inputs;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EmbedRequest>): EmbedRequest {
+    return EmbedRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EmbedRequest>): EmbedRequest {
+    const message = createBaseEmbedRequest();
+    message.model = object.model ?? "";
+    message.inputs = object.inputs?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseEmbedding(): Embedding {
+  return { values: [] };
+}
+
+export const Embedding: MessageFns<Embedding> = {
+  encode(message: Embedding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.values.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.values) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Embedding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEmbedding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 13) {
+              message.values.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.values.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Embedding {
+    return {
+      values: globalThis.Array.isArray(object?.values) ? object.values.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: Embedding): unknown {
+    const obj: any = {};
+    if (message.values?.length) {
+      obj.values = message.values.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Embedding>): Embedding {
+    return Embedding.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Embedding>): Embedding {
+    const message = createBaseEmbedding();
+    message.values = object.values?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseEmbedResponse(): EmbedResponse {
+  return { embeddings: [], promptTokens: 0 };
+}
+
+export const EmbedResponse: MessageFns<EmbedResponse> = {
+  encode(message: EmbedResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.embeddings) {
+      Embedding.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.promptTokens !== 0) {
+      writer.uint32(16).uint32(message.promptTokens);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EmbedResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEmbedResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.embeddings.push(Embedding.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.promptTokens = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EmbedResponse {
+    return {
+      embeddings: globalThis.Array.isArray(object?.embeddings)
+        ? object.embeddings.map((e: any) => Embedding.fromJSON(e))
+        : [],
+      promptTokens: isSet(object.promptTokens)
+        ? globalThis.Number(object.promptTokens)
+        : isSet(object.prompt_tokens)
+        ? globalThis.Number(object.prompt_tokens)
+        : 0,
+    };
+  },
+
+  toJSON(message: EmbedResponse): unknown {
+    const obj: any = {};
+    if (message.embeddings?.length) {
+      obj.embeddings = message.embeddings.map((e) => Embedding.toJSON(e));
+    }
+    if (message.promptTokens !== 0) {
+      obj.promptTokens = Math.round(message.promptTokens);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EmbedResponse>): EmbedResponse {
+    return EmbedResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EmbedResponse>): EmbedResponse {
+    const message = createBaseEmbedResponse();
+    message.embeddings = object.embeddings?.map((e) => Embedding.fromPartial(e)) || [];
+    message.promptTokens = object.promptTokens ?? 0;
     return message;
   },
 };
@@ -1138,12 +2021,39 @@ export const WorkerServiceDefinition = {
       responseStream: true,
       options: {},
     },
-    /** Tokenize counts and lists the tokens of a text. Idempotent. */
+    /**
+     * Tokenize counts and lists the tokens of a text, or of a chat rendered with the
+     * model's template. Idempotent.
+     */
     tokenize: {
       name: "Tokenize",
       requestType: TokenizeRequest as typeof TokenizeRequest,
       requestStream: false,
       responseType: TokenizeResponse as typeof TokenizeResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Detokenize turns token ids back into text. INVALID_ARGUMENT for an id outside the
+     * vocabulary. Idempotent.
+     */
+    detokenize: {
+      name: "Detokenize",
+      requestType: DetokenizeRequest as typeof DetokenizeRequest,
+      requestStream: false,
+      responseType: DetokenizeResponse as typeof DetokenizeResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Embed returns one embedding per input. UNIMPLEMENTED when the engine has no
+     * embeddings for the model. Idempotent.
+     */
+    embed: {
+      name: "Embed",
+      requestType: EmbedRequest as typeof EmbedRequest,
+      requestStream: false,
+      responseType: EmbedResponse as typeof EmbedResponse,
       responseStream: false,
       options: {},
     },
@@ -1172,8 +2082,24 @@ export interface WorkerServiceImplementation<CallContextExt = {}> {
     request: GenerateRequest,
     context: CallContext & CallContextExt,
   ): ServerStreamingMethodResult<DeepPartial<GenerateResponse>>;
-  /** Tokenize counts and lists the tokens of a text. Idempotent. */
+  /**
+   * Tokenize counts and lists the tokens of a text, or of a chat rendered with the
+   * model's template. Idempotent.
+   */
   tokenize(request: TokenizeRequest, context: CallContext & CallContextExt): Promise<DeepPartial<TokenizeResponse>>;
+  /**
+   * Detokenize turns token ids back into text. INVALID_ARGUMENT for an id outside the
+   * vocabulary. Idempotent.
+   */
+  detokenize(
+    request: DetokenizeRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<DetokenizeResponse>>;
+  /**
+   * Embed returns one embedding per input. UNIMPLEMENTED when the engine has no
+   * embeddings for the model. Idempotent.
+   */
+  embed(request: EmbedRequest, context: CallContext & CallContextExt): Promise<DeepPartial<EmbedResponse>>;
   /** GetInfo describes the worker. Idempotent. */
   getInfo(request: GetInfoRequest, context: CallContext & CallContextExt): Promise<DeepPartial<GetInfoResponse>>;
 }
@@ -1191,10 +2117,30 @@ export interface WorkerServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<GenerateRequest>,
     options?: CallOptions & CallOptionsExt,
   ): AsyncIterable<GenerateResponse>;
-  /** Tokenize counts and lists the tokens of a text. Idempotent. */
+  /**
+   * Tokenize counts and lists the tokens of a text, or of a chat rendered with the
+   * model's template. Idempotent.
+   */
   tokenize(request: DeepPartial<TokenizeRequest>, options?: CallOptions & CallOptionsExt): Promise<TokenizeResponse>;
+  /**
+   * Detokenize turns token ids back into text. INVALID_ARGUMENT for an id outside the
+   * vocabulary. Idempotent.
+   */
+  detokenize(
+    request: DeepPartial<DetokenizeRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<DetokenizeResponse>;
+  /**
+   * Embed returns one embedding per input. UNIMPLEMENTED when the engine has no
+   * embeddings for the model. Idempotent.
+   */
+  embed(request: DeepPartial<EmbedRequest>, options?: CallOptions & CallOptionsExt): Promise<EmbedResponse>;
   /** GetInfo describes the worker. Idempotent. */
   getInfo(request: DeepPartial<GetInfoRequest>, options?: CallOptions & CallOptionsExt): Promise<GetInfoResponse>;
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;

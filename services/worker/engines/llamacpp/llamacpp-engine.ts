@@ -1,21 +1,45 @@
+import { randomBytes } from "node:crypto";
 import { basename } from "node:path";
 import { pushable } from "it-pushable";
 import {
   getLlama,
+  HarmonyChatWrapper,
   LlamaChat,
-  LlamaCompletion,
   resolveChatWrapper,
   type ChatHistoryItem,
+  type ChatModelFunctions,
   type ChatWrapper,
   type Llama,
+  type LlamaChatResponseChunk,
   type LlamaContext,
+  type LlamaEmbeddingContext,
+  type LlamaGrammar,
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import { FinishReason, type ChatMessage, type ModelInfo, type SamplingParams } from "../../../../gen/infermesh/common/v1/common.js";
-import { EngineError, type Engine, type EngineLoad, type GenerationEvent, type GenerationInput } from "../engine.js";
+import {
+  FinishReason,
+  ReasoningEffort,
+  type ChatMessage,
+  type ModelInfo,
+  type ResponseFormat,
+  type SamplingParams,
+  type ToolCall,
+} from "../../../../gen/infermesh/common/v1/common.js";
+import { blockHashes, canonicalPrompt, HeldBlocks } from "../../../common/prefix-hash.js";
+import {
+  EngineError,
+  type Embeddings,
+  type Engine,
+  type EngineLoad,
+  type GenerationEvent,
+  type GenerationInput,
+  type KvBlockEvent,
+} from "../engine.js";
+import { toChatHistory, toFunctions } from "./chat-history.js";
 import { SequencePool, type PooledSequence } from "./sequence-pool.js";
 import { ThroughputMeter } from "./throughput-meter.js";
+import { decodeTokens, type DecodeStop } from "./token-decoder.js";
 
 /** How to run a GGUF model with llama.cpp. */
 export interface LlamaCppOptions {
@@ -23,8 +47,10 @@ export interface LlamaCppOptions {
   /** The id clients use; defaults to the file name without .gguf. */
   readonly modelId: string | undefined;
   readonly description: string;
-  /** "cpu" forces the CPU; "auto" takes CUDA, Vulkan or Metal when present. */
-  readonly gpu: "auto" | "cpu";
+  /** "cpu" forces the CPU; "auto" takes CUDA, Vulkan or Metal when present; or one backend by name. */
+  readonly gpu: "auto" | "cpu" | "cuda" | "vulkan" | "metal";
+  /** The GPU this worker owns, by index; undefined lets the backend choose (all visible GPUs). */
+  readonly gpuIndex: number | undefined;
   /** CPU threads for decoding; 1 is fastest on a 2-core machine (measured). */
   readonly threads: number;
   /** KV cells per sequence (the context window of one request). */
@@ -37,11 +63,34 @@ export interface LlamaCppOptions {
   readonly defaultMaxTokens: number;
 }
 
-/** llama.cpp in-process through node-llama-cpp: one context, many sequences. */
+/** How one generation runs, settled before it takes a sequence. */
+interface GenerationPlan {
+  readonly promptTokens: Token[];
+  /** The canonical prompt text whose blocks the sequence will hold. */
+  readonly canonical: string;
+  /** Chat through LlamaChat (templates, reasoning, tools, grammar) or token by token (raw prompts, logprobs). */
+  readonly chat: { history: ChatHistoryItem[]; wrapper: ChatWrapper; functions: ChatModelFunctions | undefined } | undefined;
+  readonly grammar: LlamaGrammar | undefined;
+  readonly maxTokens: number;
+}
+
+/**
+ * llama.cpp in-process through node-llama-cpp: one context whose sequences decode
+ * together (continuous batching), each keeping the KV of what it last ran so a prompt
+ * that shares a prefix with it evaluates only the rest.
+ */
 export class LlamaCppEngine implements Engine {
   readonly kind = "llamacpp";
   private readonly listeners = new Set<() => void>();
+  private readonly kvListeners = new Set<(event: KvBlockEvent) => void>();
   private readonly throughput = new ThroughputMeter(5_000);
+  private readonly held = new HeldBlocks<PooledSequence>();
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private readonly harmonyWrappers = new Map<ReasoningEffort, ChatWrapper>();
+  private embedding: Promise<LlamaEmbeddingContext> | undefined;
+  private embedQueue: Promise<unknown> = Promise.resolve();
+  private prefixCacheQueries = 0;
+  private prefixCacheHits = 0;
 
   private constructor(
     private readonly llama: Llama,
@@ -56,7 +105,12 @@ export class LlamaCppEngine implements Engine {
 
   /** Loads the model and creates the context; throws with the reason when it cannot. */
   static async load(options: LlamaCppOptions): Promise<LlamaCppEngine> {
-    const llama = await getLlama({ gpu: options.gpu === "cpu" ? false : "auto", logLevel: "error" as never });
+    if (options.gpuIndex !== undefined) {
+      // One worker per GPU: the backends read these when they start.
+      process.env.CUDA_VISIBLE_DEVICES = String(options.gpuIndex);
+      process.env.GGML_VK_VISIBLE_DEVICES = String(options.gpuIndex);
+    }
+    const llama = await getLlama({ gpu: options.gpu === "cpu" ? false : options.gpu, logLevel: "error" as never });
     const model = await llama.loadModel({ modelPath: options.modelPath });
     const context = await model.createContext({
       contextSize: options.contextTokens,
@@ -74,16 +128,26 @@ export class LlamaCppEngine implements Engine {
       contextTokens: context.contextSize,
       description: options.description,
     };
-    const chatWrapper = resolveChatWrapper(model);
-    return new LlamaCppEngine(llama, model, context, new SequencePool(sequences), modelInfo, options, chatWrapper);
+    return new LlamaCppEngine(llama, model, context, new SequencePool(sequences), modelInfo, options, resolveChatWrapper(model));
   }
 
   get device(): string {
-    return this.llama.gpu === false ? "cpu" : `${this.llama.gpu}:0`;
+    return this.llama.gpu === false ? "cpu" : `${this.llama.gpu}:${this.options.gpuIndex ?? 0}`;
   }
 
   get maxSequences(): number {
     return this.options.sequences;
+  }
+
+  /** Tokens in the model's vocabulary, from the GGUF's token list. */
+  private get vocabularySize(): number {
+    const metadata = this.model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: readonly string[] } } };
+    return metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+  }
+
+  /** The chat wrapper the model's template resolved to, e.g. "Harmony" for gpt-oss. */
+  get chatWrapperName(): string {
+    return this.chatWrapper.wrapperName;
   }
 
   models(): ModelInfo[] {
@@ -92,6 +156,14 @@ export class LlamaCppEngine implements Engine {
 
   onLoadChange(listener: () => void): void {
     this.listeners.add(listener);
+  }
+
+  onKvEvent(listener: (event: KvBlockEvent) => void): void {
+    this.kvListeners.add(listener);
+  }
+
+  heldBlocks(): readonly number[] {
+    return this.held.all();
   }
 
   load(): EngineLoad {
@@ -104,12 +176,52 @@ export class LlamaCppEngine implements Engine {
       kvTotalTokens: this.context.contextSize * this.options.sequences,
       idleSequences: this.pool.idle().filter((pooled) => pooled.sequence.contextTokens.length > 0).length,
       tokensPerSecond: this.throughput.perSecond(),
+      prefixCacheQueries: this.prefixCacheQueries,
+      prefixCacheHits: this.prefixCacheHits,
     };
   }
 
-  async tokenize(model: string, text: string): Promise<number[]> {
+  async tokenize(model: string, text: string, messages?: readonly ChatMessage[]): Promise<number[]> {
     this.checkModel(model);
-    return this.model.tokenize(text, false) as number[];
+    if (messages && messages.length > 0) return this.renderChat(toChatHistory(messages), this.chatWrapper, undefined);
+    return this.model.tokenize(text, false);
+  }
+
+  async detokenize(model: string, tokens: readonly number[]): Promise<string> {
+    this.checkModel(model);
+    const vocabulary = this.vocabularySize;
+    for (const [index, token] of tokens.entries()) {
+      if (!Number.isInteger(token) || token < 0 || token >= vocabulary) {
+        throw new EngineError("invalid_argument", `tokens[${index}] = ${token} is outside the vocabulary`);
+      }
+    }
+    return this.model.detokenize(tokens as Token[], true);
+  }
+
+  async embed(model: string, inputs: readonly string[], signal: AbortSignal): Promise<Embeddings> {
+    this.checkModel(model);
+    if (inputs.length === 0) throw new EngineError("invalid_argument", "inputs must not be empty");
+    // One embedding context, created on first use and used by one request at a time.
+    const run = this.embedQueue.then(async () => {
+      this.embedding ??= this.model.createEmbeddingContext({ contextSize: this.options.contextTokens, threads: this.options.threads });
+      const context = await this.embedding;
+      const vectors: number[][] = [];
+      let promptTokens = 0;
+      for (const [index, input] of inputs.entries()) {
+        signal.throwIfAborted();
+        const tokens = this.model.tokenize(input, false);
+        if (tokens.length > this.options.contextTokens) {
+          throw new EngineError("invalid_argument", `input[${index}] has ${tokens.length} tokens but the model's context holds ${this.options.contextTokens}`);
+        }
+        promptTokens += tokens.length;
+        const { vector } = await context.getEmbeddingFor(tokens);
+        const norm = Math.hypot(...vector) || 1;
+        vectors.push(vector.map((value) => value / norm));
+      }
+      return { vectors, promptTokens };
+    });
+    this.embedQueue = run.catch(() => undefined);
+    return run;
   }
 
   async evictIdle(tokens: number): Promise<number> {
@@ -119,6 +231,7 @@ export class LlamaCppEngine implements Engine {
       const held = pooled.sequence.contextTokens.length;
       if (held === 0) continue;
       await pooled.sequence.clearHistory();
+      this.emitKv(this.held.set(pooled, []));
       freed += held;
     }
     this.changed();
@@ -126,99 +239,212 @@ export class LlamaCppEngine implements Engine {
   }
 
   async *generate(input: GenerationInput, signal: AbortSignal): AsyncIterable<GenerationEvent> {
-    this.checkModel(input.model);
-    const history = input.prompt === undefined ? toChatHistory(input.messages) : undefined;
-    const pooled = await this.pool.acquire(signal);
+    const plan = await this.plan(input);
+    const pooled = await this.pool.acquire((candidate) => reuseScore(candidate, plan.promptTokens), signal);
     this.changed();
     // Stops decoding when the caller cancels or stops reading; the sequence goes back
     // to the pool only after decoding on it has ended.
     const decoding = new AbortController();
     const onAbort = () => decoding.abort();
     signal.addEventListener("abort", onAbort, { once: true });
-    let chat: LlamaChat | undefined;
     let run: Promise<unknown> | undefined;
+    let output = "";
+    let finishReason: FinishReason | undefined;
     try {
       const sequence = pooled.sequence;
-      // Each request starts from an empty sequence; KV prefix reuse across requests
-      // belongs to the worker-engine work, so cached_tokens is truthfully 0 here.
-      await sequence.clearHistory();
-      chat = history ? new LlamaChat({ contextSequence: sequence, chatWrapper: this.chatWrapper, autoDisposeSequence: false }) : undefined;
-      const promptTokens = chat && history
-        ? this.countChatPromptTokens(chat, history)
-        : this.model.tokenize(input.prompt!, false).length;
-      const contextTokens = sequence.contextSize;
-      if (promptTokens >= contextTokens) {
-        throw new EngineError(
-          "invalid_argument",
-          `the prompt has ${promptTokens} tokens but the model's context holds ${contextTokens}`,
-        );
-      }
-      const maxTokens = Math.min(input.sampling.maxTokens ?? this.options.defaultMaxTokens, contextTokens - promptTokens);
-      yield { kind: "started", promptTokens, cachedTokens: 0, maxTokens };
+      // At least the last prompt token is evaluated again: its logits start the answer.
+      const promptCount = plan.promptTokens.length;
+      const cachedTokens = Math.min(sequence.compareContextTokens(plan.promptTokens).firstDifferentIndex, promptCount - 1);
+      this.prefixCacheQueries += promptCount;
+      this.prefixCacheHits += cachedTokens;
+      this.emitKv(this.held.set(pooled, blockHashes(plan.canonical)));
+      yield { kind: "started", promptTokens: promptCount, cachedTokens, maxTokens: plan.maxTokens };
 
       const events = pushable<GenerationEvent>({ objectMode: true });
       let completionTokens = 0;
+      let reasoningTokens = 0;
       let pendingTokens = 0;
-      const onToken = (tokens: Token[]) => {
-        completionTokens += tokens.length;
-        pendingTokens += tokens.length;
-        this.throughput.add(tokens.length);
+      const countTokens = (count: number) => {
+        completionTokens += count;
+        pendingTokens += count;
+        this.throughput.add(count);
       };
-      const onTextChunk = (text: string) => {
-        if (text === "" && pendingTokens === 0) return;
-        events.push({ kind: "delta", text, tokenCount: pendingTokens });
-        pendingTokens = 0;
+      const finish = (stop: DecodeStop | "toolCalls", toolCalls: ToolCall[] = []) => {
+        if (toolCalls.length > 0 || pendingTokens > 0) {
+          events.push({ kind: "delta", text: "", tokenCount: pendingTokens, toolCalls: toolCalls.length > 0 ? toolCalls : undefined });
+        }
+        finishReason = signal.aborted || stop === "abort"
+          ? FinishReason.FINISH_REASON_CANCELLED
+          : stop === "toolCalls" ? FinishReason.FINISH_REASON_TOOL_CALLS
+          : stop === "length" ? FinishReason.FINISH_REASON_LENGTH
+          : FinishReason.FINISH_REASON_STOP;
+        events.push({ kind: "finished", finishReason, promptTokens: promptCount, completionTokens, cachedTokens, reasoningTokens });
+        events.end();
       };
-      const options = {
-        ...samplingOptions(input.sampling),
-        maxTokens,
-        signal: decoding.signal,
-        stopOnAbortSignal: true,
-        onToken,
-        onTextChunk,
-      };
-      const stopped = chat && history
-        ? chat.generateResponse(history, options).then((result) => result.metadata.stopReason)
-        : new LlamaCompletion({ contextSequence: sequence })
-            .generateCompletionWithMeta(input.prompt!, options)
-            .then((result) => result.metadata.stopReason);
-      run = stopped.then(
-        (stopReason) => {
-          events.push({
-            kind: "finished",
-            finishReason: finishReasonOf(stopReason, signal),
-            promptTokens,
-            completionTokens,
-            cachedTokens: 0,
-          });
-          events.end();
-        },
-        (error: unknown) => events.end(error instanceof Error ? error : new Error(String(error))),
-      );
+      const fail = (error: unknown) => events.end(error instanceof Error ? error : new Error(String(error)));
+
+      if (plan.chat) {
+        const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: plan.chat.wrapper, autoDisposeSequence: false });
+        const onResponseChunk = (chunk: LlamaChatResponseChunk) => {
+          const reasoning = chunk.type === "segment";
+          if (reasoning) reasoningTokens += chunk.tokens.length;
+          else output += chunk.text;
+          events.push(reasoning
+            ? { kind: "delta", text: "", reasoningText: chunk.text, tokenCount: pendingTokens }
+            : { kind: "delta", text: chunk.text, tokenCount: pendingTokens });
+          pendingTokens = 0;
+        };
+        const temperature = input.sampling.temperature ?? 1;
+        run = chat
+          .generateResponse(plan.chat.history, {
+            ...chatSampling(input.sampling, temperature),
+            maxTokens: plan.maxTokens,
+            signal: decoding.signal,
+            stopOnAbortSignal: true,
+            onToken: (tokens) => countTokens(tokens.length),
+            onResponseChunk,
+            ...(plan.chat.functions ? { functions: plan.chat.functions } : { grammar: plan.grammar }),
+          })
+          .then((result) => {
+            const calls = (result.functionCalls ?? []).map((call): ToolCall => ({
+              id: `call_${randomBytes(12).toString("base64url")}`,
+              name: call.functionName,
+              arguments: JSON.stringify(call.params ?? {}),
+            }));
+            const stopReason = result.metadata.stopReason;
+            finish(stopReason === "functionCalls" ? "toolCalls" : stopReason === "maxTokens" ? "length" : stopReason === "abort" ? "abort" : "stop", calls);
+          }, fail)
+          .finally(() => chat.dispose({ disposeSequence: false }));
+      } else {
+        run = decodeTokens({
+          model: this.model,
+          sequence,
+          promptTokens: plan.promptTokens,
+          keep: cachedTokens,
+          sampling: input.sampling,
+          temperature: input.sampling.temperature ?? 1,
+          maxTokens: plan.maxTokens,
+          grammar: plan.grammar,
+          signal: decoding.signal,
+          emit: (delta) => {
+            countTokens(delta.tokenCount);
+            output += delta.text;
+            events.push({ kind: "delta", text: delta.text, tokenCount: pendingTokens, logprobs: delta.logprobs });
+            pendingTokens = 0;
+          },
+        }).then(finish, fail);
+      }
       yield* events;
     } finally {
       signal.removeEventListener("abort", onAbort);
       decoding.abort();
       await run;
-      chat?.dispose({ disposeSequence: false });
+      // The sequence now also holds the answer: a follow-up turn that sends it back reuses it.
+      if (finishReason === FinishReason.FINISH_REASON_STOP && input.prompt === undefined) {
+        this.emitKv(this.held.set(pooled, blockHashes(canonicalPrompt({ messages: [...input.messages, { role: "assistant", content: output }] }))));
+      }
       this.pool.release(pooled);
       this.changed();
     }
   }
 
   async close(): Promise<void> {
+    await (await this.embedding)?.dispose();
     await this.context.dispose();
     await this.model.dispose();
     await this.llama.dispose();
   }
 
-  private countChatPromptTokens(chat: LlamaChat, history: ChatHistoryItem[]): number {
-    const { contextText } = chat.chatWrapper.generateContextState({ chatHistory: [...history, { type: "model", response: [] }] });
-    return contextText.tokenize(this.model.tokenizer).length;
+  /** Validates the request and settles how it runs; every refusal comes before decoding. */
+  private async plan(input: GenerationInput): Promise<GenerationPlan> {
+    this.checkModel(input.model);
+    const sampling = input.sampling;
+    if (sampling.topLogprobs > 20) throw new EngineError("invalid_argument", "top_logprobs must be between 0 and 20");
+    const grammar = await this.grammarFor(sampling.responseFormat);
+    let chat: GenerationPlan["chat"];
+    let promptTokens: Token[];
+    if (input.prompt !== undefined) {
+      if (input.tools.length > 0) throw new EngineError("invalid_argument", "tools need messages, not a raw prompt");
+      promptTokens = this.model.tokenize(input.prompt, false);
+      if (promptTokens.length === 0) throw new EngineError("invalid_argument", "the prompt must not be empty");
+    } else {
+      const history = toChatHistory(input.messages);
+      const wrapper = this.wrapperFor(input.reasoningEffort);
+      const functions = toFunctions(input.tools, input.toolChoice);
+      if (functions && grammar) throw new EngineError("invalid_argument", "response_format cannot be combined with tools on the llama.cpp engine");
+      if (functions && sampling.logprobs) throw new EngineError("invalid_argument", "logprobs cannot be combined with tools on the llama.cpp engine");
+      promptTokens = this.renderChat(history, wrapper, functions);
+      // LlamaChat cannot report log probabilities: such chats are decoded token by token.
+      chat = sampling.logprobs ? undefined : { history, wrapper, functions };
+    }
+    const contextTokens = this.context.contextSize;
+    if (promptTokens.length >= contextTokens) {
+      throw new EngineError("invalid_argument", `the prompt has ${promptTokens.length} tokens but the model's context holds ${contextTokens}`);
+    }
+    return {
+      promptTokens,
+      canonical: canonicalPrompt(input),
+      chat,
+      grammar,
+      maxTokens: Math.min(sampling.maxTokens ?? this.options.defaultMaxTokens, contextTokens - promptTokens.length),
+    };
+  }
+
+  private renderChat(history: ChatHistoryItem[], wrapper: ChatWrapper, functions: ChatModelFunctions | undefined): Token[] {
+    const { contextText } = wrapper.generateContextState({
+      chatHistory: [...history, { type: "model", response: [] }],
+      availableFunctions: functions,
+    });
+    return contextText.tokenize(this.model.tokenizer);
+  }
+
+  /** gpt-oss takes the reasoning effort in its harmony system message; other templates have none. */
+  private wrapperFor(effort: ReasoningEffort): ChatWrapper {
+    if (!(this.chatWrapper instanceof HarmonyChatWrapper) || effort === ReasoningEffort.REASONING_EFFORT_UNSPECIFIED) return this.chatWrapper;
+    let wrapper = this.harmonyWrappers.get(effort);
+    if (!wrapper) {
+      const level = effort === ReasoningEffort.REASONING_EFFORT_LOW ? "low" : effort === ReasoningEffort.REASONING_EFFORT_HIGH ? "high" : "medium";
+      wrapper = new HarmonyChatWrapper({ reasoningEffort: level });
+      this.harmonyWrappers.set(effort, wrapper);
+    }
+    return wrapper;
+  }
+
+  /** A grammar for JSON output, compiled once per schema. */
+  private grammarFor(format: ResponseFormat | undefined): Promise<LlamaGrammar | undefined> {
+    const kind = format?.format;
+    if (!kind) return Promise.resolve(undefined);
+    const key = kind.$case === "jsonObject" ? "" : kind.value.schemaJson;
+    let grammar = this.grammars.get(key);
+    if (!grammar) {
+      if (kind.$case === "jsonObject") {
+        grammar = this.llama.getGrammarFor("json");
+      } else {
+        let schema: unknown;
+        try {
+          schema = JSON.parse(kind.value.schemaJson);
+        } catch {
+          return Promise.reject(new EngineError("invalid_argument", "response_format.json_schema.schema is not valid JSON"));
+        }
+        grammar = this.llama.createGrammarForJsonSchema(schema as never);
+      }
+      grammar = grammar.catch((error: unknown) => {
+        this.grammars.delete(key);
+        throw new EngineError("invalid_argument", `response_format: ${error instanceof Error ? error.message : String(error)}`);
+      });
+      if (this.grammars.size >= 64) this.grammars.delete(this.grammars.keys().next().value!);
+      this.grammars.set(key, grammar);
+    }
+    return grammar;
   }
 
   private checkModel(model: string): void {
     if (model !== this.modelInfo.id) throw new EngineError("not_found", `model "${model}" is not loaded on this worker`);
+  }
+
+  private emitKv(event: { stored: number[]; evicted: number[] }): void {
+    if (event.stored.length === 0 && event.evicted.length === 0) return;
+    for (const listener of this.kvListeners) listener(event);
   }
 
   private changed(): void {
@@ -226,41 +452,28 @@ export class LlamaCppEngine implements Engine {
   }
 }
 
-function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
-  if (messages.length === 0) throw new EngineError("invalid_argument", "messages must not be empty");
-  return messages.map((message, index): ChatHistoryItem => {
-    switch (message.role) {
-      case "system":
-      case "developer":
-        return { type: "system", text: message.content };
-      case "user":
-        return { type: "user", text: message.content };
-      case "assistant":
-        return { type: "model", response: [message.content] };
-      default:
-        throw new EngineError("invalid_argument", `messages[${index}].role "${message.role}" is not system, developer, user or assistant`);
-    }
-  });
+/**
+ * What taking `candidate` for `promptTokens` is worth: the prefix it saves evaluating,
+ * less a quarter of the cached tokens it would throw away, so a sequence sharing only
+ * template boilerplate with the prompt keeps its cache for a better match.
+ */
+function reuseScore(candidate: PooledSequence, promptTokens: Token[]): number {
+  const reused = candidate.sequence.compareContextTokens(promptTokens).firstDifferentIndex;
+  return reused - 0.25 * (candidate.sequence.contextTokens.length - reused);
 }
 
-function samplingOptions(sampling: SamplingParams) {
-  const penalties = sampling.presencePenalty !== undefined || sampling.frequencyPenalty !== undefined;
+function chatSampling(sampling: SamplingParams, temperature: number) {
+  const penalties = sampling.presencePenalty !== undefined || sampling.frequencyPenalty !== undefined || sampling.repetitionPenalty !== undefined;
   return {
     // OpenAI's default: sample at temperature 1 unless the request says otherwise.
-    temperature: sampling.temperature ?? 1,
+    temperature,
     topP: sampling.topP,
     topK: sampling.topK,
     minP: sampling.minP,
     seed: sampling.seed,
     customStopTriggers: sampling.stop.length > 0 ? sampling.stop : undefined,
     repeatPenalty: penalties
-      ? { presencePenalty: sampling.presencePenalty, frequencyPenalty: sampling.frequencyPenalty }
+      ? { penalty: sampling.repetitionPenalty, presencePenalty: sampling.presencePenalty, frequencyPenalty: sampling.frequencyPenalty }
       : undefined,
   };
-}
-
-function finishReasonOf(stopReason: string, signal: AbortSignal): FinishReason {
-  if (signal.aborted || stopReason === "abort") return FinishReason.FINISH_REASON_CANCELLED;
-  if (stopReason === "maxTokens") return FinishReason.FINISH_REASON_LENGTH;
-  return FinishReason.FINISH_REASON_STOP;
 }

@@ -8,8 +8,13 @@ export interface PooledSequence {
 }
 
 /**
- * Lends the context's sequences to generations, first come first served. Sequences of
- * one context decode together, so every lent sequence joins the running batch at once.
+ * Lends the context's sequences to generations. Sequences of one context decode
+ * together, so every lent sequence joins the running batch at once. An idle sequence
+ * keeps the KV of what it last ran: a new generation takes the idle sequence that its
+ * caller scores best (the engine scores reuse of a shared prefix against the cache it
+ * would destroy); when none scores above 0 it takes an empty sequence, else the least
+ * recently used one, whose cache is the one given up. When all are busy, generations
+ * wait first come first served.
  */
 export class SequencePool {
   private readonly waiters: { resolve: (pooled: PooledSequence) => void }[] = [];
@@ -24,12 +29,27 @@ export class SequencePool {
     return this.waiters.length;
   }
 
-  /** Lends an idle sequence, waiting for one if all are busy; rejects if `signal` aborts. */
-  acquire(signal: AbortSignal): Promise<PooledSequence> {
-    const idle = this.leastRecentlyUsedIdle();
-    if (idle) {
-      idle.busy = true;
-      return Promise.resolve(idle);
+  /**
+   * Lends the idle sequence with the highest `score` above 0 (the least recently used
+   * among equals), else an empty one, else the least recently used; waits for one if
+   * all are busy; rejects if `signal` aborts.
+   */
+  acquire(score: (pooled: PooledSequence) => number, signal: AbortSignal): Promise<PooledSequence> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const idle = this.idle();
+    let best: PooledSequence | undefined;
+    let bestScore = 0;
+    for (const pooled of idle) {
+      const value = score(pooled);
+      if (value > bestScore) {
+        best = pooled;
+        bestScore = value;
+      }
+    }
+    best ??= idle.find((pooled) => pooled.sequence.contextTokens.length === 0) ?? idle[0];
+    if (best) {
+      best.busy = true;
+      return Promise.resolve(best);
     }
     return new Promise((resolve, reject) => {
       const waiter = {
@@ -43,7 +63,6 @@ export class SequencePool {
         if (index >= 0) this.waiters.splice(index, 1);
         reject(signal.reason);
       };
-      if (signal.aborted) return reject(signal.reason);
       signal.addEventListener("abort", onAbort, { once: true });
       this.waiters.push(waiter);
     });
@@ -59,9 +78,5 @@ export class SequencePool {
   /** Idle sequences, least recently used first. */
   idle(): PooledSequence[] {
     return this.sequences.filter((pooled) => !pooled.busy).sort((a, b) => a.lastUsedAtMs - b.lastUsedAtMs);
-  }
-
-  private leastRecentlyUsedIdle(): PooledSequence | undefined {
-    return this.idle()[0];
   }
 }

@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import { resolve } from "node:path";
+import { after, before, test } from "node:test";
+import { ChatMessage, FinishReason, SamplingParams, ReasoningEffort } from "../../../../gen/infermesh/common/v1/common.js";
+import { repoRoot } from "../../../common/paths.js";
+import { EngineError, type GenerationEvent, type GenerationInput, type KvBlockEvent } from "../engine.js";
+import { LlamaCppEngine } from "./llamacpp-engine.js";
+import { ensureTestModel } from "./test-model/generate.js";
+
+let engine: LlamaCppEngine;
+const kvEvents: KvBlockEvent[] = [];
+
+before(async () => {
+  const model = await ensureTestModel({ cacheDir: resolve(repoRoot(), ".cache/models"), size: "tiny", weightType: "f16" });
+  engine = await LlamaCppEngine.load({
+    modelPath: model.path,
+    modelId: "test",
+    description: "",
+    gpu: "cpu",
+    gpuIndex: undefined,
+    threads: 1,
+    contextTokens: 1024,
+    sequences: 3,
+    batchSize: 512,
+    defaultMaxTokens: 16,
+  });
+  engine.onKvEvent((event) => kvEvents.push(event));
+});
+
+after(() => engine.close());
+
+function input(overrides: Partial<Omit<GenerationInput, "sampling">> & { sampling?: Partial<SamplingParams> }): GenerationInput {
+  return {
+    requestId: "r",
+    model: "test",
+    messages: [],
+    prompt: undefined,
+    tools: [],
+    toolChoice: "",
+    reasoningEffort: ReasoningEffort.REASONING_EFFORT_UNSPECIFIED,
+    ...overrides,
+    sampling: SamplingParams.create(overrides.sampling ?? {}),
+  };
+}
+
+const chat = (...turns: [string, string][]) => turns.map(([role, content]) => ChatMessage.create({ role, content }));
+
+interface Run {
+  started: Extract<GenerationEvent, { kind: "started" }>;
+  finished: Extract<GenerationEvent, { kind: "finished" }>;
+  text: string;
+  deltaTokens: number;
+  deltas: Extract<GenerationEvent, { kind: "delta" }>[];
+}
+
+async function run(generation: GenerationInput, options: { abortAfterTokens?: number; onDelta?: () => void } = {}): Promise<Run> {
+  const controller = new AbortController();
+  const result: Partial<Run> = { text: "", deltaTokens: 0, deltas: [] };
+  for await (const event of engine.generate(generation, controller.signal)) {
+    if (event.kind === "started") result.started = event;
+    else if (event.kind === "finished") result.finished = event;
+    else {
+      result.deltas!.push(event);
+      result.text += event.text;
+      result.deltaTokens! += event.tokenCount;
+      options.onDelta?.();
+      if (options.abortAfterTokens !== undefined && result.deltaTokens! >= options.abortAfterTokens) controller.abort();
+    }
+  }
+  return result as Run;
+}
+
+const longSystem = "You answer questions about the infermesh serving stack, briefly and exactly. ".repeat(12);
+
+test("a prompt that shares a prefix with a cached sequence evaluates only the rest and reports cached tokens", async () => {
+  const cold = await run(input({ messages: chat(["system", longSystem], ["user", "first question"]) }));
+  assert.equal(cold.started.cachedTokens, 0);
+  const warm = await run(input({ messages: chat(["system", longSystem], ["user", "a second, different question"]) }));
+  assert.ok(warm.started.cachedTokens > 0.8 * cold.started.promptTokens, `${warm.started.cachedTokens} of ${cold.started.promptTokens} reused`);
+  assert.ok(warm.started.cachedTokens < warm.started.promptTokens);
+  assert.equal(warm.finished.cachedTokens, warm.started.cachedTokens);
+  const load = engine.load();
+  assert.ok(load.prefixCacheHits >= warm.started.cachedTokens);
+  assert.ok(load.prefixCacheQueries >= cold.started.promptTokens + warm.started.promptTokens);
+});
+
+test("an unrelated prompt does not destroy a cached prefix while an empty sequence is free", async () => {
+  await run(input({ messages: chat(["system", longSystem], ["user", "q1"]) }));
+  await run(input({ messages: chat(["user", "something else entirely"]) }));
+  const again = await run(input({ messages: chat(["system", longSystem], ["user", "q2"]) }));
+  assert.ok(again.started.cachedTokens > 0.8 * again.started.promptTokens);
+});
+
+test("cancelling stops decoding within one step and ends with CANCELLED", async () => {
+  const cancelled = await run(input({ messages: chat(["user", "go on for a while"]), sampling: { maxTokens: 400, temperature: 1 } }), { abortAfterTokens: 5 });
+  assert.equal(cancelled.finished.finishReason, FinishReason.FINISH_REASON_CANCELLED);
+  // Tokens decoded after the abort: at most the one step in flight.
+  assert.ok(cancelled.finished.completionTokens - 5 <= 1, `${cancelled.finished.completionTokens - 5} tokens after cancel`);
+  assert.equal(engine.load().runningRequests, 0);
+});
+
+test("a new request joins the running batch instead of waiting for it to finish", async () => {
+  let secondFirstTokenWhileFirstRuns = false;
+  let firstDone = false;
+  const first = run(input({ prompt: "one two three", sampling: { maxTokens: 200, temperature: 1 } }), {}).then((result) => {
+    firstDone = true;
+    return result;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const second = await run(input({ prompt: "four five", sampling: { maxTokens: 4 } }), { onDelta: () => (secondFirstTokenWhileFirstRuns ||= !firstDone) });
+  assert.equal(second.finished.completionTokens, 4);
+  assert.ok(secondFirstTokenWhileFirstRuns, "the second request's first token came only after the first request ended");
+  await first;
+});
+
+test("delta token counts add up to the completion tokens, and max tokens ends with LENGTH", async () => {
+  for (const generation of [input({ prompt: "count me", sampling: { maxTokens: 12 } }), input({ messages: chat(["user", "count me"]), sampling: { maxTokens: 12 } })]) {
+    const result = await run(generation);
+    assert.equal(result.deltaTokens, result.finished.completionTokens);
+    assert.equal(result.finished.completionTokens, 12);
+    assert.equal(result.finished.finishReason, FinishReason.FINISH_REASON_LENGTH);
+  }
+});
+
+test("a seeded request is reproducible; stop strings end the output and are not part of it", async () => {
+  const sampling = { temperature: 0.9, seed: 7, maxTokens: 40 };
+  const a = await run(input({ prompt: "Once upon a time", sampling }));
+  const b = await run(input({ prompt: "Once upon a time", sampling }));
+  assert.equal(a.text, b.text);
+  const stop = a.text.slice(15, 18);
+  const stopped = await run(input({ prompt: "Once upon a time", sampling: { ...sampling, stop: [stop] } }));
+  assert.equal(stopped.text, a.text.slice(0, a.text.indexOf(stop)));
+  assert.equal(stopped.finished.finishReason, FinishReason.FINISH_REASON_STOP);
+  const chatStopped = await run(input({ messages: chat(["user", "hi"]), sampling: { ...sampling, stop: ["e"] } }));
+  assert.ok(!chatStopped.text.includes("e"));
+});
+
+test("logprobs come per token with sorted alternatives", async () => {
+  const result = await run(input({ messages: chat(["user", "hi"]), sampling: { maxTokens: 5, logprobs: true, topLogprobs: 3 } }));
+  const logprobs = result.deltas.flatMap((delta) => delta.logprobs ?? []);
+  assert.equal(logprobs.length, 5);
+  for (const entry of logprobs) {
+    assert.ok(entry.logprob <= 0);
+    assert.equal(entry.topLogprobs.length, 3);
+    assert.ok(entry.topLogprobs[0]!.logprob >= entry.topLogprobs[2]!.logprob);
+    assert.equal(Buffer.from(entry.bytes).toString("utf8"), entry.token);
+  }
+});
+
+test("a json_schema response format yields JSON matching the schema", async () => {
+  const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] };
+  const result = await run(input({
+    messages: chat(["user", "answer in JSON"]),
+    sampling: { maxTokens: 64, temperature: 0, responseFormat: { format: { $case: "jsonSchema", value: { name: "answer", schemaJson: JSON.stringify(schema) } } } },
+  }));
+  assert.equal(result.finished.finishReason, FinishReason.FINISH_REASON_STOP);
+  assert.equal(typeof JSON.parse(result.text).ok, "boolean");
+});
+
+test("bad input is refused before decoding with the precise kind", async () => {
+  const refusal = async (generation: GenerationInput) => {
+    try {
+      await run(generation);
+    } catch (error) {
+      assert.ok(error instanceof EngineError);
+      return error;
+    }
+    assert.fail("no refusal");
+  };
+  const tooLong = await refusal(input({ prompt: "word ".repeat(2_000) }));
+  assert.equal(tooLong.kind, "invalid_argument");
+  assert.match(tooLong.message, /the prompt has \d+ tokens but the model's context holds 1024/);
+  assert.equal((await refusal(input({ model: "nope", prompt: "x" }))).kind, "not_found");
+  assert.equal((await refusal(input({ messages: chat(["wizard", "x"]) }))).kind, "invalid_argument");
+  assert.equal((await refusal(input({ prompt: "x", sampling: { topLogprobs: 21 } }))).kind, "invalid_argument");
+  assert.equal(engine.load().runningRequests, 0);
+});
+
+test("tokenize and detokenize round-trip; an id outside the vocabulary is refused", async () => {
+  const text = "héllo wörld, ünïcode ✓";
+  assert.equal(await engine.detokenize("test", await engine.tokenize("test", text)), text);
+  const chatTokens = await engine.tokenize("test", "", chat(["user", "hi"]));
+  assert.ok(chatTokens.length > (await engine.tokenize("test", "hi")).length, "the template adds tokens");
+  await assert.rejects(engine.detokenize("test", [10_000_000]), (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument");
+});
+
+test("embeddings are unit vectors, equal for equal inputs", async () => {
+  const { vectors, promptTokens } = await engine.embed("test", ["the same text", "the same text", "another"], new AbortController().signal);
+  assert.equal(vectors.length, 3);
+  assert.ok(promptTokens > 0);
+  for (const vector of vectors) assert.ok(Math.abs(Math.hypot(...vector) - 1) < 1e-6);
+  assert.deepEqual(vectors[0], vectors[1]);
+  assert.notDeepEqual(vectors[0], vectors[2]);
+});
+
+test("prefix blocks are announced when stored and when evicted", async () => {
+  kvEvents.length = 0;
+  await run(input({ messages: chat(["system", "a fresh system prompt that is long enough to fill some blocks. ".repeat(4)], ["user", "x"]) }));
+  const stored = kvEvents.flatMap((event) => event.stored);
+  assert.ok(stored.length >= 3);
+  assert.ok(engine.heldBlocks().length >= stored.length);
+  const freed = await engine.evictIdle(Number.MAX_SAFE_INTEGER);
+  assert.ok(freed > 0);
+  assert.equal(engine.heldBlocks().length, 0);
+  assert.equal(engine.load().kvUsedTokens, 0);
+  const evicted = new Set(kvEvents.flatMap((event) => event.evicted));
+  for (const hash of stored) assert.ok(evicted.has(hash));
+});
