@@ -1,4 +1,4 @@
-import { Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 import type { Engine } from "./engines/engine.js";
 
 /**
@@ -24,5 +24,24 @@ export function exportEngineMetrics(registry: Registry, engine: Engine, workerId
     const load = engine.load();
     return load.kvTotalTokens === 0 ? 0 : load.kvUsedTokens / load.kvTotalTokens;
   });
+  // Cumulative figures the engine keeps, exported as counters by their growth.
+  const counter = (name: string, help: string, read: () => number) => {
+    let exported = 0;
+    return new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        const now = read();
+        if (now > exported) this.inc(labels, now - exported);
+        exported = Math.max(exported, now);
+      },
+    });
+  };
+  counter("vllm:prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache", () => engine.load().prefixCacheQueries);
+  counter("vllm:prefix_cache_hits_total", "Prompt tokens found in the prefix cache", () => engine.load().prefixCacheHits);
+  gauge("infermesh_worker_kv_used_tokens", "KV cells in use", () => engine.load().kvUsedTokens);
+  gauge("infermesh_worker_kv_total_tokens", "KV cells in all", () => engine.load().kvTotalTokens);
   gauge("infermesh_worker_tokens_per_second", "Generated tokens per second, 5 s window", () => engine.load().tokensPerSecond);
 }
