@@ -1,11 +1,13 @@
 import { z } from "zod";
-import { integer, loadConfig, type ConfigSources } from "../common/config.js";
+import { boolean, integer, loadConfig, type ConfigSources } from "../common/config.js";
 
 export const launcherConfigSchema = z.object({
   /** Interface every service binds to. */
   host: z.string().default("127.0.0.1"),
   /** Worker processes to run (one per GPU; on a CPU box one is usually right). */
   workers: integer(1, 64).default(1),
+  /** Give worker i the GPU with index i (one worker per GPU); off shares every visible GPU. */
+  gpuPerWorker: boolean().default(false),
   /** GGUF for every worker; empty serves the generated test model. */
   modelPath: z.string().default(""),
   /** "pretty" for people, "json" to pass the services' JSON lines through. */

@@ -20,6 +20,7 @@ try {
       ports: defaultPorts,
       host: config.host,
       workers: config.workers,
+      gpuPerWorker: config.gpuPerWorker,
       workerArgs: config.modelPath ? ["--model-path", config.modelPath] : [],
     }),
   );

@@ -37,6 +37,8 @@ export interface MeshLayout {
   readonly workers: number;
   /** Extra flags for every worker (e.g. --model-path). */
   readonly workerArgs: readonly string[];
+  /** Worker i gets --gpu-index i: one worker per GPU. */
+  readonly gpuPerWorker?: boolean;
   /** Extra flags for the gateway. */
   readonly gatewayArgs?: readonly string[];
   /** Extra flags for admission. */
@@ -84,6 +86,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
         "--metrics-port", String(ports.workerMetricsBase + index),
         "--router-address", at(ports.router),
         "--memory-guard-address", at(ports.memoryGuard),
+        ...(layout.gpuPerWorker ? ["--gpu-index", String(index)] : []),
         ...layout.workerArgs,
       ],
       env: otel("worker"),

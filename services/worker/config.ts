@@ -16,14 +16,37 @@ export const workerConfigSchema = z.object({
   routerAddress: z.string().default("127.0.0.1:50052"),
   /** host:port of memory-guard to report KV usage to; empty to run without. */
   memoryGuardAddress: z.string().default("127.0.0.1:50053"),
-  /** Engine kind; llamacpp is the one this build ships. */
-  engine: z.enum(["llamacpp"]).default("llamacpp"),
+  /**
+   * llamacpp: a GGUF in-process (the default); openai: forward to an OpenAI-compatible
+   * server (vLLM, SGLang, trtllm-serve, llama-server); sim: the named GPU simulator.
+   */
+  engine: z.enum(["llamacpp", "openai", "sim"]).default("llamacpp"),
+  /** openai engine: root URL of the upstream server, without /v1. */
+  upstreamUrl: z.string().default(""),
+  /** openai engine: bearer key for the upstream; never logged. */
+  upstreamApiKey: z.string().default(""),
+  /** openai engine: comma-separated model ids; empty takes every model the upstream lists. */
+  upstreamModelIds: z.string().default(""),
+  /** openai engine: which server it is (decides metric names); auto tells by its metrics. */
+  upstreamFlavor: z.enum(["auto", "vllm", "sglang", "trtllm", "llamacpp"]).default("auto"),
+  /** openai engine: the upstream's Prometheus URL; empty tries {upstreamUrl}/metrics. */
+  upstreamMetricsUrl: z.string().default(""),
+  /** sim engine: the simulated GPU and model. */
+  simPreset: z.enum(["h100-gpt-oss-20b", "h100-gpt-oss-120b"]).default("h100-gpt-oss-20b"),
+  /** sim engine: 1 is real time, 0.1 ten times faster, 0 no simulated delay at all. */
+  simTimeScale: z.coerce.number().min(0).max(1000).default(1),
+  /** sim engine: coalesce timer wake-ups to this period (ms); 20–50 keeps big fleets cheap. */
+  simWakeIntervalMs: z.coerce.number().min(0).max(60_000).default(0),
+  /** sim engine: seed of the synthetic text when a request has none. */
+  simSeed: integer(0, 4_294_967_295).default(0),
   /** Path of a GGUF file; empty serves the generated test model. */
   modelPath: z.string().default(""),
   /** Model id clients use; defaults to the GGUF file name. */
   modelId: z.string().default(""),
   /** Size of the generated test model when modelPath is empty. */
   testModelSize: z.enum(["tiny", "small", "medium"]).default("small"),
+  /** Architecture of the generated test model: gpt-oss exercises the same code as gpt-oss-20b. */
+  testModelArchitecture: z.enum(["gpt-oss", "llama"]).default("gpt-oss"),
   /** Where the generated test model is cached. */
   cacheDir: z.string().default(".cache/models"),
   /** "cpu" forces the CPU; "auto" uses CUDA, Vulkan or Metal when present; or name the backend. */

@@ -4,17 +4,50 @@ import type { WorkerConfig } from "./config.js";
 import type { Engine } from "./engines/engine.js";
 import { LlamaCppEngine } from "./engines/llamacpp/llamacpp-engine.js";
 import { ensureTestModel } from "./engines/llamacpp/test-model/generate.js";
+import { OpenAiEngine } from "./engines/openai/openai-engine.js";
+import { SimEngine } from "./engines/sim/sim-engine.js";
 
 /** The id under which the generated test model is served. */
 export const testModelId = "infermesh-test";
 
-/** Builds the configured engine; with no model configured, generates and serves the test model. */
+/** Builds the configured engine; llama.cpp with no model configured generates and serves the test model. */
 export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<Engine> {
+  if (config.engine === "sim") {
+    const engine = SimEngine.create({
+      preset: config.simPreset,
+      modelId: config.modelId || undefined,
+      timeScale: config.simTimeScale,
+      wakeIntervalMs: config.simWakeIntervalMs,
+      seed: config.simSeed,
+    });
+    logger.warn({ preset: config.simPreset, models: engine.models().map((model) => model.id) }, "serving the GPU simulator: its text is synthetic, its timing simulated");
+    return engine;
+  }
+  if (config.engine === "openai") {
+    if (config.upstreamUrl === "") throw new Error("the openai engine needs upstreamUrl (INFERMESH_WORKER_UPSTREAM_URL or --upstream-url)");
+    logger.info({ upstream: config.upstreamUrl, flavor: config.upstreamFlavor }, "connecting to the upstream server");
+    return OpenAiEngine.start(
+      {
+        baseUrl: config.upstreamUrl,
+        apiKey: config.upstreamApiKey,
+        modelIds: config.upstreamModelIds,
+        metricsUrl: config.upstreamMetricsUrl,
+        flavor: config.upstreamFlavor,
+        defaultMaxTokens: config.defaultMaxTokens,
+      },
+      { logger },
+    );
+  }
   let modelPath = config.modelPath;
   let modelId = config.modelId || undefined;
   let description = "GGUF model";
   if (modelPath === "") {
-    const testModel = await ensureTestModel({ cacheDir: resolve(config.cacheDir), size: config.testModelSize, weightType: "f16" });
+    const testModel = await ensureTestModel({
+      cacheDir: resolve(config.cacheDir),
+      size: config.testModelSize,
+      architecture: config.testModelArchitecture,
+      weightType: "f16",
+    });
     modelPath = testModel.path;
     modelId ??= testModelId;
     description = `infermesh test model: ${testModel.parameterCount.toLocaleString("en")} random weights, real BPE tokenizer; its answers are nonsense`;

@@ -1,3 +1,4 @@
+import { randomInt } from "node:crypto";
 import { isAbortError } from "abort-controller-x";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, type Registry } from "prom-client";
@@ -91,7 +92,9 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       if (n < 1 || n > maxChoices) throw new ServerError(Status.INVALID_ARGUMENT, `n must be between 1 and ${maxChoices}`);
 
       // Each choice is one engine generation; choice i samples with seed + i so a seeded
-      // request is reproducible and its choices still differ.
+      // request is reproducible and its choices still differ (an unseeded request with
+      // several choices gets a random seed, so deterministic engines differ too).
+      const seed = sampling.seed ?? (n > 1 ? randomInt(0, 2 ** 31) : undefined);
       const cancel = new AbortController();
       const onCancel = () => cancel.abort(context.signal.reason);
       context.signal.addEventListener("abort", onCancel, { once: true });
@@ -103,7 +106,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
               model: request.model,
               messages: request.messages,
               prompt: request.prompt,
-              sampling: { ...sampling, seed: sampling.seed === undefined ? undefined : (sampling.seed + index) >>> 0 },
+              sampling: { ...sampling, seed: seed === undefined ? undefined : (seed + index) >>> 0 },
               tools: request.tools,
               toolChoice: request.toolChoice,
               reasoningEffort: request.reasoningEffort,

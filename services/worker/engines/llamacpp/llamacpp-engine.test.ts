@@ -102,11 +102,13 @@ test("cancelling stops decoding within one step and ends with CANCELLED", async 
 test("a new request joins the running batch instead of waiting for it to finish", async () => {
   let secondFirstTokenWhileFirstRuns = false;
   let firstDone = false;
-  const first = run(input({ prompt: "one two three", sampling: { maxTokens: 200, temperature: 1 } }), {}).then((result) => {
+  let firstStarted: () => void;
+  const firstRunning = new Promise<void>((resolve) => (firstStarted = resolve));
+  const first = run(input({ prompt: "one two three", sampling: { maxTokens: 900, temperature: 1 } }), { onDelta: () => firstStarted() }).then((result) => {
     firstDone = true;
     return result;
   });
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await firstRunning;
   const second = await run(input({ prompt: "four five", sampling: { maxTokens: 4 } }), { onDelta: () => (secondFirstTokenWhileFirstRuns ||= !firstDone) });
   assert.equal(second.finished.completionTokens, 4);
   assert.ok(secondFirstTokenWhileFirstRuns, "the second request's first token came only after the first request ended");

@@ -117,10 +117,13 @@ export class LlamaCppEngine implements Engine {
       sequences: options.sequences,
       batchSize: options.batchSize,
       threads: options.threads,
+      // Sliding-window layers (gpt-oss) keep their whole KV, so a cached prefix stays
+      // reusable past the window instead of being evaluated again.
+      swaFullCache: true,
     });
     const sequences: PooledSequence[] = [];
     for (let index = 0; index < options.sequences; index += 1) {
-      sequences.push({ sequence: context.getSequence(), busy: false, lastUsedAtMs: 0 });
+      sequences.push({ sequence: context.getSequence(), busy: false, lastUsedAtMs: 0, promptTokens: 0 });
     }
     const modelInfo: ModelInfo = {
       id: options.modelId ?? basename(options.modelPath).replace(/\.gguf$/i, ""),
@@ -231,6 +234,7 @@ export class LlamaCppEngine implements Engine {
       const held = pooled.sequence.contextTokens.length;
       if (held === 0) continue;
       await pooled.sequence.clearHistory();
+      pooled.promptTokens = 0;
       this.emitKv(this.held.set(pooled, []));
       freed += held;
     }
@@ -255,6 +259,7 @@ export class LlamaCppEngine implements Engine {
       // At least the last prompt token is evaluated again: its logits start the answer.
       const promptCount = plan.promptTokens.length;
       const cachedTokens = Math.min(sequence.compareContextTokens(plan.promptTokens).firstDifferentIndex, promptCount - 1);
+      pooled.promptTokens = promptCount;
       this.prefixCacheQueries += promptCount;
       this.prefixCacheHits += cachedTokens;
       this.emitKv(this.held.set(pooled, blockHashes(plan.canonical)));
@@ -285,7 +290,15 @@ export class LlamaCppEngine implements Engine {
 
       if (plan.chat) {
         const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: plan.chat.wrapper, autoDisposeSequence: false });
+        // The sequence's meter counts every sampled token, the ones the chat wrapper holds
+        // back (harmony's trigger detection) included, so deltas and usage count from it.
+        const outputBefore = sequence.tokenMeter.usedOutputTokens;
+        const syncTokens = () => {
+          const sampled = sequence.tokenMeter.usedOutputTokens - outputBefore;
+          if (sampled > completionTokens) countTokens(sampled - completionTokens);
+        };
         const onResponseChunk = (chunk: LlamaChatResponseChunk) => {
+          syncTokens();
           const reasoning = chunk.type === "segment";
           if (reasoning) reasoningTokens += chunk.tokens.length;
           else output += chunk.text;
@@ -301,7 +314,7 @@ export class LlamaCppEngine implements Engine {
             maxTokens: plan.maxTokens,
             signal: decoding.signal,
             stopOnAbortSignal: true,
-            onToken: (tokens) => countTokens(tokens.length),
+            onToken: syncTokens,
             onResponseChunk,
             ...(plan.chat.functions ? { functions: plan.chat.functions } : { grammar: plan.grammar }),
           })
@@ -311,6 +324,7 @@ export class LlamaCppEngine implements Engine {
               name: call.functionName,
               arguments: JSON.stringify(call.params ?? {}),
             }));
+            syncTokens();
             const stopReason = result.metadata.stopReason;
             finish(stopReason === "functionCalls" ? "toolCalls" : stopReason === "maxTokens" ? "length" : stopReason === "abort" ? "abort" : "stop", calls);
           }, fail)
@@ -454,12 +468,14 @@ export class LlamaCppEngine implements Engine {
 
 /**
  * What taking `candidate` for `promptTokens` is worth: the prefix it saves evaluating,
- * less a quarter of the cached tokens it would throw away, so a sequence sharing only
- * template boilerplate with the prompt keeps its cache for a better match.
+ * less the part of the candidate's last prompt it would throw away (its answer is not
+ * counted: only that conversation's next turn could use it). A sequence that shares only
+ * template boilerplate (gpt-oss's 100-token harmony system message) with the prompt thus
+ * keeps a long cached prompt for a better match.
  */
 function reuseScore(candidate: PooledSequence, promptTokens: Token[]): number {
   const reused = candidate.sequence.compareContextTokens(promptTokens).firstDifferentIndex;
-  return reused - 0.25 * (candidate.sequence.contextTokens.length - reused);
+  return reused - Math.max(0, candidate.promptTokens - reused);
 }
 
 function chatSampling(sampling: SamplingParams, temperature: number) {

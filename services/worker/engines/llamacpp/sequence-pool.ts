@@ -5,6 +5,8 @@ export interface PooledSequence {
   readonly sequence: LlamaContextSequence;
   busy: boolean;
   lastUsedAtMs: number;
+  /** Length of the prompt it last ran: the part of its cache worth keeping for others. */
+  promptTokens: number;
 }
 
 /**

@@ -1,18 +1,29 @@
 /**
  * Builds (or finds in the cache) the random-weight test model and prints its path.
  *
- *   node dist/services/worker/engines/llamacpp/test-model/cli.js [--size small] [--seed 42] [--cache-dir DIR] [--weight-type f32] [--json]
+ *   node dist/services/worker/engines/llamacpp/test-model/cli.js [--architecture gpt-oss] [--size small] [--seed 42] [--cache-dir DIR] [--weight-type f32] [--json]
  */
 
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_TEST_MODEL_SEED, ensureTestModel, TEST_MODEL_SIZES, type TestModelSize, type TestModelWeightType } from "./generate.js";
+import {
+    DEFAULT_TEST_MODEL_ARCHITECTURE,
+    DEFAULT_TEST_MODEL_SEED,
+    ensureTestModel,
+    TEST_MODEL_ARCHITECTURES,
+    TEST_MODEL_SIZES,
+    type TestModelArchitecture,
+    type TestModelSize,
+    type TestModelWeightType,
+} from "./generate.js";
 
-const USAGE = `Usage: cli.js [--size tiny|small|medium] [--seed N] [--cache-dir DIR] [--weight-type f32|f16] [--json]
+const USAGE = `Usage: cli.js [--architecture gpt-oss|llama] [--size tiny|small|medium] [--seed N] [--cache-dir DIR] [--weight-type f32|f16] [--json]
 
-Builds a GGUF llama model with random weights and a real BPE tokenizer (its answers
-are nonsense), or reuses the cached file, and prints its path and parameter count.
-Defaults: --size small, --seed ${DEFAULT_TEST_MODEL_SEED}, --cache-dir .cache/models, --weight-type f32.`;
+Builds a GGUF model with random weights and a real BPE tokenizer (its answers are
+nonsense), or reuses the cached file, and prints its path and parameter count.
+gpt-oss: mixture of experts, attention sinks, sliding window, harmony chat format;
+llama: dense, ChatML.
+Defaults: --architecture ${DEFAULT_TEST_MODEL_ARCHITECTURE}, --size small, --seed ${DEFAULT_TEST_MODEL_SEED}, --cache-dir .cache/models, --weight-type f32.`;
 
 function formatCount(n: number): string {
     return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}K`;
@@ -24,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
         ({ values } = parseArgs({
             args: argv,
             options: {
+                architecture: { type: "string", default: DEFAULT_TEST_MODEL_ARCHITECTURE },
                 size: { type: "string", default: "small" },
                 seed: { type: "string", default: String(DEFAULT_TEST_MODEL_SEED) },
                 "cache-dir": { type: "string", default: ".cache/models" },
@@ -42,6 +54,11 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${USAGE}\n`);
         return 0;
     }
+    const architecture = values.architecture as TestModelArchitecture;
+    if (!TEST_MODEL_ARCHITECTURES.includes(architecture)) {
+        process.stderr.write(`--architecture must be one of ${TEST_MODEL_ARCHITECTURES.join(", ")}\n`);
+        return 2;
+    }
     const size = values.size as TestModelSize;
     if (!TEST_MODEL_SIZES.includes(size)) {
         process.stderr.write(`--size must be one of ${TEST_MODEL_SIZES.join(", ")}\n`);
@@ -58,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
         return 2;
     }
 
-    const model = await ensureTestModel({ cacheDir: resolve(process.cwd(), values["cache-dir"]), size, seed, weightType });
+    const model = await ensureTestModel({ cacheDir: resolve(process.cwd(), values["cache-dir"]), architecture, size, seed, weightType });
     if (values.json) {
         process.stdout.write(`${JSON.stringify(model, null, 2)}\n`);
         return 0;
@@ -66,7 +83,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(
         [
             `path: ${model.path}`,
-            `parameters: ${model.parameterCount} (${formatCount(model.parameterCount)})`,
+            `architecture: ${model.architecture}`,
+            `parameters: ${model.parameterCount} (${formatCount(model.parameterCount)})` +
+                (model.activeParameterCount === model.parameterCount ? "" : `, ${formatCount(model.activeParameterCount)} active per token`),
             `file size: ${(model.fileBytes / (1024 * 1024)).toFixed(1)} MiB`,
             model.created ? `built in ${(model.elapsedMs / 1000).toFixed(2)} s` : "cached",
         ].join("\n") + "\n",

@@ -6,7 +6,9 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { ChatMLChatWrapper, getLlama, LlamaChatSession, LlamaLogLevel, TokenBias, type Token } from "node-llama-cpp";
 import {
+    countActiveTestModelParameters,
     countTestModelParameters,
+    DEFAULT_TEST_MODEL_ARCHITECTURE,
     ensureTestModel,
     TEST_MODEL_FORMAT_VERSION,
     TEST_MODEL_HYPERPARAMETERS,
@@ -23,21 +25,29 @@ async function tempDir(t: test.TestContext): Promise<string> {
 }
 
 test("model sizes have the intended parameter counts", () => {
-    const tiny = countTestModelParameters(TEST_MODEL_HYPERPARAMETERS.tiny);
-    const small = countTestModelParameters(TEST_MODEL_HYPERPARAMETERS.small);
-    const medium = countTestModelParameters(TEST_MODEL_HYPERPARAMETERS.medium);
+    const llama = TEST_MODEL_HYPERPARAMETERS.llama;
+    const tiny = countTestModelParameters(llama.tiny);
+    const small = countTestModelParameters(llama.small);
+    const medium = countTestModelParameters(llama.medium);
     assert.ok(tiny >= 2e6 && tiny <= 5e6, `tiny: ${tiny}`);
     assert.ok(small >= 10e6 && small <= 15e6, `small: ${small}`);
     assert.ok(medium >= 25e6 && medium <= 30e6, `medium: ${medium}`);
+    assert.equal(countActiveTestModelParameters(llama.small), small, "a dense model uses all its parameters");
 });
 
-test("cache file names encode size, seed, weight type and format version", () => {
-    const name = testModelFileName({ size: "tiny", seed: 7 });
-    assert.match(name, new RegExp(`^infermesh-test-model-tiny-seed7-f32-v${TEST_MODEL_FORMAT_VERSION}-[0-9a-f]{8}\\.gguf$`));
-    assert.equal(testModelFileName({ size: "tiny", seed: 7 }), name);
-    assert.notEqual(testModelFileName({ size: "tiny", seed: 8 }), name);
-    assert.notEqual(testModelFileName({ size: "small", seed: 7 }), name);
-    assert.notEqual(testModelFileName({ size: "tiny", seed: 7, weightType: "f16" }), name);
+test("the default test model is gpt-oss", () => {
+    assert.equal(DEFAULT_TEST_MODEL_ARCHITECTURE, "gpt-oss");
+    assert.equal(testModelFileName({ size: "tiny" }), testModelFileName({ architecture: "gpt-oss", size: "tiny" }));
+});
+
+test("cache file names encode architecture, size, seed, weight type and format version", () => {
+    const name = testModelFileName({ architecture: "llama", size: "tiny", seed: 7 });
+    assert.match(name, new RegExp(`^infermesh-test-model-llama-tiny-seed7-f32-v${TEST_MODEL_FORMAT_VERSION}-[0-9a-f]{8}\\.gguf$`));
+    assert.equal(testModelFileName({ architecture: "llama", size: "tiny", seed: 7 }), name);
+    assert.notEqual(testModelFileName({ architecture: "llama", size: "tiny", seed: 8 }), name);
+    assert.notEqual(testModelFileName({ architecture: "llama", size: "small", seed: 7 }), name);
+    assert.notEqual(testModelFileName({ architecture: "llama", size: "tiny", seed: 7, weightType: "f16" }), name);
+    assert.notEqual(testModelFileName({ architecture: "gpt-oss", size: "tiny", seed: 7 }), name);
     assert.throws(() => testModelFileName({ seed: -1 }), RangeError);
     assert.throws(() => testModelFileName({ seed: 1.5 }), RangeError);
 });
@@ -45,25 +55,29 @@ test("cache file names encode size, seed, weight type and format version", () =>
 test("ensureTestModel rejects bad options", async () => {
     await assert.rejects(ensureTestModel({ cacheDir: tmpdir(), seed: 2 ** 32 }), RangeError);
     await assert.rejects(ensureTestModel({ cacheDir: tmpdir(), size: "huge" as "tiny" }), RangeError);
+    await assert.rejects(ensureTestModel({ cacheDir: tmpdir(), architecture: "mamba" as "llama" }), RangeError);
 });
 
-test("tiny test model: builds, is cached, is deterministic, and llama.cpp runs it", async (t) => {
+test("tiny llama test model: builds, is cached, is deterministic, and llama.cpp runs it", async (t) => {
     const dir = await tempDir(t);
     const seed = 7;
+    const tiny = { architecture: "llama", size: "tiny", seed } as const;
+    const h = TEST_MODEL_HYPERPARAMETERS.llama.tiny;
 
     // Concurrent calls share one build.
     const [first, concurrent] = await Promise.all([
-        ensureTestModel({ cacheDir: dir, size: "tiny", seed }),
-        ensureTestModel({ cacheDir: dir, size: "tiny", seed }),
+        ensureTestModel({ cacheDir: dir, ...tiny }),
+        ensureTestModel({ cacheDir: dir, ...tiny }),
     ]);
     t.diagnostic(`built tiny model (${first.parameterCount} parameters, ${first.fileBytes} bytes) in ${first.elapsedMs.toFixed(0)} ms`);
     assert.equal(first.created, true);
     assert.equal(concurrent.path, first.path);
-    assert.equal(basename(first.path), testModelFileName({ size: "tiny", seed }));
-    assert.equal(first.parameterCount, countTestModelParameters(TEST_MODEL_HYPERPARAMETERS.tiny));
+    assert.equal(basename(first.path), testModelFileName(tiny));
+    assert.equal(first.architecture, "llama");
+    assert.equal(first.parameterCount, countTestModelParameters(h));
     assert.deepEqual(await readdir(dir), [first.fileName], "no temporary files are left behind");
 
-    const second = await ensureTestModel({ cacheDir: dir, size: "tiny", seed });
+    const second = await ensureTestModel({ cacheDir: dir, ...tiny });
     assert.equal(second.created, false);
     assert.equal(second.path, first.path);
     assert.equal(second.fileBytes, first.fileBytes);
@@ -74,18 +88,17 @@ test("tiny test model: builds, is cached, is deterministic, and llama.cpp runs i
 
     await t.test("same seed gives identical bytes; another seed gives other weights", async (t) => {
         const otherDir = await tempDir(t);
-        const rebuilt = await ensureTestModel({ cacheDir: otherDir, size: "tiny", seed });
+        const rebuilt = await ensureTestModel({ cacheDir: otherDir, ...tiny });
         assert.equal(rebuilt.created, true);
         const digest = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
         assert.equal(digest(await readFile(rebuilt.path)), digest(bytes));
-        const reseeded = await ensureTestModel({ cacheDir: otherDir, size: "tiny", seed: seed + 1 });
+        const reseeded = await ensureTestModel({ cacheDir: otherDir, ...tiny, seed: seed + 1 });
         assert.notEqual(reseeded.path, rebuilt.path);
         assert.notEqual(digest(await readFile(reseeded.path)), digest(bytes));
     });
 
     await t.test("GGUF header and metadata", () => {
         const header = readGgufHeader(bytes);
-        const h = TEST_MODEL_HYPERPARAMETERS.tiny;
         assert.equal(header.version, 3);
         assert.equal(header.alignment, 32);
         assert.equal(header.tensorCount, 3 + 9 * h.blockCount);
@@ -127,10 +140,13 @@ test("tiny test model: builds, is cached, is deterministic, and llama.cpp runs i
     await t.test("llama.cpp loads the model without warnings", () => {
         assert.deepEqual(loadWarnings, []);
         assert.equal(model.tokens.bos, ids.bos);
-        assert.equal(model.tokens.eos, ids.imEnd);
-        assert.equal(model.isEogToken(ids.imEnd as Token), true);
-        assert.equal(model.isEogToken(ids.endOfText as Token), true);
-        assert.equal(model.isEogToken(ids.imStart as Token), false);
+        assert.equal(model.tokens.eos, ids.byText["<|im_end|>"]);
+        assert.equal(model.isEogToken(ids.byText["<|im_end|>"] as Token), true);
+        assert.equal(model.isEogToken(ids.byText["<|endoftext|>"] as Token), true);
+        assert.equal(model.isEogToken(ids.byText["<|im_start|>"] as Token), false);
+        for (let token = 0; token < h.vocabSize; token++) {
+            assert.equal(model.isEogToken(token as Token), ids.endOfGeneration.includes(token), `token ${token}`);
+        }
     });
 
     await t.test("tokenize → detokenize round-trips with fewer tokens than bytes", () => {
@@ -149,8 +165,8 @@ test("tiny test model: builds, is cached, is deterministic, and llama.cpp runs i
     });
 
     await t.test("<|im_end|> is one special token only when special tokens are enabled", () => {
-        assert.deepEqual(Array.from(model.tokenize("<|im_end|>", true), Number), [ids.imEnd]);
-        assert.deepEqual(Array.from(model.tokenize("<|im_start|>", true), Number), [ids.imStart]);
+        assert.deepEqual(Array.from(model.tokenize("<|im_end|>", true), Number), [ids.byText["<|im_end|>"]]);
+        assert.deepEqual(Array.from(model.tokenize("<|im_start|>", true), Number), [ids.byText["<|im_start|>"]]);
         assert.ok(model.tokenize("<|im_end|>", false).length > 1);
         assert.equal(model.detokenize(model.tokenize("<|im_end|>", true), true), "<|im_end|>");
     });
@@ -163,7 +179,7 @@ test("tiny test model: builds, is cached, is deterministic, and llama.cpp runs i
             if (generated.length >= 16) break;
         }
         assert.equal(generated.length, 16);
-        assert.ok(generated.every((token) => token >= 0 && token < TEST_MODEL_HYPERPARAMETERS.tiny.vocabSize));
+        assert.ok(generated.every((token) => token >= 0 && token < h.vocabSize));
         await sequence.clearHistory();
     });
 
@@ -183,7 +199,7 @@ test("tiny test model: builds, is cached, is deterministic, and llama.cpp runs i
 
         // Forbid every token except the end-of-generation ones: the reply must end at once.
         const onlyEndOfGeneration = new TokenBias(model.tokenizer);
-        for (let token = 0; token < TEST_MODEL_HYPERPARAMETERS.tiny.vocabSize; token++) {
+        for (let token = 0; token < h.vocabSize; token++) {
             if (!model.isEogToken(token as Token)) onlyEndOfGeneration.set(token as Token, "never");
         }
         session.resetChatHistory();

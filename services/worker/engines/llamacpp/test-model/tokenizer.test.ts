@@ -5,8 +5,9 @@ import {
     ByteLevelBpeTokenizer,
     byteEncode,
     gpt2ByteTables,
+    CHATML_SPECIAL_TOKENS,
+    HARMONY_SPECIAL_TOKENS,
     pretokenize,
-    SPECIAL_TOKENS,
     TokenType,
     trainByteLevelBpe,
 } from "./tokenizer.js";
@@ -31,6 +32,18 @@ test("pre-tokenizer splits like Qwen2's regex", () => {
     assert.deepEqual(pretokenize("(hi) don'T"), ["(hi", ")", " don", "'T"]);
 });
 
+test("pre-tokenizer splits like gpt-oss's (o200k, llama.cpp \"gpt-4o\")", () => {
+    assert.deepEqual(pretokenize("Hello, world! It's 2024.\n\nOK  go", "gpt-4o"), [
+        "Hello", ",", " world", "!", " It's", " ", "202", "4", ".\n\n", "OK", " ", " go",
+    ]);
+    // words split at case changes; contractions stay on the word; digits go by three
+    assert.deepEqual(pretokenize("HelloWorld XMLHttpRequest DON'T 1234567 a/b\n/c", "gpt-4o"), [
+        "Hello", "World", " XMLHttp", "Request", " DON'T", " ", "123", "456", "7", " a", "/b", "\n", "/c",
+    ]);
+    // a non-ASCII letter counts as both cases, as in llama.cpp (o200k itself keeps "ÉCOLE" whole)
+    assert.deepEqual(pretokenize("ÉCOLE élève", "gpt-4o"), ["É", "COLE", " élève"]);
+});
+
 test("training is deterministic, fast, and yields a consistent vocabulary", (t) => {
     const started = performance.now();
     const vocab = trainByteLevelBpe({ corpus: TRAINING_CORPUS, vocabSize: 4096 });
@@ -45,7 +58,8 @@ test("training is deterministic, fast, and yields a consistent vocabulary", (t) 
     assert.equal(vocab.tokens.length, 4096);
     assert.equal(vocab.tokenTypes.length, 4096);
     assert.equal(new Set(vocab.tokens).size, 4096, "token strings are unique");
-    assert.deepEqual(vocab.tokens.slice(-3), [...SPECIAL_TOKENS]);
+    assert.deepEqual(vocab.tokens.slice(-3), [...CHATML_SPECIAL_TOKENS]);
+    assert.equal(vocab.pretokenizer, "qwen2");
     assert.deepEqual(vocab.specialTokens, { "<|endoftext|>": 4093, "<|im_start|>": 4094, "<|im_end|>": 4095 });
     assert.ok(vocab.tokenTypes.slice(0, 4093).every((type) => type === TokenType.NORMAL));
     assert.ok(vocab.tokenTypes.slice(4093).every((type) => type === TokenType.CONTROL));
@@ -89,11 +103,35 @@ test("tokenizer: special tokens are parsed only when asked", () => {
     assert.equal(withSpecial.at(-1), vocab.specialTokens["<|im_end|>"]);
     assert.equal(tokenizer.decode(withSpecial), text);
     const plain = tokenizer.encode(text);
-    assert.ok(!plain.includes(vocab.specialTokens["<|im_end|>"]));
+    assert.ok(!plain.includes(vocab.specialTokens["<|im_end|>"]!));
     assert.equal(tokenizer.decode(plain), text);
+});
+
+test("harmony vocabulary: gpt-4o merges, the harmony special tokens last, text round-trips", () => {
+    const vocab = trainByteLevelBpe({ specialTokens: HARMONY_SPECIAL_TOKENS, pretokenizer: "gpt-4o" });
+    assert.equal(trainByteLevelBpe({ specialTokens: HARMONY_SPECIAL_TOKENS, pretokenizer: "gpt-4o" }), vocab, "memoised");
+    assert.equal(vocab.pretokenizer, "gpt-4o");
+    assert.equal(vocab.tokens.length, 4096);
+    const first = 4096 - HARMONY_SPECIAL_TOKENS.length;
+    assert.deepEqual(vocab.tokens.slice(first), [...HARMONY_SPECIAL_TOKENS]);
+    assert.equal(vocab.specialTokens["<|return|>"], first + HARMONY_SPECIAL_TOKENS.indexOf("<|return|>"));
+    assert.ok(vocab.tokenTypes.slice(first).every((type) => type === TokenType.CONTROL));
+    assert.notDeepEqual(vocab.merges, trainByteLevelBpe().merges, "merges depend on the pre-tokenizer");
+
+    const tokenizer = new ByteLevelBpeTokenizer(vocab);
+    for (const word of [" the", " weather", " don't", "Hello"]) {
+        assert.equal(tokenizer.encode(word).length, 1, JSON.stringify(word));
+    }
+    const text = "<|start|>user<|message|>Grüße aus Köln! 12345 🙂<|end|><|start|>assistant";
+    const ids = tokenizer.encode(text, { specialTokens: true });
+    assert.equal(ids[0], vocab.specialTokens["<|start|>"]);
+    assert.equal(ids.at(-2), vocab.specialTokens["<|start|>"]);
+    assert.equal(tokenizer.decode(ids), text);
 });
 
 test("training fails loudly when the corpus cannot fill the vocabulary", () => {
     assert.throws(() => trainByteLevelBpe({ corpus: "tiny corpus", vocabSize: 1024 }), /ran out of pairs/);
     assert.throws(() => trainByteLevelBpe({ vocabSize: 100 }), RangeError);
+    assert.throws(() => trainByteLevelBpe({ specialTokens: ["<|a|>", "<|a|>"] }), RangeError);
+    assert.throws(() => trainByteLevelBpe({ pretokenizer: "gpt-2" as "qwen2" }), RangeError);
 });

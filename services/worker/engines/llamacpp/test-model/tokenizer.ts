@@ -6,13 +6,17 @@
  * - Vocabulary: the 256 byte tokens, spelled with GPT-2's byte-to-unicode mapping
  *   and in GPT-2's order (so "!" is 0 and "Ġ", the space byte, is 220), then the
  *   tokens produced by the learned merges, then the special (control) tokens.
- * - Pre-tokenizer: Qwen2's split regex (`tokenizer.ggml.pre = "qwen2"`), which
- *   llama.cpp implements natively. It is GPT-2's regex except that digits are
- *   split one by one and a word may take one leading non-letter character.
- *   We use it rather than "gpt-2" because llama.cpp enables
- *   `clean_up_tokenization_spaces` for the "gpt-2" (and "default") pre-tokenizer,
- *   which makes detokenize(tokenize(" ,")) lose the space; with "qwen2"
- *   detokenization is byte-exact.
+ * - Pre-tokenizer: one of two splitting regexes that llama.cpp knows by name
+ *   (`tokenizer.ggml.pre`):
+ *   - "qwen2" (the `llama` test model): GPT-2's regex except that digits are
+ *     split one by one and a word may take one leading non-letter character.
+ *     We use it rather than "gpt-2" because llama.cpp enables
+ *     `clean_up_tokenization_spaces` for the "gpt-2" (and "default")
+ *     pre-tokenizer, which makes detokenize(tokenize(" ,")) lose the space.
+ *   - "gpt-4o" (the `gpt-oss` test model, as in gpt-oss's o200k_harmony): splits
+ *     words at case changes, keeps contractions on the word and groups digits
+ *     by three.
+ *   Detokenization is byte-exact with both.
  *
  * Nothing here runs at import time; the byte table and the trained vocabulary are
  * computed on first use.
@@ -31,21 +35,44 @@ export const TokenType = {
 } as const;
 export type TokenType = (typeof TokenType)[keyof typeof TokenType];
 
-/** Special tokens appended after the learned tokens, in this order. */
-export const SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] as const;
-export type SpecialTokenText = (typeof SPECIAL_TOKENS)[number];
+/** Special tokens of the ChatML vocabulary, appended after the learned tokens in this order. */
+export const CHATML_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] as const;
+
+/**
+ * Special tokens of OpenAI's harmony format (gpt-oss), in their o200k_harmony id
+ * order without the reserved ones. llama.cpp ends generation on `<|return|>`,
+ * `<|call|>` and `<|endoftext|>` (not `<|end|>`, which ends a message, not the turn).
+ */
+export const HARMONY_SPECIAL_TOKENS = [
+    "<|startoftext|>",
+    "<|endoftext|>",
+    "<|return|>",
+    "<|constrain|>",
+    "<|channel|>",
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|call|>",
+] as const;
 
 export const DEFAULT_VOCAB_SIZE = 4096;
 
-/** Value of `tokenizer.ggml.pre`; must match {@link PRETOKENIZE_PATTERN}. */
-export const PRETOKENIZER_NAME = "qwen2";
+/** Values of `tokenizer.ggml.pre` this module implements. */
+export type PretokenizerName = "qwen2" | "gpt-4o";
 
 /**
- * Qwen2's pre-tokenizer regex, the same expression llama.cpp uses for
- * `tokenizer.ggml.pre = "qwen2"` (with the case-insensitive group spelled out).
+ * Pre-tokenizer regexes: the expressions llama.cpp uses for each
+ * `tokenizer.ggml.pre` value, with case-insensitive groups spelled out. For
+ * "gpt-4o" it is llama.cpp's rewrite of o200k's regex, in which `(?=\p{L})[^a-z]`
+ * stands for an upper-case letter and `(?=\p{L})[^A-Z]` for a lower-case one, so
+ * a non-ASCII letter counts as both (llama.cpp collapses each non-ASCII code point
+ * to its category before matching).
  */
-export const PRETOKENIZE_PATTERN =
-    /(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
+export const PRETOKENIZE_PATTERNS: Readonly<Record<PretokenizerName, RegExp>> = {
+    qwen2: /(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu,
+    "gpt-4o":
+        /[^\r\n\p{L}\p{N}]?(?:(?=\p{L})[^a-z])*(?:(?=\p{L})[^A-Z])+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?(?:(?=\p{L})[^a-z])+(?:(?=\p{L})[^A-Z])*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu,
+};
 
 /** ChatML template, the form node-llama-cpp recognises as its ChatML chat wrapper. */
 export const CHATML_TEMPLATE =
@@ -61,13 +88,19 @@ export interface ByteLevelBpeVocabulary {
     readonly tokenTypes: readonly TokenType[];
     /** Merges in rank order, each "left right" in byte-to-unicode spelling. */
     readonly merges: readonly string[];
-    /** Id of each special token. */
-    readonly specialTokens: Readonly<Record<SpecialTokenText, number>>;
+    /** Id of each special token, by its text. */
+    readonly specialTokens: Readonly<Record<string, number>>;
+    /** The pre-tokenizer the merges were learned with (`tokenizer.ggml.pre`). */
+    readonly pretokenizer: PretokenizerName;
 }
 
 export interface TrainByteLevelBpeOptions {
     /** Total vocabulary size, special tokens included. Default 4096. */
     readonly vocabSize?: number;
+    /** Special (control) tokens, appended in this order. Default {@link CHATML_SPECIAL_TOKENS}. */
+    readonly specialTokens?: readonly string[];
+    /** Default "qwen2". */
+    readonly pretokenizer?: PretokenizerName;
     /** Training text. Default: the embedded {@link TRAINING_CORPUS}. */
     readonly corpus?: string;
     /**
@@ -107,9 +140,9 @@ export function gpt2ByteTables(): { byteToChar: readonly string[]; charToByte: R
     return byteTables;
 }
 
-/** Splits text into pre-tokens the way llama.cpp's "qwen2" pre-tokenizer does. */
-export function pretokenize(text: string): string[] {
-    return text.match(PRETOKENIZE_PATTERN) ?? [];
+/** Splits text into pre-tokens the way llama.cpp's pre-tokenizer `name` does. */
+export function pretokenize(text: string, name: PretokenizerName = "qwen2"): string[] {
+    return text.match(PRETOKENIZE_PATTERNS[name]) ?? [];
 }
 
 const textEncoder = new TextEncoder();
@@ -189,7 +222,8 @@ class PairHeap {
 
 const PAIR_KEY_BASE = 1 << 20; // token ids stay far below 2^20
 
-let defaultVocabulary: ByteLevelBpeVocabulary | undefined;
+/** Vocabularies trained on the default corpus, by their options. */
+const defaultCorpusVocabularies = new Map<string, ByteLevelBpeVocabulary>();
 
 /**
  * Trains a byte-level BPE vocabulary of exactly `vocabSize` tokens (special
@@ -200,13 +234,18 @@ let defaultVocabulary: ByteLevelBpeVocabulary | undefined;
 export function trainByteLevelBpe(options: TrainByteLevelBpeOptions = {}): ByteLevelBpeVocabulary {
     const vocabSize = options.vocabSize ?? DEFAULT_VOCAB_SIZE;
     const augment = options.augmentWordForms ?? true;
-    const useDefault = options.corpus == null && vocabSize === DEFAULT_VOCAB_SIZE && augment;
-    if (useDefault && defaultVocabulary != null) return defaultVocabulary;
+    const specials = options.specialTokens ?? CHATML_SPECIAL_TOKENS;
+    const pretokenizer = options.pretokenizer ?? "qwen2";
+    const memoKey = options.corpus == null ? JSON.stringify([vocabSize, augment, specials, pretokenizer]) : undefined;
+    const memoised = memoKey == null ? undefined : defaultCorpusVocabularies.get(memoKey);
+    if (memoised != null) return memoised;
     const corpus = options.corpus ?? TRAINING_CORPUS;
-    if (!Number.isInteger(vocabSize) || vocabSize < 256 + SPECIAL_TOKENS.length || vocabSize >= PAIR_KEY_BASE) {
-        throw new RangeError(`vocabSize must be an integer in [${256 + SPECIAL_TOKENS.length}, ${PAIR_KEY_BASE})`);
+    if (!Number.isInteger(vocabSize) || vocabSize < 256 + specials.length || vocabSize >= PAIR_KEY_BASE) {
+        throw new RangeError(`vocabSize must be an integer in [${256 + specials.length}, ${PAIR_KEY_BASE})`);
     }
-    const targetNormal = vocabSize - SPECIAL_TOKENS.length;
+    if (new Set(specials).size !== specials.length) throw new RangeError("special tokens must be distinct");
+    if (!Object.hasOwn(PRETOKENIZE_PATTERNS, pretokenizer)) throw new RangeError(`unknown pre-tokenizer ${String(pretokenizer)}`);
+    const targetNormal = vocabSize - specials.length;
 
     const { byteToChar, byteOrder } = gpt2ByteTables();
     const tokens: string[] = [];
@@ -220,7 +259,7 @@ export function trainByteLevelBpe(options: TrainByteLevelBpeOptions = {}): ByteL
 
     // Unique pre-tokens with their frequencies, in first-seen order.
     const wordFreq = new Map<string, number>();
-    for (const piece of pretokenize(corpus)) wordFreq.set(piece, (wordFreq.get(piece) ?? 0) + 1);
+    for (const piece of pretokenize(corpus, pretokenizer)) wordFreq.set(piece, (wordFreq.get(piece) ?? 0) + 1);
     if (augment) {
         for (const piece of [...wordFreq.keys()]) {
             const match = /^ ?(\p{L}+)$/u.exec(piece);
@@ -322,14 +361,15 @@ export function trainByteLevelBpe(options: TrainByteLevelBpeOptions = {}): ByteL
     }
 
     const tokenTypes: TokenType[] = tokens.map(() => TokenType.NORMAL);
-    const specialTokens = {} as Record<SpecialTokenText, number>;
-    for (const special of SPECIAL_TOKENS) {
+    const specialTokens: Record<string, number> = {};
+    for (const special of specials) {
+        if (tokenIds.has(special)) throw new Error(`special token ${special} is also a learned token`);
         specialTokens[special] = tokens.length;
         tokens.push(special);
         tokenTypes.push(TokenType.CONTROL);
     }
-    const vocabulary: ByteLevelBpeVocabulary = { tokens, tokenTypes, merges, specialTokens };
-    if (useDefault) defaultVocabulary = vocabulary;
+    const vocabulary: ByteLevelBpeVocabulary = { tokens, tokenTypes, merges, specialTokens, pretokenizer };
+    if (memoKey != null) defaultCorpusVocabularies.set(memoKey, vocabulary);
     return vocabulary;
 }
 
@@ -364,10 +404,10 @@ export class ByteLevelBpeTokenizer {
         const parts = options.specialTokens ? text.split(this.specialPattern) : [text];
         parts.forEach((part, index) => {
             if (options.specialTokens && index % 2 === 1) {
-                out.push(this.vocabulary.specialTokens[part as SpecialTokenText]);
+                out.push(this.vocabulary.specialTokens[part]!);
                 return;
             }
-            for (const piece of pretokenize(part)) out.push(...this.encodePiece(piece));
+            for (const piece of pretokenize(part, this.vocabulary.pretokenizer)) out.push(...this.encodePiece(piece));
         });
         return out;
     }
