@@ -1,7 +1,7 @@
 import type { LlamaContextSequence, LlamaGrammar, LlamaModel, Token } from "node-llama-cpp";
 import { LlamaGrammarEvaluationState } from "node-llama-cpp";
 import type { SamplingParams, TokenLogprob } from "../../../../gen/infermesh/common/v1/common.js";
-import { StopStrings } from "./stop-strings.js";
+import { StopStrings } from "../stop-strings.js";
 
 export interface DecodedDelta {
   readonly text: string;

@@ -2,7 +2,7 @@ import { pushable, type Pushable } from "it-pushable";
 import { FinishReason, type TokenLogprob, type ToolCall } from "../../../../gen/infermesh/common/v1/common.js";
 import type { Clock } from "../../../common/clock.js";
 import { EngineError, type EngineLoad, type GenerationEvent, type KvBlockEvent } from "../engine.js";
-import type { StopStrings } from "../llamacpp/stop-strings.js";
+import type { StopStrings } from "../stop-strings.js";
 import { KvBlocks, type CachedBlock } from "./kv-blocks.js";
 import type { SimOptions } from "./sim-options.js";
 import type { OutputWriter } from "./synthetic-output.js";

@@ -10,7 +10,7 @@ import {
   type GenerationInput,
   type KvBlockEvent,
 } from "../engine.js";
-import { StopStrings } from "../llamacpp/stop-strings.js";
+import { StopStrings } from "../stop-strings.js";
 import { Scheduler, type SequencePlan } from "./scheduler.js";
 import { simOptionsSchema, type SimOptions, type SimOptionsInput } from "./sim-options.js";
 import { jsonObjectAnswer, OutputWriter, parseSchema, placeholderFor, type AnswerShape } from "./synthetic-output.js";
