@@ -68,6 +68,7 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
     contextTokens: config.contextTokens,
     sequences: config.sequences,
     batchSize: config.batchSize,
+    flashAttention: config.flashAttention,
     defaultMaxTokens: config.defaultMaxTokens,
   });
 }

@@ -1,6 +1,7 @@
 /**
  * Worker engine benchmarks, all in one run on this machine against the default test
- * model (the worker's own defaults: F16, threads 1):
+ * model (the worker's own defaults: F16, threads 1, flash attention; node-llama-cpp alone
+ * runs with its default batching, the worker with its sequence-ordered strategy):
  *
  * - engine efficiency: aggregate tokens/s through a worker process's gRPC Generate at
  *   concurrency 1 and 8, against node-llama-cpp called directly in this process with
@@ -45,7 +46,7 @@ const questions = Array.from({ length: 16 }, (_, index) => `Question ${index}: t
 async function directTokensPerSecond(concurrency: number): Promise<number> {
   const llama = await getLlama({ gpu: false, logLevel: "error" as never });
   const model = await llama.loadModel({ modelPath: testModel.path });
-  const context = await model.createContext({ contextSize: contextTokens, sequences, batchSize: defaults.batchSize, threads: defaults.threads });
+  const context = await model.createContext({ contextSize: contextTokens, sequences, batchSize: defaults.batchSize, threads: defaults.threads, swaFullCache: true, flashAttention: defaults.flashAttention });
   const wrapper = resolveChatWrapper(model);
   const chats = Array.from({ length: concurrency }, () => new LlamaChat({ contextSequence: context.getSequence(), chatWrapper: wrapper }));
   let tokens = 0;
@@ -148,6 +149,14 @@ console.log("\nthroughput (median tok/s)   direct   worker   worker/direct");
 console.log(`  concurrency 1            ${d1.toFixed(0).padStart(6)}   ${w1.toFixed(0).padStart(6)}   ${(w1 / d1).toFixed(3)}`);
 console.log(`  concurrency 8            ${d8.toFixed(0).padStart(6)}   ${w8.toFixed(0).padStart(6)}   ${(w8 / d8).toFixed(3)}`);
 console.log(`batching gain (worker c8 / c1): ${(w8 / w1).toFixed(2)}×  (direct: ${(d8 / d1).toFixed(2)}×)`);
+// The machine is shared: a ratio taken inside one round (runs seconds apart) moves less
+// than a ratio of medians taken over the whole run.
+const perRound = (top: number[], bottom: number[]) => median(top.map((value, round) => value / bottom[round]!));
+console.log(
+  `median of per-round ratios: efficiency c1 ${perRound(figures.worker1!, figures.direct1!).toFixed(3)}, ` +
+    `c8 ${perRound(figures.worker8!, figures.direct8!).toFixed(3)}; batching gain ${perRound(figures.worker8!, figures.worker1!).toFixed(2)}× ` +
+    `(direct ${perRound(figures.direct8!, figures.direct1!).toFixed(2)}×)`,
+);
 
 const filler = (seed: number) => Array.from({ length: 260 }, (_, index) => `w${(index * 7919 + seed * 104729) % 9973}`).join(" ");
 const warm: number[] = [];

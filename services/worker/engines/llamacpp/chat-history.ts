@@ -1,4 +1,13 @@
-import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelFunctions, ChatModelResponse } from "node-llama-cpp";
+import {
+  HarmonyChatWrapper,
+  LlamaText,
+  SpecialTokensText,
+  type ChatHistoryItem,
+  type ChatModelFunctionCall,
+  type ChatModelFunctions,
+  type ChatModelResponse,
+  type ChatWrapper,
+} from "node-llama-cpp";
 import type { ChatMessage, Tool } from "../../../../gen/infermesh/common/v1/common.js";
 import { EngineError } from "../engine.js";
 
@@ -86,4 +95,34 @@ export function toFunctions(tools: readonly Tool[], toolChoice: string): ChatMod
     };
   }
   return functions;
+}
+
+/** Whether `toolChoice` obliges the model to call a tool ("required", or a tool's name). */
+export function requiresToolCall(toolChoice: string): boolean {
+  return toolChoice !== "" && toolChoice !== "auto" && toolChoice !== "none";
+}
+
+/**
+ * `wrapper`, except that the answer opens straight into a function call, so the model
+ * must call one of the functions offered (with a grammar for its arguments): what
+ * `tool_choice: "required"` or a named tool means. node-llama-cpp enters function-call
+ * mode when no prefix trigger is set and `noPrefixTrigger` says so; for harmony the
+ * call goes on the commentary channel, as gpt-oss itself writes it.
+ */
+export function forcingFunctionCall(wrapper: ChatWrapper): ChatWrapper {
+  const inject = wrapper instanceof HarmonyChatWrapper ? LlamaText(new SpecialTokensText("<|channel|>commentary")) : LlamaText([]);
+  const forced = Object.create(wrapper) as ChatWrapper;
+  forced.generateContextState = (options) => {
+    const state = wrapper.generateContextState(options);
+    if ("functionCall" in state || "ignoreStartText" in state) {
+      return { contextText: state.contextText, stopGenerationTriggers: state.stopGenerationTriggers, functionCall: { initiallyEngaged: true, disengageInitiallyEngaged: [] } };
+    }
+    return {
+      contextText: state.contextText,
+      stopGenerationTriggers: state.stopGenerationTriggers,
+      noPrefixTrigger: { type: "functionCall", inject },
+      detectFunctionCalls: false,
+    };
+  };
+  return forced;
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { after, before, test } from "node:test";
-import { ChatMessage, FinishReason, SamplingParams, ReasoningEffort } from "../../../../gen/infermesh/common/v1/common.js";
+import { ChatMessage, FinishReason, SamplingParams, ReasoningEffort, Tool } from "../../../../gen/infermesh/common/v1/common.js";
 import { repoRoot } from "../../../common/paths.js";
 import { EngineError, type GenerationEvent, type GenerationInput, type KvBlockEvent } from "../engine.js";
 import { LlamaCppEngine } from "./llamacpp-engine.js";
@@ -157,6 +157,28 @@ test("a json_schema response format yields JSON matching the schema", async () =
   }));
   assert.equal(result.finished.finishReason, FinishReason.FINISH_REASON_STOP);
   assert.equal(typeof JSON.parse(result.text).ok, "boolean");
+});
+
+test("tool_choice required or a named tool makes the model call one, with arguments that match its schema", async () => {
+  // The random test model never chooses to call a tool; "required" is what makes it.
+  const weather = Tool.create({
+    name: "get_weather",
+    description: "Weather for a city",
+    parametersJson: JSON.stringify({ type: "object", properties: { city: { enum: ["Paris", "Seoul"] } }, required: ["city"] }),
+  });
+  const time = Tool.create({ name: "get_time", description: "Time in a zone", parametersJson: JSON.stringify({ type: "object", properties: { zone: { enum: ["UTC", "KST"] } }, required: ["zone"] }) });
+  for (const [toolChoice, expected] of [["required", ["get_weather", "get_time"]], ["get_time", ["get_time"]]] as const) {
+    const result = await run(input({ messages: chat(["user", "what is the weather in Paris?"]), tools: [weather, time], toolChoice, sampling: { maxTokens: 200, temperature: 0.7, seed: 3 } }));
+    assert.equal(result.finished.finishReason, FinishReason.FINISH_REASON_TOOL_CALLS, toolChoice);
+    const calls = result.deltas.flatMap((delta) => delta.toolCalls ?? []);
+    assert.ok(calls.length >= 1, toolChoice);
+    for (const call of calls) {
+      assert.ok((expected as readonly string[]).includes(call.name), `${toolChoice}: called ${call.name}`);
+      assert.match(call.id, /^call_/);
+      const args = JSON.parse(call.arguments) as Record<string, string>;
+      assert.ok(call.name === "get_weather" ? ["Paris", "Seoul"].includes(args.city!) : ["UTC", "KST"].includes(args.zone!), call.arguments);
+    }
+  }
 });
 
 test("bad input is refused before decoding with the precise kind", async () => {

@@ -36,7 +36,8 @@ import {
   type GenerationInput,
   type KvBlockEvent,
 } from "../engine.js";
-import { toChatHistory, toFunctions } from "./chat-history.js";
+import { queuedSequenceIds, sequenceOrderedStrategy } from "./batch-strategy.js";
+import { forcingFunctionCall, requiresToolCall, toChatHistory, toFunctions } from "./chat-history.js";
 import { SequencePool, type PooledSequence } from "./sequence-pool.js";
 import { ThroughputMeter } from "./throughput-meter.js";
 import { decodeTokens, type DecodeStop } from "./token-decoder.js";
@@ -59,6 +60,8 @@ export interface LlamaCppOptions {
   readonly sequences: number;
   /** Tokens evaluated per batch step. */
   readonly batchSize: number;
+  /** Flash attention (default on). */
+  readonly flashAttention?: boolean;
   /** Output bound when the request sets none. */
   readonly defaultMaxTokens: number;
 }
@@ -112,26 +115,33 @@ export class LlamaCppEngine implements Engine {
     }
     const llama = await getLlama({ gpu: options.gpu === "cpu" ? false : options.gpu, logLevel: "error" as never });
     const model = await llama.loadModel({ modelPath: options.modelPath });
+    let pool: SequencePool | undefined;
+    let created: LlamaContext | undefined;
     const context = await model.createContext({
       contextSize: options.contextTokens,
       sequences: options.sequences,
       batchSize: options.batchSize,
       threads: options.threads,
+      flashAttention: options.flashAttention ?? true,
       // Sliding-window layers (gpt-oss) keep their whole KV, so a cached prefix stays
       // reusable past the window instead of being evaluated again.
       swaFullCache: true,
+      // Whole steps in sequence order, so llama.cpp decodes each step in one pass.
+      batching: { itemPrioritizationStrategy: sequenceOrderedStrategy(queuedSequenceIds(() => created), () => pool?.busyCount ?? 0) },
     });
+    created = context;
     const sequences: PooledSequence[] = [];
     for (let index = 0; index < options.sequences; index += 1) {
       sequences.push({ sequence: context.getSequence(), busy: false, lastUsedAtMs: 0, promptTokens: 0 });
     }
+    pool = new SequencePool(sequences);
     const modelInfo: ModelInfo = {
       id: options.modelId ?? basename(options.modelPath).replace(/\.gguf$/i, ""),
       engine: "llamacpp",
       contextTokens: context.contextSize,
       description: options.description,
     };
-    return new LlamaCppEngine(llama, model, context, new SequencePool(sequences), modelInfo, options, resolveChatWrapper(model));
+    return new LlamaCppEngine(llama, model, context, pool, modelInfo, options, resolveChatWrapper(model));
   }
 
   get device(): string {
@@ -383,8 +393,10 @@ export class LlamaCppEngine implements Engine {
       if (promptTokens.length === 0) throw new EngineError("invalid_argument", "the prompt must not be empty");
     } else {
       const history = toChatHistory(input.messages);
-      const wrapper = this.wrapperFor(input.reasoningEffort);
       const functions = toFunctions(input.tools, input.toolChoice);
+      const wrapper = functions && requiresToolCall(input.toolChoice)
+        ? forcingFunctionCall(this.wrapperFor(input.reasoningEffort))
+        : this.wrapperFor(input.reasoningEffort);
       if (functions && grammar) throw new EngineError("invalid_argument", "response_format cannot be combined with tools on the llama.cpp engine");
       if (functions && sampling.logprobs) throw new EngineError("invalid_argument", "logprobs cannot be combined with tools on the llama.cpp engine");
       promptTokens = this.renderChat(history, wrapper, functions);
