@@ -4,11 +4,9 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-    getLlama,
     HarmonyChatWrapper,
     LlamaChat,
     LlamaCompletion,
-    LlamaLogLevel,
     resolveChatWrapper,
     TokenBias,
     type ChatHistoryItem,
@@ -16,6 +14,7 @@ import {
 } from "node-llama-cpp";
 import { countActiveTestModelParameters, countTestModelParameters, ensureTestModel, TEST_MODEL_HYPERPARAMETERS } from "./generate.js";
 import { readGgufHeader } from "./gguf-writer.js";
+import { loadWithWarnings } from "./load-with-warnings.js";
 import { ByteLevelBpeTokenizer, HARMONY_SPECIAL_TOKENS, trainByteLevelBpe } from "./tokenizer.js";
 import { TRAINING_CORPUS } from "./corpus.js";
 
@@ -74,18 +73,8 @@ test("tiny gpt-oss test model: llama.cpp loads it and node-llama-cpp chats with 
         assert.equal(header.tensors.reduce((n, ti) => n + ti.shape.reduce((a, b) => a * b, 1), 0), built.parameterCount);
     });
 
-    const loadWarnings: string[] = [];
-    let loading = true;
-    const llama = await getLlama({
-        gpu: false,
-        logLevel: LlamaLogLevel.warn,
-        logger: (level, message) => {
-            if (loading && (level === LlamaLogLevel.warn || level === LlamaLogLevel.error)) loadWarnings.push(message);
-        },
-    });
+    const { llama, model, loadWarnings } = await loadWithWarnings(built.path);
     t.after(() => llama.dispose());
-    const model = await llama.loadModel({ modelPath: built.path });
-    loading = false;
     const sequenceCount = 3;
     const context = await model.createContext({ contextSize: 512 * sequenceCount, sequences: sequenceCount, threads: 1 });
     const sequences = Array.from({ length: sequenceCount }, () => context.getSequence());

@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { ChatMLChatWrapper, getLlama, LlamaChatSession, LlamaLogLevel, TokenBias, type Token } from "node-llama-cpp";
+import { ChatMLChatWrapper, LlamaChatSession, TokenBias, type Token } from "node-llama-cpp";
 import {
     countActiveTestModelParameters,
     countTestModelParameters,
@@ -15,6 +15,7 @@ import {
     testModelFileName,
 } from "./generate.js";
 import { readGgufHeader } from "./gguf-writer.js";
+import { loadWithWarnings } from "./load-with-warnings.js";
 import { ByteLevelBpeTokenizer, trainByteLevelBpe } from "./tokenizer.js";
 import { TRAINING_CORPUS } from "./corpus.js";
 
@@ -121,18 +122,8 @@ test("tiny llama test model: builds, is cached, is deterministic, and llama.cpp 
     });
 
     // ---- llama.cpp ----
-    const loadWarnings: string[] = [];
-    let loading = true;
-    const llama = await getLlama({
-        gpu: false,
-        logLevel: LlamaLogLevel.warn,
-        logger: (level, message) => {
-            if (loading && (level === LlamaLogLevel.warn || level === LlamaLogLevel.error)) loadWarnings.push(message);
-        },
-    });
+    const { llama, model, loadWarnings } = await loadWithWarnings(first.path);
     t.after(() => llama.dispose());
-    const model = await llama.loadModel({ modelPath: first.path });
-    loading = false;
     const context = await model.createContext({ contextSize: 512, threads: 1 });
     const sequence = context.getSequence();
     const ids = first.specialTokens;
