@@ -1,5 +1,19 @@
 import { z } from "zod";
-import { integer, loadConfig, port, type ConfigSources } from "../services/common/config.js";
+import { boolean, integer, loadConfig, port, type ConfigSources } from "../services/common/config.js";
+import { apiKeySchema } from "./access/api-keys.js";
+import { aliasSchema, defaultAliases, defaultProfiles, profileNames, profileSchema } from "./access/profiles.js";
+
+/** A structured setting: from a config file as is, from env or a flag as JSON text. */
+const json = <Schema extends z.ZodType>(schema: Schema) =>
+  z.preprocess((value, context) => {
+    if (typeof value !== "string") return value;
+    try {
+      return JSON.parse(value);
+    } catch {
+      context.addIssue({ code: "custom", message: "expected JSON text" });
+      return z.NEVER;
+    }
+  }, schema);
 
 export const gatewayConfigSchema = z.object({
   /** Host of the HTTP API. */
@@ -16,13 +30,35 @@ export const gatewayConfigSchema = z.object({
   unaryTimeoutMs: integer(1, 600_000).default(5_000),
   /** How long the model list from the router is reused. */
   modelCacheMs: integer(0, 600_000).default(1_000),
-  /** Output bound assumed for admission when a request sets none. */
+  /** Output bound assumed for admission when a request sets none and its profile none either. */
   defaultMaxTokens: integer(1, 1_048_576).default(256),
   /** Largest accepted request body. */
   bodyLimitBytes: integer(1_024, 1_073_741_824).default(8 * 1024 * 1024),
+  /** "required": every API call needs a configured key. "off" (local default): keys only classify. */
+  auth: z.enum(["off", "required"]).default("off"),
+  /** API keys with their tenants, priorities, profiles and limits (a list; JSON from env). */
+  apiKeys: json(z.array(apiKeySchema)).default([]),
+  /** The profile of a request that names none and whose key names none. */
+  defaultProfile: z.enum(profileNames).default("balanced"),
+  /** The serving profiles; a file may override any of the three. */
+  profiles: json(z.object({ latency_first: profileSchema, quality_first: profileSchema, balanced: profileSchema }).partial())
+    .default({})
+    .transform((given) => ({ ...defaultProfiles, ...given })),
+  /** Names clients may put in `model` instead of an id, e.g. "gpt-oss:quality". */
+  aliases: json(z.record(z.string().min(1), aliasSchema)).default(defaultAliases),
+  /** Origins allowed to call from a browser ("*" for any); empty turns CORS off. */
+  corsOrigins: json(z.array(z.string().min(1))).default([]),
+  /** Answers deterministic whole-answer requests from memory (opt-in). */
+  responseCache: boolean().default(false),
+  /** Bytes the response cache may hold. */
+  responseCacheMaxBytes: integer(1_024, 68_719_476_736).default(64 * 1024 * 1024),
+  /** How long a cached answer is served; 0 keeps it until evicted. */
+  responseCacheTtlMs: integer(0, 604_800_000).default(600_000),
   /** How long SIGTERM waits for open requests. */
   shutdownGraceMs: integer(0, 600_000).default(10_000),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
+
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
 
 export const loadGatewayConfig = (sources: ConfigSources) => loadConfig(gatewayConfigSchema, sources, "INFERMESH_GATEWAY_");

@@ -4,7 +4,10 @@ import { startGrpcServer } from "../services/common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../services/common/lifecycle.js";
 import { createLogger, type Logger } from "../services/common/logger.js";
 import { createMetricsRegistry } from "../services/common/metrics.js";
-import { createChatFlowMetrics, type ChatFlowDeps } from "./chat-flow.js";
+import { AccessControl } from "./access/access-control.js";
+import { ApiKeys } from "./access/api-keys.js";
+import { createFlowMetrics, type FlowDeps } from "./generation-flow.js";
+import { ResponseCache } from "./response-cache/response-cache.js";
 import { loadGatewayConfig } from "./config.js";
 import { createChatService } from "./grpc/chat-service.js";
 import { createModelService } from "./grpc/model-service.js";
@@ -19,25 +22,33 @@ try {
   const registry = createMetricsRegistry("gateway");
   const clients = new MeshClients(config.admissionAddress, config.routerAddress, config.unaryTimeoutMs);
   const catalog = new ModelCatalog(clients, config.modelCacheMs);
-  const chat: ChatFlowDeps = { clients, catalog, metrics: createChatFlowMetrics(registry), defaultMaxTokens: config.defaultMaxTokens };
+  const flow: FlowDeps = { clients, catalog, metrics: createFlowMetrics(registry), defaultMaxTokens: config.defaultMaxTokens };
+  const access = new AccessControl(
+    { auth: config.auth, keys: new ApiKeys(config.apiKeys), profiles: config.profiles, aliases: config.aliases, defaultProfile: config.defaultProfile },
+    catalog,
+  );
+  const cache = config.responseCache ? new ResponseCache(config.responseCacheMaxBytes, config.responseCacheTtlMs, registry) : undefined;
   const grpc = await startGrpcServer({
     address: config.grpcListen,
     serviceNames: [ChatServiceDefinition.fullName, ModelServiceDefinition.fullName],
     logger,
     addServices: (server) => {
-      server.add(ChatServiceDefinition, createChatService(chat));
+      server.add(ChatServiceDefinition, createChatService(flow, access));
       server.add(ModelServiceDefinition, createModelService(catalog));
     },
   });
   const http = buildHttpServer({
-    chat,
+    flow,
+    access,
+    cache,
+    corsOrigins: config.corsOrigins,
     registry,
     logger,
     bodyLimitBytes: config.bodyLimitBytes,
     ready: async () => (await catalog.list()).length > 0,
   });
   const address = await http.listen({ host: config.host, port: config.port });
-  logger.info({ url: address, grpcPort: grpc.port }, `infermesh gateway ready at ${address}`);
+  logger.info({ url: address, grpcPort: grpc.port, auth: config.auth, apiKeys: config.apiKeys.length }, `infermesh gateway ready at ${address}`);
   const log = logger;
   exitOnSignals(log, async () => {
     grpc.setServing(false);

@@ -1,22 +1,32 @@
 import { randomUUID } from "node:crypto";
+import cors from "@fastify/cors";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
 import { Status } from "nice-grpc";
 import type { Registry } from "prom-client";
-import type { ChatFlowDeps } from "../chat-flow.js";
 import { ApiError, toApiError } from "../errors.js";
 import type { Logger } from "../../services/common/logger.js";
 import { registerChatCompletions } from "./chat-completions/route.js";
+import { registerCompletions } from "./completions/route.js";
+import type { HttpDeps } from "./deps.js";
+import { registerEmbeddings } from "./embeddings/route.js";
 import { sendError } from "./errors.js";
 import { registerModels } from "./models/route.js";
 
-export interface HttpServerDeps {
-  readonly chat: ChatFlowDeps;
+export interface HttpServerDeps extends HttpDeps {
   readonly registry: Registry;
   readonly logger: Logger;
   readonly bodyLimitBytes: number;
+  /** Origins allowed to call the API from a browser; empty turns CORS off. */
+  readonly corsOrigins: readonly string[];
   /** Whether the mesh behind the gateway can serve (for /readyz). */
   readonly ready: () => Promise<boolean>;
 }
+
+/** An incoming x-request-id is kept when it is a plain token; anything else is replaced. */
+const acceptableRequestId = /^[\w.:/-]{1,128}$/;
+
+/** Paths that answer without an API key: probes and the Prometheus scrape. */
+const openPaths = new Set(["/healthz", "/readyz", "/metrics"]);
 
 /** Builds the OpenAI-compatible HTTP API on Fastify. */
 export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
@@ -25,27 +35,43 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     // One log line per request is left to tracing and metrics; errors are still logged.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
     bodyLimit: deps.bodyLimitBytes,
-    requestIdHeader: "x-request-id",
-    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const incoming = request.headers["x-request-id"];
+      return typeof incoming === "string" && acceptableRequestId.test(incoming) ? incoming : randomUUID();
+    },
     // Clients stream for minutes; idle keep-alive sockets are closed after 72 s like
     // most load balancers expect.
     keepAliveTimeout: 72_000,
   });
+  app.decorateRequest("identity", undefined);
+
+  if (deps.corsOrigins.length > 0) {
+    void app.register(cors, {
+      origin: deps.corsOrigins.includes("*") ? true : [...deps.corsOrigins],
+      exposedHeaders: ["x-request-id", "retry-after", "x-infermesh-cache"],
+      maxAge: 600,
+    });
+  }
 
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
+    const path = request.url.split("?", 1)[0]!;
+    if (openPaths.has(path) || request.method === "OPTIONS") return;
+    request.identity = deps.access.authenticate(request.headers.authorization);
+    if (path.startsWith("/admin/") || path.startsWith("/debug/")) deps.access.requireAdmin(request.identity);
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error);
     if (error.statusCode === 413) {
-      return sendError(reply, new ApiError(Status.INVALID_ARGUMENT, `the request body is larger than ${deps.bodyLimitBytes} bytes`, { code: "request_too_large" })).code(413);
+      return sendError(reply, new ApiError(Status.INVALID_ARGUMENT, `the request body is larger than ${deps.bodyLimitBytes} bytes`, { code: "request_too_large" }), 413);
     }
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       // Fastify's own client errors: malformed JSON, wrong content type, and so on.
       const invalidJson = error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError;
       const message = invalidJson ? `the request body is not valid JSON: ${error.message}` : error.message;
-      return sendError(reply, new ApiError(Status.INVALID_ARGUMENT, message, { code: invalidJson ? "invalid_json" : undefined })).code(error.statusCode);
+      return sendError(reply, new ApiError(Status.INVALID_ARGUMENT, message, { code: invalidJson ? "invalid_json" : undefined }), error.statusCode);
     }
     const apiError = toApiError(error);
     if (apiError.status === Status.INTERNAL) request.log.error({ err: error }, "request failed");
@@ -56,8 +82,10 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     sendError(reply, new ApiError(Status.NOT_FOUND, `Unknown request URL: ${request.method} ${request.url.split("?")[0]}`, { code: "unknown_url" })),
   );
 
-  registerChatCompletions(app, deps.chat);
-  registerModels(app, deps.chat.catalog, Math.floor(Date.now() / 1000));
+  registerChatCompletions(app, deps);
+  registerCompletions(app, deps);
+  registerEmbeddings(app, deps);
+  registerModels(app, deps.flow.catalog, Math.floor(Date.now() / 1000));
 
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_request, reply) => {

@@ -40,7 +40,8 @@ export async function acquireSlot(clients: MeshClients, request: AcquireRequest,
       if (event?.$case === "rejected") {
         const { message, retryAfterMs, reason } = event.value;
         const status = reason === RejectReason.REJECT_REASON_SHUTTING_DOWN ? Status.UNAVAILABLE : Status.RESOURCE_EXHAUSTED;
-        throw new ApiError(status, message, { code: status === Status.UNAVAILABLE ? "server_unavailable" : "server_overloaded", retryAfterMs });
+        const code = status === Status.UNAVAILABLE ? "server_unavailable" : reason === RejectReason.REJECT_REASON_RATE_LIMITED ? "rate_limit_exceeded" : "server_overloaded";
+        throw new ApiError(status, message, { code, retryAfterMs });
       }
     }
     throw new ApiError(Status.UNAVAILABLE, "admission closed the stream without a decision");

@@ -1,21 +1,21 @@
 import { ClientError, Status } from "nice-grpc";
-import type { ChatMessage, SamplingParams } from "../../gen/infermesh/common/v1/common.js";
 import type { PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
-import type { GenerateResponse } from "../../gen/infermesh/worker/v1/worker_service.js";
+import type { GenerateRequest, GenerateResponse, WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
+import type { Client } from "nice-grpc";
 import { ApiError, retryableBeforeFirstToken } from "../errors.js";
 import type { MeshClients } from "./clients.js";
 
 /** At most this many workers are tried for one request (the pick plus two retries). */
 const maxAttempts = 3;
 
-/** One generation as the gateway asks for it. */
-export interface GenerationRequest {
+/** What the router needs to place a request. */
+export interface PlacedRequest {
   readonly requestId: string;
   readonly model: string;
-  readonly messages: readonly ChatMessage[];
-  readonly sampling: SamplingParams;
   readonly estimatedInputTokens: number;
   readonly sessionId: string;
+  /** Models the router may choose instead (balanced profile). */
+  readonly alternativeModels: readonly string[];
 }
 
 /** A worker event, or the terminal failure of a stream that had already started. */
@@ -29,22 +29,15 @@ export type GenerationEvent = NonNullable<GenerateResponse["event"]>;
  */
 export async function* generate(
   clients: MeshClients,
-  request: GenerationRequest,
+  request: GenerateRequest,
   pick: PickResponse,
   signal: AbortSignal,
 ): AsyncGenerator<GenerationEvent> {
   let lastError: unknown;
   for (const candidate of pick.candidates.slice(0, maxAttempts)) {
-    const events = clients.worker(candidate.address).generate(
-      {
-        requestId: request.requestId,
-        model: request.model,
-        messages: [...request.messages],
-        prompt: undefined,
-        sampling: request.sampling,
-      },
-      { signal },
-    );
+    // A balanced pick may run another model than the one asked for.
+    const model = candidate.model || request.model;
+    const events = clients.worker(candidate.address).generate(model === request.model ? request : { ...request, model }, { signal });
     const iterator = events[Symbol.asyncIterator]();
     let first: IteratorResult<GenerateResponse>;
     try {
@@ -81,8 +74,30 @@ export async function* generate(
   throw lastError ?? new ApiError(Status.UNAVAILABLE, "no worker could start the request");
 }
 
+/**
+ * Runs a unary call on the first picked worker that answers it; a retryable failure
+ * moves on to the next candidate (at most two more).
+ */
+export async function withWorker<T>(
+  clients: MeshClients,
+  pick: PickResponse,
+  signal: AbortSignal,
+  call: (worker: Client<typeof WorkerServiceDefinition>) => Promise<T>,
+): Promise<T> {
+  let lastError: unknown;
+  for (const candidate of pick.candidates.slice(0, maxAttempts)) {
+    try {
+      return await call(clients.worker(candidate.address));
+    } catch (error) {
+      if (signal.aborted || !retryableBeforeFirstToken(error)) throw error;
+      lastError = error;
+    }
+  }
+  throw lastError ?? new ApiError(Status.UNAVAILABLE, "no worker could take the request");
+}
+
 /** Asks the router for the ordered candidates of a request. */
-export function pickWorkers(clients: MeshClients, request: GenerationRequest, signal: AbortSignal): Promise<PickResponse> {
+export function pickWorkers(clients: MeshClients, request: PlacedRequest, signal: AbortSignal): Promise<PickResponse> {
   return clients.router.pick(
     {
       requestId: request.requestId,
@@ -90,6 +105,7 @@ export function pickWorkers(clients: MeshClients, request: GenerationRequest, si
       estimatedInputTokens: request.estimatedInputTokens,
       excludeWorkerIds: [],
       sessionId: request.sessionId,
+      alternativeModels: [...request.alternativeModels],
     },
     { signal },
   );

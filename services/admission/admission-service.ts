@@ -10,6 +10,7 @@ import {
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import type { Logger } from "../common/logger.js";
 import type { ConcurrencyLimiter } from "./concurrency-limiter.js";
+import type { TenantLimiter } from "./tenant-limits.js";
 
 const rejectReasons = {
   queue_full: RejectReason.REJECT_REASON_QUEUE_FULL,
@@ -19,6 +20,7 @@ const rejectReasons = {
 
 export interface AdmissionServiceDeps {
   readonly limiter: ConcurrencyLimiter;
+  readonly tenants: TenantLimiter;
   readonly defaultQueueTimeoutMs: number;
   readonly registry: Registry;
   readonly logger: Logger;
@@ -60,42 +62,28 @@ export function createAdmissionService(
         throw new ServerError(Status.INVALID_ARGUMENT, "priority_class must be set");
       }
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
-      const ticket = limiter.request(request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs, context.signal);
-      if (ticket.queuePosition !== undefined) {
-        yield { event: { $case: "queued", value: { position: ticket.queuePosition, estimatedWaitMs: ticket.estimatedWaitMs } } };
-      }
-      let outcome;
-      try {
-        outcome = await ticket.outcome;
-      } catch (error) {
-        outcomes.inc({ outcome: "cancelled" });
-        throw error;
-      }
-      if (outcome.kind === "rejected") {
+      const tenantId = request.tenantId || "anonymous";
+      const tenantGrant = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens + request.maxOutputTokens);
+      if (typeof tenantGrant !== "function") {
         rejectedTotal += 1;
-        outcomes.inc({ outcome: outcome.reason });
-        logger.debug({ request_id: request.requestId, reason: outcome.reason }, "rejected");
+        outcomes.inc({ outcome: "rate_limited" });
+        logger.debug({ request_id: request.requestId, tenant: tenantId, limit: tenantGrant.limit }, "rate limited");
         yield {
           event: {
             $case: "rejected",
             value: {
-              reason: rejectReasons[outcome.reason],
-              message: rejectionMessage(outcome.reason),
-              retryAfterMs: Math.max(1, outcome.retryAfterMs),
+              reason: RejectReason.REJECT_REASON_RATE_LIMITED,
+              message: `Rate limit reached for tenant ${tenantId} on ${tenantGrant.limit.replaceAll("_", " ")}; retry later.`,
+              retryAfterMs: Math.max(1, tenantGrant.retryAfterMs),
             },
           },
         };
         return;
       }
-      const { slot } = outcome;
-      grantedTotal += 1;
-      outcomes.inc({ outcome: "granted" });
       try {
-        yield { event: { $case: "granted", value: { slotId: slot.id, queuedMs: slot.queuedMs } } };
-        // Hold the slot until the caller closes the stream (or vanishes).
-        await forever(context.signal);
+        yield* holdSlot(request, context);
       } finally {
-        slot.release();
+        tenantGrant();
       }
     },
 
@@ -109,6 +97,46 @@ export function createAdmissionService(
       };
     },
   };
+
+  async function* holdSlot(request: AcquireRequest, context: CallContext): AsyncGenerator<AcquireResponse> {
+    const ticket = limiter.request(request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs, context.signal);
+    if (ticket.queuePosition !== undefined) {
+      yield { event: { $case: "queued", value: { position: ticket.queuePosition, estimatedWaitMs: ticket.estimatedWaitMs } } };
+    }
+    let outcome;
+    try {
+      outcome = await ticket.outcome;
+    } catch (error) {
+      outcomes.inc({ outcome: "cancelled" });
+      throw error;
+    }
+    if (outcome.kind === "rejected") {
+      rejectedTotal += 1;
+      outcomes.inc({ outcome: outcome.reason });
+      logger.debug({ request_id: request.requestId, reason: outcome.reason }, "rejected");
+      yield {
+        event: {
+          $case: "rejected",
+          value: {
+            reason: rejectReasons[outcome.reason],
+            message: rejectionMessage(outcome.reason),
+            retryAfterMs: Math.max(1, outcome.retryAfterMs),
+          },
+        },
+      };
+      return;
+    }
+    const { slot } = outcome;
+    grantedTotal += 1;
+    outcomes.inc({ outcome: "granted" });
+    try {
+      yield { event: { $case: "granted", value: { slotId: slot.id, queuedMs: slot.queuedMs } } };
+      // Hold the slot until the caller closes the stream (or vanishes).
+      await forever(context.signal);
+    } finally {
+      slot.release();
+    }
+  }
 }
 
 function rejectionMessage(reason: keyof typeof rejectReasons): string {

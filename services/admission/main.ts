@@ -5,6 +5,7 @@ import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
 import { createAdmissionService } from "./admission-service.js";
+import { TenantLimiter } from "./tenant-limits.js";
 import { ConcurrencyLimiter } from "./concurrency-limiter.js";
 import { loadAdmissionConfig } from "./config.js";
 
@@ -21,7 +22,7 @@ try {
     addServices: (server) =>
       server.add(
         AdmissionServiceDefinition,
-        createAdmissionService({ limiter, defaultQueueTimeoutMs: config.queueTimeoutMs, registry, logger: logger! }),
+        createAdmissionService({ limiter, tenants: new TenantLimiter(systemClock), defaultQueueTimeoutMs: config.queueTimeoutMs, registry, logger: logger! }),
       ),
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry);

@@ -14,6 +14,8 @@ export const routerConfigSchema = z.object({
   reportIntervalMs: integer(50, 60_000).default(1_000),
   /** Reports missed before a worker stops being picked (it is still listed). */
   staleAfterReports: integer(2, 100).default(5),
+  /** In a pick among several models (balanced profile), prompts this long prefer the largest context. */
+  longPromptTokens: integer(1, 10_000_000).default(8_000),
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(2_000),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),

@@ -18,7 +18,7 @@ try {
   const registry = createMetricsRegistry("router");
   const fleet = new Fleet(systemClock, config.reportIntervalMs * config.staleAfterReports);
   const lifetime = new AbortController();
-  const service = createRouterService({ fleet, reportIntervalMs: config.reportIntervalMs, registry, logger, lifetime: lifetime.signal });
+  const service = createRouterService({ fleet, reportIntervalMs: config.reportIntervalMs, longPromptTokens: config.longPromptTokens, registry, logger, lifetime: lifetime.signal });
   const grpc = await startGrpcServer({
     address: config.listen,
     serviceNames: [RouterServiceDefinition.fullName],

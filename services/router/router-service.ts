@@ -10,11 +10,13 @@ import {
 } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Logger } from "../common/logger.js";
 import type { Fleet, FleetMember } from "./fleet.js";
-import { rankByLoad } from "./least-loaded.js";
+import { rankAcrossModels } from "./model-choice.js";
 
 export interface RouterServiceDeps {
   readonly fleet: Fleet;
   readonly reportIntervalMs: number;
+  /** A prompt at least this long prefers the model with the largest context (balanced picks). */
+  readonly longPromptTokens: number;
   readonly registry: Registry;
   readonly logger: Logger;
   /** Aborts when the process shuts down, ending the workers' streams. */
@@ -43,29 +45,33 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
     async pick(request: PickRequest) {
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
       const excluded = new Set(request.excludeWorkerIds);
-      const eligible = fleet.eligible(request.model).filter((member) => !excluded.has(member.registration.workerId));
-      if (eligible.length === 0) {
-        const known = fleet.hasEverServed(request.model);
+      const eligible = (model: string) => fleet.eligible(model).filter((member) => !excluded.has(member.registration.workerId));
+      const models = [request.model, ...request.alternativeModels.filter((model) => model !== request.model)];
+      const ranked = rankAcrossModels(models, eligible, request.estimatedInputTokens, deps.longPromptTokens);
+      if (ranked.length === 0) {
+        const known = models.some((model) => fleet.hasEverServed(model));
         picks.inc({ outcome: known ? "no_worker" : "unknown_model" });
         throw known
           ? new ServerError(Status.UNAVAILABLE, `no worker is serving model "${request.model}" right now`)
           : new ServerError(Status.NOT_FOUND, `model "${request.model}" is not served by any worker`);
       }
-      const ranked = rankByLoad(eligible);
       const chosen = ranked[0]!.member;
       chosen.inFlightPicks += 1;
       picks.inc({ outcome: "picked" });
-      const reason = ranked.length === 1 ? "only-eligible-worker" : "least-loaded";
+      const reason =
+        ranked.length === 1 ? "only-eligible-worker" : ranked[0]!.model !== request.model ? "balanced-model-choice" : "least-loaded";
       trace.getActiveSpan()?.setAttributes({
         "infermesh.router.worker_id": chosen.registration.workerId,
+        "infermesh.router.model": ranked[0]!.model,
         "infermesh.router.reason": reason,
         "infermesh.router.candidates": ranked.length,
       });
       return {
-        candidates: ranked.map(({ member, score }) => ({
+        candidates: ranked.map(({ member, model, score }) => ({
           workerId: member.registration.workerId,
           address: member.registration.address,
           score,
+          model,
         })),
         reason,
       };

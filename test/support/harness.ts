@@ -110,6 +110,7 @@ export async function startTestMesh(options: {
   otlpEndpoint?: string;
   admissionArgs?: string[];
   workerArgs?: string[];
+  gatewayArgs?: string[];
 } = {}): Promise<TestMesh> {
   const free = await freePorts(10);
   const ports: MeshPorts = {
@@ -146,6 +147,7 @@ export async function startTestMesh(options: {
     workers: 1,
     workerArgs: ["--test-model-size", "tiny", "--gpu", "cpu", "--context-tokens", "2048", ...(options.workerArgs ?? [])],
     admissionArgs: options.admissionArgs,
+    gatewayArgs: options.gatewayArgs,
   }).map((child) => ({ ...child, env: { ...child.env, ...otel, INFERMESH_WORKER_LOG_LEVEL: "debug" } }));
   supervisor.start(children);
   const baseUrl = `http://127.0.0.1:${ports.gatewayHttp}`;

@@ -1,30 +1,72 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { Status } from "nice-grpc";
-import { ChatMessage, FinishReason, SamplingParams, type Usage } from "../../../gen/infermesh/common/v1/common.js";
-import { collectChat, runChat, type ChatFlowDeps, type ChatFlowRequest, type CollectedChat } from "../../chat-flow.js";
-import { ApiError, openAiErrorBody, toApiError } from "../../errors.js";
+import { GenerateRequest, type Delta } from "../../../gen/infermesh/worker/v1/worker_service.js";
+import { runGeneration, type GenerationFlowRequest } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
+import { collectGeneration, type CollectedGeneration } from "../../translate/choices.js";
+import {
+  finishReasonText,
+  logprobsContent,
+  samplingParams,
+  systemFingerprint,
+  toChatMessage,
+  toReasoningEffort,
+  toResponseFormat,
+  toTools,
+  toToolChoice,
+  toolCallsBody,
+  usageBody,
+} from "../../translate/openai.js";
+import { resolveRequest, type HttpDeps } from "../deps.js";
+import { replyFromCache, responseCacheKey } from "../cache-policy.js";
+import { SseStream, streamErrorOf } from "../sse.js";
+import { clientAbort } from "../client-abort.js";
 import { parseBody } from "../validation.js";
-import { chatCompletionBody, contentText, type ChatCompletionBody } from "./schema.js";
+import { chatCompletionBody, type ChatCompletionBody } from "./schema.js";
 
 /** POST /v1/chat/completions (and /api/v1/…): OpenAI chat completions, streamed or whole. */
-export function registerChatCompletions(app: FastifyInstance, deps: ChatFlowDeps): void {
+export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const body = parseBody(chatCompletionBody, request.body);
-    const abort = new AbortController();
-    reply.raw.on("close", () => {
-      if (!reply.raw.writableFinished) abort.abort(new Error("client disconnected"));
-    });
-    const events = runChat(deps, toFlowRequest(String(request.id), body), abort.signal);
-    const completion = { id: `chatcmpl-${randomUUID().replaceAll("-", "")}`, created: Math.floor(Date.now() / 1000) };
+    const resolved = await resolveRequest(deps, request, body.model, body.max_completion_tokens ?? body.max_tokens, body.user);
+    const flowRequest: GenerationFlowRequest = {
+      generate: GenerateRequest.create({
+        requestId: request.id,
+        model: resolved.model,
+        messages: body.messages.map(toChatMessage),
+        prompt: undefined,
+        sampling: samplingParams(body, resolved.maxTokens, {
+          logprobs: body.logprobs === true,
+          topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : 0,
+          responseFormat: toResponseFormat(body.response_format),
+        }),
+        tools: toTools(body),
+        toolChoice: toToolChoice(body),
+        reasoningEffort: toReasoningEffort(body.reasoning_effort),
+      }),
+      caller: resolved.caller,
+      sessionId: body.user ?? "",
+      alternativeModels: resolved.alternativeModels,
+      operation: "chat",
+    };
+    const completion: CompletionIds = {
+      id: `chatcmpl-${randomUUID().replaceAll("-", "")}`,
+      created: Math.floor(Date.now() / 1000),
+      fingerprint: systemFingerprint(await deps.flow.catalog.find(resolved.model), resolved.model),
+    };
+    const abort = clientAbort(reply);
+    const events = runGeneration(deps.flow, flowRequest, abort.signal);
     try {
       if (body.stream) {
         // Errors before the first event become an HTTP error status; after it, an SSE error event.
         const first = await events.next();
-        await streamCompletion(reply, events, first, completion, body, request.id);
+        await streamCompletion(new SseStream(reply, { "x-request-id": request.id }), events, first, completion, body);
       } else {
-        await sendCompletion(reply, await collectChat(events, body.model), completion);
+        const cacheKey = responseCacheKey(deps, request, resolved, body);
+        if (await replyFromCache(deps, cacheKey, reply, completion)) return reply;
+        const answer = completionBody(await collectGeneration(events, resolved.model, body.n ?? 1), completion, body.logprobs === true);
+        if (cacheKey !== undefined) deps.cache?.set(cacheKey, JSON.stringify(answer));
+        return await reply.send(answer);
       }
     } finally {
       await events.return(undefined);
@@ -34,120 +76,144 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatFlowDeps
   app.post("/api/v1/chat/completions", handler);
 }
 
-function toFlowRequest(requestId: string, body: ChatCompletionBody): ChatFlowRequest {
-  return {
-    requestId,
-    model: body.model,
-    messages: body.messages.map((message) => ChatMessage.create({ role: message.role, content: contentText(message.content), name: message.name })),
-    sampling: SamplingParams.create({
-      temperature: body.temperature ?? undefined,
-      topP: body.top_p ?? undefined,
-      topK: undefined,
-      minP: undefined,
-      seed: body.seed == null ? undefined : body.seed >>> 0,
-      stop: body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop,
-      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
-      presencePenalty: body.presence_penalty ?? undefined,
-      frequencyPenalty: body.frequency_penalty ?? undefined,
-    }),
-    user: body.user ?? "",
-  };
-}
-
-type Events = AsyncGenerator<GenerationEvent>;
 interface CompletionIds {
   readonly id: string;
   readonly created: number;
+  readonly fingerprint: string;
 }
 
-async function sendCompletion(reply: FastifyReply, answer: CollectedChat, completion: CompletionIds): Promise<void> {
-  await reply.send({
+function completionBody(answer: CollectedGeneration, completion: CompletionIds, withLogprobs: boolean) {
+  return {
     id: completion.id,
     object: "chat.completion",
     created: completion.created,
     model: answer.model,
-    choices: [
-      {
-        index: 0,
-        message: { role: "assistant", content: answer.content, refusal: null },
-        logprobs: null,
-        finish_reason: finishReasonText(answer.finishReason),
+    system_fingerprint: completion.fingerprint,
+    choices: answer.choices.map((choice) => ({
+      index: choice.index,
+      message: {
+        role: "assistant",
+        // OpenAI sends null content with tool calls and no text.
+        content: choice.toolCalls.length > 0 && choice.text === "" ? null : choice.text,
+        refusal: null,
+        ...(choice.toolCalls.length > 0 ? { tool_calls: toolCallsBody(choice.toolCalls) } : {}),
+        ...(choice.reasoning !== "" ? { reasoning_content: choice.reasoning } : {}),
       },
-    ],
+      logprobs: withLogprobs ? { content: logprobsContent(choice.logprobs), refusal: null } : null,
+      finish_reason: finishReasonText(choice.finishReason),
+    })),
     usage: usageBody(answer.usage),
-  });
-}
-
-async function streamCompletion(
-  reply: FastifyReply,
-  events: Events,
-  first: IteratorResult<GenerationEvent>,
-  completion: CompletionIds,
-  body: ChatCompletionBody,
-  requestId: string,
-): Promise<void> {
-  const includeUsage = body.stream_options?.include_usage === true;
-  let model = body.model;
-  reply.hijack();
-  const out = reply.raw;
-  out.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache",
-    connection: "keep-alive",
-    "x-request-id": requestId,
-  });
-  const write = (data: unknown) => out.write(`data: ${JSON.stringify(data)}\n\n`);
-  const chunk = (delta: object, finishReason: string | null) => ({
-    id: completion.id,
-    object: "chat.completion.chunk",
-    created: completion.created,
-    model,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
-    ...(includeUsage ? { usage: null } : {}),
-  });
-  try {
-    let sentRole = false;
-    for (let result = first; !result.done && !out.destroyed; result = await events.next()) {
-      const event = result.value;
-      if (event.$case === "started") {
-        model = event.value.model || model;
-      } else if (event.$case === "delta") {
-        if (!sentRole) {
-          sentRole = true;
-          write(chunk({ role: "assistant", content: "" }, null));
-        }
-        if (event.value.text !== "") write(chunk({ content: event.value.text }, null));
-      } else if (event.$case === "finished") {
-        if (!sentRole) write(chunk({ role: "assistant", content: "" }, null));
-        write(chunk({}, finishReasonText(event.value.finishReason)));
-        if (includeUsage) {
-          write({ id: completion.id, object: "chat.completion.chunk", created: completion.created, model, choices: [], usage: usageBody(event.value.usage) });
-        }
-        out.write("data: [DONE]\n\n");
-      } else if (event.$case === "error") {
-        write(openAiErrorBody(new ApiError(event.value.statusCode as Status, event.value.message)));
-      }
-    }
-  } catch (error) {
-    if (!out.destroyed) write(openAiErrorBody(toApiError(error)));
-  } finally {
-    out.end();
-  }
-}
-
-function finishReasonText(reason: FinishReason): string {
-  return reason === FinishReason.FINISH_REASON_LENGTH ? "length" : "stop";
-}
-
-function usageBody(usage: Usage | undefined) {
-  const promptTokens = usage?.promptTokens ?? 0;
-  const completionTokens = usage?.completionTokens ?? 0;
-  return {
-    prompt_tokens: promptTokens,
-    completion_tokens: completionTokens,
-    total_tokens: promptTokens + completionTokens,
-    prompt_tokens_details: { cached_tokens: usage?.cachedTokens ?? 0 },
-    completion_tokens_details: { reasoning_tokens: usage?.reasoningTokens ?? 0 },
   };
 }
 
+/** What one choice has gathered since its last chunk. */
+interface PendingDelta {
+  content: string;
+  reasoning: string;
+  toolCalls: Delta["toolCalls"];
+  logprobs: Delta["logprobs"];
+}
+
+/**
+ * Streams chat.completion.chunk events. Every chunk shares the id, created, model and
+ * fingerprint, serialised once. While the client reads slower than tokens arrive, the
+ * deltas of a choice are merged and sent as one chunk when the socket drains; a token
+ * that finds the socket free goes out at once.
+ */
+async function streamCompletion(
+  sse: SseStream,
+  events: AsyncGenerator<GenerationEvent>,
+  first: IteratorResult<GenerationEvent>,
+  completion: CompletionIds,
+  body: ChatCompletionBody,
+): Promise<void> {
+  const includeUsage = body.stream_options?.include_usage === true;
+  const withLogprobs = body.logprobs === true;
+  const choiceCount = body.n ?? 1;
+  let head = "";
+  const setModel = (model: string) => {
+    head = `{"id":"${completion.id}","object":"chat.completion.chunk","created":${completion.created},"model":${JSON.stringify(model)},"system_fingerprint":"${completion.fingerprint}",`;
+  };
+  setModel(body.model);
+  const tail = includeUsage ? `,"usage":null}` : "}";
+  const chunk = (index: number, delta: object, finishReason: string | null, logprobs: unknown = null) =>
+    `${head}"choices":[${JSON.stringify({ index, delta, logprobs, finish_reason: finishReason })}]${tail}`;
+
+  const pending = new Map<number, PendingDelta>();
+  const toolCallsSent = new Array<number>(choiceCount).fill(0);
+  const ended = new Set<number>();
+  const flush = () => {
+    for (const [index, delta] of pending) {
+      const out: Record<string, unknown> = {};
+      if (delta.reasoning !== "") out.reasoning_content = delta.reasoning;
+      if (delta.content !== "") out.content = delta.content;
+      if (delta.toolCalls.length > 0) {
+        out.tool_calls = toolCallsBody(delta.toolCalls.flatMap((call) => (call.call ? [call.call] : [])), toolCallsSent[index], true);
+        toolCallsSent[index]! += delta.toolCalls.length;
+      }
+      const logprobs = withLogprobs ? { content: logprobsContent(delta.logprobs), refusal: null } : null;
+      if (Object.keys(out).length > 0 || delta.logprobs.length > 0) sse.send(chunk(index, out, null, logprobs));
+    }
+    pending.clear();
+  };
+  sse.onDrain(flush);
+  const endChoice = (index: number, finishReason: string) => {
+    if (ended.has(index)) return;
+    ended.add(index);
+    sse.send(chunk(index, {}, finishReason));
+  };
+
+  try {
+    let rolesSent = false;
+    const sendRoles = () => {
+      if (rolesSent) return;
+      rolesSent = true;
+      for (let index = 0; index < choiceCount; index += 1) sse.send(chunk(index, { role: "assistant", content: "" }, null));
+    };
+    for (let result = first; !result.done && !sse.closed; result = await events.next()) {
+      const event = result.value;
+      switch (event.$case) {
+        case "started":
+          setModel(event.value.model || body.model);
+          sendRoles();
+          break;
+        case "delta": {
+          sendRoles();
+          const delta = event.value;
+          const merged = pending.get(delta.index);
+          if (merged) {
+            merged.content += delta.text;
+            merged.reasoning += delta.reasoningText;
+            merged.toolCalls.push(...delta.toolCalls);
+            merged.logprobs.push(...delta.logprobs);
+          } else {
+            pending.set(delta.index, { content: delta.text, reasoning: delta.reasoningText, toolCalls: [...delta.toolCalls], logprobs: [...delta.logprobs] });
+          }
+          if (!sse.backedUp) flush();
+          break;
+        }
+        case "choiceEnd":
+          flush();
+          endChoice(event.value.index, finishReasonText(event.value.finishReason));
+          break;
+        case "finished": {
+          sendRoles();
+          flush();
+          for (let index = 0; index < choiceCount; index += 1) endChoice(index, finishReasonText(event.value.finishReason));
+          if (includeUsage) sse.send(`${head}"choices":[],"usage":${JSON.stringify(usageBody(event.value.usage))}}`);
+          sse.done();
+          return;
+        }
+        case "error":
+          flush();
+          sse.sendError(streamErrorOf(event));
+          break;
+      }
+    }
+  } catch (error) {
+    flush();
+    sse.sendError(error);
+  } finally {
+    sse.end();
+  }
+}

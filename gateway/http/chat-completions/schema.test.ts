@@ -47,7 +47,10 @@ test("text-part content is accepted and contentText joins the parts", () => {
   assert.equal(contentText(body.messages[0]?.content), "Hello, world");
   assert.equal(contentText("plain"), "plain");
   assert.equal(contentText(null), "");
-  assert.equal(rejection({ model: "m1", messages: [{ role: "user", content: [{ type: "image_url", image_url: {} }] }] }).details.param, "messages[0].content");
+  const image = rejection({ model: "m1", messages: [{ role: "user", content: [{ type: "image_url", image_url: {} }] }] });
+  assert.equal(image.details.param, "messages[0].content[0].type");
+  assert.match(image.message, /'image_url' are not supported/);
+  assert.equal(rejection({ model: "m1", messages: [{ role: "user", content: [{ type: "text" }] }] }).details.param, "messages[0].content[0].text");
 });
 
 test("an assistant message may have null content", () => {
@@ -55,9 +58,10 @@ test("an assistant message may have null content", () => {
   assert.equal(contentText(body.messages[1]?.content), "");
 });
 
-test("unknown top-level fields are ignored", () => {
-  const body = parse({ ...minimal, logit_bias: { "42": 1 }, tools: [], service_tier: "auto" });
-  assert.deepEqual(body, minimal);
+test("unknown top-level fields are ignored; a logit_bias that would change the answer is refused", () => {
+  const body = parse({ ...minimal, service_tier: "auto", metadata: { a: "b" }, store: false, logit_bias: {} });
+  assert.deepEqual(body, { ...minimal, logit_bias: {} });
+  assert.equal(rejection({ ...minimal, logit_bias: { "42": 1 } }).details.param, "logit_bias");
 });
 
 test("stop accepts a string or up to 4 strings", () => {
@@ -66,11 +70,47 @@ test("stop accepts a string or up to 4 strings", () => {
   assert.equal(rejection({ ...minimal, stop: ["a", "b", "c", "d", "e"] }).details.param, "stop");
 });
 
-test("n > 1 is rejected as not supported", () => {
-  assert.equal(parse({ ...minimal, n: 1 }).n, 1);
-  const error = rejection({ ...minimal, n: 2 });
-  assert.equal(error.details.param, "n");
-  assert.match(error.message, /not supported/);
+test("n is 1 to 16", () => {
+  assert.equal(parse({ ...minimal, n: 3 }).n, 3);
+  assert.equal(rejection({ ...minimal, n: 0 }).details.param, "n");
+  assert.match(rejection({ ...minimal, n: 17 }).message, /at most 16/);
+});
+
+const weather = { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } };
+
+test("tools and tool_choice: a choice must name an offered tool; required needs tools", () => {
+  assert.equal(parse({ ...minimal, tools: [weather], tool_choice: "required" }).tool_choice, "required");
+  assert.deepEqual(parse({ ...minimal, tools: [weather], tool_choice: { type: "function", function: { name: "get_weather" } } }).tool_choice, {
+    type: "function",
+    function: { name: "get_weather" },
+  });
+  assert.equal(rejection({ ...minimal, tool_choice: "required" }).details.param, "tool_choice");
+  assert.match(rejection({ ...minimal, tools: [weather], tool_choice: { type: "function", function: { name: "nope" } } }).message, /'nope', which is not among the tools/);
+  assert.equal(rejection({ ...minimal, tools: [{ type: "function", function: { name: "has space" } }] }).details.param, "tools[0].function.name");
+  assert.equal(rejection({ ...minimal, tools: [{ type: "code_interpreter" }] }).details.param, "tools[0].type");
+});
+
+test("tool turns: an assistant's tool_calls and the tool's answer with its call id", () => {
+  const body = parse({
+    ...minimal,
+    messages: [
+      ...minimal.messages,
+      { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: "{}" } }] },
+      { role: "tool", tool_call_id: "call_1", content: "sunny" },
+    ],
+  });
+  assert.equal(body.messages.length, 3);
+  assert.equal(rejection({ ...minimal, messages: [{ role: "tool", content: "sunny" }] }).details.param, "messages[0].tool_call_id");
+});
+
+test("logprobs, response_format and reasoning_effort are checked", () => {
+  assert.equal(parse({ ...minimal, logprobs: true, top_logprobs: 5 }).top_logprobs, 5);
+  assert.match(rejection({ ...minimal, top_logprobs: 5 }).message, /needs logprobs/);
+  assert.equal(rejection({ ...minimal, logprobs: true, top_logprobs: 21 }).details.param, "top_logprobs");
+  assert.equal(parse({ ...minimal, response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object" } } } }).response_format?.type, "json_schema");
+  assert.equal(rejection({ ...minimal, response_format: { type: "yaml" } }).details.param, "response_format.type");
+  assert.equal(parse({ ...minimal, reasoning_effort: "high" }).reasoning_effort, "high");
+  assert.equal(rejection({ ...minimal, reasoning_effort: "extreme" }).details.param, "reasoning_effort");
 });
 
 test("known fields of the wrong type or range are rejected", () => {

@@ -1,10 +1,40 @@
 import { z } from "zod";
+import { sharedSamplingFields } from "../sampling-schema.js";
 
-const textPart = z.object({ type: z.literal("text"), text: z.string() });
+type TextPart = { readonly type: "text"; readonly text: string };
 
-/** Message content: a string, or text parts (other part types are not supported yet). */
-const content = z.union([z.string(), z.array(textPart)], {
-  error: "expected a string or an array of text parts",
+/**
+ * Message content: a string, or an array of text parts. Only text is readable by the
+ * served models; other part types (images, audio, files) are refused by name.
+ */
+const content = z.unknown().transform((value, context): string | TextPart[] => {
+  if (typeof value === "string") return value;
+  if (!Array.isArray(value)) {
+    context.addIssue({ code: "custom", message: "expected a string or an array of text parts" });
+    return z.NEVER;
+  }
+  const parts: TextPart[] = [];
+  for (const [index, part] of value.entries()) {
+    const type = typeof part === "object" && part !== null ? (part as { type?: unknown }).type : undefined;
+    const text = typeof part === "object" && part !== null ? (part as { text?: unknown }).text : undefined;
+    if (type !== "text") {
+      const message = typeof type === "string" ? `content parts of type '${type}' are not supported by the served models; send text parts` : "expected a content part with a type";
+      context.addIssue({ code: "custom", path: [index, "type"], message });
+      return z.NEVER;
+    }
+    if (typeof text !== "string") {
+      context.addIssue({ code: "custom", path: [index, "text"], message: "a text part needs text (a string)" });
+      return z.NEVER;
+    }
+    parts.push({ type: "text", text });
+  }
+  return parts;
+});
+
+const toolCall = z.object({
+  id: z.string(),
+  type: z.literal("function").optional(),
+  function: z.object({ name: z.string().min(1), arguments: z.string() }),
 });
 
 const message = z.discriminatedUnion(
@@ -13,35 +43,88 @@ const message = z.discriminatedUnion(
     z.object({ role: z.literal("system"), content, name: z.string().optional() }),
     z.object({ role: z.literal("developer"), content, name: z.string().optional() }),
     z.object({ role: z.literal("user"), content, name: z.string().optional() }),
-    z.object({ role: z.literal("assistant"), content: content.nullish(), name: z.string().optional() }),
+    z.object({
+      role: z.literal("assistant"),
+      content: content.nullish(),
+      name: z.string().optional(),
+      tool_calls: z.array(toolCall).nullish(),
+      /** Not OpenAI's: the reasoning a previous answer carried, sent back (vLLM's name). */
+      reasoning_content: z.string().nullish(),
+    }),
+    z.object({ role: z.literal("tool"), content, tool_call_id: z.string({ error: "a tool message needs the tool_call_id it answers" }) }),
   ],
-  { error: "expected role to be one of system, developer, user, assistant" },
+  { error: "expected role to be one of system, developer, user, assistant, tool" },
+);
+
+const tool = z.object({
+  type: z.literal("function", { error: "only tools of type 'function' are supported" }),
+  function: z.object({
+    name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a function name is 1 to 64 letters, digits, underscores or dashes"),
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
+const toolChoice = z.union(
+  [
+    z.enum(["none", "auto", "required"]),
+    z.object({ type: z.literal("function"), function: z.object({ name: z.string().min(1) }) }),
+  ],
+  { error: "expected 'none', 'auto', 'required' or {\"type\":\"function\",\"function\":{\"name\":…}}" },
+);
+
+const responseFormat = z.discriminatedUnion(
+  "type",
+  [
+    z.object({ type: z.literal("text") }),
+    z.object({ type: z.literal("json_object") }),
+    z.object({
+      type: z.literal("json_schema"),
+      json_schema: z.object({
+        name: z.string().min(1),
+        description: z.string().optional(),
+        schema: z.record(z.string(), z.unknown()).optional(),
+        strict: z.boolean().nullish(),
+      }),
+    }),
+  ],
+  { error: "expected response_format.type to be text, json_object or json_schema" },
 );
 
 /**
- * The body of POST /v1/chat/completions as far as this version serves it. Unknown
- * fields are ignored, as OpenAI ignores them; known fields of the wrong type are
- * rejected.
+ * The body of POST /v1/chat/completions. Unknown fields are ignored, as OpenAI ignores
+ * them; known fields of the wrong type are rejected.
  */
-export const chatCompletionBody = z.object({
-  model: z.string({ error: "a model id (string) is required" }).min(1, "a model id is required"),
-  messages: z.array(message, { error: "an array of messages is required" }).min(1, "at least one message is required"),
-  stream: z.boolean().nullish(),
-  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
-  max_tokens: z.number().int().min(1).nullish(),
-  max_completion_tokens: z.number().int().min(1).nullish(),
-  temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().gt(0).max(1).nullish(),
-  seed: z.number().int().nullish(),
-  stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
-  presence_penalty: z.number().min(-2).max(2).nullish(),
-  frequency_penalty: z.number().min(-2).max(2).nullish(),
-  n: z.number().int().min(1).max(1, "n > 1 is not supported yet").nullish(),
-  user: z.string().nullish(),
-});
+export const chatCompletionBody = z
+  .object({
+    ...sharedSamplingFields,
+    messages: z.array(message, { error: "an array of messages is required" }).min(1, "at least one message is required"),
+    max_completion_tokens: z.number().int().min(1).nullish(),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: z.number().int().min(0).max(20).nullish(),
+    response_format: responseFormat.nullish(),
+    tools: z.array(tool).max(128).nullish(),
+    tool_choice: toolChoice.nullish(),
+    parallel_tool_calls: z.boolean().nullish(),
+    reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high"]).nullish(),
+  })
+  .superRefine((body, context) => {
+    if (body.top_logprobs != null && body.top_logprobs > 0 && body.logprobs !== true) {
+      context.addIssue({ code: "custom", path: ["top_logprobs"], message: "top_logprobs needs logprobs set to true" });
+    }
+    const choice = body.tool_choice;
+    if (choice != null && choice !== "none" && choice !== "auto" && !(body.tools?.length)) {
+      context.addIssue({ code: "custom", path: ["tool_choice"], message: "tool_choice needs tools" });
+    }
+    if (typeof choice === "object" && choice !== null && !body.tools?.some((entry) => entry.function.name === choice.function.name)) {
+      context.addIssue({ code: "custom", path: ["tool_choice"], message: `tool_choice names '${choice.function.name}', which is not among the tools` });
+    }
+  });
 
 export type ChatCompletionBody = z.infer<typeof chatCompletionBody>;
+export type ChatCompletionMessage = ChatCompletionBody["messages"][number];
 
 /** The text of a message's content. */
-export const contentText = (value: z.infer<typeof content> | null | undefined): string =>
+export const contentText = (value: string | readonly TextPart[] | null | undefined): string =>
   value == null ? "" : typeof value === "string" ? value : value.map((part) => part.text).join("");

@@ -84,7 +84,28 @@ export interface AcquireRequest {
   /** Upper bound on output tokens. */
   maxOutputTokens: number;
   /** How long the caller is willing to wait in the queue; absent means the server default. */
-  queueTimeoutMs?: number | undefined;
+  queueTimeoutMs?:
+    | number
+    | undefined;
+  /**
+   * The tenant's limits, from the caller's API key; absent means none. A request over
+   * one is rejected with REJECT_REASON_RATE_LIMITED and a retry delay.
+   */
+  tenantLimits: TenantLimits | undefined;
+}
+
+/** TenantLimits bound what one tenant may use; an absent field is no limit. */
+export interface TenantLimits {
+  /** Requests of the tenant holding slots at once. */
+  maxConcurrency?:
+    | number
+    | undefined;
+  /** Requests granted per minute. */
+  requestsPerMinute?:
+    | number
+    | undefined;
+  /** Estimated input plus max output tokens granted per minute. */
+  tokensPerMinute?: number | undefined;
 }
 
 /** AcquireResponse is one event of the Acquire stream. */
@@ -156,6 +177,7 @@ function createBaseAcquireRequest(): AcquireRequest {
     estimatedInputTokens: 0,
     maxOutputTokens: 0,
     queueTimeoutMs: undefined,
+    tenantLimits: undefined,
   };
 }
 
@@ -181,6 +203,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     }
     if (message.queueTimeoutMs !== undefined) {
       writer.uint32(56).uint32(message.queueTimeoutMs);
+    }
+    if (message.tenantLimits !== undefined) {
+      TenantLimits.encode(message.tenantLimits, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -254,6 +279,14 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
             message.queueTimeoutMs = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.tenantLimits = TenantLimits.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -299,6 +332,11 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
         : isSet(object.queue_timeout_ms)
         ? globalThis.Number(object.queue_timeout_ms)
         : undefined,
+      tenantLimits: isSet(object.tenantLimits)
+        ? TenantLimits.fromJSON(object.tenantLimits)
+        : isSet(object.tenant_limits)
+        ? TenantLimits.fromJSON(object.tenant_limits)
+        : undefined,
     };
   },
 
@@ -325,6 +363,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     if (message.queueTimeoutMs !== undefined) {
       obj.queueTimeoutMs = Math.round(message.queueTimeoutMs);
     }
+    if (message.tenantLimits !== undefined) {
+      obj.tenantLimits = TenantLimits.toJSON(message.tenantLimits);
+    }
     return obj;
   },
 
@@ -340,6 +381,122 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     message.estimatedInputTokens = object.estimatedInputTokens ?? 0;
     message.maxOutputTokens = object.maxOutputTokens ?? 0;
     message.queueTimeoutMs = object.queueTimeoutMs ?? undefined;
+    message.tenantLimits = (object.tenantLimits !== undefined && object.tenantLimits !== null)
+      ? TenantLimits.fromPartial(object.tenantLimits)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTenantLimits(): TenantLimits {
+  return { maxConcurrency: undefined, requestsPerMinute: undefined, tokensPerMinute: undefined };
+}
+
+export const TenantLimits: MessageFns<TenantLimits> = {
+  encode(message: TenantLimits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxConcurrency !== undefined) {
+      writer.uint32(8).uint32(message.maxConcurrency);
+    }
+    if (message.requestsPerMinute !== undefined) {
+      writer.uint32(16).uint32(message.requestsPerMinute);
+    }
+    if (message.tokensPerMinute !== undefined) {
+      writer.uint32(24).uint32(message.tokensPerMinute);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TenantLimits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTenantLimits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxConcurrency = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.requestsPerMinute = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tokensPerMinute = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TenantLimits {
+    return {
+      maxConcurrency: isSet(object.maxConcurrency)
+        ? globalThis.Number(object.maxConcurrency)
+        : isSet(object.max_concurrency)
+        ? globalThis.Number(object.max_concurrency)
+        : undefined,
+      requestsPerMinute: isSet(object.requestsPerMinute)
+        ? globalThis.Number(object.requestsPerMinute)
+        : isSet(object.requests_per_minute)
+        ? globalThis.Number(object.requests_per_minute)
+        : undefined,
+      tokensPerMinute: isSet(object.tokensPerMinute)
+        ? globalThis.Number(object.tokensPerMinute)
+        : isSet(object.tokens_per_minute)
+        ? globalThis.Number(object.tokens_per_minute)
+        : undefined,
+    };
+  },
+
+  toJSON(message: TenantLimits): unknown {
+    const obj: any = {};
+    if (message.maxConcurrency !== undefined) {
+      obj.maxConcurrency = Math.round(message.maxConcurrency);
+    }
+    if (message.requestsPerMinute !== undefined) {
+      obj.requestsPerMinute = Math.round(message.requestsPerMinute);
+    }
+    if (message.tokensPerMinute !== undefined) {
+      obj.tokensPerMinute = Math.round(message.tokensPerMinute);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TenantLimits>): TenantLimits {
+    return TenantLimits.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TenantLimits>): TenantLimits {
+    const message = createBaseTenantLimits();
+    message.maxConcurrency = object.maxConcurrency ?? undefined;
+    message.requestsPerMinute = object.requestsPerMinute ?? undefined;
+    message.tokensPerMinute = object.tokensPerMinute ?? undefined;
     return message;
   },
 };

@@ -12,8 +12,13 @@ import {
   FinishReason,
   finishReasonFromJSON,
   finishReasonToJSON,
+  ReasoningEffort,
+  reasoningEffortFromJSON,
+  reasoningEffortToJSON,
   SamplingParams,
   StreamError,
+  Tool,
+  ToolCall,
   Usage,
 } from "../../common/v1/common.js";
 
@@ -33,6 +38,14 @@ export interface ChatRequest {
     | undefined;
   /** End-user id, used as the session and fairness key. */
   user: string;
+  /** Functions the model may call. */
+  tools: Tool[];
+  /** "auto" (or empty), "none", "required", or the name of one tool to call. */
+  toolChoice: string;
+  /** How much a reasoning model thinks. */
+  reasoningEffort: ReasoningEffort;
+  /** latency_first, quality_first or balanced; empty for the key's or the server's. */
+  profile: string;
 }
 
 /** ChatResponse is the whole answer. */
@@ -51,6 +64,10 @@ export interface ChatResponse {
     | undefined;
   /** Creation time, Unix seconds. */
   createdUnixS: number;
+  /** The model's reasoning (gpt-oss's analysis channel), when it reasoned. */
+  reasoningContent: string;
+  /** The tools the model called; finish_reason is then TOOL_CALLS. */
+  toolCalls: ToolCall[];
 }
 
 /** StreamChatRequest is a streamed chat completion. */
@@ -65,6 +82,14 @@ export interface StreamChatRequest {
     | undefined;
   /** End-user id, used as the session and fairness key. */
   user: string;
+  /** Functions the model may call. */
+  tools: Tool[];
+  /** "auto" (or empty), "none", "required", or the name of one tool to call. */
+  toolChoice: string;
+  /** How much a reasoning model thinks. */
+  reasoningEffort: ReasoningEffort;
+  /** latency_first, quality_first or balanced; empty for the key's or the server's. */
+  profile: string;
 }
 
 /** StreamChatResponse is one event of a streamed chat. */
@@ -89,6 +114,10 @@ export interface ChatDelta {
   id: string;
   /** Text to append. */
   content: string;
+  /** Reasoning text to append. */
+  reasoningContent: string;
+  /** Tool calls, each whole. */
+  toolCalls: ToolCall[];
 }
 
 /** ChatFinished ends a streamed chat. */
@@ -104,7 +133,16 @@ export interface ChatFinished {
 }
 
 function createBaseChatRequest(): ChatRequest {
-  return { model: "", messages: [], sampling: undefined, user: "" };
+  return {
+    model: "",
+    messages: [],
+    sampling: undefined,
+    user: "",
+    tools: [],
+    toolChoice: "",
+    reasoningEffort: 0,
+    profile: "",
+  };
 }
 
 export const ChatRequest: MessageFns<ChatRequest> = {
@@ -120,6 +158,18 @@ export const ChatRequest: MessageFns<ChatRequest> = {
     }
     if (message.user !== "") {
       writer.uint32(34).string(message.user);
+    }
+    for (const v of message.tools) {
+      Tool.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.toolChoice !== "") {
+      writer.uint32(50).string(message.toolChoice);
+    }
+    if (message.reasoningEffort !== 0) {
+      writer.uint32(56).int32(message.reasoningEffort);
+    }
+    if (message.profile !== "") {
+      writer.uint32(66).string(message.profile);
     }
     return writer;
   },
@@ -169,6 +219,38 @@ export const ChatRequest: MessageFns<ChatRequest> = {
             message.user = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tools.push(Tool.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.toolChoice = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reasoningEffort = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.profile = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -189,6 +271,18 @@ export const ChatRequest: MessageFns<ChatRequest> = {
         : [],
       sampling: isSet(object.sampling) ? SamplingParams.fromJSON(object.sampling) : undefined,
       user: isSet(object.user) ? globalThis.String(object.user) : "",
+      tools: globalThis.Array.isArray(object?.tools) ? object.tools.map((e: any) => Tool.fromJSON(e)) : [],
+      toolChoice: isSet(object.toolChoice)
+        ? globalThis.String(object.toolChoice)
+        : isSet(object.tool_choice)
+        ? globalThis.String(object.tool_choice)
+        : "",
+      reasoningEffort: isSet(object.reasoningEffort)
+        ? reasoningEffortFromJSON(object.reasoningEffort)
+        : isSet(object.reasoning_effort)
+        ? reasoningEffortFromJSON(object.reasoning_effort)
+        : 0,
+      profile: isSet(object.profile) ? globalThis.String(object.profile) : "",
     };
   },
 
@@ -206,6 +300,18 @@ export const ChatRequest: MessageFns<ChatRequest> = {
     if (message.user !== "") {
       obj.user = message.user;
     }
+    if (message.tools?.length) {
+      obj.tools = message.tools.map((e) => Tool.toJSON(e));
+    }
+    if (message.toolChoice !== "") {
+      obj.toolChoice = message.toolChoice;
+    }
+    if (message.reasoningEffort !== 0) {
+      obj.reasoningEffort = reasoningEffortToJSON(message.reasoningEffort);
+    }
+    if (message.profile !== "") {
+      obj.profile = message.profile;
+    }
     return obj;
   },
 
@@ -220,12 +326,25 @@ export const ChatRequest: MessageFns<ChatRequest> = {
       ? SamplingParams.fromPartial(object.sampling)
       : undefined;
     message.user = object.user ?? "";
+    message.tools = object.tools?.map((e) => Tool.fromPartial(e)) || [];
+    message.toolChoice = object.toolChoice ?? "";
+    message.reasoningEffort = object.reasoningEffort ?? 0;
+    message.profile = object.profile ?? "";
     return message;
   },
 };
 
 function createBaseChatResponse(): ChatResponse {
-  return { id: "", model: "", content: "", finishReason: 0, usage: undefined, createdUnixS: 0 };
+  return {
+    id: "",
+    model: "",
+    content: "",
+    finishReason: 0,
+    usage: undefined,
+    createdUnixS: 0,
+    reasoningContent: "",
+    toolCalls: [],
+  };
 }
 
 export const ChatResponse: MessageFns<ChatResponse> = {
@@ -247,6 +366,12 @@ export const ChatResponse: MessageFns<ChatResponse> = {
     }
     if (message.createdUnixS !== 0) {
       writer.uint32(48).uint64(message.createdUnixS);
+    }
+    if (message.reasoningContent !== "") {
+      writer.uint32(58).string(message.reasoningContent);
+    }
+    for (const v of message.toolCalls) {
+      ToolCall.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -312,6 +437,22 @@ export const ChatResponse: MessageFns<ChatResponse> = {
             message.createdUnixS = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reasoningContent = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.toolCalls.push(ToolCall.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -340,6 +481,16 @@ export const ChatResponse: MessageFns<ChatResponse> = {
         : isSet(object.created_unix_s)
         ? globalThis.Number(object.created_unix_s)
         : 0,
+      reasoningContent: isSet(object.reasoningContent)
+        ? globalThis.String(object.reasoningContent)
+        : isSet(object.reasoning_content)
+        ? globalThis.String(object.reasoning_content)
+        : "",
+      toolCalls: globalThis.Array.isArray(object?.toolCalls)
+        ? object.toolCalls.map((e: any) => ToolCall.fromJSON(e))
+        : globalThis.Array.isArray(object?.tool_calls)
+        ? object.tool_calls.map((e: any) => ToolCall.fromJSON(e))
+        : [],
     };
   },
 
@@ -363,6 +514,12 @@ export const ChatResponse: MessageFns<ChatResponse> = {
     if (message.createdUnixS !== 0) {
       obj.createdUnixS = Math.round(message.createdUnixS);
     }
+    if (message.reasoningContent !== "") {
+      obj.reasoningContent = message.reasoningContent;
+    }
+    if (message.toolCalls?.length) {
+      obj.toolCalls = message.toolCalls.map((e) => ToolCall.toJSON(e));
+    }
     return obj;
   },
 
@@ -377,12 +534,23 @@ export const ChatResponse: MessageFns<ChatResponse> = {
     message.finishReason = object.finishReason ?? 0;
     message.usage = (object.usage !== undefined && object.usage !== null) ? Usage.fromPartial(object.usage) : undefined;
     message.createdUnixS = object.createdUnixS ?? 0;
+    message.reasoningContent = object.reasoningContent ?? "";
+    message.toolCalls = object.toolCalls?.map((e) => ToolCall.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseStreamChatRequest(): StreamChatRequest {
-  return { model: "", messages: [], sampling: undefined, user: "" };
+  return {
+    model: "",
+    messages: [],
+    sampling: undefined,
+    user: "",
+    tools: [],
+    toolChoice: "",
+    reasoningEffort: 0,
+    profile: "",
+  };
 }
 
 export const StreamChatRequest: MessageFns<StreamChatRequest> = {
@@ -398,6 +566,18 @@ export const StreamChatRequest: MessageFns<StreamChatRequest> = {
     }
     if (message.user !== "") {
       writer.uint32(34).string(message.user);
+    }
+    for (const v of message.tools) {
+      Tool.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.toolChoice !== "") {
+      writer.uint32(50).string(message.toolChoice);
+    }
+    if (message.reasoningEffort !== 0) {
+      writer.uint32(56).int32(message.reasoningEffort);
+    }
+    if (message.profile !== "") {
+      writer.uint32(66).string(message.profile);
     }
     return writer;
   },
@@ -447,6 +627,38 @@ export const StreamChatRequest: MessageFns<StreamChatRequest> = {
             message.user = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tools.push(Tool.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.toolChoice = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reasoningEffort = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.profile = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -467,6 +679,18 @@ export const StreamChatRequest: MessageFns<StreamChatRequest> = {
         : [],
       sampling: isSet(object.sampling) ? SamplingParams.fromJSON(object.sampling) : undefined,
       user: isSet(object.user) ? globalThis.String(object.user) : "",
+      tools: globalThis.Array.isArray(object?.tools) ? object.tools.map((e: any) => Tool.fromJSON(e)) : [],
+      toolChoice: isSet(object.toolChoice)
+        ? globalThis.String(object.toolChoice)
+        : isSet(object.tool_choice)
+        ? globalThis.String(object.tool_choice)
+        : "",
+      reasoningEffort: isSet(object.reasoningEffort)
+        ? reasoningEffortFromJSON(object.reasoningEffort)
+        : isSet(object.reasoning_effort)
+        ? reasoningEffortFromJSON(object.reasoning_effort)
+        : 0,
+      profile: isSet(object.profile) ? globalThis.String(object.profile) : "",
     };
   },
 
@@ -484,6 +708,18 @@ export const StreamChatRequest: MessageFns<StreamChatRequest> = {
     if (message.user !== "") {
       obj.user = message.user;
     }
+    if (message.tools?.length) {
+      obj.tools = message.tools.map((e) => Tool.toJSON(e));
+    }
+    if (message.toolChoice !== "") {
+      obj.toolChoice = message.toolChoice;
+    }
+    if (message.reasoningEffort !== 0) {
+      obj.reasoningEffort = reasoningEffortToJSON(message.reasoningEffort);
+    }
+    if (message.profile !== "") {
+      obj.profile = message.profile;
+    }
     return obj;
   },
 
@@ -498,6 +734,10 @@ export const StreamChatRequest: MessageFns<StreamChatRequest> = {
       ? SamplingParams.fromPartial(object.sampling)
       : undefined;
     message.user = object.user ?? "";
+    message.tools = object.tools?.map((e) => Tool.fromPartial(e)) || [];
+    message.toolChoice = object.toolChoice ?? "";
+    message.reasoningEffort = object.reasoningEffort ?? 0;
+    message.profile = object.profile ?? "";
     return message;
   },
 };
@@ -625,7 +865,7 @@ export const StreamChatResponse: MessageFns<StreamChatResponse> = {
 };
 
 function createBaseChatDelta(): ChatDelta {
-  return { id: "", content: "" };
+  return { id: "", content: "", reasoningContent: "", toolCalls: [] };
 }
 
 export const ChatDelta: MessageFns<ChatDelta> = {
@@ -635,6 +875,12 @@ export const ChatDelta: MessageFns<ChatDelta> = {
     }
     if (message.content !== "") {
       writer.uint32(18).string(message.content);
+    }
+    if (message.reasoningContent !== "") {
+      writer.uint32(26).string(message.reasoningContent);
+    }
+    for (const v of message.toolCalls) {
+      ToolCall.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -668,6 +914,22 @@ export const ChatDelta: MessageFns<ChatDelta> = {
             message.content = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reasoningContent = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.toolCalls.push(ToolCall.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -684,6 +946,16 @@ export const ChatDelta: MessageFns<ChatDelta> = {
     return {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       content: isSet(object.content) ? globalThis.String(object.content) : "",
+      reasoningContent: isSet(object.reasoningContent)
+        ? globalThis.String(object.reasoningContent)
+        : isSet(object.reasoning_content)
+        ? globalThis.String(object.reasoning_content)
+        : "",
+      toolCalls: globalThis.Array.isArray(object?.toolCalls)
+        ? object.toolCalls.map((e: any) => ToolCall.fromJSON(e))
+        : globalThis.Array.isArray(object?.tool_calls)
+        ? object.tool_calls.map((e: any) => ToolCall.fromJSON(e))
+        : [],
     };
   },
 
@@ -695,6 +967,12 @@ export const ChatDelta: MessageFns<ChatDelta> = {
     if (message.content !== "") {
       obj.content = message.content;
     }
+    if (message.reasoningContent !== "") {
+      obj.reasoningContent = message.reasoningContent;
+    }
+    if (message.toolCalls?.length) {
+      obj.toolCalls = message.toolCalls.map((e) => ToolCall.toJSON(e));
+    }
     return obj;
   },
 
@@ -705,6 +983,8 @@ export const ChatDelta: MessageFns<ChatDelta> = {
     const message = createBaseChatDelta();
     message.id = object.id ?? "";
     message.content = object.content ?? "";
+    message.reasoningContent = object.reasoningContent ?? "";
+    message.toolCalls = object.toolCalls?.map((e) => ToolCall.fromPartial(e)) || [];
     return message;
   },
 };
@@ -840,7 +1120,8 @@ export const ChatServiceDefinition = {
   fullName: "infermesh.gateway.v1.ChatService",
   methods: {
     /**
-     * Chat returns the whole answer. Errors use gRPC statuses: INVALID_ARGUMENT,
+     * Chat returns the whole answer. Errors use gRPC statuses: INVALID_ARGUMENT (also
+     * for sampling.n above 1, which only the HTTP API serves), UNAUTHENTICATED,
      * NOT_FOUND (unknown model), RESOURCE_EXHAUSTED (rate limit, queue full),
      * UNAVAILABLE (no worker).
      */
@@ -869,7 +1150,8 @@ export const ChatServiceDefinition = {
 
 export interface ChatServiceImplementation<CallContextExt = {}> {
   /**
-   * Chat returns the whole answer. Errors use gRPC statuses: INVALID_ARGUMENT,
+   * Chat returns the whole answer. Errors use gRPC statuses: INVALID_ARGUMENT (also
+   * for sampling.n above 1, which only the HTTP API serves), UNAUTHENTICATED,
    * NOT_FOUND (unknown model), RESOURCE_EXHAUSTED (rate limit, queue full),
    * UNAVAILABLE (no worker).
    */
@@ -886,7 +1168,8 @@ export interface ChatServiceImplementation<CallContextExt = {}> {
 
 export interface ChatServiceClient<CallOptionsExt = {}> {
   /**
-   * Chat returns the whole answer. Errors use gRPC statuses: INVALID_ARGUMENT,
+   * Chat returns the whole answer. Errors use gRPC statuses: INVALID_ARGUMENT (also
+   * for sampling.n above 1, which only the HTTP API serves), UNAUTHENTICATED,
    * NOT_FOUND (unknown model), RESOURCE_EXHAUSTED (rate limit, queue full),
    * UNAVAILABLE (no worker).
    */

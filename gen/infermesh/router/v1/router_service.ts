@@ -25,6 +25,12 @@ export interface PickRequest {
   excludeWorkerIds: string[];
   /** Session key for affinity (the OpenAI "user" or a session header); may be empty. */
   sessionId: string;
+  /**
+   * Other models that may serve the request instead of `model`, in preference order
+   * (the gateway's balanced profile): the router chooses among them by prompt size and
+   * load. Empty: only `model`.
+   */
+  alternativeModels: string[];
 }
 
 /** Candidate is one worker the request may go to. */
@@ -35,6 +41,8 @@ export interface Candidate {
   address: string;
   /** The score in [0,1] that ranked it; higher is better. */
   score: number;
+  /** The model it would run: `model` or one of `alternative_models`. */
+  model: string;
 }
 
 /** PickResponse lists candidates, best first. */
@@ -172,7 +180,14 @@ export interface ListWorkersResponse {
 }
 
 function createBasePickRequest(): PickRequest {
-  return { requestId: "", model: "", estimatedInputTokens: 0, excludeWorkerIds: [], sessionId: "" };
+  return {
+    requestId: "",
+    model: "",
+    estimatedInputTokens: 0,
+    excludeWorkerIds: [],
+    sessionId: "",
+    alternativeModels: [],
+  };
 }
 
 export const PickRequest: MessageFns<PickRequest> = {
@@ -191,6 +206,9 @@ export const PickRequest: MessageFns<PickRequest> = {
     }
     if (message.sessionId !== "") {
       writer.uint32(42).string(message.sessionId);
+    }
+    for (const v of message.alternativeModels) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -248,6 +266,14 @@ export const PickRequest: MessageFns<PickRequest> = {
             message.sessionId = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.alternativeModels.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -283,6 +309,11 @@ export const PickRequest: MessageFns<PickRequest> = {
         : isSet(object.session_id)
         ? globalThis.String(object.session_id)
         : "",
+      alternativeModels: globalThis.Array.isArray(object?.alternativeModels)
+        ? object.alternativeModels.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.alternative_models)
+        ? object.alternative_models.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -303,6 +334,9 @@ export const PickRequest: MessageFns<PickRequest> = {
     if (message.sessionId !== "") {
       obj.sessionId = message.sessionId;
     }
+    if (message.alternativeModels?.length) {
+      obj.alternativeModels = message.alternativeModels;
+    }
     return obj;
   },
 
@@ -316,12 +350,13 @@ export const PickRequest: MessageFns<PickRequest> = {
     message.estimatedInputTokens = object.estimatedInputTokens ?? 0;
     message.excludeWorkerIds = object.excludeWorkerIds?.map((e) => e) || [];
     message.sessionId = object.sessionId ?? "";
+    message.alternativeModels = object.alternativeModels?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseCandidate(): Candidate {
-  return { workerId: "", address: "", score: 0 };
+  return { workerId: "", address: "", score: 0, model: "" };
 }
 
 export const Candidate: MessageFns<Candidate> = {
@@ -334,6 +369,9 @@ export const Candidate: MessageFns<Candidate> = {
     }
     if (message.score !== 0) {
       writer.uint32(25).double(message.score);
+    }
+    if (message.model !== "") {
+      writer.uint32(34).string(message.model);
     }
     return writer;
   },
@@ -375,6 +413,14 @@ export const Candidate: MessageFns<Candidate> = {
             message.score = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -396,6 +442,7 @@ export const Candidate: MessageFns<Candidate> = {
         : "",
       address: isSet(object.address) ? globalThis.String(object.address) : "",
       score: isSet(object.score) ? globalThis.Number(object.score) : 0,
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
     };
   },
 
@@ -410,6 +457,9 @@ export const Candidate: MessageFns<Candidate> = {
     if (message.score !== 0) {
       obj.score = floatToJson(message.score);
     }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
     return obj;
   },
 
@@ -421,6 +471,7 @@ export const Candidate: MessageFns<Candidate> = {
     message.workerId = object.workerId ?? "";
     message.address = object.address ?? "";
     message.score = object.score ?? 0;
+    message.model = object.model ?? "";
     return message;
   },
 };

@@ -1,0 +1,132 @@
+import { Status } from "nice-grpc";
+import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
+import { ApiError } from "../errors.js";
+import type { Caller } from "../generation-flow.js";
+import type { ModelCatalog } from "../mesh/models.js";
+import { bearerToken, priorityClassOf, type ApiKeys, type KeyIdentity } from "./api-keys.js";
+import { profileNames, type Alias, type Profile, type ProfileName } from "./profiles.js";
+
+export interface AccessSettings {
+  /** "required": every request needs a configured key. "off": keys are optional and only classify. */
+  readonly auth: "off" | "required";
+  readonly keys: ApiKeys;
+  readonly profiles: Readonly<Record<ProfileName, Profile>>;
+  readonly aliases: Readonly<Record<string, Alias>>;
+  readonly defaultProfile: ProfileName;
+}
+
+/** A request's model, bounds and caller once its key, alias and profile are applied. */
+export interface ResolvedRequest {
+  /** The model to ask the router for. */
+  readonly model: string;
+  /** Other served models the router may choose instead (profile `balanced`). */
+  readonly alternativeModels: readonly string[];
+  /** The output bound: the request's, or the profile's when it asks none. */
+  readonly maxTokens: number;
+  readonly profile: ProfileName;
+  readonly caller: Caller;
+  /** The key, when one was presented and known. */
+  readonly identity: KeyIdentity | undefined;
+}
+
+/** Urgency order of the classes: a smaller number is more urgent. */
+const urgency: Record<PriorityClass, number> = {
+  [PriorityClass.PRIORITY_CLASS_INTERACTIVE]: 0,
+  [PriorityClass.PRIORITY_CLASS_STANDARD]: 1,
+  [PriorityClass.PRIORITY_CLASS_BATCH]: 2,
+  [PriorityClass.PRIORITY_CLASS_UNSPECIFIED]: 1,
+  [PriorityClass.UNRECOGNIZED]: 1,
+};
+
+/** Keys, tenants, aliases and profiles: who a request is and what it runs. */
+export class AccessControl {
+  constructor(
+    private readonly settings: AccessSettings,
+    private readonly catalog: ModelCatalog,
+  ) {}
+
+  /**
+   * The identity behind an Authorization value. With auth required, a missing or
+   * unknown key is UNAUTHENTICATED; with auth off, an unknown key is anonymous (SDKs
+   * insist on sending some key).
+   */
+  authenticate(authorization: string | undefined): KeyIdentity | undefined {
+    const token = bearerToken(authorization);
+    const identity = token === undefined ? undefined : this.settings.keys.find(token);
+    if (identity || this.settings.auth === "off") return identity;
+    throw new ApiError(
+      Status.UNAUTHENTICATED,
+      token === undefined
+        ? "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+        : "Incorrect API key provided.",
+      { code: "invalid_api_key" },
+    );
+  }
+
+  /**
+   * Admin endpoints need an admin key. A gateway with auth off and no admin key
+   * configured (the local default, bound to loopback) lets them through.
+   */
+  requireAdmin(identity: KeyIdentity | undefined): void {
+    if (identity?.admin) return;
+    if (this.settings.auth === "off" && !this.settings.keys.hasAdmin) return;
+    if (identity) throw new ApiError(Status.PERMISSION_DENIED, "This endpoint needs an admin API key.", { code: "admin_key_required" });
+    throw new ApiError(Status.UNAUTHENTICATED, "This endpoint needs an admin API key.", { code: "invalid_api_key" });
+  }
+
+  /** Applies alias, profile (header, then key, then server) and limits to a request. */
+  async resolve(
+    identity: KeyIdentity | undefined,
+    modelField: string,
+    profileHeader: string | undefined,
+    requestedMaxTokens: number | null | undefined,
+    user: string,
+    signal?: AbortSignal,
+  ): Promise<ResolvedRequest> {
+    if (profileHeader !== undefined && !(profileNames as readonly string[]).includes(profileHeader)) {
+      throw new ApiError(Status.INVALID_ARGUMENT, `Unknown profile '${profileHeader}'; expected one of ${profileNames.join(", ")}.`, {
+        param: "x-infermesh-profile",
+        code: "invalid_profile",
+      });
+    }
+    const alias = Object.hasOwn(this.settings.aliases, modelField) ? this.settings.aliases[modelField] : undefined;
+    const profileName = alias?.profile ?? (profileHeader as ProfileName | undefined) ?? identity?.profile ?? this.settings.defaultProfile;
+    const profile = this.settings.profiles[profileName];
+    if (requestedMaxTokens != null && requestedMaxTokens > profile.maxTokens) {
+      throw new ApiError(Status.INVALID_ARGUMENT, `max_tokens is at most ${profile.maxTokens} under the ${profileName} profile.`, {
+        param: "max_tokens",
+        code: "invalid_value",
+      });
+    }
+    let model = alias?.model ?? modelField;
+    let alternativeModels: string[] = [];
+    if (alias && alias.model === undefined) {
+      const served = new Set((await this.catalog.list(signal)).map((entry) => entry.id));
+      const candidates = profile.models.filter((id) => served.has(id));
+      if (candidates.length === 0) {
+        throw new ApiError(Status.UNAVAILABLE, `No worker serves a model of the ${profileName} profile (${profile.models.join(", ")}) right now.`, {
+          code: "model_unavailable",
+          retryAfterMs: 1_000,
+        });
+      }
+      model = candidates[0]!;
+      if (profile.routerChoosesModel) alternativeModels = candidates.slice(1);
+    }
+    const profileClass = priorityClassOf(profile.priority);
+    const keyClass = identity?.priorityClass ?? PriorityClass.PRIORITY_CLASS_INTERACTIVE;
+    return {
+      model,
+      alternativeModels,
+      maxTokens: requestedMaxTokens ?? profile.maxTokens,
+      profile: profileName,
+      identity,
+      caller: {
+        // Without a key, the end user (OpenAI's `user`) is the fairness key.
+        tenantId: identity?.tenant ?? (user || "anonymous"),
+        // The key's class is a ceiling: a batch key cannot buy urgency with a profile.
+        priorityClass: urgency[profileClass] >= urgency[keyClass] ? profileClass : keyClass,
+        limits: identity?.limits,
+      },
+    };
+  }
+}

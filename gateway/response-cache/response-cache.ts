@@ -1,0 +1,80 @@
+import { createHash } from "node:crypto";
+import { LRUCache } from "lru-cache";
+import { Counter, Gauge, type Registry } from "prom-client";
+
+/** Why a request did or did not use the cache; a metrics label. */
+export type CacheOutcome = "hit" | "miss" | "bypass" | "not_deterministic";
+
+/**
+ * Whole answers of deterministic requests (temperature 0, or a seed), keyed by the
+ * canonical form of the request, in an LRU bounded by the bytes of what it holds.
+ */
+export class ResponseCache {
+  private readonly entries: LRUCache<string, string>;
+  private readonly outcomes: Counter<"outcome">;
+
+  constructor(maxBytes: number, ttlMs: number, registry: Registry) {
+    this.entries = new LRUCache<string, string>({
+      maxSize: maxBytes,
+      // Strings are UTF-16 in memory; key and value both count.
+      sizeCalculation: (value, key) => 2 * (value.length + key.length) + 64,
+      ttl: ttlMs > 0 ? ttlMs : undefined,
+    });
+    this.outcomes = new Counter({
+      name: "infermesh_gateway_response_cache_requests_total",
+      help: "Requests that asked the response cache, by outcome",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    });
+    const entries = this.entries;
+    new Gauge({
+      name: "infermesh_gateway_response_cache_bytes",
+      help: "Bytes held by the response cache",
+      registers: [registry],
+      collect() {
+        this.set(entries.calculatedSize);
+      },
+    });
+  }
+
+  count(outcome: CacheOutcome): void {
+    this.outcomes.inc({ outcome });
+  }
+
+  /** The cached answer (serialised JSON) for a key, counting a hit or a miss. */
+  get(key: string): string | undefined {
+    const hit = this.entries.get(key);
+    this.count(hit === undefined ? "miss" : "hit");
+    return hit;
+  }
+
+  set(key: string, answer: string): void {
+    this.entries.set(key, answer);
+  }
+}
+
+/** Whitespace runs become one space, and ends are trimmed: "Hi  there\n" equals "Hi there". */
+export const normaliseWhitespace = (text: string) => text.replace(/\s+/g, " ").trim();
+
+/** JSON with object keys sorted and every string's whitespace normalised. */
+export function canonicalJson(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(normaliseWhitespace(value));
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const keys = Object.keys(value).filter((key) => (value as Record<string, unknown>)[key] !== undefined).sort();
+    return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/** The cache key of a request: its tenant, resolved model and canonical body, hashed. */
+export function cacheKey(scope: string, canonical: string): string {
+  return createHash("sha256").update(scope).update("\0").update(canonical).digest("base64url");
+}
+
+/** Only requests whose answer does not depend on chance may be cached. */
+export const isDeterministic = (body: { temperature?: number | null; seed?: number | null }) => body.temperature === 0 || body.seed != null;
+
+/** Whether the client asked to skip caches (`Cache-Control: no-cache` or `no-store`). */
+export const bypassRequested = (cacheControl: string | string[] | undefined) =>
+  /\bno-(cache|store)\b/i.test(Array.isArray(cacheControl) ? cacheControl.join(",") : (cacheControl ?? ""));

@@ -1,0 +1,94 @@
+import type { TenantLimits } from "../../gen/infermesh/admission/v1/admission_service.js";
+import type { Clock } from "../common/clock.js";
+
+/** A tenant's request over one of its limits, and when a retry could pass. */
+export interface LimitExceeded {
+  readonly limit: "max_concurrency" | "requests_per_minute" | "tokens_per_minute";
+  readonly retryAfterMs: number;
+}
+
+/** A refilling allowance of `perMinute` units, holding at most one minute's worth. */
+class MinuteBucket {
+  private available: number;
+  private updatedAtMs: number;
+
+  constructor(
+    private perMinute: number,
+    nowMs: number,
+  ) {
+    this.available = perMinute;
+    this.updatedAtMs = nowMs;
+  }
+
+  /** Takes `amount` now, or says how long until it could. A request bigger than a minute's worth waits for a full bucket. */
+  take(amount: number, nowMs: number, perMinute: number): number {
+    this.refill(nowMs, perMinute);
+    const needed = Math.min(amount, this.perMinute);
+    if (this.available >= needed) {
+      this.available -= amount;
+      return 0;
+    }
+    return Math.ceil(((needed - this.available) * 60_000) / this.perMinute);
+  }
+
+  private refill(nowMs: number, perMinute: number): void {
+    this.perMinute = perMinute;
+    this.available = Math.min(perMinute, this.available + ((nowMs - this.updatedAtMs) * perMinute) / 60_000);
+    this.updatedAtMs = nowMs;
+  }
+}
+
+interface TenantState {
+  inFlight: number;
+  requests?: MinuteBucket;
+  tokens?: MinuteBucket;
+}
+
+/**
+ * Per-tenant limits of one admission replica: concurrency, requests per minute and
+ * tokens per minute (input estimate plus output bound, charged at grant). The limits
+ * travel with each request, from the caller's API key, so a changed key takes effect
+ * on its next request. Several replicas each enforce the whole limit (shared counters
+ * are the multi-replica work).
+ */
+export class TenantLimiter {
+  private readonly tenants = new Map<string, TenantState>();
+
+  constructor(private readonly clock: Clock) {}
+
+  /**
+   * Charges one request to its tenant. Returns the exceeded limit, or a release
+   * function to call when the request's slot ends.
+   */
+  admit(tenantId: string, limits: TenantLimits | undefined, tokens: number): LimitExceeded | (() => void) {
+    const state = this.tenants.get(tenantId) ?? { inFlight: 0 };
+    const nowMs = this.clock.now();
+    if (limits?.maxConcurrency !== undefined && state.inFlight >= limits.maxConcurrency) {
+      return { limit: "max_concurrency", retryAfterMs: 1_000 };
+    }
+    if (limits?.requestsPerMinute !== undefined) {
+      state.requests ??= new MinuteBucket(limits.requestsPerMinute, nowMs);
+      const waitMs = state.requests.take(1, nowMs, limits.requestsPerMinute);
+      if (waitMs > 0) return { limit: "requests_per_minute", retryAfterMs: waitMs };
+    }
+    if (limits?.tokensPerMinute !== undefined) {
+      state.tokens ??= new MinuteBucket(limits.tokensPerMinute, nowMs);
+      const waitMs = state.tokens.take(tokens, nowMs, limits.tokensPerMinute);
+      if (waitMs > 0) return { limit: "tokens_per_minute", retryAfterMs: waitMs };
+    }
+    state.inFlight += 1;
+    this.tenants.set(tenantId, state);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      state.inFlight -= 1;
+      if (state.inFlight === 0 && !state.requests && !state.tokens) this.tenants.delete(tenantId);
+    };
+  }
+
+  /** Requests of a tenant holding slots. */
+  inFlight(tenantId: string): number {
+    return this.tenants.get(tenantId)?.inFlight ?? 0;
+  }
+}
