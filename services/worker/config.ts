@@ -39,6 +39,8 @@ export const workerConfigSchema = z.object({
   simWakeIntervalMs: z.coerce.number().min(0).max(60_000).default(0),
   /** sim engine: seed of the synthetic text when a request has none. */
   simSeed: integer(0, 4_294_967_295).default(0),
+  /** sim engine: most tokens one delta carries at time scale 0 (1 streams token by token). */
+  simMaxTokensPerDelta: integer(1, 4_096).optional(),
   /** Path of a GGUF file; empty serves the generated test model. */
   modelPath: z.string().default(""),
   /** Model id clients use; defaults to the GGUF file name. */

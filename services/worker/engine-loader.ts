@@ -19,6 +19,7 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
       timeScale: config.simTimeScale,
       wakeIntervalMs: config.simWakeIntervalMs,
       seed: config.simSeed,
+      maxTokensPerDelta: config.simMaxTokensPerDelta,
     });
     logger.warn({ preset: config.simPreset, models: engine.models().map((model) => model.id) }, "serving the GPU simulator: its text is synthetic, its timing simulated");
     return engine;

@@ -9,7 +9,7 @@ import {
   WorkerServiceDefinition,
 } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Logger } from "../common/logger.js";
-import { mergeChoices } from "./choices.js";
+import { coalesceDeltas, mergeChoices } from "./choices.js";
 import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
 import type { KvReservations } from "./kv-reservations.js";
 
@@ -150,7 +150,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
             value: { workerId: deps.workerId, model: request.model, promptTokens: started.promptTokens, cachedTokens: started.cachedTokens },
           },
         };
-        const events = mergeChoices(choices);
+        const events = coalesceDeltas(mergeChoices(choices));
         for (;;) {
           let next;
           try {

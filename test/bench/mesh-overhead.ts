@@ -1,10 +1,11 @@
 /**
  * Mesh overhead: the latency a 1-token chat request gains by going through the gateway,
- * admission and the router, against calling the same worker's Generate directly.
+ * admission and the router, against calling the same worker's Generate directly. The
+ * worker runs the `sim` engine at zero cost, so all that is measured is the mesh.
  * Both paths run in one process, in alternating rounds, against one mesh on this
  * machine; the figures to quote are the medians and the differences between paths.
  *
- *   npm run bench                     (defaults: 400 requests at concurrency 1, 1600 at 16)
+ *   npm run bench                     (defaults: 400 requests per path, level and round, at concurrency 1 and 64)
  *   npm run bench -- --requests 200   (per concurrency level and path, per round)
  */
 import { parseArgs } from "node:util";
@@ -16,16 +17,19 @@ const { values } = parseArgs({
   options: {
     requests: { type: "string", default: "400" },
     rounds: { type: "string", default: "2" },
-    concurrency: { type: "string", default: "1,16" },
+    concurrency: { type: "string", default: "1,64" },
   },
 });
 const requestsPerLevel = Number(values.requests);
 const rounds = Number(values.rounds);
 const levels = values.concurrency.split(",").map(Number);
 
-const model = "infermesh-test";
+const model = "sim-gpt-oss-20b";
 const messages = [{ role: "user", content: "Hi" }];
-const mesh = await startTestMesh({ admissionArgs: ["--max-concurrency", "64"], workerArgs: ["--sequences", "16"] });
+const mesh = await startTestMesh({
+  admissionArgs: ["--max-concurrency", "256"],
+  workerArgs: ["--engine", "sim", "--sim-time-scale", "0"],
+});
 const worker = createClient(WorkerServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.workerBase}`));
 const body = JSON.stringify({ model, messages, max_tokens: 1, temperature: 0 });
 
@@ -82,7 +86,7 @@ try {
       }
     }
   }
-  console.log(`mesh overhead, 1-token chat, tiny test model, ${rounds} alternating rounds x ${requestsPerLevel} requests per path and level`);
+  console.log(`mesh overhead, 1-token chat, zero-cost sim worker, ${rounds} alternating rounds x ${requestsPerLevel} requests per path and level`);
   console.log("concurrency | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | added p99 | ratio p50 | direct req/s | gateway req/s");
   for (const concurrency of levels) {
     const directSorted = samples.get(`direct@${concurrency}`)!.sort((a, b) => a - b);

@@ -116,9 +116,9 @@ interface PendingDelta {
 
 /**
  * Streams chat.completion.chunk events. Every chunk shares the id, created, model and
- * fingerprint, serialised once. While the client reads slower than tokens arrive, the
- * deltas of a choice are merged and sent as one chunk when the socket drains; a token
- * that finds the socket free goes out at once.
+ * fingerprint, serialised once. Deltas of a choice that arrive in one I/O turn, or
+ * while the client reads slower than tokens arrive, are merged into one chunk; a token
+ * that arrives alone to a free socket goes out in the same turn.
  */
 async function streamCompletion(
   sse: SseStream,
@@ -157,6 +157,18 @@ async function streamCompletion(
     pending.clear();
   };
   sse.onDrain(flush);
+  // Deltas that arrive together (one socket read of the worker's stream holds many) go
+  // out as one chunk: the flush runs after the current I/O phase, which adds no wait to
+  // a lone token, and waits for the socket while the client reads slower than we write.
+  let flushScheduled = false;
+  const scheduleFlush = () => {
+    if (flushScheduled) return;
+    flushScheduled = true;
+    setImmediate(() => {
+      flushScheduled = false;
+      if (!sse.backedUp) flush();
+    });
+  };
   const endChoice = (index: number, finishReason: string) => {
     if (ended.has(index)) return;
     ended.add(index);
@@ -189,7 +201,7 @@ async function streamCompletion(
           } else {
             pending.set(delta.index, { content: delta.text, reasoning: delta.reasoningText, toolCalls: [...delta.toolCalls], logprobs: [...delta.logprobs] });
           }
-          if (!sse.backedUp) flush();
+          scheduleFlush();
           break;
         }
         case "choiceEnd":
