@@ -65,11 +65,11 @@ export class AccessControl {
 
   /**
    * Admin endpoints need an admin key. A gateway with auth off and no admin key
-   * configured (the local default, bound to loopback) lets them through.
+   * configured (the local default) lets loopback callers through.
    */
-  requireAdmin(identity: KeyIdentity | undefined): void {
+  requireAdmin(identity: KeyIdentity | undefined, fromLoopback: boolean): void {
     if (identity?.admin) return;
-    if (this.settings.auth === "off" && !this.settings.keys.hasAdmin) return;
+    if (this.settings.auth === "off" && !this.settings.keys.hasAdmin && fromLoopback) return;
     if (identity) throw new ApiError(Status.PERMISSION_DENIED, "This endpoint needs an admin API key.", { code: "admin_key_required" });
     throw new ApiError(Status.UNAUTHENTICATED, "This endpoint needs an admin API key.", { code: "invalid_api_key" });
   }
@@ -121,8 +121,9 @@ export class AccessControl {
       profile: profileName,
       identity,
       caller: {
-        // Without a key, the end user (OpenAI's `user`) is the fairness key.
-        tenantId: identity?.tenant ?? (user || "anonymous"),
+        // Without a key, the end user (OpenAI's `user`) is the fairness key, in its own
+        // namespace so that no anonymous caller can pose as a keyed tenant.
+        tenantId: identity?.tenant ?? `anonymous:${user}`,
         // The key's class is a ceiling: a batch key cannot buy urgency with a profile.
         priorityClass: urgency[profileClass] >= urgency[keyClass] ? profileClass : keyClass,
         limits: identity?.limits,

@@ -23,7 +23,10 @@ export const apiKeySchema = z
     key: z.string().min(16, "an API key has at least 16 characters").optional(),
     keySha256: z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits").optional(),
     /** The tenant the key's requests are charged to (fairness, limits). */
-    tenant: z.string().min(1),
+    tenant: z
+      .string()
+      .min(1)
+      .refine((tenant) => !tenant.startsWith("anonymous"), "tenant names starting with 'anonymous' are kept for callers without a key"),
     priority: z.enum(["interactive", "standard", "batch"]).default("standard"),
     /** The profile used when a request names none. */
     profile: z.enum(profileNames).optional(),
@@ -86,10 +89,6 @@ export class ApiKeys {
         }),
       });
     }
-  }
-
-  get size(): number {
-    return this.byDigest.size;
   }
 
   get hasAdmin(): boolean {

@@ -25,6 +25,8 @@ export interface HttpServerDeps extends HttpDeps {
 /** An incoming x-request-id is kept when it is a plain token; anything else is replaced. */
 const acceptableRequestId = /^[\w.:/-]{1,128}$/;
 
+const isLoopback = (address: string | undefined) => address === "::1" || address === "::ffff:127.0.0.1" || (address?.startsWith("127.") ?? false);
+
 /** Paths that answer without an API key: probes and the Prometheus scrape. */
 const openPaths = new Set(["/healthz", "/readyz", "/metrics"]);
 
@@ -56,10 +58,12 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
 
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
-    const path = request.url.split("?", 1)[0]!;
+    // The matched route's pattern, as the router decoded the path ("/%61dmin/x" is "/admin/x");
+    // the raw path only for URLs no route matches.
+    const path = request.routeOptions.url ?? request.url.split("?", 1)[0]!;
     if (openPaths.has(path) || request.method === "OPTIONS") return;
     request.identity = deps.access.authenticate(request.headers.authorization);
-    if (path.startsWith("/admin/") || path.startsWith("/debug/")) deps.access.requireAdmin(request.identity);
+    if (/^\/(admin|debug)(\/|$)/i.test(path)) deps.access.requireAdmin(request.identity, isLoopback(request.socket.remoteAddress));
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

@@ -5,9 +5,8 @@ import type { GenerationEvent } from "../mesh/generation.js";
 
 /**
  * A server-sent-events response in OpenAI's framing: `data: <json>\n\n` per event,
- * `data: [DONE]\n\n` at the end. Writes never wait; `backedUp` says when the client
- * reads slower than the gateway writes, so the caller can merge what it would send
- * next and flush it on `onDrain`.
+ * `data: [DONE]\n\n` at the end. Writes never wait; `coalescing` merges what would be
+ * sent while the client reads slower than the gateway writes.
  */
 export class SseStream {
   private readonly out: FastifyReply["raw"];
@@ -16,6 +15,8 @@ export class SseStream {
     reply.hijack();
     this.out = reply.raw;
     this.out.writeHead(200, {
+      // Headers hooks set on the reply (CORS, x-request-id) are kept.
+      ...(reply.getHeaders() as Record<string, string>),
       ...headers,
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache",
@@ -34,8 +35,23 @@ export class SseStream {
     return this.out.writableNeedDrain;
   }
 
-  onDrain(listener: () => void): void {
-    this.out.on("drain", listener);
+  /**
+   * Returns a function that schedules `flush` once: after the current I/O phase, so that
+   * deltas arriving together (one socket read of a worker stream holds many) go out as
+   * one chunk, and while the client is backed up, on `drain`. A lone delta waits at
+   * most one event-loop turn.
+   */
+  coalescing(flush: () => void): () => void {
+    this.out.on("drain", flush);
+    let scheduled = false;
+    return () => {
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(() => {
+        scheduled = false;
+        if (!this.backedUp) flush();
+      });
+    };
   }
 
   /** Sends one event whose JSON is already serialised. */

@@ -50,8 +50,8 @@ export async function* generate(
       throw error;
     }
     if (first.done || !first.value.event) throw new ApiError(Status.INTERNAL, "the worker ended the stream without events");
-    yield first.value.event;
     try {
+      yield first.value.event;
       for (;;) {
         const next = await iterator.next();
         if (next.done) return;
@@ -69,6 +69,9 @@ export async function* generate(
         },
       };
       return;
+    } finally {
+      // Closed early (the caller stopped reading): cancel the worker's call, and its decoding.
+      await iterator.return?.();
     }
   }
   throw lastError ?? new ApiError(Status.UNAVAILABLE, "no worker could start the request");

@@ -56,13 +56,21 @@ export class ResponseCache {
 /** Whitespace runs become one space, and ends are trimmed: "Hi  there\n" equals "Hi there". */
 export const normaliseWhitespace = (text: string) => text.replace(/\s+/g, " ").trim();
 
-/** JSON with object keys sorted and every string's whitespace normalised. */
-export function canonicalJson(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(normaliseWhitespace(value));
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+/** The fields whose text is prose, where whitespace runs do not change the request. */
+const proseFields = new Set(["content", "text", "prompt"]);
+
+/**
+ * JSON with object keys sorted, and whitespace normalised in the prose of messages and
+ * prompts (`content`, `text`, `prompt`). Every other string (stop sequences, schemas,
+ * tool arguments) stays byte-exact.
+ */
+export function canonicalJson(value: unknown, prose = false): string {
+  if (typeof value === "string") return JSON.stringify(prose ? normaliseWhitespace(value) : value);
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item, prose)).join(",")}]`;
   if (value !== null && typeof value === "object") {
-    const keys = Object.keys(value).filter((key) => (value as Record<string, unknown>)[key] !== undefined).sort();
-    return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`).join(",")}}`;
+    const record = value as Record<string, unknown>;
+    const keys = Object.keys(record).filter((key) => record[key] !== undefined).sort();
+    return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson(record[key], proseFields.has(key))}`).join(",")}}`;
   }
   return JSON.stringify(value) ?? "null";
 }

@@ -64,7 +64,7 @@ export function createAdmissionService(
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
       const tenantId = request.tenantId || "anonymous";
       const tenantGrant = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens + request.maxOutputTokens);
-      if (typeof tenantGrant !== "function") {
+      if (!("release" in tenantGrant)) {
         rejectedTotal += 1;
         outcomes.inc({ outcome: "rate_limited" });
         logger.debug({ request_id: request.requestId, tenant: tenantId, limit: tenantGrant.limit }, "rate limited");
@@ -80,10 +80,13 @@ export function createAdmissionService(
         };
         return;
       }
+      const progress = { granted: false };
       try {
-        yield* holdSlot(request, context);
+        yield* holdSlot(request, context, progress);
       } finally {
-        tenantGrant();
+        // Budgets pay for work that ran: a request that never got a slot is refunded.
+        if (progress.granted) tenantGrant.release();
+        else tenantGrant.refund();
       }
     },
 
@@ -98,7 +101,8 @@ export function createAdmissionService(
     },
   };
 
-  async function* holdSlot(request: AcquireRequest, context: CallContext): AsyncGenerator<AcquireResponse> {
+  /** Queues for a slot and holds it until the caller closes the stream; `progress.granted` says whether it got one. */
+  async function* holdSlot(request: AcquireRequest, context: CallContext, progress: { granted: boolean }): AsyncGenerator<AcquireResponse> {
     const ticket = limiter.request(request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs, context.signal);
     if (ticket.queuePosition !== undefined) {
       yield { event: { $case: "queued", value: { position: ticket.queuePosition, estimatedWaitMs: ticket.estimatedWaitMs } } };
@@ -127,6 +131,7 @@ export function createAdmissionService(
       return;
     }
     const { slot } = outcome;
+    progress.granted = true;
     grantedTotal += 1;
     outcomes.inc({ outcome: "granted" });
     try {

@@ -1,15 +1,16 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 import { ManualClock } from "../common/clock.js";
-import { TenantLimiter, type LimitExceeded } from "./tenant-limits.js";
+import { TenantLimiter, type LimitExceeded, type TenantCharge } from "./tenant-limits.js";
 
-const granted = (outcome: LimitExceeded | (() => void)) => {
-  assert.equal(typeof outcome, "function", `expected a grant, got ${JSON.stringify(outcome)}`);
-  return outcome as () => void;
+const charge = (outcome: LimitExceeded | TenantCharge) => {
+  assert.ok("release" in outcome, `expected a grant, got ${JSON.stringify(outcome)}`);
+  return outcome;
 };
-const refused = (outcome: LimitExceeded | (() => void)) => {
-  assert.notEqual(typeof outcome, "function", "expected a refusal");
-  return outcome as LimitExceeded;
+const granted = (outcome: LimitExceeded | TenantCharge) => charge(outcome).release;
+const refused = (outcome: LimitExceeded | TenantCharge) => {
+  assert.ok(!("release" in outcome), "expected a refusal");
+  return outcome;
 };
 
 test("a tenant at its concurrency limit is refused until one of its requests ends; other tenants are not", () => {
@@ -48,4 +49,16 @@ test("tokens per minute charge the estimate; a request larger than a minute's wo
   clock.advance(60_000);
   granted(limiter.admit("a", limits, 5_000));
   assert.equal(refused(limiter.admit("a", limits, 1)).limit, "tokens_per_minute");
+});
+
+test("a request that never got a slot gives its per-minute charges back; a refused one is not charged at all", () => {
+  const limiter = new TenantLimiter(new ManualClock());
+  const limits = { maxConcurrency: undefined, requestsPerMinute: 2, tokensPerMinute: 100 };
+  charge(limiter.admit("a", limits, 60)).refund();
+  assert.equal(limiter.inFlight("a"), 0, "a refund releases too");
+  granted(limiter.admit("a", limits, 60));
+  // Over the token budget: refused, and its request is not counted against the minute.
+  assert.equal(refused(limiter.admit("a", limits, 60)).limit, "tokens_per_minute");
+  granted(limiter.admit("a", limits, 40));
+  assert.equal(refused(limiter.admit("a", limits, 1)).limit, "requests_per_minute");
 });

@@ -20,15 +20,20 @@ class MinuteBucket {
     this.updatedAtMs = nowMs;
   }
 
-  /** Takes `amount` now, or says how long until it could. A request bigger than a minute's worth waits for a full bucket. */
-  take(amount: number, nowMs: number, perMinute: number): number {
+  /** How long until `amount` could be taken; 0 now. A request bigger than a minute's worth waits for a full bucket. */
+  waitMs(amount: number, nowMs: number, perMinute: number): number {
     this.refill(nowMs, perMinute);
     const needed = Math.min(amount, this.perMinute);
-    if (this.available >= needed) {
-      this.available -= amount;
-      return 0;
-    }
-    return Math.ceil(((needed - this.available) * 60_000) / this.perMinute);
+    return this.available >= needed ? 0 : Math.ceil(((needed - this.available) * 60_000) / this.perMinute);
+  }
+
+  take(amount: number): void {
+    this.available -= amount;
+  }
+
+  /** Gives back what a request took and did not use (it was never granted). */
+  refund(amount: number): void {
+    this.available = Math.min(this.perMinute, this.available + amount);
   }
 
   private refill(nowMs: number, perMinute: number): void {
@@ -36,6 +41,14 @@ class MinuteBucket {
     this.available = Math.min(perMinute, this.available + ((nowMs - this.updatedAtMs) * perMinute) / 60_000);
     this.updatedAtMs = nowMs;
   }
+}
+
+/** A request charged to its tenant. */
+export interface TenantCharge {
+  /** The request's slot ended. Idempotent. */
+  release(): void;
+  /** The request never got a slot: its per-minute charges are given back. Idempotent. */
+  refund(): void;
 }
 
 interface TenantState {
@@ -57,10 +70,11 @@ export class TenantLimiter {
   constructor(private readonly clock: Clock) {}
 
   /**
-   * Charges one request to its tenant. Returns the exceeded limit, or a release
-   * function to call when the request's slot ends.
+   * Charges one request to its tenant when every limit allows it. Returns the exceeded
+   * limit, or the charge: `release()` when the request's slot ends, `refund()` when it
+   * never got one (queue full, timed out, cancelled), which also releases it.
    */
-  admit(tenantId: string, limits: TenantLimits | undefined, tokens: number): LimitExceeded | (() => void) {
+  admit(tenantId: string, limits: TenantLimits | undefined, tokens: number): LimitExceeded | TenantCharge {
     const state = this.tenants.get(tenantId) ?? { inFlight: 0 };
     const nowMs = this.clock.now();
     if (limits?.maxConcurrency !== undefined && state.inFlight >= limits.maxConcurrency) {
@@ -68,22 +82,34 @@ export class TenantLimiter {
     }
     if (limits?.requestsPerMinute !== undefined) {
       state.requests ??= new MinuteBucket(limits.requestsPerMinute, nowMs);
-      const waitMs = state.requests.take(1, nowMs, limits.requestsPerMinute);
+      const waitMs = state.requests.waitMs(1, nowMs, limits.requestsPerMinute);
       if (waitMs > 0) return { limit: "requests_per_minute", retryAfterMs: waitMs };
     }
     if (limits?.tokensPerMinute !== undefined) {
       state.tokens ??= new MinuteBucket(limits.tokensPerMinute, nowMs);
-      const waitMs = state.tokens.take(tokens, nowMs, limits.tokensPerMinute);
+      const waitMs = state.tokens.waitMs(tokens, nowMs, limits.tokensPerMinute);
       if (waitMs > 0) return { limit: "tokens_per_minute", retryAfterMs: waitMs };
     }
+    const charged = { requests: limits?.requestsPerMinute !== undefined, tokens: limits?.tokensPerMinute !== undefined };
+    if (charged.requests) state.requests!.take(1);
+    if (charged.tokens) state.tokens!.take(tokens);
     state.inFlight += 1;
     this.tenants.set(tenantId, state);
     let released = false;
-    return () => {
+    const release = () => {
       if (released) return;
       released = true;
       state.inFlight -= 1;
       if (state.inFlight === 0 && !state.requests && !state.tokens) this.tenants.delete(tenantId);
+    };
+    return {
+      release,
+      refund: () => {
+        if (released) return;
+        if (charged.requests) state.requests?.refund(1);
+        if (charged.tokens) state.tokens?.refund(tokens);
+        release();
+      },
     };
   }
 

@@ -32,9 +32,11 @@ export function rankAcrossModels(
     const contexts = new Map(perModel.map((entry) => [entry.model, contextOf(entry.model, entry.members)]));
     preference.sort((a, b) => contexts.get(b)! - contexts.get(a)!);
   }
+  // A worker serving several of the models is listed once, under the one it prefers.
   const seen = new Set<string>();
   const candidates: (ModelCandidate & { rank: number })[] = [];
-  for (const { model, members } of perModel) {
+  for (const model of preference) {
+    const members = perModel.find((entry) => entry.model === model)!.members;
     for (const { member, score } of rankByLoad(members)) {
       if (seen.has(member.registration.workerId)) continue;
       seen.add(member.registration.workerId);

@@ -58,8 +58,9 @@ const nextTurnMarker = Symbol("next turn");
 /**
  * Merges consecutive deltas of one choice that are ready at the same time into one
  * event: what piled up while the caller's stream was backed up, or what the engine
- * produced in one step. A delta that arrives alone is passed on in the same turn, so
- * coalescing never delays a token; it only saves messages when tokens outrun the reader.
+ * produced in one step. A delta is held at most one event-loop turn (a setImmediate),
+ * microseconds when the loop is idle; merging saves messages when tokens outrun the
+ * reader. Deltas of different choices are not merged with each other.
  */
 export async function* coalesceDeltas(events: AsyncIterator<ChoiceEvent>): AsyncGenerator<ChoiceEvent> {
   let pending: Promise<IteratorResult<ChoiceEvent>> | undefined;

@@ -11,14 +11,15 @@
  * raised to that), checked against its usage chunk. The sim's plain answers stop at 16-512
  * tokens, so requests ask for a JSON string longer than --tokens (response_format
  * json_schema, minLength) and end on max_tokens; its tokens are 4 characters, as in a plain
- * answer. The sim sends them in deltas of --delta-tokens tokens (16 by default; 1 is the
- * honest worst case, one gRPC message per token). Both paths run at concurrency 1 and 8 in alternating rounds; each SSE
+ * answer. The sim sends them in deltas of --delta-tokens tokens (1 by default, one worker
+ * message per token, so the raw rate of one message per token is a fair baseline; the
+ * sim's own default is 16). Both paths run at concurrency 1 and 8 in alternating rounds; each SSE
  * stream moves about as many tokens as each raw call moves messages. The figures to quote
  * are the medians and the median of per-round ratios.
  *
  *   npm run bench:sse                                  (defaults: 3 rounds, 4096 tokens, 100000 messages)
  *   npm run bench:sse -- --rounds 2 --messages 50000
- *   npm run bench:sse -- --delta-tokens 1              (one token per worker message)
+ *   npm run bench:sse -- --delta-tokens 16             (the sim's default delta size)
  */
 import { once } from "node:events";
 import { parseArgs } from "node:util";
@@ -31,7 +32,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     tokens: { type: "string", default: "4096" },
     messages: { type: "string", default: "100000" },
-    "delta-tokens": { type: "string", default: "16" },
+    "delta-tokens": { type: "string", default: "1" },
   },
 });
 const rounds = Number(values.rounds);

@@ -287,6 +287,13 @@ test("bodies over the limit get 413; CORS answers the configured origin only", a
   const allowed = await preflight("https://app.example");
   assert.equal(allowed.headers.get("access-control-allow-origin"), "https://app.example");
   assert.equal((await preflight("https://evil.example")).headers.get("access-control-allow-origin"), null);
+  const streamed = await fetch(`${mesh.baseUrl}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${keys.user}`, origin: "https://app.example" },
+    body: JSON.stringify({ model, messages: question, max_tokens: 4, stream: true }),
+  });
+  assert.equal(streamed.headers.get("access-control-allow-origin"), "https://app.example", "a browser may read a stream too");
+  await streamed.text();
 });
 
 test("the public gRPC API takes the same keys, and streams reasoning and tool calls", async () => {

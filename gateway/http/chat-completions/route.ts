@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { GenerateRequest, type Delta } from "../../../gen/infermesh/worker/v1/worker_service.js";
+import { Status } from "nice-grpc";
+import { ApiError } from "../../errors.js";
 import { runGeneration, type GenerationFlowRequest } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
 import { collectGeneration, type CollectedGeneration } from "../../translate/choices.js";
@@ -60,10 +62,10 @@ export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): v
       if (body.stream) {
         // Errors before the first event become an HTTP error status; after it, an SSE error event.
         const first = await events.next();
-        await streamCompletion(new SseStream(reply, { "x-request-id": request.id }), events, first, completion, body);
+        await streamCompletion(new SseStream(reply, { "x-request-id": request.id }), events, first, completion, body, resolved.model);
       } else {
         const cacheKey = responseCacheKey(deps, request, resolved, body);
-        if (await replyFromCache(deps, cacheKey, reply, completion)) return reply;
+        if (await replyFromCache(deps, cacheKey, reply, { id: completion.id, created: completion.created })) return reply;
         const answer = completionBody(await collectGeneration(events, resolved.model, body.n ?? 1), completion, body.logprobs === true);
         if (cacheKey !== undefined) deps.cache?.set(cacheKey, JSON.stringify(answer));
         return await reply.send(answer);
@@ -118,7 +120,7 @@ interface PendingDelta {
  * Streams chat.completion.chunk events. Every chunk shares the id, created, model and
  * fingerprint, serialised once. Deltas of a choice that arrive in one I/O turn, or
  * while the client reads slower than tokens arrive, are merged into one chunk; a token
- * that arrives alone to a free socket goes out in the same turn.
+ * that arrives alone waits at most one event-loop turn.
  */
 async function streamCompletion(
   sse: SseStream,
@@ -126,6 +128,7 @@ async function streamCompletion(
   first: IteratorResult<GenerationEvent>,
   completion: CompletionIds,
   body: ChatCompletionBody,
+  resolvedModel: string,
 ): Promise<void> {
   const includeUsage = body.stream_options?.include_usage === true;
   const withLogprobs = body.logprobs === true;
@@ -134,7 +137,7 @@ async function streamCompletion(
   const setModel = (model: string) => {
     head = `{"id":"${completion.id}","object":"chat.completion.chunk","created":${completion.created},"model":${JSON.stringify(model)},"system_fingerprint":"${completion.fingerprint}",`;
   };
-  setModel(body.model);
+  setModel(resolvedModel);
   const tail = includeUsage ? `,"usage":null}` : "}";
   const chunk = (index: number, delta: object, finishReason: string | null, logprobs: unknown = null) =>
     `${head}"choices":[${JSON.stringify({ index, delta, logprobs, finish_reason: finishReason })}]${tail}`;
@@ -147,28 +150,17 @@ async function streamCompletion(
       const out: Record<string, unknown> = {};
       if (delta.reasoning !== "") out.reasoning_content = delta.reasoning;
       if (delta.content !== "") out.content = delta.content;
-      if (delta.toolCalls.length > 0) {
-        out.tool_calls = toolCallsBody(delta.toolCalls.flatMap((call) => (call.call ? [call.call] : [])), toolCallsSent[index], true);
-        toolCallsSent[index]! += delta.toolCalls.length;
+      const calls = delta.toolCalls.flatMap((call) => (call.call ? [call.call] : []));
+      if (calls.length > 0) {
+        out.tool_calls = toolCallsBody(calls, toolCallsSent[index], true);
+        toolCallsSent[index]! += calls.length;
       }
       const logprobs = withLogprobs ? { content: logprobsContent(delta.logprobs), refusal: null } : null;
       if (Object.keys(out).length > 0 || delta.logprobs.length > 0) sse.send(chunk(index, out, null, logprobs));
     }
     pending.clear();
   };
-  sse.onDrain(flush);
-  // Deltas that arrive together (one socket read of the worker's stream holds many) go
-  // out as one chunk: the flush runs after the current I/O phase, which adds no wait to
-  // a lone token, and waits for the socket while the client reads slower than we write.
-  let flushScheduled = false;
-  const scheduleFlush = () => {
-    if (flushScheduled) return;
-    flushScheduled = true;
-    setImmediate(() => {
-      flushScheduled = false;
-      if (!sse.backedUp) flush();
-    });
-  };
+  const scheduleFlush = sse.coalescing(flush);
   const endChoice = (index: number, finishReason: string) => {
     if (ended.has(index)) return;
     ended.add(index);
@@ -186,7 +178,7 @@ async function streamCompletion(
       const event = result.value;
       switch (event.$case) {
         case "started":
-          setModel(event.value.model || body.model);
+          setModel(event.value.model || resolvedModel);
           sendRoles();
           break;
         case "delta": {
@@ -219,8 +211,12 @@ async function streamCompletion(
         case "error":
           flush();
           sse.sendError(streamErrorOf(event));
-          break;
+          return;
       }
+    }
+    if (!sse.closed) {
+      flush();
+      sse.sendError(new ApiError(Status.INTERNAL, "the worker ended the stream before it finished"));
     }
   } catch (error) {
     flush();

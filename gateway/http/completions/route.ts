@@ -57,8 +57,14 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
       return;
     }
     const cacheKey = responseCacheKey(deps, request, resolved, body);
-    if (await replyFromCache(deps, cacheKey, reply, completion)) return reply;
-    const answers = await Promise.all(prompts.map((prompt, index) => collectGeneration(run(prompt, index), resolved.model, choicesPerPrompt)));
+    if (await replyFromCache(deps, cacheKey, reply, { id: completion.id, created: completion.created })) return reply;
+    let answers;
+    try {
+      answers = await Promise.all(prompts.map((prompt, index) => collectGeneration(run(prompt, index), resolved.model, choicesPerPrompt)));
+    } finally {
+      // One prompt failed: the others stop too, instead of decoding for nobody.
+      abort.abort();
+    }
     const answer = {
       id: completion.id,
       object: "text_completion",
@@ -176,7 +182,7 @@ async function streamCompletion(
     }
     pending.clear();
   };
-  sse.onDrain(flush);
+  const scheduleFlush = sse.coalescing(flush);
   const usages: Usage[] = [];
   const ended = new Set<number>();
   try {
@@ -201,7 +207,7 @@ async function streamCompletion(
             merged.text += event.value.text;
             merged.logprobs.push(...event.value.logprobs);
           } else pending.set(index, { text: event.value.text, logprobs: [...event.value.logprobs] });
-          if (!sse.backedUp) flush();
+          scheduleFlush();
           break;
         }
         case "choiceEnd":
