@@ -1,4 +1,6 @@
 import { ChatServiceDefinition } from "../gen/infermesh/gateway/v1/chat_service.js";
+import { CompletionServiceDefinition } from "../gen/infermesh/gateway/v1/completion_service.js";
+import { EmbeddingServiceDefinition } from "../gen/infermesh/gateway/v1/embedding_service.js";
 import { ModelServiceDefinition } from "../gen/infermesh/gateway/v1/model_service.js";
 import { startGrpcServer } from "../services/common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../services/common/lifecycle.js";
@@ -10,6 +12,8 @@ import { createFlowMetrics, type FlowDeps } from "./generation-flow.js";
 import { ResponseCache } from "./response-cache/response-cache.js";
 import { loadGatewayConfig } from "./config.js";
 import { createChatService } from "./grpc/chat-service.js";
+import { createCompletionService } from "./grpc/completion-service.js";
+import { createEmbeddingService } from "./grpc/embedding-service.js";
 import { createModelService } from "./grpc/model-service.js";
 import { buildHttpServer } from "./http/server.js";
 import { MeshClients } from "./mesh/clients.js";
@@ -30,11 +34,18 @@ try {
   const cache = config.responseCache ? new ResponseCache(config.responseCacheMaxBytes, config.responseCacheTtlMs, registry) : undefined;
   const grpc = await startGrpcServer({
     address: config.grpcListen,
-    serviceNames: [ChatServiceDefinition.fullName, ModelServiceDefinition.fullName],
+    serviceNames: [
+      ChatServiceDefinition.fullName,
+      CompletionServiceDefinition.fullName,
+      EmbeddingServiceDefinition.fullName,
+      ModelServiceDefinition.fullName,
+    ],
     logger,
     addServices: (server) => {
       server.add(ChatServiceDefinition, createChatService(flow, access));
-      server.add(ModelServiceDefinition, createModelService(catalog));
+      server.add(CompletionServiceDefinition, createCompletionService(flow, access));
+      server.add(EmbeddingServiceDefinition, createEmbeddingService(flow, access));
+      server.add(ModelServiceDefinition, createModelService(catalog, access));
     },
   });
   const http = buildHttpServer({

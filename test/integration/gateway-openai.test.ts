@@ -14,6 +14,9 @@ import { createChannel, createClient, Metadata, Status } from "nice-grpc";
 import OpenAI from "openai";
 import { FinishReason, ReasoningEffort } from "../../gen/infermesh/common/v1/common.js";
 import { ChatServiceDefinition } from "../../gen/infermesh/gateway/v1/chat_service.js";
+import { CompletionServiceDefinition } from "../../gen/infermesh/gateway/v1/completion_service.js";
+import { EmbeddingServiceDefinition } from "../../gen/infermesh/gateway/v1/embedding_service.js";
+import { ModelServiceDefinition } from "../../gen/infermesh/gateway/v1/model_service.js";
 import { metricValue, startTestMesh, type TestMesh } from "../support/harness.js";
 
 const model = "sim-gpt-oss-20b";
@@ -324,4 +327,34 @@ test("the public gRPC API takes the same keys, and streams reasoning and tool ca
   }
   assert.equal(reasoning, answer.reasoningContent);
   assert.equal(calls, 1);
+});
+
+test("the public gRPC API serves completions (whole and streamed), embeddings and the model list, with keys", async () => {
+  const channel = createChannel(`127.0.0.1:${mesh.ports.gatewayGrpc}`);
+  const metadata = Metadata({ authorization: `Bearer ${keys.user}` });
+  const completions = createClient(CompletionServiceDefinition, channel);
+  const request = { model, prompt: "Once upon a time", sampling: { maxTokens: 6, seed: 9, stop: [], logprobs: false, topLogprobs: 0, responseFormat: undefined }, user: "", profile: "" };
+  const whole = await completions.complete(request, { metadata });
+  assert.equal(whole.usage?.completionTokens, 6);
+  assert.match(whole.id, /^cmpl-/);
+  let streamed = "";
+  let finished = false;
+  for await (const event of completions.streamComplete(request, { metadata })) {
+    if (event.event?.$case === "delta") streamed += event.event.value.text;
+    if (event.event?.$case === "finished") finished = event.event.value.usage?.completionTokens === 6;
+  }
+  assert.ok(finished);
+  assert.equal(streamed, whole.text);
+  await assert.rejects(completions.complete({ ...request, prompt: "" }, { metadata }), (error: { code?: Status }) => error.code === Status.INVALID_ARGUMENT);
+
+  const embeddings = createClient(EmbeddingServiceDefinition, channel);
+  const vectors = await embeddings.embed({ model, inputs: ["hello", "world"], user: "" }, { metadata });
+  assert.equal(vectors.embeddings.length, 2);
+  assert.equal(vectors.model, model);
+  const viaHttp = await openai.embeddings.create({ model, input: "hello", encoding_format: "float" });
+  assert.deepEqual(vectors.embeddings[0]!.values, viaHttp.data[0]!.embedding.map((value) => Math.fround(value)));
+
+  const models = createClient(ModelServiceDefinition, channel);
+  assert.deepEqual((await models.listModels({}, { metadata })).models.map((entry) => entry.id), [model]);
+  await assert.rejects(models.listModels({}), (error: { code?: Status }) => error.code === Status.UNAUTHENTICATED);
 });

@@ -1,0 +1,68 @@
+import { randomUUID } from "node:crypto";
+import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
+import { SamplingParams } from "../../gen/infermesh/common/v1/common.js";
+import {
+  CompletionServiceDefinition,
+  type CompleteRequest,
+  type CompleteResponse,
+  type StreamCompleteResponse,
+} from "../../gen/infermesh/gateway/v1/completion_service.js";
+import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
+import type { AccessControl } from "../access/access-control.js";
+import { runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
+import { collectGeneration } from "../translate/choices.js";
+import { asServerError, relayEvents, resolveCall } from "./resolve.js";
+
+/** The public CompletionService: the same path, keys and profiles as POST /v1/completions. */
+export function createCompletionService(deps: FlowDeps, access: AccessControl): ServiceImplementation<typeof CompletionServiceDefinition> {
+  async function flowRequest(request: CompleteRequest, context: CallContext): Promise<GenerationFlowRequest> {
+    if (request.prompt === "") throw new ServerError(Status.INVALID_ARGUMENT, "prompt must not be empty");
+    if ((request.sampling?.n ?? 1) !== 1) throw new ServerError(Status.INVALID_ARGUMENT, "sampling.n above 1 is served by the HTTP API only");
+    const resolved = await resolveCall(access, context, request, request.sampling?.maxTokens);
+    return {
+      generate: GenerateRequest.create({
+        requestId: randomUUID(),
+        model: resolved.model,
+        messages: [],
+        prompt: request.prompt,
+        sampling: { ...(request.sampling ?? SamplingParams.create()), maxTokens: resolved.maxTokens },
+      }),
+      caller: resolved.caller,
+      sessionId: request.user,
+      alternativeModels: resolved.alternativeModels,
+      operation: "text_completion",
+    };
+  }
+  const idOf = (flow: GenerationFlowRequest) => `cmpl-${flow.generate.requestId.replaceAll("-", "")}`;
+
+  return {
+    async complete(request, context): Promise<CompleteResponse> {
+      const flow = await flowRequest(request, context);
+      try {
+        const answer = await collectGeneration(runGeneration(deps, flow, context.signal), flow.generate.model, 1);
+        const choice = answer.choices[0]!;
+        return { id: idOf(flow), model: answer.model, text: choice.text, finishReason: choice.finishReason, usage: answer.usage };
+      } catch (error) {
+        asServerError(error);
+      }
+    },
+
+    async *streamComplete(request, context): AsyncIterable<StreamCompleteResponse> {
+      const flow = await flowRequest(request, context);
+      const id = idOf(flow);
+      let model = flow.generate.model;
+      yield* relayEvents<StreamCompleteResponse>(
+        runGeneration(deps, flow, context.signal),
+        (event) => {
+          if (event.$case === "started") model = event.value.model || model;
+          if (event.$case === "delta") return { event: { $case: "delta", value: { id, text: event.value.text } } };
+          if (event.$case === "finished") {
+            return { event: { $case: "finished", value: { id, model, finishReason: event.value.finishReason, usage: event.value.usage } } };
+          }
+          return undefined;
+        },
+        (error) => ({ event: { $case: "error", value: error } }),
+      );
+    },
+  };
+}

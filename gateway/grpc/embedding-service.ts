@@ -1,0 +1,29 @@
+import { randomUUID } from "node:crypto";
+import { ServerError, Status, type ServiceImplementation } from "nice-grpc";
+import { EmbeddingServiceDefinition, type EmbedResponse } from "../../gen/infermesh/gateway/v1/embedding_service.js";
+import type { AccessControl } from "../access/access-control.js";
+import { runEmbedding, type FlowDeps } from "../generation-flow.js";
+import { maxEmbeddingInputs } from "../http/embeddings/schema.js";
+import { asServerError, resolveCall } from "./resolve.js";
+
+/** The public EmbeddingService: the same path, keys and limits as POST /v1/embeddings. */
+export function createEmbeddingService(deps: FlowDeps, access: AccessControl): ServiceImplementation<typeof EmbeddingServiceDefinition> {
+  return {
+    async embed(request, context): Promise<EmbedResponse> {
+      if (request.inputs.length === 0 || request.inputs.length > maxEmbeddingInputs) {
+        throw new ServerError(Status.INVALID_ARGUMENT, `inputs must hold 1 to ${maxEmbeddingInputs} texts`);
+      }
+      const resolved = await resolveCall(access, context, request, undefined);
+      try {
+        const result = await runEmbedding(
+          deps,
+          { requestId: randomUUID(), model: resolved.model, inputs: request.inputs, caller: resolved.caller, sessionId: request.user },
+          context.signal,
+        );
+        return { model: resolved.model, embeddings: result.vectors.map((values) => ({ values: [...values] })), promptTokens: result.promptTokens };
+      } catch (error) {
+        asServerError(error);
+      }
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import { ServerError, Status, type CallContext } from "nice-grpc";
+import type { AccessControl, ResolvedRequest } from "../access/access-control.js";
+import type { StreamError } from "../../gen/infermesh/common/v1/common.js";
+import { toApiError } from "../errors.js";
+import type { GenerationEvent } from "../mesh/generation.js";
+
+/** Rethrows a flow failure as the matching gRPC status, with no internals. */
+export function asServerError(error: unknown): never {
+  const apiError = toApiError(error);
+  if (apiError.status === Status.CANCELLED) throw error;
+  throw new ServerError(apiError.status, apiError.message);
+}
+
+/** Applies the call's key (metadata `authorization`), the model alias and the profile. */
+export async function resolveCall(
+  access: AccessControl,
+  context: CallContext,
+  request: { model: string; profile?: string; user: string },
+  maxTokens: number | undefined,
+): Promise<ResolvedRequest> {
+  if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
+  try {
+    const identity = access.authenticate(context.metadata.get("authorization"));
+    return await access.resolve(identity, request.model, request.profile || undefined, maxTokens, request.user, context.signal);
+  } catch (error) {
+    asServerError(error);
+  }
+}
+
+/**
+ * Relays a generation's events as a public stream's responses: a failure before the
+ * first event is the call's status; after it, an error event ends the stream. The
+ * generation is closed on every path (the client cancelling included).
+ */
+export async function* relayEvents<Response>(
+  events: AsyncGenerator<GenerationEvent>,
+  toResponse: (event: GenerationEvent) => Response | undefined,
+  errorResponse: (error: StreamError) => Response,
+): AsyncGenerator<Response> {
+  let started = false;
+  try {
+    for (;;) {
+      let next;
+      try {
+        next = await events.next();
+      } catch (error) {
+        if (!started) asServerError(error);
+        const apiError = toApiError(error);
+        yield errorResponse({ statusCode: apiError.status, message: apiError.message, retryable: false });
+        return;
+      }
+      if (next.done) return;
+      started = true;
+      if (next.value.$case === "error") {
+        yield errorResponse(next.value.value);
+        return;
+      }
+      const response = toResponse(next.value);
+      if (response !== undefined) yield response;
+    }
+  } finally {
+    await events.return(undefined);
+  }
+}
