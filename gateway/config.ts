@@ -30,8 +30,6 @@ export const gatewayConfigSchema = z.object({
   unaryTimeoutMs: integer(1, 600_000).default(5_000),
   /** How long the model list from the router is reused. */
   modelCacheMs: integer(0, 600_000).default(1_000),
-  /** Output bound assumed for admission when a request sets none and its profile none either. */
-  defaultMaxTokens: integer(1, 1_048_576).default(256),
   /** Largest accepted request body. */
   bodyLimitBytes: integer(1_024, 1_073_741_824).default(8 * 1024 * 1024),
   /** "required": every API call needs a configured key. "off" (local default): keys only classify. */

@@ -5,6 +5,7 @@ import type { ChatMessage, PriorityClass } from "../gen/infermesh/common/v1/comm
 import type { GenerateRequest } from "../gen/infermesh/worker/v1/worker_service.js";
 import { ApiError } from "./errors.js";
 import { acquireSlot, type AdmissionSlot } from "./mesh/admission-slot.js";
+import type { ResolvedRequest } from "./access/access-control.js";
 import type { TenantLimits } from "./access/api-keys.js";
 import type { MeshClients } from "./mesh/clients.js";
 import { generate, pickWorkers, withWorker, type GenerationEvent, type PlacedRequest } from "./mesh/generation.js";
@@ -32,13 +33,21 @@ export interface GenerationFlowRequest {
   readonly operation: "chat" | "text_completion";
 }
 
+/** A generation as the caller's key, alias and profile resolved it. */
+export function flowRequestFor(
+  resolved: ResolvedRequest,
+  user: string | null | undefined,
+  operation: GenerationFlowRequest["operation"],
+  generate: GenerateRequest,
+): GenerationFlowRequest {
+  return { generate, caller: resolved.caller, sessionId: user ?? "", alternativeModels: resolved.alternativeModels, operation };
+}
+
 /** What the flows need; built once in main. */
 export interface FlowDeps {
   readonly clients: MeshClients;
   readonly catalog: ModelCatalog;
   readonly metrics: FlowMetrics;
-  /** Output bound sent to admission when the request sets none. */
-  readonly defaultMaxTokens: number;
 }
 
 /** Latency histograms of the flows. */
@@ -149,7 +158,8 @@ export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequ
     alternativeModels: request.alternativeModels,
   };
   const choices = work.sampling?.n ?? 1;
-  const { slot, pick } = await admitAndPick(deps, placed, request.caller, choices * (work.sampling?.maxTokens ?? deps.defaultMaxTokens), signal);
+  // Profiles give every request an output bound; admission charges all its choices.
+  const { slot, pick } = await admitAndPick(deps, placed, request.caller, choices * (work.sampling?.maxTokens ?? 0), signal);
   try {
     let firstText = true;
     for await (const event of generate(deps.clients, work, pick, signal)) {

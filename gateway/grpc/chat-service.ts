@@ -4,7 +4,7 @@ import { SamplingParams } from "../../gen/infermesh/common/v1/common.js";
 import { ChatServiceDefinition, type ChatRequest, type ChatResponse, type StreamChatResponse } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { AccessControl } from "../access/access-control.js";
-import { runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
+import { flowRequestFor, runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
 import { collectGeneration } from "../translate/choices.js";
 import { asServerError, relayEvents, resolveCall } from "./resolve.js";
 
@@ -22,8 +22,11 @@ export function createChatService(deps: FlowDeps, access: AccessControl): Servic
     });
     if ((request.sampling?.n ?? 1) !== 1) throw new ServerError(Status.INVALID_ARGUMENT, "sampling.n above 1 is served by the HTTP API only");
     const resolved = await resolveCall(access, context, request, request.sampling?.maxTokens);
-    return {
-      generate: GenerateRequest.create({
+    return flowRequestFor(
+      resolved,
+      request.user,
+      "chat",
+      GenerateRequest.create({
         requestId: randomUUID(),
         model: resolved.model,
         messages: request.messages,
@@ -33,11 +36,7 @@ export function createChatService(deps: FlowDeps, access: AccessControl): Servic
         toolChoice: request.toolChoice,
         reasoningEffort: request.reasoningEffort,
       }),
-      caller: resolved.caller,
-      sessionId: request.user,
-      alternativeModels: resolved.alternativeModels,
-      operation: "chat",
-    };
+    );
   }
 
   return {

@@ -9,7 +9,7 @@ import {
 } from "../../gen/infermesh/gateway/v1/completion_service.js";
 import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { AccessControl } from "../access/access-control.js";
-import { runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
+import { flowRequestFor, runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
 import { collectGeneration } from "../translate/choices.js";
 import { asServerError, relayEvents, resolveCall } from "./resolve.js";
 
@@ -19,19 +19,18 @@ export function createCompletionService(deps: FlowDeps, access: AccessControl): 
     if (request.prompt === "") throw new ServerError(Status.INVALID_ARGUMENT, "prompt must not be empty");
     if ((request.sampling?.n ?? 1) !== 1) throw new ServerError(Status.INVALID_ARGUMENT, "sampling.n above 1 is served by the HTTP API only");
     const resolved = await resolveCall(access, context, request, request.sampling?.maxTokens);
-    return {
-      generate: GenerateRequest.create({
+    return flowRequestFor(
+      resolved,
+      request.user,
+      "text_completion",
+      GenerateRequest.create({
         requestId: randomUUID(),
         model: resolved.model,
         messages: [],
         prompt: request.prompt,
         sampling: { ...(request.sampling ?? SamplingParams.create()), maxTokens: resolved.maxTokens },
       }),
-      caller: resolved.caller,
-      sessionId: request.user,
-      alternativeModels: resolved.alternativeModels,
-      operation: "text_completion",
-    };
+    );
   }
   const idOf = (flow: GenerationFlowRequest) => `cmpl-${flow.generate.requestId.replaceAll("-", "")}`;
 

@@ -1,7 +1,5 @@
 import type { FastifyReply } from "fastify";
-import { Status } from "nice-grpc";
-import { ApiError, openAiErrorBody, toApiError } from "../errors.js";
-import type { GenerationEvent } from "../mesh/generation.js";
+import { openAiErrorBody, toApiError } from "../errors.js";
 
 /**
  * A server-sent-events response in OpenAI's framing: `data: <json>\n\n` per event,
@@ -73,6 +71,43 @@ export class SseStream {
   }
 }
 
-/** The worker's terminal error event as an ApiError. */
-export const streamErrorOf = (event: Extract<GenerationEvent, { $case: "error" }>) =>
-  new ApiError(event.value.statusCode as Status, event.value.message);
+/** What every chunk of one streamed completion shares. */
+export interface StreamIds {
+  readonly id: string;
+  readonly created: number;
+  readonly fingerprint: string;
+}
+
+/**
+ * The JSON of a stream's chunks: the shared fields are serialised once (and again only
+ * when the serving model becomes known); each chunk adds one choice, or the usage.
+ */
+export class ChunkEnvelope {
+  private head = "";
+  private readonly tail: string;
+
+  constructor(
+    private readonly ids: StreamIds,
+    private readonly object: "chat.completion.chunk" | "text_completion",
+    model: string,
+    includeUsage: boolean,
+  ) {
+    this.tail = includeUsage ? `,"usage":null}` : "}";
+    this.setModel(model);
+  }
+
+  setModel(model: string): void {
+    const { id, created, fingerprint } = this.ids;
+    this.head = `{"id":"${id}","object":"${this.object}","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${fingerprint}",`;
+  }
+
+  /** A chunk of one choice. */
+  choice(choice: object): string {
+    return `${this.head}"choices":[${JSON.stringify(choice)}]${this.tail}`;
+  }
+
+  /** The final usage chunk: no choices. */
+  usage(usage: object): string {
+    return `${this.head}"choices":[],"usage":${JSON.stringify(usage)}}`;
+  }
+}

@@ -30,6 +30,10 @@ const newChoice = (index: number): Choice => ({
   finishReason: FinishReason.FINISH_REASON_STOP,
 });
 
+/** A worker's terminal error event as an ApiError. */
+export const streamErrorOf = (event: Extract<GenerationEvent, { $case: "error" }>) =>
+  new ApiError(event.value.statusCode as Status, event.value.message);
+
 /**
  * Gathers a generation's events into its choices, in index order. A terminal error
  * event is thrown as an ApiError: a whole answer either arrives or fails.
@@ -64,7 +68,7 @@ export async function collectGeneration(events: AsyncIterable<GenerationEvent>, 
         usage = event.value.usage;
         break;
       case "error":
-        throw new ApiError(event.value.statusCode as Status, event.value.message);
+        throw streamErrorOf(event);
     }
   }
   return { model, choices, usage };

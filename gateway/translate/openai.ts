@@ -150,5 +150,15 @@ export const toolCallsBody = (calls: readonly ToolCall[], firstIndex = 0, withIn
  */
 export function systemFingerprint(model: ModelInfo | undefined, modelId: string): string {
   const identity = model ? `${model.id}|${model.engine}|${model.contextTokens}|${model.description}` : modelId;
-  return `fp_${createHash("sha256").update(identity).digest("hex").slice(0, 10)}`;
+  let fingerprint = fingerprints.get(identity);
+  if (fingerprint === undefined) {
+    fingerprint = `fp_${createHash("sha256").update(identity).digest("hex").slice(0, 10)}`;
+    // A fleet serves a handful of backends; the bound only guards against churn.
+    if (fingerprints.size >= 1_024) fingerprints.clear();
+    fingerprints.set(identity, fingerprint);
+  }
+  return fingerprint;
 }
+
+/** Fingerprints by backend identity: computed once, not per request. */
+const fingerprints = new Map<string, string>();

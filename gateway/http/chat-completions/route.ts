@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { GenerateRequest, type Delta } from "../../../gen/infermesh/worker/v1/worker_service.js";
 import { Status } from "nice-grpc";
+import { GenerateRequest, type Delta } from "../../../gen/infermesh/worker/v1/worker_service.js";
 import { ApiError } from "../../errors.js";
-import { runGeneration, type GenerationFlowRequest } from "../../generation-flow.js";
+import { flowRequestFor, runGeneration } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
-import { collectGeneration, type CollectedGeneration } from "../../translate/choices.js";
+import { collectGeneration, streamErrorOf, type CollectedGeneration } from "../../translate/choices.js";
 import {
   finishReasonText,
   logprobsContent,
@@ -19,10 +19,10 @@ import {
   toolCallsBody,
   usageBody,
 } from "../../translate/openai.js";
-import { resolveRequest, type HttpDeps } from "../deps.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
-import { SseStream, streamErrorOf } from "../sse.js";
 import { clientAbort } from "../client-abort.js";
+import { resolveRequest, type HttpDeps } from "../deps.js";
+import { ChunkEnvelope, SseStream, type StreamIds } from "../sse.js";
 import { parseBody } from "../validation.js";
 import { chatCompletionBody, type ChatCompletionBody } from "./schema.js";
 
@@ -31,8 +31,11 @@ export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): v
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const body = parseBody(chatCompletionBody, request.body);
     const resolved = await resolveRequest(deps, request, body.model, body.max_completion_tokens ?? body.max_tokens, body.user);
-    const flowRequest: GenerationFlowRequest = {
-      generate: GenerateRequest.create({
+    const flowRequest = flowRequestFor(
+      resolved,
+      body.user,
+      "chat",
+      GenerateRequest.create({
         requestId: request.id,
         model: resolved.model,
         messages: body.messages.map(toChatMessage),
@@ -46,12 +49,8 @@ export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): v
         toolChoice: toToolChoice(body),
         reasoningEffort: toReasoningEffort(body.reasoning_effort),
       }),
-      caller: resolved.caller,
-      sessionId: body.user ?? "",
-      alternativeModels: resolved.alternativeModels,
-      operation: "chat",
-    };
-    const completion: CompletionIds = {
+    );
+    const completion: StreamIds = {
       id: `chatcmpl-${randomUUID().replaceAll("-", "")}`,
       created: Math.floor(Date.now() / 1000),
       fingerprint: systemFingerprint(await deps.flow.catalog.find(resolved.model), resolved.model),
@@ -78,13 +77,7 @@ export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): v
   app.post("/api/v1/chat/completions", handler);
 }
 
-interface CompletionIds {
-  readonly id: string;
-  readonly created: number;
-  readonly fingerprint: string;
-}
-
-function completionBody(answer: CollectedGeneration, completion: CompletionIds, withLogprobs: boolean) {
+function completionBody(answer: CollectedGeneration, completion: StreamIds, withLogprobs: boolean) {
   return {
     id: completion.id,
     object: "chat.completion",
@@ -126,21 +119,16 @@ async function streamCompletion(
   sse: SseStream,
   events: AsyncGenerator<GenerationEvent>,
   first: IteratorResult<GenerationEvent>,
-  completion: CompletionIds,
+  completion: StreamIds,
   body: ChatCompletionBody,
   resolvedModel: string,
 ): Promise<void> {
   const includeUsage = body.stream_options?.include_usage === true;
   const withLogprobs = body.logprobs === true;
   const choiceCount = body.n ?? 1;
-  let head = "";
-  const setModel = (model: string) => {
-    head = `{"id":"${completion.id}","object":"chat.completion.chunk","created":${completion.created},"model":${JSON.stringify(model)},"system_fingerprint":"${completion.fingerprint}",`;
-  };
-  setModel(resolvedModel);
-  const tail = includeUsage ? `,"usage":null}` : "}";
+  const envelope = new ChunkEnvelope(completion, "chat.completion.chunk", resolvedModel, includeUsage);
   const chunk = (index: number, delta: object, finishReason: string | null, logprobs: unknown = null) =>
-    `${head}"choices":[${JSON.stringify({ index, delta, logprobs, finish_reason: finishReason })}]${tail}`;
+    envelope.choice({ index, delta, logprobs, finish_reason: finishReason });
 
   const pending = new Map<number, PendingDelta>();
   const toolCallsSent = new Array<number>(choiceCount).fill(0);
@@ -178,7 +166,7 @@ async function streamCompletion(
       const event = result.value;
       switch (event.$case) {
         case "started":
-          setModel(event.value.model || resolvedModel);
+          envelope.setModel(event.value.model || resolvedModel);
           sendRoles();
           break;
         case "delta": {
@@ -204,7 +192,7 @@ async function streamCompletion(
           sendRoles();
           flush();
           for (let index = 0; index < choiceCount; index += 1) endChoice(index, finishReasonText(event.value.finishReason));
-          if (includeUsage) sse.send(`${head}"choices":[],"usage":${JSON.stringify(usageBody(event.value.usage))}}`);
+          if (includeUsage) sse.send(envelope.usage(usageBody(event.value.usage)));
           sse.done();
           return;
         }

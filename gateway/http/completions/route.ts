@@ -4,14 +4,14 @@ import { pushable } from "it-pushable";
 import type { TokenLogprob, Usage } from "../../../gen/infermesh/common/v1/common.js";
 import { GenerateRequest } from "../../../gen/infermesh/worker/v1/worker_service.js";
 import type { ResolvedRequest } from "../../access/access-control.js";
-import { runGeneration } from "../../generation-flow.js";
+import { flowRequestFor, runGeneration } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
-import { collectGeneration, type Choice } from "../../translate/choices.js";
+import { collectGeneration, streamErrorOf, type Choice } from "../../translate/choices.js";
 import { finishReasonText, samplingParams, systemFingerprint, usageBody } from "../../translate/openai.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
 import { clientAbort } from "../client-abort.js";
 import { resolveRequest, type HttpDeps } from "../deps.js";
-import { SseStream, streamErrorOf } from "../sse.js";
+import { ChunkEnvelope, SseStream, type StreamIds } from "../sse.js";
 import { parseBody } from "../validation.js";
 import { completionBody, defaultCompletionMaxTokens, type CompletionBody } from "./schema.js";
 
@@ -22,7 +22,7 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
     const resolved = await resolveRequest(deps, request, body.model, body.max_tokens ?? defaultCompletionMaxTokens, body.user);
     const prompts = typeof body.prompt === "string" ? [body.prompt] : body.prompt;
     const choicesPerPrompt = body.n ?? 1;
-    const completion = {
+    const completion: StreamIds = {
       id: `cmpl-${randomUUID().replaceAll("-", "")}`,
       created: Math.floor(Date.now() / 1000),
       fingerprint: systemFingerprint(await deps.flow.catalog.find(resolved.model), resolved.model),
@@ -31,19 +31,18 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
     const run = (prompt: string, index: number) =>
       runGeneration(
         deps.flow,
-        {
-          generate: GenerateRequest.create({
+        flowRequestFor(
+          resolved,
+          body.user,
+          "text_completion",
+          GenerateRequest.create({
             requestId: prompts.length === 1 ? request.id : `${request.id}/${index}`,
             model: resolved.model,
             messages: [],
             prompt,
             sampling: samplingParams(body, resolved.maxTokens, { logprobs: body.logprobs != null, topLogprobs: body.logprobs ?? 0 }),
           }),
-          caller: resolved.caller,
-          sessionId: body.user ?? "",
-          alternativeModels: resolved.alternativeModels,
-          operation: "text_completion",
-        },
+        ),
         abort.signal,
       );
     if (body.stream) {
@@ -159,19 +158,15 @@ async function streamCompletion(
   sse: SseStream,
   events: AsyncGenerator<PromptEvent>,
   first: IteratorResult<PromptEvent>,
-  completion: { id: string; created: number; fingerprint: string },
+  completion: StreamIds,
   body: CompletionBody,
   resolved: ResolvedRequest,
   prompts: readonly string[],
 ): Promise<void> {
-  const includeUsage = body.stream_options?.include_usage === true;
   const choicesPerPrompt = body.n ?? 1;
-  let model = resolved.model;
-  const head = () =>
-    `{"id":"${completion.id}","object":"text_completion","created":${completion.created},"model":${JSON.stringify(model)},"system_fingerprint":"${completion.fingerprint}",`;
-  const tail = includeUsage ? `,"usage":null}` : "}";
+  const envelope = new ChunkEnvelope(completion, "text_completion", resolved.model, body.stream_options?.include_usage === true);
   const send = (index: number, text: string, finishReason: string | null, logprobs: unknown = null) =>
-    sse.send(`${head()}"choices":[${JSON.stringify({ index, text, logprobs, finish_reason: finishReason })}]${tail}`);
+    sse.send(envelope.choice({ index, text, logprobs, finish_reason: finishReason }));
   const pending = new Map<number, { text: string; logprobs: TokenLogprob[] }>();
   const offsets = new Map<number, number>();
   const flush = () => {
@@ -198,7 +193,7 @@ async function streamCompletion(
       const base = prompt * choicesPerPrompt;
       switch (event.$case) {
         case "started":
-          model = event.value.model || model;
+          envelope.setModel(event.value.model || resolved.model);
           break;
         case "delta": {
           const index = base + event.value.index;
@@ -233,7 +228,7 @@ async function streamCompletion(
     }
     if (sse.closed) return;
     flush();
-    if (includeUsage) sse.send(`${head()}"choices":[],"usage":${JSON.stringify(usageBody(sumUsage(usages)))}}`);
+    if (body.stream_options?.include_usage === true) sse.send(envelope.usage(usageBody(sumUsage(usages))));
     sse.done();
   } catch (error) {
     flush();
