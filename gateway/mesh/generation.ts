@@ -50,12 +50,17 @@ export async function* generate(
       throw error;
     }
     if (first.done || !first.value.event) throw new ApiError(Status.INTERNAL, "the worker ended the stream without events");
+    /** Whether the worker sent its last event (it closes the stream right after). */
+    let ended = false;
     try {
+      ended = isTerminal(first.value.event);
       yield first.value.event;
       for (;;) {
         const next = await iterator.next();
         if (next.done) return;
-        if (next.value.event) yield next.value.event;
+        if (!next.value.event) continue;
+        ended = isTerminal(next.value.event);
+        yield next.value.event;
       }
     } catch (error) {
       if (signal.aborted) throw error;
@@ -70,12 +75,17 @@ export async function* generate(
       };
       return;
     } finally {
-      // Closed early (the caller stopped reading): cancel the worker's call, and its decoding.
-      await iterator.return?.();
+      // A caller that stops at the last event waits for the stream's end (it is on its
+      // way): cancelling would cost the worker an HTTP/2 reset per request, which
+      // servers rate-limit. One that stops earlier cancels the call, and the decoding.
+      if (ended) await iterator.next().catch(() => undefined);
+      else await iterator.return?.();
     }
   }
   throw lastError ?? new ApiError(Status.UNAVAILABLE, "no worker could start the request");
 }
+
+const isTerminal = (event: GenerationEvent) => event.$case === "finished" || event.$case === "error";
 
 /**
  * Runs a unary call on the first picked worker that answers it; a retryable failure

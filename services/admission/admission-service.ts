@@ -1,4 +1,4 @@
-import { forever } from "abort-controller-x";
+import { forever, isAbortError } from "abort-controller-x";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, Gauge, type Registry } from "prom-client";
 import {
@@ -26,7 +26,7 @@ export interface AdmissionServiceDeps {
   readonly logger: Logger;
 }
 
-/** AdmissionService: a granted slot is held while the Acquire stream stays open. */
+/** AdmissionService: a granted slot is held until the caller closes its side of the Acquire stream. */
 export function createAdmissionService(
   deps: AdmissionServiceDeps,
 ): ServiceImplementation<typeof AdmissionServiceDefinition> {
@@ -57,37 +57,29 @@ export function createAdmissionService(
   });
 
   return {
-    async *acquire(request: AcquireRequest, context: CallContext): AsyncIterable<AcquireResponse> {
-      if (request.priorityClass === PriorityClass.PRIORITY_CLASS_UNSPECIFIED) {
-        throw new ServerError(Status.INVALID_ARGUMENT, "priority_class must be set");
-      }
-      if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
-      const tenantId = request.tenantId || "anonymous";
-      const tenantGrant = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens + request.maxOutputTokens);
-      if (!("release" in tenantGrant)) {
-        rejectedTotal += 1;
-        outcomes.inc({ outcome: "rate_limited" });
-        logger.debug({ request_id: request.requestId, tenant: tenantId, limit: tenantGrant.limit }, "rate limited");
-        yield {
-          event: {
-            $case: "rejected",
-            value: {
-              reason: RejectReason.REJECT_REASON_RATE_LIMITED,
-              message: `Rate limit reached for tenant ${tenantId} on ${tenantGrant.limit.replaceAll("_", " ")}; retry later.`,
-              retryAfterMs: Math.max(1, tenantGrant.retryAfterMs),
-            },
-          },
-        };
-        return;
-      }
-      const progress = { granted: false };
+    async *acquire(requests: AsyncIterable<AcquireRequest>, context: CallContext): AsyncIterable<AcquireResponse> {
+      const incoming = requests[Symbol.asyncIterator]();
+      const first = await incoming.next();
+      if (first.done) throw new ServerError(Status.INVALID_ARGUMENT, "send one AcquireRequest first");
+      const request = first.value;
+      // The slot lives until the caller closes its side (the release) or the call ends.
+      const release = new AbortController();
+      const onCancel = () => release.abort();
+      context.signal.addEventListener("abort", onCancel, { once: true });
+      let misuse: ServerError | undefined;
+      void incoming.next().then(
+        (next) => {
+          if (!next.done) misuse = new ServerError(Status.INVALID_ARGUMENT, "one AcquireRequest per stream");
+          release.abort();
+        },
+        () => release.abort(),
+      );
       try {
-        yield* holdSlot(request, context, progress);
+        yield* admit(request, release.signal);
       } finally {
-        // Budgets pay for work that ran: a request that never got a slot is refunded.
-        if (progress.granted) tenantGrant.release();
-        else tenantGrant.refund();
+        context.signal.removeEventListener("abort", onCancel);
       }
+      if (misuse) throw misuse;
     },
 
     async getStats() {
@@ -101,9 +93,43 @@ export function createAdmissionService(
     },
   };
 
-  /** Queues for a slot and holds it until the caller closes the stream; `progress.granted` says whether it got one. */
-  async function* holdSlot(request: AcquireRequest, context: CallContext, progress: { granted: boolean }): AsyncGenerator<AcquireResponse> {
-    const ticket = limiter.request(request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs, context.signal);
+  /** One request's admission: its tenant's limits, then a slot held until `released` aborts. */
+  async function* admit(request: AcquireRequest, released: AbortSignal): AsyncGenerator<AcquireResponse> {
+    if (request.priorityClass === PriorityClass.PRIORITY_CLASS_UNSPECIFIED) {
+      throw new ServerError(Status.INVALID_ARGUMENT, "priority_class must be set");
+    }
+    if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
+    const tenantId = request.tenantId || "anonymous";
+    const tenantGrant = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens + request.maxOutputTokens);
+    if (!("release" in tenantGrant)) {
+      rejectedTotal += 1;
+      outcomes.inc({ outcome: "rate_limited" });
+      logger.debug({ request_id: request.requestId, tenant: tenantId, limit: tenantGrant.limit }, "rate limited");
+      yield {
+        event: {
+          $case: "rejected",
+          value: {
+            reason: RejectReason.REJECT_REASON_RATE_LIMITED,
+            message: `Rate limit reached for tenant ${tenantId} on ${tenantGrant.limit.replaceAll("_", " ")}; retry later.`,
+            retryAfterMs: Math.max(1, tenantGrant.retryAfterMs),
+          },
+        },
+      };
+      return;
+    }
+    const progress = { granted: false };
+    try {
+      yield* holdSlot(request, released, progress);
+    } finally {
+      // Budgets pay for work that ran: a request that never got a slot is refunded.
+      if (progress.granted) tenantGrant.release();
+      else tenantGrant.refund();
+    }
+  }
+
+  /** Queues for a slot and holds it until `released` aborts; `progress.granted` says whether it got one. */
+  async function* holdSlot(request: AcquireRequest, released: AbortSignal, progress: { granted: boolean }): AsyncGenerator<AcquireResponse> {
+    const ticket = limiter.request(request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs, released);
     if (ticket.queuePosition !== undefined) {
       yield { event: { $case: "queued", value: { position: ticket.queuePosition, estimatedWaitMs: ticket.estimatedWaitMs } } };
     }
@@ -111,7 +137,9 @@ export function createAdmissionService(
     try {
       outcome = await ticket.outcome;
     } catch (error) {
+      // Released while queued: the caller gave up.
       outcomes.inc({ outcome: "cancelled" });
+      if (isAbortError(error)) return;
       throw error;
     }
     if (outcome.kind === "rejected") {
@@ -136,8 +164,8 @@ export function createAdmissionService(
     outcomes.inc({ outcome: "granted" });
     try {
       yield { event: { $case: "granted", value: { slotId: slot.id, queuedMs: slot.queuedMs } } };
-      // Hold the slot until the caller closes the stream (or vanishes).
-      await forever(context.signal);
+      // Hold the slot until the caller closes its side (or vanishes).
+      await forever(released).catch(() => undefined);
     } finally {
       slot.release();
     }

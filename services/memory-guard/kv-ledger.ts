@@ -7,26 +7,28 @@ export interface PressureThresholds {
   readonly criticalRatio: number;
 }
 
-interface DeviceAccount {
-  device: string;
-  reportedUsedTokens: number;
-  totalTokens: number;
-  idleSequences: number;
-  /** Whether the worker has reported at all (an entry may come from a reservation first). */
-  reported: boolean;
-  readonly reservations: Map<number, number>;
-  level: PressureLevel;
+/** One worker's KV report. */
+export interface KvUsage {
+  readonly device: string;
+  readonly usedTokens: number;
+  readonly totalTokens: number;
+  readonly idleSequences: number;
+  /** Prompt plus output bound of every running generation. */
+  readonly reservedTokens: number;
+}
+
+interface DeviceAccount extends KvUsage {
+  readonly level: PressureLevel;
 }
 
 /**
  * KV-cache accounting per worker device. A device's usage is the larger of what its
- * worker last reported and what open reservations hold, so a burst of new generations
- * counts before the next report arrives.
+ * worker holds and what its running generations will hold at their output bound, so
+ * new work counts before its tokens exist.
  */
 export class KvLedger {
   private readonly devices = new Map<string, DeviceAccount>();
   private readonly listeners = new Set<() => void>();
-  private nextReservationId = 1;
 
   constructor(private readonly thresholds: PressureThresholds) {}
 
@@ -36,37 +38,15 @@ export class KvLedger {
     return () => this.listeners.delete(listener);
   }
 
-  report(workerId: string, device: string, usedTokens: number, totalTokens: number, idleSequences: number): void {
-    const account = this.account(workerId);
-    account.device = device;
-    account.reportedUsedTokens = usedTokens;
-    account.totalTokens = totalTokens;
-    account.idleSequences = idleSequences;
-    account.reported = true;
-    this.changed(account);
+  report(workerId: string, usage: KvUsage): void {
+    const level = this.levelFor(effectiveUsed(usage), usage.totalTokens);
+    this.devices.set(workerId, { ...usage, level });
+    this.emit();
   }
 
   /** Drops a device whose worker left. */
   remove(workerId: string): void {
     if (this.devices.delete(workerId)) this.emit();
-  }
-
-  /** Records a reservation; the returned function releases it (idempotent). */
-  reserve(workerId: string, tokens: number): () => void {
-    const account = this.account(workerId);
-    const id = this.nextReservationId++;
-    account.reservations.set(id, tokens);
-    this.changed(account);
-    return () => {
-      if (!account.reservations.delete(id)) return;
-      // An entry that only ever held reservations goes when the last one does.
-      if (!account.reported && account.reservations.size === 0 && this.devices.get(workerId) === account) {
-        this.devices.delete(workerId);
-        this.emit();
-      } else {
-        this.changed(account);
-      }
-    };
   }
 
   levelOf(workerId: string): PressureLevel {
@@ -105,28 +85,6 @@ export class KvLedger {
     };
   }
 
-  private account(workerId: string): DeviceAccount {
-    let account = this.devices.get(workerId);
-    if (!account) {
-      account = {
-        device: "",
-        reportedUsedTokens: 0,
-        totalTokens: 0,
-        idleSequences: 0,
-        reported: false,
-        reservations: new Map(),
-        level: PressureLevel.PRESSURE_LEVEL_NORMAL,
-      };
-      this.devices.set(workerId, account);
-    }
-    return account;
-  }
-
-  private changed(account: DeviceAccount): void {
-    account.level = this.levelFor(effectiveUsed(account), account.totalTokens);
-    this.emit();
-  }
-
   private levelFor(usedTokens: number, totalTokens: number): PressureLevel {
     if (totalTokens <= 0) return PressureLevel.PRESSURE_LEVEL_NORMAL;
     const ratio = usedTokens / totalTokens;
@@ -140,8 +98,6 @@ export class KvLedger {
   }
 }
 
-function effectiveUsed(account: DeviceAccount): number {
-  let reserved = 0;
-  for (const tokens of account.reservations.values()) reserved += tokens;
-  return Math.max(account.reportedUsedTokens, reserved);
+function effectiveUsed(usage: KvUsage): number {
+  return Math.max(usage.usedTokens, usage.reservedTokens);
 }

@@ -1,4 +1,3 @@
-import { forever } from "abort-controller-x";
 import { pushable } from "it-pushable";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, Gauge, type Registry } from "prom-client";
@@ -7,8 +6,6 @@ import {
   MemoryGuardServiceDefinition,
   type ReportRequest,
   type ReportResponse,
-  type ReserveRequest,
-  type ReserveResponse,
   type WatchResponse,
 } from "../../gen/infermesh/memory/v1/memory_service.js";
 import type { Logger } from "../common/logger.js";
@@ -22,7 +19,7 @@ export interface MemoryGuardServiceDeps {
   readonly lifetime: AbortSignal;
 }
 
-/** MemoryGuardService: KV accounting from worker reports and reservations, pressure to watchers. */
+/** MemoryGuardService: KV accounting from worker reports (usage and reservations), pressure to watchers. */
 export function createMemoryGuardService(
   deps: MemoryGuardServiceDeps,
 ): ServiceImplementation<typeof MemoryGuardServiceDefinition> {
@@ -70,7 +67,13 @@ export function createMemoryGuardService(
           }
           if (workerId === undefined) logger.info({ worker_id: report.workerId, device: report.device }, "worker reporting");
           workerId = report.workerId;
-          ledger.report(workerId, report.device, report.kvUsedTokens, report.kvTotalTokens, report.idleSequences);
+          ledger.report(workerId, {
+            device: report.device,
+            usedTokens: report.kvUsedTokens,
+            totalTokens: report.kvTotalTokens,
+            idleSequences: report.idleSequences,
+            reservedTokens: report.kvReservedTokens,
+          });
           const level = ledger.levelOf(workerId);
           if (level !== lastLevel) {
             lastLevel = level;
@@ -124,24 +127,5 @@ export function createMemoryGuardService(
       }
     },
 
-    async *reserve(request: ReserveRequest, context: CallContext): AsyncIterable<ReserveResponse> {
-      if (request.workerId === "") throw new ServerError(Status.INVALID_ARGUMENT, "worker_id must be set");
-      const release = ledger.reserve(request.workerId, request.kvTokens);
-      try {
-        const total = ledger.totalTokens(request.workerId);
-        yield {
-          event: {
-            $case: "reserved",
-            value: {
-              level: ledger.levelOf(request.workerId),
-              deviceFreeTokens: Math.max(0, total - ledger.usedTokens(request.workerId)),
-            },
-          },
-        };
-        await forever(AbortSignal.any([context.signal, deps.lifetime]));
-      } finally {
-        release();
-      }
-    },
   };
 }

@@ -17,6 +17,13 @@ export const workerConfigSchema = z.object({
   /** host:port of memory-guard to report KV usage to; empty to run without. */
   memoryGuardAddress: z.string().default("127.0.0.1:50053"),
   /**
+   * Least time between two load reports to the router and two KV reports to
+   * memory-guard. A change after a quiet spell is reported at once; the changes of a
+   * busy spell are folded into one report per interval (the router's own in-flight
+   * counts bridge the gap). 0 reports every change.
+   */
+  reportMinIntervalMs: integer(0, 10_000).default(10),
+  /**
    * llamacpp: a GGUF in-process (the default); openai: forward to an OpenAI-compatible
    * server (vLLM, SGLang, trtllm-serve, llama-server); sim: the named GPU simulator.
    */

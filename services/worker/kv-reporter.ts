@@ -3,29 +3,34 @@ import { pushable } from "it-pushable";
 import type { MemoryGuardServiceDefinition, ReportRequest } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
+import { Throttle } from "../common/throttle.js";
+import type { KvReservations } from "./kv-reservations.js";
 import type { WorkerRuntime } from "./worker-service.js";
 
 /**
- * Streams the engine's KV usage to memory-guard (on change, at most every
- * `minIntervalMs`, and at least every `maxIntervalMs`) and carries out its eviction
- * commands. Reconnects with backoff.
+ * Streams the engine's KV usage and the running generations' reservations to
+ * memory-guard (on change, at most every `minIntervalMs`, and at least every
+ * `maxIntervalMs`) and carries out its eviction commands. Reconnects with backoff.
  */
 export function keepReportingKv(options: {
   client: Client<typeof MemoryGuardServiceDefinition>;
   workerId: string;
   runtime: WorkerRuntime;
+  reservations: KvReservations;
   onLoadChange: (listener: () => void) => void;
   logger: Logger;
   signal: AbortSignal;
+  minIntervalMs: number;
   maxIntervalMs?: number;
 }): Promise<void> {
   const { runtime, logger } = options;
-  let report: (() => void) | undefined;
-  options.onLoadChange(() => report?.());
+  let throttle: Throttle | undefined;
+  options.onLoadChange(() => throttle?.trigger());
+  options.reservations.onChange(() => throttle?.trigger());
   return keepConnected(
     async (signal) => {
       const outgoing = pushable<ReportRequest>({ objectMode: true });
-      report = () => {
+      const report = () => {
         const load = runtime.engine?.load();
         if (!load || !runtime.engine) return;
         outgoing.push({
@@ -37,12 +42,14 @@ export function keepReportingKv(options: {
               kvUsedTokens: load.kvUsedTokens,
               kvTotalTokens: load.kvTotalTokens,
               idleSequences: load.idleSequences,
+              kvReservedTokens: options.reservations.reservedTokens,
             },
           },
         });
       };
-      report();
-      const timer = setInterval(() => report?.(), options.maxIntervalMs ?? 1_000);
+      throttle = new Throttle(report, options.minIntervalMs);
+      throttle.flush();
+      const timer = setInterval(() => throttle?.flush(), options.maxIntervalMs ?? 1_000);
       try {
         for await (const command of options.client.report(outgoing, { signal })) {
           if (command.event?.$case === "evictIdle" && runtime.engine) {
@@ -51,7 +58,8 @@ export function keepReportingKv(options: {
           }
         }
       } finally {
-        report = undefined;
+        throttle?.cancel();
+        throttle = undefined;
         clearInterval(timer);
         outgoing.end();
       }

@@ -1,33 +1,36 @@
-import type { Client } from "nice-grpc";
-import type { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
-import type { Logger } from "../common/logger.js";
-
 /**
- * Holds a memory-guard reservation for each running generation: a Reserve stream open
- * for exactly as long as the generation runs. It does not delay the generation; if
- * memory-guard is away the generation runs unreserved and the next KV report catches up.
+ * The KV cells this worker's running generations will hold at their output bound:
+ * prompt plus max tokens for every choice. The KV reports carry the total to
+ * memory-guard, so a generation counts against the device from its start, before its
+ * tokens exist. Reservations die with the worker: memory-guard drops a device's
+ * accounting when its Report stream ends.
  */
 export class KvReservations {
-  constructor(
-    private readonly client: Client<typeof MemoryGuardServiceDefinition> | undefined,
-    private readonly workerId: string,
-    private readonly logger: Logger,
-  ) {}
+  private total = 0;
+  private readonly listeners = new Set<() => void>();
 
-  /** Opens the reservation; the returned function closes it (idempotent). */
-  hold(requestId: string, kvTokens: number): () => void {
-    const client = this.client;
-    if (!client) return () => undefined;
-    const closer = new AbortController();
-    void (async () => {
-      try {
-        for await (const _event of client.reserve({ requestId, workerId: this.workerId, kvTokens }, { signal: closer.signal })) {
-          // The Reserved event only confirms; the stream's lifetime is the reservation.
-        }
-      } catch (error) {
-        if (!closer.signal.aborted) this.logger.debug({ err: error, request_id: requestId }, "KV reservation lost");
-      }
-    })();
-    return () => closer.abort();
+  get reservedTokens(): number {
+    return this.total;
+  }
+
+  /** Calls `listener` whenever the total changes. */
+  onChange(listener: () => void): void {
+    this.listeners.add(listener);
+  }
+
+  /** Reserves `kvTokens`; the returned function releases them (idempotent). */
+  hold(kvTokens: number): () => void {
+    this.change(kvTokens);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.change(-kvTokens);
+    };
+  }
+
+  private change(tokens: number): void {
+    this.total += tokens;
+    for (const listener of this.listeners) listener();
   }
 }

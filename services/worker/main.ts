@@ -27,7 +27,7 @@ try {
   const memoryGuard = config.memoryGuardAddress
     ? createGrpcClient(MemoryGuardServiceDefinition, openChannel(config.memoryGuardAddress), 2_000)
     : undefined;
-  const reservations = new KvReservations(memoryGuard, workerId, log);
+  const reservations = new KvReservations();
   const grpc = await startGrpcServer({
     address: config.listen,
     serviceNames: [WorkerServiceDefinition.fullName],
@@ -77,9 +77,19 @@ try {
       },
       logger: log,
       signal: lifetime.signal,
+      minReportIntervalMs: config.reportMinIntervalMs,
     });
     if (memoryGuard) {
-      void keepReportingKv({ client: memoryGuard, workerId, runtime, onLoadChange, logger: log, signal: lifetime.signal });
+      void keepReportingKv({
+        client: memoryGuard,
+        workerId,
+        runtime,
+        reservations,
+        onLoadChange,
+        logger: log,
+        signal: lifetime.signal,
+        minIntervalMs: config.reportMinIntervalMs,
+      });
     }
   }
 } catch (error) {

@@ -1,15 +1,16 @@
 import type { Client } from "nice-grpc";
-import { pushable } from "it-pushable";
+import { pushable, type Pushable } from "it-pushable";
 import type { ConnectRequest, LoadReport, RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
-import type { KvBlockEvent } from "./engines/engine.js";
+import { Throttle } from "../common/throttle.js";
 import type { WorkerRuntime } from "./worker-service.js";
 
 /**
  * Keeps the worker in the router's fleet: opens Connect, registers, sends a load report
- * on every change and at the interval the router asks for, and reconnects with backoff
- * whenever the stream breaks (a router restart included).
+ * (with the prefix blocks stored and evicted since the last) on change, at most every
+ * `minReportIntervalMs` and at least at the interval the router asks for, and
+ * reconnects with backoff whenever the stream breaks (a router restart included).
  */
 export function keepRegistered(options: {
   client: Client<typeof RouterServiceDefinition>;
@@ -21,12 +22,20 @@ export function keepRegistered(options: {
   onDrain: (reason: string) => void;
   logger: Logger;
   signal: AbortSignal;
+  /** Least time between two reports; see the worker's `reportMinIntervalMs`. */
+  minReportIntervalMs: number;
 }): Promise<void> {
   const { runtime, logger } = options;
-  let sendReport: (() => void) | undefined;
-  let sendKvEvent: ((event: KvBlockEvent) => void) | undefined;
-  options.onLoadChange(() => sendReport?.());
-  runtime.engine?.onKvEvent((event) => sendKvEvent?.(event));
+  let throttle: Throttle | undefined;
+  /** Block changes since the last report: true stored, false evicted (the last change wins). */
+  let blockChanges: Map<number, boolean> | undefined;
+  options.onLoadChange(() => throttle?.trigger());
+  runtime.engine?.onKvEvent((event) => {
+    if (!blockChanges || !throttle) return;
+    for (const hash of event.stored) blockChanges.set(hash, true);
+    for (const hash of event.evicted) blockChanges.set(hash, false);
+    throttle.trigger();
+  });
   const sendsKvEvents = runtime.engine?.heldBlocks !== undefined;
   const currentLoad = (): LoadReport => {
     const load = runtime.engine?.load();
@@ -40,6 +49,18 @@ export function keepRegistered(options: {
       prefixCacheHits: load?.prefixCacheHits ?? 0,
       state: runtime.state,
     };
+  };
+
+  /** One report: the block changes since the last one, then the load. */
+  const report = (outgoing: Pushable<ConnectRequest>) => {
+    if (blockChanges && blockChanges.size > 0) {
+      const stored: number[] = [];
+      const evicted: number[] = [];
+      for (const [hash, held] of blockChanges) (held ? stored : evicted).push(hash);
+      blockChanges.clear();
+      outgoing.push({ event: { $case: "kvEvents", value: { storedBlockHashes: stored, evictedBlockHashes: evicted, cleared: false } } });
+    }
+    outgoing.push({ event: { $case: "loadReport", value: currentLoad() } });
   };
 
   return keepConnected(
@@ -64,25 +85,25 @@ export function keepRegistered(options: {
         for await (const response of options.client.connect(outgoing, { signal })) {
           if (response.event?.$case === "registered") {
             logger.info({ router_interval_ms: response.event.value.reportIntervalMs }, "registered with the router");
-            sendReport = () => outgoing.push({ event: { $case: "loadReport", value: currentLoad() } });
-            sendReport();
-            if (sendsKvEvents && !sendKvEvent) {
+            if (sendsKvEvents && !blockChanges) {
               // The router starts from an empty table: everything held now, then changes.
               const held = runtime.engine?.heldBlocks?.() ?? [];
               outgoing.push({ event: { $case: "kvEvents", value: { storedBlockHashes: [...held], evictedBlockHashes: [], cleared: true } } });
-              sendKvEvent = (event) =>
-                outgoing.push({ event: { $case: "kvEvents", value: { storedBlockHashes: [...event.stored], evictedBlockHashes: [...event.evicted], cleared: false } } });
+              blockChanges = new Map();
             }
+            throttle ??= new Throttle(() => report(outgoing), options.minReportIntervalMs);
+            throttle.flush();
             clearInterval(timer);
-            timer = setInterval(sendReport, response.event.value.reportIntervalMs);
+            timer = setInterval(() => throttle?.flush(), response.event.value.reportIntervalMs);
           } else if (response.event?.$case === "drain") {
             options.onDrain(response.event.value.reason);
-            sendReport?.();
+            throttle?.flush();
           }
         }
       } finally {
-        sendReport = undefined;
-        sendKvEvent = undefined;
+        throttle?.cancel();
+        throttle = undefined;
+        blockChanges = undefined;
         clearInterval(timer);
         outgoing.end();
       }

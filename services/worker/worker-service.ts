@@ -139,7 +139,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         throw new ServerError(Status.INTERNAL, "the engine did not start");
       }
       // Every choice holds the prompt and its own output in KV.
-      const release = deps.reservations.hold(request.requestId, n * (started.promptTokens + started.maxTokens));
+      const release = deps.reservations.hold(n * (started.promptTokens + started.maxTokens));
       const usage: Usage = { promptTokens: started.promptTokens, completionTokens: 0, cachedTokens: started.cachedTokens, reasoningTokens: 0 };
       let firstFinish = FinishReason.FINISH_REASON_UNSPECIFIED;
       let outcome: "finished" | "cancelled" | "failed" | undefined;

@@ -1,4 +1,5 @@
 /** A real admission process: a slot is held exactly while its Acquire stream is open. */
+import { pushable } from "it-pushable";
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { createChannel, createClient, Status, type Client } from "nice-grpc";
@@ -39,18 +40,24 @@ const request = {
   queueTimeoutMs: undefined,
 };
 
-/** Opens an Acquire stream and returns its events as they come, and a way to close it. */
-function open() {
+/**
+ * Opens an Acquire stream and returns its events as they come, a way to release the
+ * slot (closing our side, as the gateway does) and a way to cancel the call.
+ */
+function open(requests: readonly (typeof request)[] = [request]) {
   const controller = new AbortController();
+  const outgoing = pushable<typeof request>({ objectMode: true });
+  for (const sent of requests) outgoing.push(sent);
   const events: AcquireResponse[] = [];
+  let failure: unknown;
   const done = (async () => {
     try {
-      for await (const event of admission.acquire(request, { signal: controller.signal })) events.push(event);
-    } catch {
-      // Closed by us.
+      for await (const event of admission.acquire(outgoing, { signal: controller.signal })) events.push(event);
+    } catch (error) {
+      failure = error;
     }
   })();
-  return { events, close: () => controller.abort(), done };
+  return { events, close: () => outgoing.end(), cancel: () => controller.abort(), done, failure: () => failure };
 }
 
 test("a slot is held while its stream is open and passes to the next in line when it closes", async () => {
@@ -68,9 +75,11 @@ test("a slot is held while its stream is open and passes to the next in line whe
   assert.ok(rejected.$case === "rejected" && rejected.value.retryAfterMs > 0);
 
   first.close();
+  await first.done;
+  assert.equal(first.failure(), undefined, "a released stream ends OK");
   await waitFor("the second grant", () => second.events.some((event) => event.event?.$case === "granted"));
-  second.close();
-  await waitFor("every slot to be free", async () => (await admission.getStats({})).inFlight === 0);
+  second.cancel();
+  await waitFor("a cancelled call to free its slot too", async () => (await admission.getStats({})).inFlight === 0);
 });
 
 test("a queued request that gives up leaves the queue at once", async () => {
@@ -84,13 +93,19 @@ test("a queued request that gives up leaves the queue at once", async () => {
   await waitFor("every slot to be free", async () => (await admission.getStats({})).inFlight === 0);
 });
 
-test("an Acquire without a priority class is rejected with INVALID_ARGUMENT", async () => {
-  await assert.rejects(
-    (async () => {
-      for await (const _ of admission.acquire({ ...request, priorityClass: PriorityClass.PRIORITY_CLASS_UNSPECIFIED })) {
-        // No event expected.
-      }
-    })(),
-    (error: any) => error.code === Status.INVALID_ARGUMENT,
-  );
+test("an Acquire without a priority class, without a request or with two is refused with INVALID_ARGUMENT", async () => {
+  const noPriority = open([{ ...request, priorityClass: PriorityClass.PRIORITY_CLASS_UNSPECIFIED }]);
+  await noPriority.done;
+  assert.equal((noPriority.failure() as any)?.code, Status.INVALID_ARGUMENT);
+
+  const empty = open([]);
+  empty.close();
+  await empty.done;
+  assert.equal((empty.failure() as any)?.code, Status.INVALID_ARGUMENT);
+
+  const twice = open([request, request]);
+  await twice.done;
+  assert.equal((twice.failure() as any)?.code, Status.INVALID_ARGUMENT);
+  assert.match((twice.failure() as any)?.details, /one AcquireRequest per stream/);
+  await waitFor("the slot it got to be free", async () => (await admission.getStats({})).inFlight === 0);
 });

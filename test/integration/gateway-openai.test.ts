@@ -358,3 +358,29 @@ test("the public gRPC API serves completions (whole and streamed), embeddings an
   assert.deepEqual((await models.listModels({}, { metadata })).models.map((entry) => entry.id), [model]);
   await assert.rejects(models.listModels({}), (error: { code?: Status }) => error.code === Status.UNAUTHENTICATED);
 });
+
+// HTTP/2 servers defend against "rapid reset" floods: a connection that resets more
+// than about a thousand streams in a burst is closed (nghttp2's default, in Node). The
+// mesh must not reset a stream per request, or every request in flight fails every
+// thousand or so. 2,000 requests in a few seconds trip it (checked: releasing admission
+// slots by cancelling the call failed 5 of them here).
+test("2,000 requests in a row are all served: no hop resets a stream per request", async () => {
+  const body = JSON.stringify({ model, messages: [{ role: "user", content: "Hi" }], max_tokens: 1 });
+  const statuses = new Map<number, number>();
+  let sent = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (sent < 2_000) {
+        sent += 1;
+        const response = await fetch(`${mesh.baseUrl}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${keys.user}` },
+          body,
+        });
+        await response.arrayBuffer();
+        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+      }
+    }),
+  );
+  assert.deepEqual(Object.fromEntries(statuses), { 200: 2_000 });
+});

@@ -1118,14 +1118,19 @@ export const AdmissionServiceDefinition = {
   fullName: "infermesh.admission.v1.AdmissionService",
   methods: {
     /**
-     * Acquire asks for a slot. The stream sends zero or more Queued events, then either
-     * Granted (and stays open, holding the slot, until the caller cancels it) or Rejected
-     * (and closes OK). Invalid requests fail with INVALID_ARGUMENT.
+     * Acquire asks for a slot. The caller sends one AcquireRequest and keeps its side of
+     * the stream open. Admission sends zero or more Queued events, then either Granted
+     * (and holds the slot) or Rejected (and closes OK). The caller releases the slot by
+     * closing its side (admission then closes OK); a cancelled call or a broken
+     * connection releases it too. Releasing by half-close, not by cancelling, keeps
+     * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
+     * reset" defence) and drop the connection of a client that resets every request.
+     * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
      */
     acquire: {
       name: "Acquire",
       requestType: AcquireRequest as typeof AcquireRequest,
-      requestStream: false,
+      requestStream: true,
       responseType: AcquireResponse as typeof AcquireResponse,
       responseStream: true,
       options: {},
@@ -1144,12 +1149,17 @@ export const AdmissionServiceDefinition = {
 
 export interface AdmissionServiceImplementation<CallContextExt = {}> {
   /**
-   * Acquire asks for a slot. The stream sends zero or more Queued events, then either
-   * Granted (and stays open, holding the slot, until the caller cancels it) or Rejected
-   * (and closes OK). Invalid requests fail with INVALID_ARGUMENT.
+   * Acquire asks for a slot. The caller sends one AcquireRequest and keeps its side of
+   * the stream open. Admission sends zero or more Queued events, then either Granted
+   * (and holds the slot) or Rejected (and closes OK). The caller releases the slot by
+   * closing its side (admission then closes OK); a cancelled call or a broken
+   * connection releases it too. Releasing by half-close, not by cancelling, keeps
+   * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
+   * reset" defence) and drop the connection of a client that resets every request.
+   * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
    */
   acquire(
-    request: AcquireRequest,
+    request: AsyncIterable<AcquireRequest>,
     context: CallContext & CallContextExt,
   ): ServerStreamingMethodResult<DeepPartial<AcquireResponse>>;
   /** GetStats returns the current occupancy. Idempotent. */
@@ -1158,11 +1168,19 @@ export interface AdmissionServiceImplementation<CallContextExt = {}> {
 
 export interface AdmissionServiceClient<CallOptionsExt = {}> {
   /**
-   * Acquire asks for a slot. The stream sends zero or more Queued events, then either
-   * Granted (and stays open, holding the slot, until the caller cancels it) or Rejected
-   * (and closes OK). Invalid requests fail with INVALID_ARGUMENT.
+   * Acquire asks for a slot. The caller sends one AcquireRequest and keeps its side of
+   * the stream open. Admission sends zero or more Queued events, then either Granted
+   * (and holds the slot) or Rejected (and closes OK). The caller releases the slot by
+   * closing its side (admission then closes OK); a cancelled call or a broken
+   * connection releases it too. Releasing by half-close, not by cancelling, keeps
+   * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
+   * reset" defence) and drop the connection of a client that resets every request.
+   * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
    */
-  acquire(request: DeepPartial<AcquireRequest>, options?: CallOptions & CallOptionsExt): AsyncIterable<AcquireResponse>;
+  acquire(
+    request: AsyncIterable<DeepPartial<AcquireRequest>>,
+    options?: CallOptions & CallOptionsExt,
+  ): AsyncIterable<AcquireResponse>;
   /** GetStats returns the current occupancy. Idempotent. */
   getStats(request: DeepPartial<GetStatsRequest>, options?: CallOptions & CallOptionsExt): Promise<GetStatsResponse>;
 }

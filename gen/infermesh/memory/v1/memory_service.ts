@@ -13,34 +13,6 @@ export const protobufPackage = "infermesh.memory.v1";
 
 export const protobufFileName = "infermesh/memory/v1/memory_service.proto";
 
-/** ReserveRequest asks for KV cells for one generation. */
-export interface ReserveRequest {
-  /** The gateway's request id. */
-  requestId: string;
-  /** The worker that runs the generation. */
-  workerId: string;
-  /** Cells wanted: prompt tokens plus the output bound. */
-  kvTokens: number;
-}
-
-/** ReserveResponse is one event of a reservation. */
-export interface ReserveResponse {
-  /** The event. */
-  event:
-    | //
-    /** The reservation is recorded. */
-    { $case: "reserved"; value: Reserved }
-    | undefined;
-}
-
-/** Reserved confirms a reservation and reports the device's state with it. */
-export interface Reserved {
-  /** The device's pressure level including this reservation. */
-  level: PressureLevel;
-  /** Cells still free on the device. */
-  deviceFreeTokens: number;
-}
-
 /** ReportRequest is one message from a worker. */
 export interface ReportRequest {
   /** The event. */
@@ -63,6 +35,12 @@ export interface KvReport {
   kvTotalTokens: number;
   /** Sequences holding KV with no request running on them. */
   idleSequences: number;
+  /**
+   * KV cells the running generations will hold at their output bound: prompt plus
+   * max tokens for every choice. Memory-guard counts the larger of this and
+   * kv_used_tokens, so work just started counts before its tokens exist.
+   */
+  kvReservedTokens: number;
 }
 
 /** ReportResponse is one message from memory-guard to a worker. */
@@ -117,286 +95,6 @@ export interface WatchResponse {
   /** Free KV cells summed over devices. */
   fleetFreeTokens: number;
 }
-
-function createBaseReserveRequest(): ReserveRequest {
-  return { requestId: "", workerId: "", kvTokens: 0 };
-}
-
-export const ReserveRequest: MessageFns<ReserveRequest> = {
-  encode(message: ReserveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.requestId !== "") {
-      writer.uint32(10).string(message.requestId);
-    }
-    if (message.workerId !== "") {
-      writer.uint32(18).string(message.workerId);
-    }
-    if (message.kvTokens !== 0) {
-      writer.uint32(24).uint64(message.kvTokens);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ReserveRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseReserveRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.requestId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.workerId = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.kvTokens = longToNumber(reader.uint64());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ReserveRequest {
-    return {
-      requestId: isSet(object.requestId)
-        ? globalThis.String(object.requestId)
-        : isSet(object.request_id)
-        ? globalThis.String(object.request_id)
-        : "",
-      workerId: isSet(object.workerId)
-        ? globalThis.String(object.workerId)
-        : isSet(object.worker_id)
-        ? globalThis.String(object.worker_id)
-        : "",
-      kvTokens: isSet(object.kvTokens)
-        ? globalThis.Number(object.kvTokens)
-        : isSet(object.kv_tokens)
-        ? globalThis.Number(object.kv_tokens)
-        : 0,
-    };
-  },
-
-  toJSON(message: ReserveRequest): unknown {
-    const obj: any = {};
-    if (message.requestId !== "") {
-      obj.requestId = message.requestId;
-    }
-    if (message.workerId !== "") {
-      obj.workerId = message.workerId;
-    }
-    if (message.kvTokens !== 0) {
-      obj.kvTokens = Math.round(message.kvTokens);
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<ReserveRequest>): ReserveRequest {
-    return ReserveRequest.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<ReserveRequest>): ReserveRequest {
-    const message = createBaseReserveRequest();
-    message.requestId = object.requestId ?? "";
-    message.workerId = object.workerId ?? "";
-    message.kvTokens = object.kvTokens ?? 0;
-    return message;
-  },
-};
-
-function createBaseReserveResponse(): ReserveResponse {
-  return { event: undefined };
-}
-
-export const ReserveResponse: MessageFns<ReserveResponse> = {
-  encode(message: ReserveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    switch (message.event?.$case) {
-      case "reserved":
-        Reserved.encode(message.event.value, writer.uint32(10).fork()).join();
-        break;
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ReserveResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseReserveResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.event = { $case: "reserved", value: Reserved.decode(reader, reader.uint32()) };
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ReserveResponse {
-    return {
-      event: isSet(object.reserved) ? { $case: "reserved", value: Reserved.fromJSON(object.reserved) } : undefined,
-    };
-  },
-
-  toJSON(message: ReserveResponse): unknown {
-    const obj: any = {};
-    if (message.event?.$case === "reserved") {
-      obj.reserved = Reserved.toJSON(message.event.value);
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<ReserveResponse>): ReserveResponse {
-    return ReserveResponse.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<ReserveResponse>): ReserveResponse {
-    const message = createBaseReserveResponse();
-    switch (object.event?.$case) {
-      case "reserved": {
-        if (object.event?.value !== undefined && object.event?.value !== null) {
-          message.event = { $case: "reserved", value: Reserved.fromPartial(object.event.value) };
-        }
-        break;
-      }
-    }
-    return message;
-  },
-};
-
-function createBaseReserved(): Reserved {
-  return { level: 0, deviceFreeTokens: 0 };
-}
-
-export const Reserved: MessageFns<Reserved> = {
-  encode(message: Reserved, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.level !== 0) {
-      writer.uint32(8).int32(message.level);
-    }
-    if (message.deviceFreeTokens !== 0) {
-      writer.uint32(16).uint64(message.deviceFreeTokens);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Reserved {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseReserved();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.level = reader.int32() as any;
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.deviceFreeTokens = longToNumber(reader.uint64());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): Reserved {
-    return {
-      level: isSet(object.level) ? pressureLevelFromJSON(object.level) : 0,
-      deviceFreeTokens: isSet(object.deviceFreeTokens)
-        ? globalThis.Number(object.deviceFreeTokens)
-        : isSet(object.device_free_tokens)
-        ? globalThis.Number(object.device_free_tokens)
-        : 0,
-    };
-  },
-
-  toJSON(message: Reserved): unknown {
-    const obj: any = {};
-    if (message.level !== 0) {
-      obj.level = pressureLevelToJSON(message.level);
-    }
-    if (message.deviceFreeTokens !== 0) {
-      obj.deviceFreeTokens = Math.round(message.deviceFreeTokens);
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<Reserved>): Reserved {
-    return Reserved.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<Reserved>): Reserved {
-    const message = createBaseReserved();
-    message.level = object.level ?? 0;
-    message.deviceFreeTokens = object.deviceFreeTokens ?? 0;
-    return message;
-  },
-};
 
 function createBaseReportRequest(): ReportRequest {
   return { event: undefined };
@@ -481,7 +179,7 @@ export const ReportRequest: MessageFns<ReportRequest> = {
 };
 
 function createBaseKvReport(): KvReport {
-  return { workerId: "", device: "", kvUsedTokens: 0, kvTotalTokens: 0, idleSequences: 0 };
+  return { workerId: "", device: "", kvUsedTokens: 0, kvTotalTokens: 0, idleSequences: 0, kvReservedTokens: 0 };
 }
 
 export const KvReport: MessageFns<KvReport> = {
@@ -500,6 +198,9 @@ export const KvReport: MessageFns<KvReport> = {
     }
     if (message.idleSequences !== 0) {
       writer.uint32(40).uint32(message.idleSequences);
+    }
+    if (message.kvReservedTokens !== 0) {
+      writer.uint32(48).uint64(message.kvReservedTokens);
     }
     return writer;
   },
@@ -557,6 +258,14 @@ export const KvReport: MessageFns<KvReport> = {
             message.idleSequences = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.kvReservedTokens = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -592,6 +301,11 @@ export const KvReport: MessageFns<KvReport> = {
         : isSet(object.idle_sequences)
         ? globalThis.Number(object.idle_sequences)
         : 0,
+      kvReservedTokens: isSet(object.kvReservedTokens)
+        ? globalThis.Number(object.kvReservedTokens)
+        : isSet(object.kv_reserved_tokens)
+        ? globalThis.Number(object.kv_reserved_tokens)
+        : 0,
     };
   },
 
@@ -612,6 +326,9 @@ export const KvReport: MessageFns<KvReport> = {
     if (message.idleSequences !== 0) {
       obj.idleSequences = Math.round(message.idleSequences);
     }
+    if (message.kvReservedTokens !== 0) {
+      obj.kvReservedTokens = Math.round(message.kvReservedTokens);
+    }
     return obj;
   },
 
@@ -625,6 +342,7 @@ export const KvReport: MessageFns<KvReport> = {
     message.kvUsedTokens = object.kvUsedTokens ?? 0;
     message.kvTotalTokens = object.kvTotalTokens ?? 0;
     message.idleSequences = object.idleSequences ?? 0;
+    message.kvReservedTokens = object.kvReservedTokens ?? 0;
     return message;
   },
 };
@@ -1190,8 +908,10 @@ export const MemoryGuardServiceDefinition = {
   methods: {
     /**
      * Report is a worker's KV stream: the worker sends KvReports (the first one names
-     * it), memory-guard answers with commands. The device's accounting is dropped when
-     * the stream ends; workers reconnect with backoff.
+     * it) when its usage or reservations change, at most every few milliseconds;
+     * memory-guard answers with commands. The device's accounting, reservations
+     * included, is dropped when the stream ends, so a crashed worker frees its own;
+     * workers reconnect with backoff.
      */
     report: {
       name: "Report",
@@ -1213,28 +933,16 @@ export const MemoryGuardServiceDefinition = {
       responseStream: true,
       options: {},
     },
-    /**
-     * Reserve holds KV cells on a worker's device for one generation, exactly as long as
-     * the stream stays open: the worker opens it when a generation starts and closes it
-     * when it ends, so a crashed worker or a cancelled request frees its reservation by
-     * itself. The stream sends one Reserved event and then stays open.
-     */
-    reserve: {
-      name: "Reserve",
-      requestType: ReserveRequest as typeof ReserveRequest,
-      requestStream: false,
-      responseType: ReserveResponse as typeof ReserveResponse,
-      responseStream: true,
-      options: {},
-    },
   },
 } as const;
 
 export interface MemoryGuardServiceImplementation<CallContextExt = {}> {
   /**
    * Report is a worker's KV stream: the worker sends KvReports (the first one names
-   * it), memory-guard answers with commands. The device's accounting is dropped when
-   * the stream ends; workers reconnect with backoff.
+   * it) when its usage or reservations change, at most every few milliseconds;
+   * memory-guard answers with commands. The device's accounting, reservations
+   * included, is dropped when the stream ends, so a crashed worker frees its own;
+   * workers reconnect with backoff.
    */
   report(
     request: AsyncIterable<ReportRequest>,
@@ -1248,23 +956,15 @@ export interface MemoryGuardServiceImplementation<CallContextExt = {}> {
     request: WatchRequest,
     context: CallContext & CallContextExt,
   ): ServerStreamingMethodResult<DeepPartial<WatchResponse>>;
-  /**
-   * Reserve holds KV cells on a worker's device for one generation, exactly as long as
-   * the stream stays open: the worker opens it when a generation starts and closes it
-   * when it ends, so a crashed worker or a cancelled request frees its reservation by
-   * itself. The stream sends one Reserved event and then stays open.
-   */
-  reserve(
-    request: ReserveRequest,
-    context: CallContext & CallContextExt,
-  ): ServerStreamingMethodResult<DeepPartial<ReserveResponse>>;
 }
 
 export interface MemoryGuardServiceClient<CallOptionsExt = {}> {
   /**
    * Report is a worker's KV stream: the worker sends KvReports (the first one names
-   * it), memory-guard answers with commands. The device's accounting is dropped when
-   * the stream ends; workers reconnect with backoff.
+   * it) when its usage or reservations change, at most every few milliseconds;
+   * memory-guard answers with commands. The device's accounting, reservations
+   * included, is dropped when the stream ends, so a crashed worker frees its own;
+   * workers reconnect with backoff.
    */
   report(
     request: AsyncIterable<DeepPartial<ReportRequest>>,
@@ -1275,13 +975,6 @@ export interface MemoryGuardServiceClient<CallOptionsExt = {}> {
    * ends by itself; the caller cancels it.
    */
   watch(request: DeepPartial<WatchRequest>, options?: CallOptions & CallOptionsExt): AsyncIterable<WatchResponse>;
-  /**
-   * Reserve holds KV cells on a worker's device for one generation, exactly as long as
-   * the stream stays open: the worker opens it when a generation starts and closes it
-   * when it ends, so a crashed worker or a cancelled request frees its reservation by
-   * itself. The stream sends one Reserved event and then stays open.
-   */
-  reserve(request: DeepPartial<ReserveRequest>, options?: CallOptions & CallOptionsExt): AsyncIterable<ReserveResponse>;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
