@@ -10,6 +10,7 @@ import { registerCompletions } from "./completions/route.js";
 import type { HttpDeps } from "./deps.js";
 import { registerEmbeddings } from "./embeddings/route.js";
 import { sendError } from "./errors.js";
+import { registerModelAdmin } from "./admin/model-admin.js";
 import { registerModels } from "./models/route.js";
 
 export interface HttpServerDeps extends HttpDeps {
@@ -90,6 +91,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   registerCompletions(app, deps);
   registerEmbeddings(app, deps);
   registerModels(app, deps.flow.catalog, Math.floor(Date.now() / 1000));
+  registerModelAdmin(app, deps.flow.clients, deps.flow.catalog);
 
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_request, reply) => {

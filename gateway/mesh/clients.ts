@@ -5,11 +5,17 @@ import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_se
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import { createGrpcClient, openChannel } from "../../services/common/grpc-client.js";
 
+/** Loading gpt-oss-120b from disk takes minutes. */
+const adminTimeoutMs = 15 * 60_000;
+
 /** The gateway's clients into the mesh; one channel per peer, reused by every request. */
 export class MeshClients {
   readonly admission: Client<typeof AdmissionServiceDefinition>;
   readonly router: Client<typeof RouterServiceDefinition>;
-  private readonly workers = new Map<string, { channel: Channel; client: Client<typeof WorkerServiceDefinition> }>();
+  private readonly workers = new Map<
+    string,
+    { channel: Channel; client: Client<typeof WorkerServiceDefinition>; admin?: Client<typeof WorkerServiceDefinition> }
+  >();
   private readonly channels: Channel[];
 
   constructor(
@@ -26,13 +32,24 @@ export class MeshClients {
 
   /** The client of the worker at host:port (created on first use). */
   worker(address: string): Client<typeof WorkerServiceDefinition> {
+    return this.workerEntry(address).client;
+  }
+
+  /** The same worker's client for admin calls, whose deadline allows loading a large model. */
+  workerAdmin(address: string): Client<typeof WorkerServiceDefinition> {
+    const entry = this.workerEntry(address);
+    entry.admin ??= createGrpcClient(WorkerServiceDefinition, entry.channel, adminTimeoutMs);
+    return entry.admin;
+  }
+
+  private workerEntry(address: string) {
     let entry = this.workers.get(address);
     if (!entry) {
       const channel = openChannel(address);
       entry = { channel, client: createGrpcClient(WorkerServiceDefinition, channel, this.unaryTimeoutMs) };
       this.workers.set(address, entry);
     }
-    return entry.client;
+    return entry;
   }
 
   close(): void {

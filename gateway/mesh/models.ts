@@ -38,6 +38,11 @@ export class ModelCatalog {
     return (await this.list(signal)).find((model) => model.id === id);
   }
 
+  /** Forgets the cached list: the next call asks the router (after an admin changed the models). */
+  invalidate(): void {
+    this.cached = undefined;
+  }
+
   /** Whether a worker served this model before (so its absence now is temporary). */
   servedBefore(id: string): boolean {
     return this.everServed.has(id);

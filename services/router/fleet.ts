@@ -1,10 +1,11 @@
-import { PressureLevel, ServingState } from "../../gen/infermesh/common/v1/common.js";
+import { PressureLevel, ServingState, type ModelInfo } from "../../gen/infermesh/common/v1/common.js";
 import type { LoadReport, Register, WorkerStatus } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Clock } from "../common/clock.js";
 
 /** One connected worker as the router sees it. */
 export interface FleetMember {
-  readonly registration: Register;
+  /** What the worker registered with; its models change when an admin loads or unloads one. */
+  registration: Register;
   /** Identifies the Connect stream that owns this entry (a reconnect replaces it). */
   readonly connectionId: number;
   load: LoadReport;
@@ -61,6 +62,12 @@ export class Fleet {
     member.load = load;
     member.lastReportAtMs = this.clock.now();
     member.inFlightPicks = 0;
+  }
+
+  /** The member now serves exactly `models`. */
+  setModels(member: FleetMember, models: readonly ModelInfo[]): void {
+    member.registration = { ...member.registration, models: [...models] };
+    for (const model of models) this.modelsEverServed.add(model.id);
   }
 
   setPressure(workerId: string, level: PressureLevel): void {

@@ -103,7 +103,12 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
         for (;;) {
           const next = await iterator.next();
           if (next.done) break;
-          if (next.value.event?.$case === "loadReport") fleet.report(member, next.value.event.value);
+          const event = next.value.event;
+          if (event?.$case === "loadReport") fleet.report(member, event.value);
+          else if (event?.$case === "modelsChanged") {
+            fleet.setModels(member, event.value.models);
+            logger.info({ worker_id: registration.workerId, models: event.value.models.map((model) => model.id) }, "worker's models changed");
+          }
         }
       })().then(
         () => outgoing.end(),

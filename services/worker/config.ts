@@ -58,6 +58,8 @@ export const workerConfigSchema = z.object({
   testModelArchitecture: z.enum(["gpt-oss", "llama"]).default("gpt-oss"),
   /** Where the generated test model is cached. */
   cacheDir: z.string().default(".cache/models"),
+  /** Directory admin LoadModel calls may load GGUFs from (paths outside it are refused). */
+  modelDir: z.string().default(".cache/models"),
   /** "cpu" forces the CPU; "auto" uses CUDA, Vulkan or Metal when present; or name the backend. */
   gpu: z.enum(["auto", "cpu", "cuda", "vulkan", "metal"]).default("auto"),
   /** The GPU this worker owns (one worker per GPU); -1 leaves every visible GPU to the backend. */

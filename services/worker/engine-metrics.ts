@@ -1,47 +1,51 @@
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { Engine } from "./engines/engine.js";
+import type { Engine, EngineLoad } from "./engines/engine.js";
 
 /**
  * Exports the engine's load under vLLM's metric names where they mean the same thing,
- * so dashboards built for vLLM work on infermesh workers.
+ * so dashboards built for vLLM work on infermesh workers. Reads whichever engine the
+ * worker serves at scrape time; with none (unloaded), the gauges are absent.
  */
-export function exportEngineMetrics(registry: Registry, engine: Engine, workerId: string): void {
-  const labels = { worker_id: workerId, engine: engine.kind, model_id: engine.models()[0]?.id ?? "" };
-  const labelNames = Object.keys(labels);
-  const gauge = (name: string, help: string, read: () => number) =>
+export function exportEngineMetrics(registry: Registry, currentEngine: () => Engine | undefined, workerId: string): void {
+  const labelNames = ["worker_id", "engine", "model_id"];
+  const labelsOf = (engine: Engine) => ({ worker_id: workerId, engine: engine.kind, model_id: engine.models()[0]?.id ?? "" });
+  const gauge = (name: string, help: string, read: (load: EngineLoad) => number) =>
     new Gauge({
       name,
       help,
       labelNames,
       registers: [registry],
       collect() {
-        this.set(labels, read());
+        this.reset();
+        const engine = currentEngine();
+        if (engine) this.set(labelsOf(engine), read(engine.load()));
       },
     });
-  gauge("vllm:num_requests_running", "Requests decoding now", () => engine.load().runningRequests);
-  gauge("vllm:num_requests_waiting", "Requests waiting for a sequence", () => engine.load().waitingRequests);
-  gauge("vllm:kv_cache_usage_perc", "KV-cache usage, 0 to 1", () => {
-    const load = engine.load();
-    return load.kvTotalTokens === 0 ? 0 : load.kvUsedTokens / load.kvTotalTokens;
-  });
+  gauge("vllm:num_requests_running", "Requests decoding now", (load) => load.runningRequests);
+  gauge("vllm:num_requests_waiting", "Requests waiting for a sequence", (load) => load.waitingRequests);
+  gauge("vllm:kv_cache_usage_perc", "KV-cache usage, 0 to 1", (load) => (load.kvTotalTokens === 0 ? 0 : load.kvUsedTokens / load.kvTotalTokens));
   // Cumulative figures the engine keeps, exported as counters by their growth.
-  const counter = (name: string, help: string, read: () => number) => {
-    let exported = 0;
+  const counter = (name: string, help: string, read: (load: EngineLoad) => number) => {
+    // Growth since the last scrape, per engine: a new engine starts from zero.
+    let counted: { engine: Engine; exported: number } | undefined;
     return new Counter({
       name,
       help,
       labelNames,
       registers: [registry],
       collect() {
-        const now = read();
-        if (now > exported) this.inc(labels, now - exported);
-        exported = Math.max(exported, now);
+        const engine = currentEngine();
+        if (!engine) return;
+        if (counted?.engine !== engine) counted = { engine, exported: 0 };
+        const now = read(engine.load());
+        if (now > counted.exported) this.inc(labelsOf(engine), now - counted.exported);
+        counted.exported = Math.max(counted.exported, now);
       },
     });
   };
-  counter("vllm:prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache", () => engine.load().prefixCacheQueries);
-  counter("vllm:prefix_cache_hits_total", "Prompt tokens found in the prefix cache", () => engine.load().prefixCacheHits);
-  gauge("infermesh_worker_kv_used_tokens", "KV cells in use", () => engine.load().kvUsedTokens);
-  gauge("infermesh_worker_kv_total_tokens", "KV cells in all", () => engine.load().kvTotalTokens);
-  gauge("infermesh_worker_tokens_per_second", "Generated tokens per second, 5 s window", () => engine.load().tokensPerSecond);
+  counter("vllm:prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache", (load) => load.prefixCacheQueries);
+  counter("vllm:prefix_cache_hits_total", "Prompt tokens found in the prefix cache", (load) => load.prefixCacheHits);
+  gauge("infermesh_worker_kv_used_tokens", "KV cells in use", (load) => load.kvUsedTokens);
+  gauge("infermesh_worker_kv_total_tokens", "KV cells in all", (load) => load.kvTotalTokens);
+  gauge("infermesh_worker_tokens_per_second", "Generated tokens per second, 5 s window", (load) => load.tokensPerSecond);
 }

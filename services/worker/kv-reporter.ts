@@ -5,7 +5,7 @@ import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import { Throttle } from "../common/throttle.js";
 import type { KvReservations } from "./kv-reservations.js";
-import type { WorkerRuntime } from "./worker-service.js";
+import type { EngineHost } from "./engine-host.js";
 
 /**
  * Streams the engine's KV usage and the running generations' reservations to
@@ -15,9 +15,8 @@ import type { WorkerRuntime } from "./worker-service.js";
 export function keepReportingKv(options: {
   client: Client<typeof MemoryGuardServiceDefinition>;
   workerId: string;
-  runtime: WorkerRuntime;
+  runtime: EngineHost;
   reservations: KvReservations;
-  onLoadChange: (listener: () => void) => void;
   logger: Logger;
   signal: AbortSignal;
   minIntervalMs: number;
@@ -25,7 +24,7 @@ export function keepReportingKv(options: {
 }): Promise<void> {
   const { runtime, logger } = options;
   let throttle: Throttle | undefined;
-  options.onLoadChange(() => throttle?.trigger());
+  runtime.onLoadChange(() => throttle?.trigger());
   options.reservations.onChange(() => throttle?.trigger());
   return keepConnected(
     async (signal) => {

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { ServingState } from "../../gen/infermesh/common/v1/common.js";
 import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
@@ -12,8 +13,9 @@ import { loadEngine } from "./engine-loader.js";
 import { KvReservations } from "./kv-reservations.js";
 import { keepReportingKv } from "./kv-reporter.js";
 import { keepRegistered } from "./membership.js";
+import { EngineHost } from "./engine-host.js";
 import { exportEngineMetrics } from "./engine-metrics.js";
-import { createWorkerService, type WorkerRuntime } from "./worker-service.js";
+import { createWorkerService } from "./worker-service.js";
 
 let logger: Logger | undefined;
 try {
@@ -23,7 +25,12 @@ try {
   const log = logger;
   const registry = createMetricsRegistry("worker");
   const lifetime = new AbortController();
-  const runtime: WorkerRuntime = { engine: undefined, state: ServingState.SERVING_STATE_LOADING, stateReason: "" };
+  const runtime = new EngineHost({
+    // Only llama.cpp loads GGUFs; sim and openai serve what they were started with.
+    loader: config.engine === "llamacpp" ? (modelPath, modelId) => loadEngine({ ...config, modelPath, modelId }, log) : undefined,
+    modelDir: resolve(config.modelDir),
+    drainGraceMs: config.shutdownGraceMs,
+  });
   const memoryGuard = config.memoryGuardAddress
     ? createGrpcClient(MemoryGuardServiceDefinition, openChannel(config.memoryGuardAddress), 2_000)
     : undefined;
@@ -34,8 +41,15 @@ try {
     logger: log,
     addServices: (server) => server.add(WorkerServiceDefinition, createWorkerService({ workerId, runtime, reservations, registry, logger: log })),
   });
-  // Health says NOT_SERVING until the model has loaded.
+  // Health says NOT_SERVING until a model has loaded, and follows the serving state
+  // through whatever an admin loads or unloads.
+  let serving = false;
   grpc.setServing(false);
+  runtime.onLoadChange(() => {
+    if (serving === (runtime.state === ServingState.SERVING_STATE_SERVING)) return;
+    serving = !serving;
+    grpc.setServing(serving);
+  });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry);
   const address = config.advertiseAddress || config.listen.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/:0$/, `:${grpc.port}`);
 
@@ -51,25 +65,20 @@ try {
   });
 
   try {
-    runtime.engine = await loadEngine(config, log);
+    runtime.serve(await loadEngine(config, log));
   } catch (error) {
-    runtime.state = ServingState.SERVING_STATE_FAILED;
-    runtime.stateReason = error instanceof Error ? error.message : String(error);
+    runtime.fail(error instanceof Error ? error.message : String(error));
     log.error({ err: error }, `the model failed to load; this worker stays NOT_SERVING: ${runtime.stateReason}`);
   }
   const engine = runtime.engine;
   if (engine) {
-    runtime.state = ServingState.SERVING_STATE_SERVING;
-    grpc.setServing(true);
-    exportEngineMetrics(registry, engine, workerId);
+    exportEngineMetrics(registry, () => runtime.engine, workerId);
     log.info({ address, device: engine.device, models: engine.models().map((model) => model.id), metricsPort: metrics.port }, "worker ready");
-    const onLoadChange = (listener: () => void) => engine.onLoadChange(listener);
     void keepRegistered({
       client: createGrpcClient(RouterServiceDefinition, openChannel(config.routerAddress), 2_000),
       workerId,
       address,
       runtime,
-      onLoadChange,
       onDrain: (reason) => {
         log.info({ reason }, "draining at the router's request");
         runtime.state = ServingState.SERVING_STATE_DRAINING;
@@ -85,7 +94,6 @@ try {
         workerId,
         runtime,
         reservations,
-        onLoadChange,
         logger: log,
         signal: lifetime.signal,
         minIntervalMs: config.reportMinIntervalMs,

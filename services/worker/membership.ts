@@ -4,7 +4,7 @@ import type { ConnectRequest, LoadReport, RouterServiceDefinition } from "../../
 import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import { Throttle } from "../common/throttle.js";
-import type { WorkerRuntime } from "./worker-service.js";
+import type { EngineHost } from "./engine-host.js";
 
 /**
  * Keeps the worker in the router's fleet: opens Connect, registers, sends a load report
@@ -16,9 +16,7 @@ export function keepRegistered(options: {
   client: Client<typeof RouterServiceDefinition>;
   workerId: string;
   address: string;
-  runtime: WorkerRuntime;
-  /** Subscribes to engine load changes. */
-  onLoadChange: (listener: () => void) => void;
+  runtime: EngineHost;
   onDrain: (reason: string) => void;
   logger: Logger;
   signal: AbortSignal;
@@ -29,14 +27,16 @@ export function keepRegistered(options: {
   let throttle: Throttle | undefined;
   /** Block changes since the last report: true stored, false evicted (the last change wins). */
   let blockChanges: Map<number, boolean> | undefined;
-  options.onLoadChange(() => throttle?.trigger());
-  runtime.engine?.onKvEvent((event) => {
+  runtime.onLoadChange(() => throttle?.trigger());
+  runtime.onKvEvent((event) => {
     if (!blockChanges || !throttle) return;
     for (const hash of event.stored) blockChanges.set(hash, true);
     for (const hash of event.evicted) blockChanges.set(hash, false);
     throttle.trigger();
   });
-  const sendsKvEvents = runtime.engine?.heldBlocks !== undefined;
+  /** Sends what the router must know when the models change: the list, and an empty prefix table. */
+  let sendModels: (() => void) | undefined;
+  runtime.onModelsChanged(() => sendModels?.());
   const currentLoad = (): LoadReport => {
     const load = runtime.engine?.load();
     return {
@@ -72,11 +72,11 @@ export function keepRegistered(options: {
           value: {
             workerId: options.workerId,
             address: options.address,
-            models: runtime.engine?.models() ?? [],
+            models: runtime.models(),
             device: runtime.engine?.device ?? "",
             maxSequences: runtime.engine?.maxSequences ?? 0,
             state: runtime.state,
-            sendsKvEvents,
+            sendsKvEvents: runtime.engine?.heldBlocks !== undefined,
           },
         },
       });
@@ -85,13 +85,22 @@ export function keepRegistered(options: {
         for await (const response of options.client.connect(outgoing, { signal })) {
           if (response.event?.$case === "registered") {
             logger.info({ router_interval_ms: response.event.value.reportIntervalMs }, "registered with the router");
-            if (sendsKvEvents && !blockChanges) {
+            if (runtime.engine?.heldBlocks && !blockChanges) {
               // The router starts from an empty table: everything held now, then changes.
               const held = runtime.engine?.heldBlocks?.() ?? [];
               outgoing.push({ event: { $case: "kvEvents", value: { storedBlockHashes: [...held], evictedBlockHashes: [], cleared: true } } });
               blockChanges = new Map();
             }
             throttle ??= new Throttle(() => report(outgoing), options.minReportIntervalMs);
+            sendModels = () => {
+              outgoing.push({ event: { $case: "modelsChanged", value: { models: runtime.models() } } });
+              if (blockChanges) {
+                blockChanges.clear();
+                const held = runtime.engine?.heldBlocks?.() ?? [];
+                outgoing.push({ event: { $case: "kvEvents", value: { storedBlockHashes: [...held], evictedBlockHashes: [], cleared: true } } });
+              }
+              throttle?.flush();
+            };
             throttle.flush();
             clearInterval(timer);
             timer = setInterval(() => throttle?.flush(), response.event.value.reportIntervalMs);
@@ -101,6 +110,7 @@ export function keepRegistered(options: {
           }
         }
       } finally {
+        sendModels = undefined;
         throttle?.cancel();
         throttle = undefined;
         blockChanges = undefined;

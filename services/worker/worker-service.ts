@@ -11,20 +11,12 @@ import {
 import type { Logger } from "../common/logger.js";
 import { coalesceDeltas, mergeChoices } from "./choices.js";
 import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
+import type { EngineHost } from "./engine-host.js";
 import type { KvReservations } from "./kv-reservations.js";
-
-/** The worker's engine and state, which change while the process runs. */
-export interface WorkerRuntime {
-  /** Set once the model has loaded. */
-  engine: Engine | undefined;
-  state: ServingState;
-  /** Why the state is FAILED. */
-  stateReason: string;
-}
 
 export interface WorkerServiceDeps {
   readonly workerId: string;
-  readonly runtime: WorkerRuntime;
+  readonly runtime: EngineHost;
   readonly reservations: KvReservations;
   readonly registry: Registry;
   readonly logger: Logger;
@@ -36,6 +28,7 @@ export const maxChoices = 16;
 const statusOf: Record<EngineError["kind"], Status> = {
   invalid_argument: Status.INVALID_ARGUMENT,
   not_found: Status.NOT_FOUND,
+  failed_precondition: Status.FAILED_PRECONDITION,
   unavailable: Status.UNAVAILABLE,
   resource_exhausted: Status.RESOURCE_EXHAUSTED,
   deadline_exceeded: Status.DEADLINE_EXCEEDED,
@@ -212,6 +205,15 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       if (request.inputs.length === 0) throw new ServerError(Status.INVALID_ARGUMENT, "inputs must not be empty");
       const result = await engineCall(() => engine.embed(request.model, request.inputs, context.signal));
       return { embeddings: result.vectors.map((values) => ({ values })), promptTokens: result.promptTokens };
+    },
+
+    async loadModel(request) {
+      return { model: await engineCall(() => runtime.load(request.modelId, request.modelPath)) };
+    },
+
+    async unloadModel(request) {
+      await engineCall(() => runtime.unload(request.modelId));
+      return {};
     },
 
     async getInfo() {

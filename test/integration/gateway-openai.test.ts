@@ -79,13 +79,20 @@ test("without a key, or with a wrong one, the API answers 401 in OpenAI's shape;
 });
 
 test("/admin and /debug need an admin key", async () => {
-  const as = (key: string) => fetch(`${mesh.baseUrl}/admin/models/${model}/unload`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
+  const as = (key: string) => fetch(`${mesh.baseUrl}/admin/models/no-such-model/unload`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
   const denied = await as(keys.user);
   assert.equal(denied.status, 403);
   assert.equal(((await denied.json()) as { error: { type: string } }).error.type, "permission_error");
   assert.equal((await fetch(`${mesh.baseUrl}/debug/anything`)).status, 401);
-  // An admin gets past the guard (to whatever the path is).
-  assert.notEqual((await as(keys.admin)).status, 403);
+  // An admin gets past the guard, to the endpoint: no worker serves that model.
+  assert.equal((await as(keys.admin)).status, 404);
+  // The guard checks the decoded path: an encoded "admin" is still admin.
+  const encoded = await fetch(`${mesh.baseUrl}/%61dmin/models/no-such-model/unload`, { method: "POST", headers: { authorization: `Bearer ${keys.user}` } });
+  assert.equal(encoded.status, 403);
+  // The sim engine cannot load a model back, so it refuses to unload one.
+  const simUnload = await fetch(`${mesh.baseUrl}/admin/models/${model}/unload`, { method: "POST", headers: { authorization: `Bearer ${keys.admin}` } });
+  assert.equal(simUnload.status, 400);
+  assert.match(((await simUnload.json()) as { error: { message: string } }).error.message, /drain the worker instead/);
 });
 
 test("GET /v1/models/{id} describes one model and 404s an unknown one", async () => {

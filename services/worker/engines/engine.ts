@@ -92,6 +92,7 @@ export class EngineError extends Error {
     readonly kind:
       | "invalid_argument"
       | "not_found"
+      | "failed_precondition"
       | "unavailable"
       | "resource_exhausted"
       | "deadline_exceeded"

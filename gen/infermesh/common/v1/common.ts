@@ -183,6 +183,8 @@ export enum ServingState {
   SERVING_STATE_DRAINING = 3,
   /** SERVING_STATE_FAILED - Failed to load or broke; see the reason beside it. */
   SERVING_STATE_FAILED = 4,
+  /** SERVING_STATE_IDLE - Serves no model: its model was unloaded and no other loaded yet. */
+  SERVING_STATE_IDLE = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -203,6 +205,9 @@ export function servingStateFromJSON(object: any): ServingState {
     case 4:
     case "SERVING_STATE_FAILED":
       return ServingState.SERVING_STATE_FAILED;
+    case 5:
+    case "SERVING_STATE_IDLE":
+      return ServingState.SERVING_STATE_IDLE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -222,6 +227,8 @@ export function servingStateToJSON(object: ServingState): string {
       return "SERVING_STATE_DRAINING";
     case ServingState.SERVING_STATE_FAILED:
       return "SERVING_STATE_FAILED";
+    case ServingState.SERVING_STATE_IDLE:
+      return "SERVING_STATE_IDLE";
     case ServingState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -66,7 +66,16 @@ export interface ConnectRequest {
     | //
     /** Prefix blocks whose KV the worker now holds or no longer holds. */
     { $case: "kvEvents"; value: KvEvents }
+    | //
+    /** The models the worker serves changed (an admin loaded or unloaded one). */
+    { $case: "modelsChanged"; value: ModelsChanged }
     | undefined;
+}
+
+/** ModelsChanged replaces the model list a worker registered with. */
+export interface ModelsChanged {
+  /** Every model the worker serves now; empty when it serves none. */
+  models: ModelInfo[];
 }
 
 /**
@@ -579,6 +588,9 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       case "kvEvents":
         KvEvents.encode(message.event.value, writer.uint32(26).fork()).join();
         break;
+      case "modelsChanged":
+        ModelsChanged.encode(message.event.value, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -620,6 +632,14 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.event = { $case: "kvEvents", value: KvEvents.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.event = { $case: "modelsChanged", value: ModelsChanged.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -644,6 +664,10 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         ? { $case: "kvEvents", value: KvEvents.fromJSON(object.kvEvents) }
         : isSet(object.kv_events)
         ? { $case: "kvEvents", value: KvEvents.fromJSON(object.kv_events) }
+        : isSet(object.modelsChanged)
+        ? { $case: "modelsChanged", value: ModelsChanged.fromJSON(object.modelsChanged) }
+        : isSet(object.models_changed)
+        ? { $case: "modelsChanged", value: ModelsChanged.fromJSON(object.models_changed) }
         : undefined,
     };
   },
@@ -656,6 +680,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       obj.loadReport = LoadReport.toJSON(message.event.value);
     } else if (message.event?.$case === "kvEvents") {
       obj.kvEvents = KvEvents.toJSON(message.event.value);
+    } else if (message.event?.$case === "modelsChanged") {
+      obj.modelsChanged = ModelsChanged.toJSON(message.event.value);
     }
     return obj;
   },
@@ -684,7 +710,82 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         }
         break;
       }
+      case "modelsChanged": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "modelsChanged", value: ModelsChanged.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseModelsChanged(): ModelsChanged {
+  return { models: [] };
+}
+
+export const ModelsChanged: MessageFns<ModelsChanged> = {
+  encode(message: ModelsChanged, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.models) {
+      ModelInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelsChanged {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelsChanged();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.models.push(ModelInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelsChanged {
+    return {
+      models: globalThis.Array.isArray(object?.models) ? object.models.map((e: any) => ModelInfo.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ModelsChanged): unknown {
+    const obj: any = {};
+    if (message.models?.length) {
+      obj.models = message.models.map((e) => ModelInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelsChanged>): ModelsChanged {
+    return ModelsChanged.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelsChanged>): ModelsChanged {
+    const message = createBaseModelsChanged();
+    message.models = object.models?.map((e) => ModelInfo.fromPartial(e)) || [];
     return message;
   },
 };

@@ -31,6 +31,30 @@ export const protobufPackage = "infermesh.worker.v1";
 
 export const protobufFileName = "infermesh/worker/v1/worker_service.proto";
 
+/** LoadModelRequest names the model to serve and its file. */
+export interface LoadModelRequest {
+  /** The id to serve it under. */
+  modelId: string;
+  /** The GGUF, absolute or relative to the worker's model directory; it must lie inside it. */
+  modelPath: string;
+}
+
+/** LoadModelResponse describes the model now served. */
+export interface LoadModelResponse {
+  /** The model. */
+  model: ModelInfo | undefined;
+}
+
+/** UnloadModelRequest names the model to drop. */
+export interface UnloadModelRequest {
+  /** The model's id. */
+  modelId: string;
+}
+
+/** UnloadModelResponse confirms the model is no longer served. */
+export interface UnloadModelResponse {
+}
+
 /** GenerateRequest is one generation. Exactly one of messages or prompt is set. */
 export interface GenerateRequest {
   /** The gateway's request id. */
@@ -207,6 +231,293 @@ export interface GetInfoResponse {
   /** Why the state is FAILED, if it is. */
   stateReason: string;
 }
+
+function createBaseLoadModelRequest(): LoadModelRequest {
+  return { modelId: "", modelPath: "" };
+}
+
+export const LoadModelRequest: MessageFns<LoadModelRequest> = {
+  encode(message: LoadModelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.modelId !== "") {
+      writer.uint32(10).string(message.modelId);
+    }
+    if (message.modelPath !== "") {
+      writer.uint32(18).string(message.modelPath);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadModelRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadModelRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.modelId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.modelPath = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadModelRequest {
+    return {
+      modelId: isSet(object.modelId)
+        ? globalThis.String(object.modelId)
+        : isSet(object.model_id)
+        ? globalThis.String(object.model_id)
+        : "",
+      modelPath: isSet(object.modelPath)
+        ? globalThis.String(object.modelPath)
+        : isSet(object.model_path)
+        ? globalThis.String(object.model_path)
+        : "",
+    };
+  },
+
+  toJSON(message: LoadModelRequest): unknown {
+    const obj: any = {};
+    if (message.modelId !== "") {
+      obj.modelId = message.modelId;
+    }
+    if (message.modelPath !== "") {
+      obj.modelPath = message.modelPath;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LoadModelRequest>): LoadModelRequest {
+    return LoadModelRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LoadModelRequest>): LoadModelRequest {
+    const message = createBaseLoadModelRequest();
+    message.modelId = object.modelId ?? "";
+    message.modelPath = object.modelPath ?? "";
+    return message;
+  },
+};
+
+function createBaseLoadModelResponse(): LoadModelResponse {
+  return { model: undefined };
+}
+
+export const LoadModelResponse: MessageFns<LoadModelResponse> = {
+  encode(message: LoadModelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== undefined) {
+      ModelInfo.encode(message.model, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadModelResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadModelResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = ModelInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadModelResponse {
+    return { model: isSet(object.model) ? ModelInfo.fromJSON(object.model) : undefined };
+  },
+
+  toJSON(message: LoadModelResponse): unknown {
+    const obj: any = {};
+    if (message.model !== undefined) {
+      obj.model = ModelInfo.toJSON(message.model);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LoadModelResponse>): LoadModelResponse {
+    return LoadModelResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LoadModelResponse>): LoadModelResponse {
+    const message = createBaseLoadModelResponse();
+    message.model = (object.model !== undefined && object.model !== null)
+      ? ModelInfo.fromPartial(object.model)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUnloadModelRequest(): UnloadModelRequest {
+  return { modelId: "" };
+}
+
+export const UnloadModelRequest: MessageFns<UnloadModelRequest> = {
+  encode(message: UnloadModelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.modelId !== "") {
+      writer.uint32(10).string(message.modelId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnloadModelRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnloadModelRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.modelId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnloadModelRequest {
+    return {
+      modelId: isSet(object.modelId)
+        ? globalThis.String(object.modelId)
+        : isSet(object.model_id)
+        ? globalThis.String(object.model_id)
+        : "",
+    };
+  },
+
+  toJSON(message: UnloadModelRequest): unknown {
+    const obj: any = {};
+    if (message.modelId !== "") {
+      obj.modelId = message.modelId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnloadModelRequest>): UnloadModelRequest {
+    return UnloadModelRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnloadModelRequest>): UnloadModelRequest {
+    const message = createBaseUnloadModelRequest();
+    message.modelId = object.modelId ?? "";
+    return message;
+  },
+};
+
+function createBaseUnloadModelResponse(): UnloadModelResponse {
+  return {};
+}
+
+export const UnloadModelResponse: MessageFns<UnloadModelResponse> = {
+  encode(_: UnloadModelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnloadModelResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnloadModelResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): UnloadModelResponse {
+    return {};
+  },
+
+  toJSON(_: UnloadModelResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnloadModelResponse>): UnloadModelResponse {
+    return UnloadModelResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<UnloadModelResponse>): UnloadModelResponse {
+    const message = createBaseUnloadModelResponse();
+    return message;
+  },
+};
 
 function createBaseGenerateRequest(): GenerateRequest {
   return {
@@ -2066,6 +2377,35 @@ export const WorkerServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * LoadModel loads a GGUF from the worker's model directory and serves it; the router
+     * learns it from the worker's Connect stream. One model per worker (per GPU):
+     * FAILED_PRECONDITION when the worker serves another model (unload it first) or its
+     * engine cannot load models (sim, openai), NOT_FOUND when the file is not there,
+     * INVALID_ARGUMENT for a path outside the model directory. Loading the model the
+     * worker already serves answers at once. Idempotent.
+     */
+    loadModel: {
+      name: "LoadModel",
+      requestType: LoadModelRequest as typeof LoadModelRequest,
+      requestStream: false,
+      responseType: LoadModelResponse as typeof LoadModelResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * UnloadModel stops serving a model: the worker drains (new work goes elsewhere),
+     * lets running generations finish within its grace period, frees the model and
+     * reports itself IDLE. NOT_FOUND when it does not serve the model. Idempotent.
+     */
+    unloadModel: {
+      name: "UnloadModel",
+      requestType: UnloadModelRequest as typeof UnloadModelRequest,
+      requestStream: false,
+      responseType: UnloadModelResponse as typeof UnloadModelResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -2102,6 +2442,24 @@ export interface WorkerServiceImplementation<CallContextExt = {}> {
   embed(request: EmbedRequest, context: CallContext & CallContextExt): Promise<DeepPartial<EmbedResponse>>;
   /** GetInfo describes the worker. Idempotent. */
   getInfo(request: GetInfoRequest, context: CallContext & CallContextExt): Promise<DeepPartial<GetInfoResponse>>;
+  /**
+   * LoadModel loads a GGUF from the worker's model directory and serves it; the router
+   * learns it from the worker's Connect stream. One model per worker (per GPU):
+   * FAILED_PRECONDITION when the worker serves another model (unload it first) or its
+   * engine cannot load models (sim, openai), NOT_FOUND when the file is not there,
+   * INVALID_ARGUMENT for a path outside the model directory. Loading the model the
+   * worker already serves answers at once. Idempotent.
+   */
+  loadModel(request: LoadModelRequest, context: CallContext & CallContextExt): Promise<DeepPartial<LoadModelResponse>>;
+  /**
+   * UnloadModel stops serving a model: the worker drains (new work goes elsewhere),
+   * lets running generations finish within its grace period, frees the model and
+   * reports itself IDLE. NOT_FOUND when it does not serve the model. Idempotent.
+   */
+  unloadModel(
+    request: UnloadModelRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<UnloadModelResponse>>;
 }
 
 export interface WorkerServiceClient<CallOptionsExt = {}> {
@@ -2137,6 +2495,24 @@ export interface WorkerServiceClient<CallOptionsExt = {}> {
   embed(request: DeepPartial<EmbedRequest>, options?: CallOptions & CallOptionsExt): Promise<EmbedResponse>;
   /** GetInfo describes the worker. Idempotent. */
   getInfo(request: DeepPartial<GetInfoRequest>, options?: CallOptions & CallOptionsExt): Promise<GetInfoResponse>;
+  /**
+   * LoadModel loads a GGUF from the worker's model directory and serves it; the router
+   * learns it from the worker's Connect stream. One model per worker (per GPU):
+   * FAILED_PRECONDITION when the worker serves another model (unload it first) or its
+   * engine cannot load models (sim, openai), NOT_FOUND when the file is not there,
+   * INVALID_ARGUMENT for a path outside the model directory. Loading the model the
+   * worker already serves answers at once. Idempotent.
+   */
+  loadModel(request: DeepPartial<LoadModelRequest>, options?: CallOptions & CallOptionsExt): Promise<LoadModelResponse>;
+  /**
+   * UnloadModel stops serving a model: the worker drains (new work goes elsewhere),
+   * lets running generations finish within its grace period, frees the model and
+   * reports itself IDLE. NOT_FOUND when it does not serve the model. Idempotent.
+   */
+  unloadModel(
+    request: DeepPartial<UnloadModelRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<UnloadModelResponse>;
 }
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
