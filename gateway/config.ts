@@ -30,6 +30,13 @@ export const gatewayConfigSchema = z.object({
   unaryTimeoutMs: integer(1, 600_000).default(5_000),
   /** How long the model list from the router is reused. */
   modelCacheMs: integer(0, 600_000).default(1_000),
+  /**
+   * The whole request's deadline, queueing included: past it a request still waiting
+   * gets 504 (DEADLINE_EXCEEDED over gRPC), and a stream that already started ends
+   * with an error event; the worker's decoding is cancelled either way. 10 minutes,
+   * the OpenAI SDK's own timeout.
+   */
+  requestTimeoutMs: integer(100, 86_400_000).default(600_000),
   /** Largest accepted request body. */
   bodyLimitBytes: integer(1_024, 1_073_741_824).default(8 * 1024 * 1024),
   /** "required": every API call needs a configured key. "off" (local default): keys only classify. */

@@ -48,6 +48,34 @@ export interface FlowDeps {
   readonly clients: MeshClients;
   readonly catalog: ModelCatalog;
   readonly metrics: FlowMetrics;
+  /** Every request's deadline, from arrival to its last token. */
+  readonly requestTimeoutMs: number;
+}
+
+/**
+ * `signal`, or the request's deadline, whichever comes first. `failure` turns the
+ * cancellation the deadline causes into DEADLINE_EXCEEDED; `clear` stops the timer.
+ */
+function withDeadline(signal: AbortSignal, timeoutMs: number) {
+  const controller = new AbortController();
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    controller.abort(new Error("deadline exceeded"));
+  }, timeoutMs);
+  const onAbort = () => controller.abort(signal.reason);
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    failure(error: unknown): unknown {
+      return expired ? new ApiError(Status.DEADLINE_EXCEEDED, `The request took longer than its deadline of ${timeoutMs} ms.`, { code: "timeout" }) : error;
+    },
+    clear() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    },
+  };
 }
 
 /** Latency histograms of the flows. */
@@ -144,39 +172,47 @@ async function admitAndPick(deps: FlowDeps, placed: PlacedRequest, caller: Calle
  * worker. The admission slot is released on every path: when the generator finishes,
  * fails or is closed early (client disconnect).
  */
-export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequest, clientSignal: AbortSignal): AsyncGenerator<GenerationEvent> {
   const arrivedAt = performance.now();
+  const deadline = withDeadline(clientSignal, deps.requestTimeoutMs);
+  const signal = deadline.signal;
   const { generate: work } = request;
   const span = trace.getActiveSpan();
   span?.setAttributes({ "gen_ai.operation.name": request.operation, "gen_ai.request.model": work.model, "infermesh.request_id": work.requestId });
-  await requireModel(deps, work.model, signal);
-  const placed: PlacedRequest = {
-    requestId: work.requestId,
-    model: work.model,
-    estimatedInputTokens: estimateTokens(work.messages, work.prompt),
-    sessionId: request.sessionId,
-    alternativeModels: request.alternativeModels,
-  };
-  const choices = work.sampling?.n ?? 1;
-  // Profiles give every request an output bound; admission charges all its choices.
-  const { slot, pick } = await admitAndPick(deps, placed, request.caller, choices * (work.sampling?.maxTokens ?? 0), signal);
   try {
-    let firstText = true;
-    for await (const event of generate(deps.clients, work, pick, signal)) {
-      if (event.$case === "delta" && firstText) {
-        firstText = false;
-        deps.metrics.timeToFirstTokenSeconds.observe((performance.now() - arrivedAt) / 1000);
+    await requireModel(deps, work.model, signal);
+    const placed: PlacedRequest = {
+      requestId: work.requestId,
+      model: work.model,
+      estimatedInputTokens: estimateTokens(work.messages, work.prompt),
+      sessionId: request.sessionId,
+      alternativeModels: request.alternativeModels,
+    };
+    const choices = work.sampling?.n ?? 1;
+    // Profiles give every request an output bound; admission charges all its choices.
+    const { slot, pick } = await admitAndPick(deps, placed, request.caller, choices * (work.sampling?.maxTokens ?? 0), signal);
+    try {
+      let firstText = true;
+      for await (const event of generate(deps.clients, work, pick, signal)) {
+        if (event.$case === "delta" && firstText) {
+          firstText = false;
+          deps.metrics.timeToFirstTokenSeconds.observe((performance.now() - arrivedAt) / 1000);
+        }
+        if (event.$case === "finished" && event.value.usage) {
+          span?.setAttributes({
+            "gen_ai.usage.input_tokens": event.value.usage.promptTokens,
+            "gen_ai.usage.output_tokens": event.value.usage.completionTokens,
+          });
+        }
+        yield event;
       }
-      if (event.$case === "finished" && event.value.usage) {
-        span?.setAttributes({
-          "gen_ai.usage.input_tokens": event.value.usage.promptTokens,
-          "gen_ai.usage.output_tokens": event.value.usage.completionTokens,
-        });
-      }
-      yield event;
+    } finally {
+      slot.release();
     }
+  } catch (error) {
+    throw deadline.failure(error);
   } finally {
-    slot.release();
+    deadline.clear();
   }
 }
 
@@ -196,8 +232,19 @@ export interface EmbeddingResult {
 }
 
 /** Runs an embeddings request through admission and routing to a worker's Embed. */
-export async function runEmbedding(deps: FlowDeps, request: EmbeddingFlowRequest, signal: AbortSignal): Promise<EmbeddingResult> {
+export async function runEmbedding(deps: FlowDeps, request: EmbeddingFlowRequest, clientSignal: AbortSignal): Promise<EmbeddingResult> {
   trace.getActiveSpan()?.setAttributes({ "gen_ai.operation.name": "embeddings", "gen_ai.request.model": request.model, "infermesh.request_id": request.requestId });
+  const deadline = withDeadline(clientSignal, deps.requestTimeoutMs);
+  try {
+    return await embed(deps, request, deadline.signal);
+  } catch (error) {
+    throw deadline.failure(error);
+  } finally {
+    deadline.clear();
+  }
+}
+
+async function embed(deps: FlowDeps, request: EmbeddingFlowRequest, signal: AbortSignal): Promise<EmbeddingResult> {
   await requireModel(deps, request.model, signal);
   const placed: PlacedRequest = {
     requestId: request.requestId,

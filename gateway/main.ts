@@ -26,7 +26,7 @@ try {
   const registry = createMetricsRegistry("gateway");
   const clients = new MeshClients(config.admissionAddress, config.routerAddress, config.unaryTimeoutMs);
   const catalog = new ModelCatalog(clients, config.modelCacheMs);
-  const flow: FlowDeps = { clients, catalog, metrics: createFlowMetrics(registry) };
+  const flow: FlowDeps = { clients, catalog, metrics: createFlowMetrics(registry), requestTimeoutMs: config.requestTimeoutMs };
   const access = new AccessControl(
     { auth: config.auth, keys: new ApiKeys(config.apiKeys), profiles: config.profiles, aliases: config.aliases, defaultProfile: config.defaultProfile },
     catalog,

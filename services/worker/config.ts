@@ -44,6 +44,9 @@ export const workerConfigSchema = z.object({
   simTimeScale: z.coerce.number().min(0).max(1000).default(1),
   /** sim engine: coalesce timer wake-ups to this period (ms); 20–50 keeps big fleets cheap. */
   simWakeIntervalMs: z.coerce.number().min(0).max(60_000).default(0),
+  /** sim engine: shortest and longest natural answer in tokens (a request's max_tokens still cuts it short). */
+  simAnswerTokensMin: integer(0, 16_777_216).optional(),
+  simAnswerTokensMax: integer(0, 16_777_216).optional(),
   /** sim engine: seed of the synthetic text when a request has none. */
   simSeed: integer(0, 4_294_967_295).default(0),
   /** sim engine: most tokens one delta carries at time scale 0 (1 streams token by token). */

@@ -20,6 +20,8 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
       wakeIntervalMs: config.simWakeIntervalMs,
       seed: config.simSeed,
       maxTokensPerDelta: config.simMaxTokensPerDelta,
+      answerTokensMin: config.simAnswerTokensMin,
+      answerTokensMax: config.simAnswerTokensMax,
     });
     logger.warn({ preset: config.simPreset, models: engine.models().map((model) => model.id) }, "serving the GPU simulator: its text is synthetic, its timing simulated");
     return engine;

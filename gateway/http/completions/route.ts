@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { pushable } from "it-pushable";
+import { Status } from "nice-grpc";
 import type { TokenLogprob, Usage } from "../../../gen/infermesh/common/v1/common.js";
 import { GenerateRequest } from "../../../gen/infermesh/worker/v1/worker_service.js";
 import type { ResolvedRequest } from "../../access/access-control.js";
+import { ApiError } from "../../errors.js";
 import { flowRequestFor, runGeneration } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
 import { collectGeneration, streamErrorOf, type Choice } from "../../translate/choices.js";
@@ -179,6 +181,7 @@ async function streamCompletion(
   };
   const scheduleFlush = sse.coalescing(flush);
   const usages: Usage[] = [];
+  let finishedPrompts = 0;
   const ended = new Set<number>();
   try {
     if (body.echo) {
@@ -218,6 +221,7 @@ async function streamCompletion(
               send(base + choice, "", finishReasonText(event.value.finishReason));
             }
           }
+          finishedPrompts += 1;
           if (event.value.usage) usages.push(event.value.usage);
           break;
         case "error":
@@ -228,6 +232,11 @@ async function streamCompletion(
     }
     if (sse.closed) return;
     flush();
+    if (finishedPrompts < prompts.length) {
+      // A prompt's generation ended without its finished event: the answer is cut short.
+      sse.sendError(new ApiError(Status.INTERNAL, "the worker ended the stream before it finished"));
+      return;
+    }
     if (body.stream_options?.include_usage === true) sse.send(envelope.usage(usageBody(sumUsage(usages))));
     sse.done();
   } catch (error) {
