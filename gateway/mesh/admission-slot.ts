@@ -1,8 +1,8 @@
+import { pushable } from "it-pushable";
 import { Status } from "nice-grpc";
 import { RejectReason, type AcquireRequest } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { ApiError } from "../errors.js";
 import type { MeshClients } from "./clients.js";
-import { pushable } from "it-pushable";
 
 /** A granted admission slot; held until released. */
 export interface AdmissionSlot {
