@@ -20,6 +20,8 @@ export class EngineHost {
   private readonly kvListeners = new Set<(event: KvBlockEvent) => void>();
   private readonly modelListeners = new Set<() => void>();
   private turn: Promise<unknown> = Promise.resolve();
+  /** While an unload drains: checks whether the engine has gone idle. */
+  private onEngineLoad: (() => void) | undefined;
 
   constructor(
     private readonly options: {
@@ -53,7 +55,9 @@ export class EngineHost {
   /** Serves `engine` from now on. */
   serve(engine: Engine): void {
     engine.onLoadChange(() => {
-      if (this.engine === engine) this.emit(this.loadListeners);
+      if (this.engine !== engine) return;
+      this.emit(this.loadListeners);
+      this.onEngineLoad?.();
     });
     engine.onKvEvent((event) => {
       if (this.engine === engine) for (const listener of this.kvListeners) listener(event);
@@ -134,13 +138,13 @@ export class EngineHost {
     };
     if (idle()) return Promise.resolve();
     return new Promise((done) => {
-      const timer = setTimeout(finish, this.options.drainGraceMs);
-      const poll = setInterval(() => idle() && finish(), 50);
-      function finish() {
+      const finish = () => {
         clearTimeout(timer);
-        clearInterval(poll);
+        this.onEngineLoad = undefined;
         done();
-      }
+      };
+      const timer = setTimeout(finish, this.options.drainGraceMs);
+      this.onEngineLoad = () => idle() && finish();
     });
   }
 

@@ -4,8 +4,8 @@ import type { MemoryGuardServiceDefinition, ReportRequest } from "../../gen/infe
 import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import { Throttle } from "../common/throttle.js";
-import type { KvReservations } from "./kv-reservations.js";
 import type { EngineHost } from "./engine-host.js";
+import type { KvReservations } from "./kv-reservations.js";
 
 /**
  * Streams the engine's KV usage and the running generations' reservations to
