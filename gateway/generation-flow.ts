@@ -10,6 +10,7 @@ import type { TenantLimits } from "./access/api-keys.js";
 import type { MeshClients } from "./mesh/clients.js";
 import { generate, pickWorkers, withWorker, type GenerationEvent, type PlacedRequest } from "./mesh/generation.js";
 import type { ModelCatalog } from "./mesh/models.js";
+import { blockHashes, canonicalPrompt, prefixBlockChars } from "../services/common/prefix-hash.js";
 
 /** Who a request is charged to, from its API key (or the anonymous default). */
 export interface Caller {
@@ -101,6 +102,9 @@ export function createFlowMetrics(registry: Registry): FlowMetrics {
   };
 }
 
+/** Prompt blocks sent to the router: it matches at most 256 (as the Inference Extension does). */
+const routedPrefixBlocks = 256;
+
 /** A pick older than this when the slot is granted is asked for again: the fleet moved on. */
 const freshPickMs = 50;
 
@@ -135,7 +139,7 @@ export async function requireModel(deps: FlowDeps, model: string, signal: AbortS
  * at once (the common case) then pays for one round trip, not two. A pick that went
  * stale in the queue is asked for again. The slot is released on every failure here.
  */
-async function admitAndPick(deps: FlowDeps, placed: PlacedRequest, caller: Caller, maxOutputTokens: number, signal: AbortSignal) {
+async function admitAndPick(deps: FlowDeps, placed: PlacedRequest, caller: Caller, signal: AbortSignal) {
   const arrivedAt = performance.now();
   const earlyPick = pickWorkers(deps.clients, placed, signal);
   earlyPick.catch(() => undefined);
@@ -147,7 +151,7 @@ async function admitAndPick(deps: FlowDeps, placed: PlacedRequest, caller: Calle
       priorityClass: caller.priorityClass,
       model: placed.model,
       estimatedInputTokens: placed.estimatedInputTokens,
-      maxOutputTokens,
+      maxOutputTokens: placed.maxOutputTokens,
       queueTimeoutMs: undefined,
       tenantLimits: caller.limits && {
         maxConcurrency: caller.limits.maxConcurrency,
@@ -181,16 +185,18 @@ export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequ
   span?.setAttributes({ "gen_ai.operation.name": request.operation, "gen_ai.request.model": work.model, "infermesh.request_id": work.requestId });
   try {
     await requireModel(deps, work.model, signal);
+    // Profiles give every request an output bound; admission and the router count all its choices.
+    const maxOutputTokens = (work.sampling?.n ?? 1) * (work.sampling?.maxTokens ?? 0);
     const placed: PlacedRequest = {
       requestId: work.requestId,
       model: work.model,
       estimatedInputTokens: estimateTokens(work.messages, work.prompt),
       sessionId: request.sessionId,
       alternativeModels: request.alternativeModels,
+      prefixBlockHashes: blockHashes(canonicalPrompt(work), prefixBlockChars, routedPrefixBlocks),
+      maxOutputTokens,
     };
-    const choices = work.sampling?.n ?? 1;
-    // Profiles give every request an output bound; admission charges all its choices.
-    const { slot, pick } = await admitAndPick(deps, placed, request.caller, choices * (work.sampling?.maxTokens ?? 0), signal);
+    const { slot, pick } = await admitAndPick(deps, placed, request.caller, signal);
     try {
       let firstText = true;
       for await (const event of generate(deps.clients, work, pick, signal)) {
@@ -252,8 +258,10 @@ async function embed(deps: FlowDeps, request: EmbeddingFlowRequest, signal: Abor
     estimatedInputTokens: Math.ceil(request.inputs.reduce((sum, input) => sum + input.length, 0) / 4),
     sessionId: request.sessionId,
     alternativeModels: [],
+    prefixBlockHashes: [],
+    maxOutputTokens: 0,
   };
-  const { slot, pick } = await admitAndPick(deps, placed, request.caller, 0, signal);
+  const { slot, pick } = await admitAndPick(deps, placed, request.caller, signal);
   try {
     const response = await withWorker(deps.clients, pick, signal, (worker) =>
       worker.embed({ model: request.model, inputs: [...request.inputs] }, { signal }),

@@ -32,7 +32,7 @@ function mesh(scripts: Record<string, Script>) {
   return { clients, calls, signals };
 }
 
-const pickOf = (...addresses: string[]) => ({ candidates: addresses.map((address) => ({ workerId: address, address, score: 1, model: "" })), reason: "" });
+const pickOf = (...addresses: string[]) => ({ candidates: addresses.map((address) => ({ workerId: address, address, score: 1, model: "", scores: {} })), reason: "" });
 const request = { requestId: "r", model: "m" } as GenerateRequest;
 const collect = async (events: AsyncIterable<GenerationEvent>) => {
   const cases: string[] = [];

@@ -16,6 +16,10 @@ export interface PlacedRequest {
   readonly sessionId: string;
   /** Models the router may choose instead (balanced profile). */
   readonly alternativeModels: readonly string[];
+  /** Chained block hashes of the canonical prompt, for the router's prefix affinity. */
+  readonly prefixBlockHashes: readonly number[];
+  /** Output tokens the request may generate, all choices together. */
+  readonly maxOutputTokens: number;
 }
 
 /** A worker event, or the terminal failure of a stream that had already started. */
@@ -119,6 +123,8 @@ export function pickWorkers(clients: MeshClients, request: PlacedRequest, signal
       excludeWorkerIds: [],
       sessionId: request.sessionId,
       alternativeModels: [...request.alternativeModels],
+      prefixBlockHashes: [...request.prefixBlockHashes],
+      maxOutputTokens: request.maxOutputTokens,
     },
     { signal },
   );

@@ -21,11 +21,14 @@ export function canonicalPrompt(input: { readonly messages: readonly CanonicalMe
   return text;
 }
 
-/** Chained hashes of the full blocks of `text` (a trailing partial block has none). Each is below 2^53. */
-export function blockHashes(text: string, blockChars = prefixBlockChars): number[] {
+/**
+ * Chained hashes of the full blocks of `text` (a trailing partial block has none), the
+ * first `maxBlocks` at most. Each is below 2^53.
+ */
+export function blockHashes(text: string, blockChars = prefixBlockChars, maxBlocks = Infinity): number[] {
   const hashes: number[] = [];
   let previous = 0;
-  for (let start = 0; start + blockChars <= text.length; start += blockChars) {
+  for (let start = 0; start + blockChars <= text.length && hashes.length < maxBlocks; start += blockChars) {
     previous = chainedHash(previous, text, start, start + blockChars);
     hashes.push(previous);
   }

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import type { PickerConfig } from "./picker.js";
+import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 
 export const routerConfigSchema = z.object({
   /** host:port of the gRPC server. */
@@ -14,11 +15,58 @@ export const routerConfigSchema = z.object({
   reportIntervalMs: integer(50, 60_000).default(1_000),
   /** Reports missed before a worker stops being picked (it is still listed). */
   staleAfterReports: integer(2, 100).default(5),
-  /** In a pick among several models (balanced profile), prompts this long prefer the largest context. */
+  /**
+   * Prompts this long go to tensor-parallel (multi-GPU) workers when the fleet has
+   * any, and in a pick among several models (balanced profile) prefer the largest context.
+   */
   longPromptTokens: integer(1, 10_000_000).default(8_000),
+  /** Scorer weights (services/router/picker.ts): outstanding requests per sequence. */
+  weightQueue: decimal(0, 100).default(2),
+  /** KV headroom, counting the picks not yet reported. */
+  weightKv: decimal(0, 100).default(1),
+  /** Share of the prompt's leading blocks the worker's KV cache holds. */
+  weightPrefix: decimal(0, 100).default(3),
+  /** The worker this session's last turn went to. */
+  weightSession: decimal(0, 100).default(2),
+  /** Report freshness and memory pressure. */
+  weightHealth: decimal(0, 100).default(1),
+  /** Room the prompt leaves in the context window. */
+  weightContext: decimal(0, 100).default(0.5),
+  /** Prefix and session affinity count only while outstanding requests are below this share of a worker's sequences. */
+  affinitySaturation: decimal(0, 10).default(0.8),
+  /** Workers below this health score are avoided while healthier ones exist. */
+  minHealth: decimal(0, 1).default(0.7),
+  /** Candidates a pick returns; the gateway tries at most three. */
+  pickCandidates: integer(1, 16).default(3),
+  /** Prefix blocks (64 characters each) remembered per worker. */
+  prefixBlocksPerWorker: integer(16, 10_000_000).default(32_768),
+  /** Sessions whose last worker is remembered. */
+  sessionCapacity: integer(0, 100_000_000).default(1_000_000),
+  /** A pick younger than this at a load report still counts as in flight. */
+  pickSettleMs: integer(0, 10_000).default(10),
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(2_000),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 
 export const loadRouterConfig = (sources: ConfigSources) => loadConfig(routerConfigSchema, sources, "INFERMESH_ROUTER_");
+
+export type RouterConfig = ReturnType<typeof loadRouterConfig>;
+
+/** The picker's settings out of the router's. */
+export function pickerConfig(config: RouterConfig): PickerConfig {
+  return {
+    weights: {
+      queue: config.weightQueue,
+      kv: config.weightKv,
+      prefix: config.weightPrefix,
+      session: config.weightSession,
+      health: config.weightHealth,
+      context: config.weightContext,
+    },
+    affinitySaturation: config.affinitySaturation,
+    minHealth: config.minHealth,
+    longPromptTokens: config.longPromptTokens,
+    candidates: config.pickCandidates,
+  };
+}

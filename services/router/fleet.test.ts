@@ -16,6 +16,7 @@ function registration(workerId: string, models = ["m1"], state = SERVING): Regis
     maxSequences: 4,
     state,
     sendsKvEvents: false,
+    tensorParallelSize: 1,
   };
 }
 
@@ -25,7 +26,7 @@ function load(state = SERVING, runningRequests = 0): LoadReport {
 
 function setup(staleAfterMs = 5_000) {
   const clock = new ManualClock();
-  return { clock, fleet: new Fleet(clock, staleAfterMs) };
+  return { clock, fleet: new Fleet(clock, { staleAfterMs, freshReportMs: 1_000, pickSettleMs: 10 }) };
 }
 
 const ids = (fleet: Fleet, model = "m1") => fleet.eligible(model).map((member) => member.registration.workerId).sort();
@@ -88,14 +89,39 @@ test("leave() with an old connectionId does not remove a re-joined worker", () =
   assert.equal(fleet.list().length, 0);
 });
 
-test("report() resets inFlightPicks and records the load", () => {
-  const { fleet } = setup();
+test("a load report clears the picks it covers and keeps the ones too recent to be in it", () => {
+  const { clock, fleet } = setup();
   const member = fleet.join(registration("a"));
-  member.inFlightPicks = 3;
-  assert.equal(fleet.list()[0]?.inFlightPicks, 3);
+  fleet.notePick(member, 100);
+  clock.advance(20);
+  fleet.notePick(member, 50);
+  clock.advance(5);
+  assert.equal(fleet.list()[0]?.inFlightPicks, 2);
+  assert.equal(member.inFlightTokens, 150);
+  // The report was made 25 ms after the first pick (in it) and 5 ms after the second (maybe not).
+  fleet.report(member, load(SERVING, 2));
+  assert.equal(member.inFlightPicks, 1);
+  assert.equal(member.inFlightTokens, 50);
+  assert.equal(fleet.list()[0]?.load?.runningRequests, 2);
+  clock.advance(10);
   fleet.report(member, load(SERVING, 2));
   assert.equal(member.inFlightPicks, 0);
-  assert.equal(fleet.list()[0]?.load?.runningRequests, 2);
+  assert.equal(member.inFlightTokens, 0);
+});
+
+test("health is 1 while reports are fresh, falls towards 0.5 as they go stale, and loses a fifth at WARN", () => {
+  const { clock, fleet } = setup(5_000);
+  const member = fleet.join(registration("a"));
+  assert.equal(fleet.health(member), 1);
+  clock.advance(1_000);
+  assert.equal(fleet.health(member), 1);
+  clock.advance(2_000); // halfway from fresh (1 s) to stale (5 s)
+  assert.equal(fleet.health(member), 0.75);
+  clock.advance(2_000);
+  assert.equal(fleet.health(member), 0.5);
+  fleet.report(member, load());
+  fleet.setPressure("a", PressureLevel.PRESSURE_LEVEL_WARN);
+  assert.equal(fleet.health(member), 0.8);
 });
 
 test("hasEverServed() remembers models of workers that have left", () => {

@@ -10,9 +10,26 @@ export interface FleetMember {
   readonly connectionId: number;
   load: LoadReport;
   lastReportAtMs: number;
-  /** Picks sent since the last load report: the router's bridge between reports. */
+  /** Picks the last load report may not include yet: the router's bridge between reports. */
   inFlightPicks: number;
+  /** Prompt and output tokens of those picks. */
+  inFlightTokens: number;
+  /** When each of those picks was made, and its tokens, oldest first. */
+  readonly recentPicks: { atMs: number; tokens: number }[];
   pressure: PressureLevel;
+}
+
+/** How the fleet judges its members. */
+export interface FleetTiming {
+  /** A member whose last report is older than this takes no work. */
+  readonly staleAfterMs: number;
+  /** Reports younger than this are fresh; health declines from here to staleness. */
+  readonly freshReportMs: number;
+  /**
+   * A pick younger than this at a load report is kept as in flight: the request may
+   * not have reached the worker when the report was made.
+   */
+  readonly pickSettleMs: number;
 }
 
 /**
@@ -26,7 +43,7 @@ export class Fleet {
 
   constructor(
     private readonly clock: Clock,
-    private readonly staleAfterMs: number,
+    private readonly timing: FleetTiming,
   ) {}
 
   join(registration: Register): FleetMember {
@@ -45,6 +62,8 @@ export class Fleet {
       },
       lastReportAtMs: this.clock.now(),
       inFlightPicks: 0,
+      inFlightTokens: 0,
+      recentPicks: [],
       pressure: this.members.get(registration.workerId)?.pressure ?? PressureLevel.PRESSURE_LEVEL_NORMAL,
     };
     this.members.set(registration.workerId, member);
@@ -59,9 +78,37 @@ export class Fleet {
   }
 
   report(member: FleetMember, load: LoadReport): void {
+    const now = this.clock.now();
     member.load = load;
-    member.lastReportAtMs = this.clock.now();
-    member.inFlightPicks = 0;
+    member.lastReportAtMs = now;
+    const settled = member.recentPicks.findIndex((pick) => now - pick.atMs < this.timing.pickSettleMs);
+    member.recentPicks.splice(0, settled === -1 ? member.recentPicks.length : settled);
+    member.inFlightPicks = member.recentPicks.length;
+    member.inFlightTokens = member.recentPicks.reduce((sum, pick) => sum + pick.tokens, 0);
+  }
+
+  /** The fleet's clock. */
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** Counts a request just sent to `member` until a load report covers it. */
+  notePick(member: FleetMember, tokens: number): void {
+    member.recentPicks.push({ atMs: this.clock.now(), tokens });
+    member.inFlightPicks += 1;
+    member.inFlightTokens += tokens;
+  }
+
+  /**
+   * How far the router trusts a member, in [0,1]: 1 while its reports are fresh,
+   * falling to 0.5 as the last one nears staleness; memory pressure at warn takes a
+   * fifth off. The router avoids members below 0.7.
+   */
+  health(member: FleetMember, now = this.clock.now()): number {
+    const { freshReportMs, staleAfterMs } = this.timing;
+    const age = now - member.lastReportAtMs;
+    const freshness = age <= freshReportMs ? 1 : Math.max(0.5, 1 - (0.5 * (age - freshReportMs)) / Math.max(1, staleAfterMs - freshReportMs));
+    return member.pressure === PressureLevel.PRESSURE_LEVEL_WARN ? freshness * 0.8 : freshness;
   }
 
   /** The member now serves exactly `models`. */
@@ -82,7 +129,7 @@ export class Fleet {
       (member) =>
         member.load.state === ServingState.SERVING_STATE_SERVING &&
         member.pressure !== PressureLevel.PRESSURE_LEVEL_CRITICAL &&
-        now - member.lastReportAtMs <= this.staleAfterMs &&
+        now - member.lastReportAtMs <= this.timing.staleAfterMs &&
         member.registration.models.some((served) => served.id === model),
     );
   }

@@ -6,8 +6,11 @@ import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
-import { loadRouterConfig } from "./config.js";
+import { loadRouterConfig, pickerConfig } from "./config.js";
 import { Fleet } from "./fleet.js";
+import { Picker } from "./picker.js";
+import { PrefixTable } from "./prefix-table.js";
+import { SessionTable } from "./session-table.js";
 import { watchPressure } from "./pressure-watch.js";
 import { createRouterService } from "./router-service.js";
 
@@ -16,9 +19,15 @@ try {
   const config = loadRouterConfig({ argv: process.argv.slice(2), env: process.env });
   logger = createLogger("router", config.logLevel);
   const registry = createMetricsRegistry("router");
-  const fleet = new Fleet(systemClock, config.reportIntervalMs * config.staleAfterReports);
+  const fleet = new Fleet(systemClock, {
+    staleAfterMs: config.reportIntervalMs * config.staleAfterReports,
+    freshReportMs: config.reportIntervalMs * 2,
+    pickSettleMs: config.pickSettleMs,
+  });
+  const prefixes = new PrefixTable(config.prefixBlocksPerWorker);
+  const picker = new Picker(fleet, prefixes, new SessionTable(config.sessionCapacity), pickerConfig(config));
   const lifetime = new AbortController();
-  const service = createRouterService({ fleet, reportIntervalMs: config.reportIntervalMs, longPromptTokens: config.longPromptTokens, registry, logger, lifetime: lifetime.signal });
+  const service = createRouterService({ fleet, picker, prefixes, reportIntervalMs: config.reportIntervalMs, registry, logger, lifetime: lifetime.signal });
   const grpc = await startGrpcServer({
     address: config.listen,
     serviceNames: [RouterServiceDefinition.fullName],

@@ -10,26 +10,27 @@ import {
 } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Logger } from "../common/logger.js";
 import type { Fleet, FleetMember } from "./fleet.js";
-import { rankAcrossModels } from "./model-choice.js";
+import type { Picker, PickQuery } from "./picker.js";
+import type { PrefixTable } from "./prefix-table.js";
 
 export interface RouterServiceDeps {
   readonly fleet: Fleet;
+  readonly picker: Picker;
+  readonly prefixes: PrefixTable;
   readonly reportIntervalMs: number;
-  /** A prompt at least this long prefers the model with the largest context (balanced picks). */
-  readonly longPromptTokens: number;
   readonly registry: Registry;
   readonly logger: Logger;
   /** Aborts when the process shuts down, ending the workers' streams. */
   readonly lifetime: AbortSignal;
 }
 
-/** RouterService: the fleet from workers' Connect streams, and least-loaded picks. */
+/** RouterService: the fleet from workers' Connect streams, and filter → score → pick. */
 export function createRouterService(deps: RouterServiceDeps): ServiceImplementation<typeof RouterServiceDefinition> {
-  const { fleet, logger } = deps;
+  const { fleet, picker, prefixes, logger } = deps;
   const picks = new Counter({
     name: "infermesh_router_picks_total",
-    help: "Pick outcomes",
-    labelNames: ["outcome"] as const,
+    help: "Pick outcomes, and for picks the reason the first candidate won",
+    labelNames: ["outcome", "reason"] as const,
     registers: [deps.registry],
   });
   new Gauge({
@@ -44,34 +45,43 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
   return {
     async pick(request: PickRequest) {
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
-      const excluded = new Set(request.excludeWorkerIds);
-      const eligible = (model: string) => fleet.eligible(model).filter((member) => !excluded.has(member.registration.workerId));
-      const models = [request.model, ...request.alternativeModels.filter((model) => model !== request.model)];
-      const ranked = rankAcrossModels(models, eligible, request.estimatedInputTokens, deps.longPromptTokens);
-      if (ranked.length === 0) {
-        const known = models.some((model) => fleet.hasEverServed(model));
-        picks.inc({ outcome: known ? "no_worker" : "unknown_model" });
+      const query: PickQuery = {
+        models: [request.model, ...request.alternativeModels],
+        estimatedInputTokens: request.estimatedInputTokens,
+        maxOutputTokens: request.maxOutputTokens,
+        sessionId: request.sessionId,
+        prefixHashes: request.prefixBlockHashes,
+        excludedWorkerIds: new Set(request.excludeWorkerIds),
+      };
+      const { placements, reason } = picker.pick(query);
+      if (placements.length === 0) {
+        const known = query.models.some((model) => fleet.hasEverServed(model));
+        picks.inc({ outcome: known ? "no_worker" : "unknown_model", reason: "" });
         throw known
           ? new ServerError(Status.UNAVAILABLE, `no worker is serving model "${request.model}" right now`)
           : new ServerError(Status.NOT_FOUND, `model "${request.model}" is not served by any worker`);
       }
-      const chosen = ranked[0]!.member;
-      chosen.inFlightPicks += 1;
-      picks.inc({ outcome: "picked" });
-      const reason =
-        ranked.length === 1 ? "only-eligible-worker" : ranked[0]!.model !== request.model ? "balanced-model-choice" : "least-loaded";
-      trace.getActiveSpan()?.setAttributes({
-        "infermesh.router.worker_id": chosen.registration.workerId,
-        "infermesh.router.model": ranked[0]!.model,
-        "infermesh.router.reason": reason,
-        "infermesh.router.candidates": ranked.length,
-      });
+      const chosen = placements[0]!;
+      picker.commit(query, chosen);
+      picks.inc({ outcome: "picked", reason });
+      const span = trace.getActiveSpan();
+      if (span) {
+        span.setAttributes({
+          "infermesh.router.worker_id": chosen.member.registration.workerId,
+          "infermesh.router.model": chosen.model,
+          "infermesh.router.reason": reason,
+          "infermesh.router.candidates": placements.length,
+          "infermesh.router.score": chosen.score,
+        });
+        for (const [name, score] of Object.entries(chosen.scores)) span.setAttribute(`infermesh.router.score.${name}`, score);
+      }
       return {
-        candidates: ranked.map(({ member, model, score }) => ({
+        candidates: placements.map(({ member, model, score, scores }) => ({
           workerId: member.registration.workerId,
           address: member.registration.address,
           score,
           model,
+          scores,
         })),
         reason,
       };
@@ -105,8 +115,12 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
           if (next.done) break;
           const event = next.value.event;
           if (event?.$case === "loadReport") fleet.report(member, event.value);
-          else if (event?.$case === "modelsChanged") {
+          else if (event?.$case === "kvEvents") {
+            const { storedBlockHashes: stored, evictedBlockHashes: evicted, cleared } = event.value;
+            prefixes.apply(registration.workerId, { stored, evicted, cleared });
+          } else if (event?.$case === "modelsChanged") {
             fleet.setModels(member, event.value.models);
+            prefixes.forget(registration.workerId);
             logger.info({ worker_id: registration.workerId, models: event.value.models.map((model) => model.id) }, "worker's models changed");
           }
         }
@@ -119,6 +133,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       } finally {
         signal.removeEventListener("abort", onAbort);
         if (fleet.leave(registration.workerId, member.connectionId)) {
+          prefixes.forget(registration.workerId);
           logger.info({ worker_id: registration.workerId }, "worker left");
         }
       }

@@ -24,6 +24,12 @@ export const workerConfigSchema = z.object({
    */
   reportMinIntervalMs: integer(0, 10_000).default(10),
   /**
+   * GPUs this worker's model is split across (an upstream server run with tensor
+   * parallelism, or a sim of one). The router sends prompts over its long-prompt
+   * threshold to such workers when there are any.
+   */
+  tensorParallelSize: integer(1, 64).default(1),
+  /**
    * llamacpp: a GGUF in-process (the default); openai: forward to an OpenAI-compatible
    * server (vLLM, SGLang, trtllm-serve, llama-server); sim: the named GPU simulator.
    */

@@ -87,6 +87,7 @@ try {
       logger: log,
       signal: lifetime.signal,
       minReportIntervalMs: config.reportMinIntervalMs,
+      tensorParallelSize: config.tensorParallelSize,
     });
     if (memoryGuard) {
       void keepReportingKv({

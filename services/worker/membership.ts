@@ -22,6 +22,8 @@ export function keepRegistered(options: {
   signal: AbortSignal;
   /** Least time between two reports; see the worker's `reportMinIntervalMs`. */
   minReportIntervalMs: number;
+  /** GPUs the model is split across; see the worker's `tensorParallelSize`. */
+  tensorParallelSize: number;
 }): Promise<void> {
   const { runtime, logger } = options;
   let throttle: Throttle | undefined;
@@ -77,6 +79,7 @@ export function keepRegistered(options: {
             maxSequences: runtime.engine?.maxSequences ?? 0,
             state: runtime.state,
             sendsKvEvents: runtime.engine?.heldBlocks !== undefined,
+            tensorParallelSize: options.tensorParallelSize,
           },
         },
       });

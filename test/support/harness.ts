@@ -18,6 +18,25 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
+/** `count` consecutive ports, none of them in `avoid`, that the OS lets us bind right now. */
+export async function freePortRange(count: number, avoid: readonly number[] = []): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const range = Array.from({ length: count }, (_, index) => base + index);
+    if (range.some((port) => avoid.includes(port))) continue;
+    const bound = await Promise.all(
+      range.map((port) => new Promise<Server | undefined>((resolve) => {
+        const server = createServer();
+        server.once("error", () => resolve(undefined));
+        server.listen(port, "127.0.0.1", () => resolve(server));
+      })),
+    );
+    await Promise.all(bound.map((server) => server && new Promise((resolve) => server.close(resolve))));
+    if (bound.every(Boolean)) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
+}
+
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
 export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000): Promise<NonNullable<T>> {
   const deadline = performance.now() + timeoutMs;
@@ -105,14 +124,22 @@ export interface TestMesh {
   stop(): Promise<void>;
 }
 
-/** Starts gateway, admission, router, memory-guard and one llama.cpp worker on the tiny test model. */
+/** Starts gateway, admission, router, memory-guard and one llama.cpp worker (or `workers` of them) on the tiny test model. */
 export async function startTestMesh(options: {
   otlpEndpoint?: string;
   admissionArgs?: string[];
   workerArgs?: string[];
   gatewayArgs?: string[];
+  /** Workers to start (ports workerBase + i); 1 unless given. */
+  workers?: number;
 } = {}): Promise<TestMesh> {
+  const workers = options.workers ?? 1;
   const free = await freePorts(10);
+  // Several workers take consecutive ports from workerBase and workerMetricsBase.
+  if (workers > 1) {
+    free[8] = await freePortRange(workers, free);
+    free[9] = await freePortRange(workers, [...free, ...Array.from({ length: workers }, (_, index) => free[8]! + index)]);
+  }
   const ports: MeshPorts = {
     gatewayHttp: free[0]!,
     gatewayGrpc: free[1]!,
@@ -144,7 +171,7 @@ export async function startTestMesh(options: {
   const children = meshChildren({
     ports,
     host: "127.0.0.1",
-    workers: 1,
+    workers,
     workerArgs: ["--test-model-size", "tiny", "--gpu", "cpu", "--context-tokens", "2048", ...(options.workerArgs ?? [])],
     admissionArgs: options.admissionArgs,
     gatewayArgs: options.gatewayArgs,

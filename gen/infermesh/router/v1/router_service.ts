@@ -31,6 +31,17 @@ export interface PickRequest {
    * load. Empty: only `model`.
    */
   alternativeModels: string[];
+  /**
+   * Chained hashes of the 64-character blocks of the canonical prompt, first block first
+   * (services/common/prefix-hash.ts); the router matches at most the first 256 against
+   * what each worker's KV cache holds. Hashes are below 2^53. Empty: no prefix affinity.
+   */
+  prefixBlockHashes: number[];
+  /**
+   * Output tokens the request may generate (all its choices); with the prompt, the KV
+   * it may take on the chosen worker until that worker reports it.
+   */
+  maxOutputTokens: number;
 }
 
 /** Candidate is one worker the request may go to. */
@@ -43,6 +54,16 @@ export interface Candidate {
   score: number;
   /** The model it would run: `model` or one of `alternative_models`. */
   model: string;
+  /**
+   * Each scorer's score in [0,1] for this worker, by scorer name ("queue", "kv",
+   * "prefix", "session", "health", "context"); `score` is their weighted mean.
+   */
+  scores: { [key: string]: number };
+}
+
+export interface Candidate_ScoresEntry {
+  key: string;
+  value: number;
 }
 
 /** PickResponse lists candidates, best first. */
@@ -112,6 +133,11 @@ export interface Register {
   state: ServingState;
   /** Whether it sends KvEvents. */
   sendsKvEvents: boolean;
+  /**
+   * GPUs the worker's model is split across (tensor parallelism); 0 or 1 for one GPU.
+   * Prompts over the router's long-prompt threshold go to such groups when there are any.
+   */
+  tensorParallelSize: number;
 }
 
 /** LoadReport is a worker's current load. */
@@ -196,6 +222,8 @@ function createBasePickRequest(): PickRequest {
     excludeWorkerIds: [],
     sessionId: "",
     alternativeModels: [],
+    prefixBlockHashes: [],
+    maxOutputTokens: 0,
   };
 }
 
@@ -218,6 +246,16 @@ export const PickRequest: MessageFns<PickRequest> = {
     }
     for (const v of message.alternativeModels) {
       writer.uint32(50).string(v!);
+    }
+    if (message.prefixBlockHashes.length !== 0) {
+      writer.uint32(58).fork();
+      for (const v of message.prefixBlockHashes) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.maxOutputTokens !== 0) {
+      writer.uint32(64).uint32(message.maxOutputTokens);
     }
     return writer;
   },
@@ -283,6 +321,32 @@ export const PickRequest: MessageFns<PickRequest> = {
             message.alternativeModels.push(reader.string());
             continue;
           }
+          case 7: {
+            if (tag === 56) {
+              message.prefixBlockHashes.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 58) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.prefixBlockHashes.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.maxOutputTokens = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -323,6 +387,16 @@ export const PickRequest: MessageFns<PickRequest> = {
         : globalThis.Array.isArray(object?.alternative_models)
         ? object.alternative_models.map((e: any) => globalThis.String(e))
         : [],
+      prefixBlockHashes: globalThis.Array.isArray(object?.prefixBlockHashes)
+        ? object.prefixBlockHashes.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.prefix_block_hashes)
+        ? object.prefix_block_hashes.map((e: any) => globalThis.Number(e))
+        : [],
+      maxOutputTokens: isSet(object.maxOutputTokens)
+        ? globalThis.Number(object.maxOutputTokens)
+        : isSet(object.max_output_tokens)
+        ? globalThis.Number(object.max_output_tokens)
+        : 0,
     };
   },
 
@@ -346,6 +420,12 @@ export const PickRequest: MessageFns<PickRequest> = {
     if (message.alternativeModels?.length) {
       obj.alternativeModels = message.alternativeModels;
     }
+    if (message.prefixBlockHashes?.length) {
+      obj.prefixBlockHashes = message.prefixBlockHashes.map((e) => Math.round(e));
+    }
+    if (message.maxOutputTokens !== 0) {
+      obj.maxOutputTokens = Math.round(message.maxOutputTokens);
+    }
     return obj;
   },
 
@@ -360,12 +440,14 @@ export const PickRequest: MessageFns<PickRequest> = {
     message.excludeWorkerIds = object.excludeWorkerIds?.map((e) => e) || [];
     message.sessionId = object.sessionId ?? "";
     message.alternativeModels = object.alternativeModels?.map((e) => e) || [];
+    message.prefixBlockHashes = object.prefixBlockHashes?.map((e) => e) || [];
+    message.maxOutputTokens = object.maxOutputTokens ?? 0;
     return message;
   },
 };
 
 function createBaseCandidate(): Candidate {
-  return { workerId: "", address: "", score: 0, model: "" };
+  return { workerId: "", address: "", score: 0, model: "", scores: {} };
 }
 
 export const Candidate: MessageFns<Candidate> = {
@@ -382,6 +464,9 @@ export const Candidate: MessageFns<Candidate> = {
     if (message.model !== "") {
       writer.uint32(34).string(message.model);
     }
+    globalThis.Object.entries(message.scores).forEach(([key, value]: [string, number]) => {
+      Candidate_ScoresEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
     return writer;
   },
 
@@ -430,6 +515,17 @@ export const Candidate: MessageFns<Candidate> = {
             message.model = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = Candidate_ScoresEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.scores[entry5.key] = entry5.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -452,6 +548,20 @@ export const Candidate: MessageFns<Candidate> = {
       address: isSet(object.address) ? globalThis.String(object.address) : "",
       score: isSet(object.score) ? globalThis.Number(object.score) : 0,
       model: isSet(object.model) ? globalThis.String(object.model) : "",
+      scores: isObject(object.scores)
+        ? (globalThis.Object.entries(object.scores) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -469,6 +579,15 @@ export const Candidate: MessageFns<Candidate> = {
     if (message.model !== "") {
       obj.model = message.model;
     }
+    if (message.scores) {
+      const entries = globalThis.Object.entries(message.scores) as [string, number][];
+      if (entries.length > 0) {
+        obj.scores = {};
+        entries.forEach(([k, v]) => {
+          obj.scores[k] = floatToJson(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -481,6 +600,100 @@ export const Candidate: MessageFns<Candidate> = {
     message.address = object.address ?? "";
     message.score = object.score ?? 0;
     message.model = object.model ?? "";
+    message.scores = (globalThis.Object.entries(object.scores ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseCandidate_ScoresEntry(): Candidate_ScoresEntry {
+  return { key: "", value: 0 };
+}
+
+export const Candidate_ScoresEntry: MessageFns<Candidate_ScoresEntry> = {
+  encode(message: Candidate_ScoresEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Candidate_ScoresEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCandidate_ScoresEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Candidate_ScoresEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: Candidate_ScoresEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Candidate_ScoresEntry>): Candidate_ScoresEntry {
+    return Candidate_ScoresEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Candidate_ScoresEntry>): Candidate_ScoresEntry {
+    const message = createBaseCandidate_ScoresEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
     return message;
   },
 };
@@ -928,7 +1141,16 @@ export const KvEvents: MessageFns<KvEvents> = {
 };
 
 function createBaseRegister(): Register {
-  return { workerId: "", address: "", models: [], device: "", maxSequences: 0, state: 0, sendsKvEvents: false };
+  return {
+    workerId: "",
+    address: "",
+    models: [],
+    device: "",
+    maxSequences: 0,
+    state: 0,
+    sendsKvEvents: false,
+    tensorParallelSize: 0,
+  };
 }
 
 export const Register: MessageFns<Register> = {
@@ -953,6 +1175,9 @@ export const Register: MessageFns<Register> = {
     }
     if (message.sendsKvEvents !== false) {
       writer.uint32(56).bool(message.sendsKvEvents);
+    }
+    if (message.tensorParallelSize !== 0) {
+      writer.uint32(64).uint32(message.tensorParallelSize);
     }
     return writer;
   },
@@ -1026,6 +1251,14 @@ export const Register: MessageFns<Register> = {
             message.sendsKvEvents = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.tensorParallelSize = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1059,6 +1292,11 @@ export const Register: MessageFns<Register> = {
         : isSet(object.sends_kv_events)
         ? globalThis.Boolean(object.sends_kv_events)
         : false,
+      tensorParallelSize: isSet(object.tensorParallelSize)
+        ? globalThis.Number(object.tensorParallelSize)
+        : isSet(object.tensor_parallel_size)
+        ? globalThis.Number(object.tensor_parallel_size)
+        : 0,
     };
   },
 
@@ -1085,6 +1323,9 @@ export const Register: MessageFns<Register> = {
     if (message.sendsKvEvents !== false) {
       obj.sendsKvEvents = message.sendsKvEvents;
     }
+    if (message.tensorParallelSize !== 0) {
+      obj.tensorParallelSize = Math.round(message.tensorParallelSize);
+    }
     return obj;
   },
 
@@ -1100,6 +1341,7 @@ export const Register: MessageFns<Register> = {
     message.maxSequences = object.maxSequences ?? 0;
     message.state = object.state ?? 0;
     message.sendsKvEvents = object.sendsKvEvents ?? false;
+    message.tensorParallelSize = object.tensorParallelSize ?? 0;
     return message;
   },
 };
@@ -1933,6 +2175,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

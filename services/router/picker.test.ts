@@ -1,0 +1,287 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import { PressureLevel, ServingState } from "../../gen/infermesh/common/v1/common.js";
+import type { LoadReport } from "../../gen/infermesh/router/v1/router_service.js";
+import { ManualClock } from "../common/clock.js";
+import { blockHashes } from "../common/prefix-hash.js";
+import { Fleet, type FleetMember } from "./fleet.js";
+import { Picker, type PickerConfig, type PickQuery } from "./picker.js";
+import { PrefixTable } from "./prefix-table.js";
+import { SessionTable } from "./session-table.js";
+
+const SERVING = ServingState.SERVING_STATE_SERVING;
+
+const defaults: PickerConfig = {
+  weights: { queue: 2, kv: 1, prefix: 3, session: 2, health: 1, context: 0.5 },
+  affinitySaturation: 0.8,
+  minHealth: 0.7,
+  longPromptTokens: 8_000,
+  candidates: 3,
+};
+
+interface WorkerSpec {
+  id: string;
+  models?: string[];
+  contextTokens?: number;
+  sequences?: number;
+  running?: number;
+  waiting?: number;
+  kvUsed?: number;
+  kvTotal?: number;
+  tensorParallel?: number;
+}
+
+function setup(workers: WorkerSpec[], config: Partial<PickerConfig> = {}, random: () => number = Math.random) {
+  const clock = new ManualClock();
+  const fleet = new Fleet(clock, { staleAfterMs: 5_000, freshReportMs: 1_000, pickSettleMs: 10 });
+  const prefixes = new PrefixTable(1_000);
+  const picker = new Picker(fleet, prefixes, new SessionTable(100), { ...defaults, ...config }, random);
+  const members = new Map<string, FleetMember>();
+  for (const spec of workers) {
+    const member = fleet.join({
+      workerId: spec.id,
+      address: `${spec.id}:1`,
+      models: (spec.models ?? ["m"]).map((id) => ({ id, engine: "sim", contextTokens: spec.contextTokens ?? 32_768, description: "" })),
+      device: "cuda:0",
+      maxSequences: spec.sequences ?? 10,
+      state: SERVING,
+      sendsKvEvents: false,
+      tensorParallelSize: spec.tensorParallel ?? 1,
+    });
+    fleet.report(member, loadOf(spec));
+    members.set(spec.id, member);
+  }
+  const setLoad = (id: string, spec: Omit<WorkerSpec, "id">) => fleet.report(members.get(id)!, loadOf(spec));
+  return { clock, fleet, prefixes, picker, members, setLoad };
+}
+
+function loadOf(spec: Omit<WorkerSpec, "id">): LoadReport {
+  return {
+    runningRequests: spec.running ?? 0,
+    waitingRequests: spec.waiting ?? 0,
+    kvUsedTokens: spec.kvUsed ?? 0,
+    kvTotalTokens: spec.kvTotal ?? 100_000,
+    tokensPerSecond: 0,
+    prefixCacheQueries: 0,
+    prefixCacheHits: 0,
+    state: SERVING,
+  };
+}
+
+const systemPrompt = "You are a careful assistant for the billing team. ".repeat(40);
+
+function query(overrides: Partial<PickQuery> & { text?: string } = {}): PickQuery {
+  const { text, ...rest } = overrides;
+  return {
+    models: ["m"],
+    estimatedInputTokens: 100,
+    maxOutputTokens: 100,
+    sessionId: "",
+    prefixHashes: text === undefined ? [] : blockHashes(text),
+    excludedWorkerIds: new Set(),
+    ...rest,
+  };
+}
+
+const firstId = (picker: Picker, q: PickQuery) => picker.pick(q).placements[0]?.member.registration.workerId;
+
+test("with nothing cached, the least loaded worker comes first and every scorer's score is reported", () => {
+  const { picker } = setup([
+    { id: "busy", running: 8 },
+    { id: "idle" },
+    { id: "half", running: 5 },
+    { id: "queued", running: 10, waiting: 5 },
+  ]);
+  const result = picker.pick(query());
+  assert.deepEqual(result.placements.map((placement) => placement.member.registration.workerId), ["idle", "half", "busy"]);
+  assert.equal(result.reason, "least-loaded");
+  const scores = result.placements[0]!.scores;
+  assert.deepEqual(Object.keys(scores).sort(), ["context", "health", "kv", "prefix", "queue", "session"]);
+  assert.equal(scores.queue, 1);
+  assert.equal(result.placements[1]!.scores.queue, 1 / 1.5);
+  for (const placement of result.placements) assert.ok(placement.score >= 0 && placement.score <= 1);
+});
+
+test("equal workers are ordered at random, so cache misses do not all land on one worker", () => {
+  const { picker } = setup([{ id: "a" }, { id: "b" }, { id: "c" }, { id: "d" }]);
+  const firsts = new Map<string, number>();
+  for (let index = 0; index < 400; index += 1) {
+    const id = firstId(picker, query({ text: `a prompt nobody sent before, number ${index} `.repeat(4) }))!;
+    firsts.set(id, (firsts.get(id) ?? 0) + 1);
+  }
+  assert.equal(firsts.size, 4, `every worker gets some misses: ${JSON.stringify([...firsts])}`);
+  for (const count of firsts.values()) assert.ok(count > 50, `roughly even: ${JSON.stringify([...firsts])}`);
+});
+
+test("the reason for a random tie says so", () => {
+  const { picker } = setup([{ id: "a" }, { id: "b" }]);
+  assert.equal(picker.pick(query()).reason, "tie-broken-at-random");
+});
+
+test("a worker that holds the prompt's prefix wins over an idle one, and the pick records it", () => {
+  const { picker, setLoad } = setup([{ id: "a" }, { id: "b" }, { id: "c" }]);
+  const first = query({ text: `${systemPrompt}user: first question` });
+  const chosen = picker.pick(first).placements[0]!;
+  picker.commit(first, chosen);
+  const holder = chosen.member.registration.workerId;
+  setLoad(holder, { running: 3 });
+  const second = picker.pick(query({ text: `${systemPrompt}user: another question entirely` }));
+  assert.equal(second.placements[0]!.member.registration.workerId, holder);
+  assert.equal(second.reason, "prefix-affinity");
+  assert.ok(second.placements[0]!.scores.prefix > 0.9, `most blocks match: ${second.placements[0]!.scores.prefix}`);
+  assert.equal(second.placements[1]!.scores.prefix, 0);
+});
+
+test("sticky until saturated: a hot prefix spreads once its worker passes the saturation share", () => {
+  const { picker, prefixes, setLoad } = setup([{ id: "hot" }, { id: "cold" }]);
+  const text = `${systemPrompt}user: hello`;
+  prefixes.record("hot", blockHashes(text));
+  setLoad("hot", { running: 7 }); // 0.7 of 10 sequences: still sticky
+  assert.equal(firstId(picker, query({ text })), "hot");
+  setLoad("hot", { running: 8 }); // 0.8: saturated for affinity
+  const result = picker.pick(query({ text }));
+  assert.equal(result.placements[0]!.member.registration.workerId, "cold");
+  assert.equal(result.placements[1]!.scores.prefix, 0);
+});
+
+test("a session's next turn goes back to its worker while that worker has room", () => {
+  const { picker, setLoad } = setup([{ id: "a" }, { id: "b" }, { id: "c" }]);
+  const turn = query({ sessionId: "alice" });
+  const chosen = picker.pick(turn).placements[0]!;
+  picker.commit(turn, chosen);
+  const home = chosen.member.registration.workerId;
+  setLoad(home, { running: 4 });
+  const next = picker.pick(query({ sessionId: "alice" }));
+  assert.equal(next.placements[0]!.member.registration.workerId, home);
+  assert.equal(next.reason, "session-affinity");
+  assert.notEqual(firstId(picker, query({ sessionId: "bob" })), home);
+});
+
+test("exact KV events: stored blocks attract the prompt, evicted ones stop doing so", () => {
+  const { picker, prefixes, setLoad } = setup([{ id: "a" }, { id: "b" }]);
+  const hashes = blockHashes(`${systemPrompt}user: q`);
+  prefixes.apply("b", { stored: hashes, evicted: [], cleared: false });
+  setLoad("b", { running: 2 });
+  assert.equal(firstId(picker, query({ prefixHashes: hashes })), "b");
+  prefixes.apply("b", { stored: [], evicted: hashes, cleared: false });
+  assert.equal(firstId(picker, query({ prefixHashes: hashes })), "a");
+});
+
+test("in-flight picks count as load until a report covers them", () => {
+  const { picker, clock, fleet, members } = setup([{ id: "a" }, { id: "b" }]);
+  const q = query();
+  for (let index = 0; index < 6; index += 1) {
+    const chosen = picker.pick(q).placements[0]!;
+    picker.commit(q, chosen);
+  }
+  assert.equal(members.get("a")!.inFlightPicks, 3, "picks alternate between the two");
+  assert.equal(members.get("b")!.inFlightPicks, 3);
+  assert.equal(members.get("a")!.inFlightTokens, 600);
+  clock.advance(20);
+  fleet.report(members.get("a")!, loadOf({ running: 3 }));
+  assert.equal(members.get("a")!.inFlightPicks, 0);
+});
+
+test("KV headroom counts in-flight tokens: a worker near full KV loses to one with room", () => {
+  const { picker } = setup([
+    { id: "full", kvUsed: 95_000 },
+    { id: "roomy", kvUsed: 20_000 },
+  ]);
+  const result = picker.pick(query());
+  assert.equal(result.placements[0]!.member.registration.workerId, "roomy");
+  assert.equal(result.reason, "most-kv-headroom");
+  assert.ok(Math.abs(result.placements[1]!.scores.kv - 0.05) < 1e-9);
+});
+
+test("workers below the health threshold are avoided while a healthier one exists", () => {
+  const { picker, clock, fleet, members } = setup([{ id: "quiet" }, { id: "reporting", running: 5 }]);
+  clock.advance(4_000); // both reports 4 s old: health 0.625
+  fleet.report(members.get("reporting")!, loadOf({ running: 5 }));
+  assert.equal(firstId(picker, query()), "reporting");
+  assert.equal(picker.pick(query()).placements.length, 1, "the unhealthy one is filtered out");
+  fleet.setPressure("reporting", PressureLevel.PRESSURE_LEVEL_CRITICAL);
+  assert.equal(firstId(picker, query()), "quiet", "with nobody healthier it is still used");
+});
+
+test("a prompt that does not fit a worker's context goes to one where it fits", () => {
+  const { picker } = setup([
+    { id: "small", contextTokens: 4_096 },
+    { id: "large", contextTokens: 131_072, running: 9 },
+  ]);
+  assert.equal(firstId(picker, query({ estimatedInputTokens: 6_000 })), "large");
+  assert.equal(firstId(picker, query({ estimatedInputTokens: 100 })), "small");
+});
+
+test("prompts over the long-prompt threshold go to a tensor-parallel group when there is one", () => {
+  const { picker } = setup([
+    { id: "single" },
+    { id: "tp4", tensorParallel: 4, running: 6 },
+  ]);
+  const long = picker.pick(query({ estimatedInputTokens: 9_000 }));
+  assert.equal(long.placements[0]!.member.registration.workerId, "tp4");
+  assert.equal(long.reason, "long-prompt-tensor-parallel");
+  assert.equal(firstId(picker, query({ estimatedInputTokens: 500 })), "single");
+});
+
+test("balanced: the preferred model's workers come first unless saturated; long prompts prefer the larger context", () => {
+  const { picker, setLoad } = setup([
+    { id: "small-model", models: ["20b"], contextTokens: 32_768 },
+    { id: "large-model", models: ["120b"], contextTokens: 131_072 },
+  ]);
+  const balanced = (estimatedInputTokens: number) => query({ models: ["20b", "120b"], estimatedInputTokens });
+  const short = picker.pick(balanced(100));
+  assert.equal(short.placements[0]!.member.registration.workerId, "small-model");
+  assert.equal(short.placements[0]!.model, "20b");
+  const long = picker.pick(balanced(20_000));
+  assert.equal(long.placements[0]!.model, "120b");
+  assert.equal(long.reason, "balanced-model-choice");
+  setLoad("small-model", { running: 10 });
+  assert.equal(picker.pick(balanced(100)).placements[0]!.model, "120b", "a saturated preferred worker goes after an unsaturated alternative");
+});
+
+test("excluded workers are skipped and at most `candidates` are returned", () => {
+  const { picker } = setup([{ id: "a" }, { id: "b" }, { id: "c" }, { id: "d" }, { id: "e" }]);
+  const result = picker.pick(query({ excludedWorkerIds: new Set(["a", "b"]) }));
+  assert.equal(result.placements.length, 3);
+  assert.ok(result.placements.every((placement) => !["a", "b"].includes(placement.member.registration.workerId)));
+  assert.deepEqual(picker.pick(query({ models: ["other"] })).placements, []);
+});
+
+test("prefix table: matches the leading blocks held, trims least recently used, deepest blocks first", () => {
+  const table = new PrefixTable(10);
+  const prompt = blockHashes("x".repeat(64 * 8));
+  const other = blockHashes("y".repeat(64 * 4));
+  assert.equal(new Set(prompt).size, 8);
+  table.record("w", prompt);
+  assert.equal(table.matchedBlocks("w", prompt), 8);
+  assert.equal(table.matchedBlocks("w", [...prompt.slice(0, 5), 1, 2]), 5);
+  assert.equal(table.matchedBlocks("w", other), 0);
+  table.record("w", other); // 12 blocks > 10: two go, the tail of the older prompt
+  assert.equal(table.size("w"), 10);
+  assert.equal(table.matchedBlocks("w", prompt), 6);
+  assert.equal(table.matchedBlocks("w", other), 4);
+  table.apply("w", { stored: [], evicted: [], cleared: true });
+  assert.equal(table.matchedBlocks("w", other), 0);
+  const capped = new PrefixTable(1_000, 4);
+  capped.record("w", prompt);
+  assert.equal(capped.size("w"), 4);
+  assert.equal(capped.matchedBlocks("w", prompt), 4);
+});
+
+test("prefix table: blocks shared by several workers stay held by the others when one forgets or evicts them", () => {
+  const table = new PrefixTable(100);
+  const shared = blockHashes("s".repeat(64 * 6));
+  const longer = blockHashes(`${"s".repeat(64 * 6)}${"t".repeat(64 * 3)}`);
+  table.record("a", shared);
+  table.record("b", longer);
+  table.apply("c", { stored: shared.slice(0, 2), evicted: [], cleared: false });
+  assert.deepEqual([...table.match(longer)].sort(), [["a", 6], ["b", 9], ["c", 2]]);
+  table.forget("b");
+  assert.deepEqual([...table.match(longer)].sort(), [["a", 6], ["c", 2]]);
+  table.apply("a", { stored: [], evicted: shared.slice(3), cleared: false });
+  assert.deepEqual([...table.match(shared)].sort(), [["a", 3], ["c", 2]]);
+  table.apply("c", { stored: [], evicted: [], cleared: true });
+  table.forget("a");
+  assert.equal(table.match(shared).size, 0);
+  assert.equal(table.match([]).size, 0);
+});

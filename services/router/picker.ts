@@ -1,0 +1,242 @@
+import type { Fleet, FleetMember } from "./fleet.js";
+import type { PrefixTable } from "./prefix-table.js";
+import type { SessionTable } from "./session-table.js";
+
+/**
+ * Filter → score → pick, as the Gateway API Inference Extension's endpoint picker does
+ * it: filters narrow the fleet, each scorer gives every survivor a score in [0,1], the
+ * weighted mean ranks them, and ties are broken at random (never by fleet order, so
+ * cache misses do not all land on the same worker).
+ */
+
+/** The scorers, by the name Pick reports their scores under. */
+export const scorerNames = ["queue", "kv", "prefix", "session", "health", "context"] as const;
+export type ScorerName = (typeof scorerNames)[number];
+export type ScorerWeights = Readonly<Record<ScorerName, number>>;
+
+export interface PickerConfig {
+  readonly weights: ScorerWeights;
+  /**
+   * Sticky until saturated (llm-d's default): prefix and session affinity count only
+   * while a worker's outstanding requests are below this fraction of its sequences.
+   * Past it a hot shared prefix spreads to the next worker instead of piling up.
+   */
+  readonly affinitySaturation: number;
+  /** Workers less healthy than this are avoided while healthier ones exist (seeds: 0.7). */
+  readonly minHealth: number;
+  /** Prompts at least this long go to tensor-parallel groups when there are any, and prefer the largest context. */
+  readonly longPromptTokens: number;
+  /** Candidates returned, best first: the gateway tries down this list. */
+  readonly candidates: number;
+}
+
+/** One request to place. */
+export interface PickQuery {
+  /** The model asked for, then the ones that may serve instead (balanced profile). */
+  readonly models: readonly string[];
+  readonly estimatedInputTokens: number;
+  /** Output tokens the request may generate; with the prompt, what it may hold in KV. */
+  readonly maxOutputTokens: number;
+  readonly sessionId: string;
+  readonly prefixHashes: readonly number[];
+  readonly excludedWorkerIds: ReadonlySet<string>;
+}
+
+/** A worker the request may go to, with the model it would run. */
+export interface Placement {
+  readonly member: FleetMember;
+  readonly model: string;
+  /** Weighted mean of `scores`. */
+  readonly score: number;
+  readonly scores: Readonly<Record<ScorerName, number>>;
+}
+
+export interface PickResult {
+  /** Best first, at most `candidates` long; empty when no worker may take the request. */
+  readonly placements: Placement[];
+  /** Why the first was chosen, e.g. "prefix-affinity". */
+  readonly reason: string;
+}
+
+/** A candidate being scored; the scores live in `Picker.scratch` at `slot`. */
+interface Scored {
+  member: FleetMember;
+  model: string;
+  /** 1 when the worker is saturated (outstanding ≥ its sequences): it goes after every unsaturated one. */
+  saturated: number;
+  /** Position of its model in the preference order. */
+  rank: number;
+  score: number;
+  tieBreak: number;
+  slot: number;
+}
+
+const reasons: Readonly<Record<ScorerName, string>> = {
+  queue: "least-loaded",
+  kv: "most-kv-headroom",
+  prefix: "prefix-affinity",
+  session: "session-affinity",
+  health: "healthiest",
+  context: "best-context-fit",
+};
+
+export class Picker {
+  private readonly weightSum: number;
+  private scratch = new Float64Array(0);
+
+  constructor(
+    private readonly fleet: Fleet,
+    private readonly prefixes: PrefixTable,
+    private readonly sessions: SessionTable,
+    private readonly config: PickerConfig,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.weightSum = scorerNames.reduce((sum, name) => sum + config.weights[name], 0) || 1;
+  }
+
+  /** Ranks the workers that may serve `query`; records nothing (see `commit`). */
+  pick(query: PickQuery): PickResult {
+    const now = this.fleet.now();
+    const preference = this.preferenceOrder(query);
+    const pool = this.filter(query, preference, now);
+    if (pool.length === 0) return { placements: [], reason: "no-eligible-worker" };
+    const affinityWorker = this.sessions.workerOf(query.sessionId);
+    const matchable = Math.min(query.prefixHashes.length, this.prefixes.maxMatchBlocks);
+    const matched = this.prefixes.match(query.prefixHashes);
+    const stride = scorerNames.length;
+    if (this.scratch.length < pool.length * stride) this.scratch = new Float64Array(pool.length * stride * 2);
+    const { weights } = this.config;
+    for (let index = 0; index < pool.length; index += 1) {
+      const candidate = pool[index]!;
+      const { member } = candidate;
+      const load = member.load;
+      const sequences = Math.max(1, member.registration.maxSequences);
+      const outstanding = (load.runningRequests + load.waitingRequests + member.inFlightPicks) / sequences;
+      const sticky = outstanding < this.config.affinitySaturation;
+      const contextTokens = contextOf(member, candidate.model);
+      const base = index * stride;
+      const s = this.scratch;
+      s[base] = 1 / (1 + outstanding);
+      s[base + 1] = load.kvTotalTokens > 0 ? 1 - Math.min(1, (load.kvUsedTokens + member.inFlightTokens) / load.kvTotalTokens) : 1;
+      s[base + 2] = sticky && matched.size > 0 ? (matched.get(member.registration.workerId) ?? 0) / matchable : 0;
+      s[base + 3] = sticky && affinityWorker === member.registration.workerId ? 1 : 0;
+      s[base + 4] = this.fleet.health(member, now);
+      s[base + 5] = contextTokens > 0 ? 1 - Math.min(1, query.estimatedInputTokens / contextTokens) : 1;
+      candidate.score =
+        (weights.queue * s[base]! + weights.kv * s[base + 1]! + weights.prefix * s[base + 2]! +
+          weights.session * s[base + 3]! + weights.health * s[base + 4]! + weights.context * s[base + 5]!) / this.weightSum;
+      candidate.saturated = outstanding >= 1 ? 1 : 0;
+      candidate.slot = index;
+    }
+    const best = topK(pool, this.config.candidates, compare);
+    const placements = best.map((candidate) => ({
+      member: candidate.member,
+      model: candidate.model,
+      score: candidate.score,
+      scores: this.scoresAt(candidate.slot),
+    }));
+    return { placements, reason: this.reason(query, placements, pool.length) };
+  }
+
+  /** The request went to `placement`: count it there and remember its prefix and session. */
+  commit(query: PickQuery, placement: Placement): void {
+    const workerId = placement.member.registration.workerId;
+    this.fleet.notePick(placement.member, query.estimatedInputTokens + query.maxOutputTokens);
+    this.prefixes.record(workerId, query.prefixHashes);
+    this.sessions.record(query.sessionId, workerId);
+  }
+
+  /** Models in the order they are preferred: as asked, or the largest context first for a long prompt. */
+  private preferenceOrder(query: PickQuery): string[] {
+    const models = [...new Set(query.models)];
+    if (models.length > 1 && query.estimatedInputTokens >= this.config.longPromptTokens) {
+      const largest = new Map(models.map((model) => [model, Math.max(0, ...this.fleet.eligible(model).map((member) => contextOf(member, model)))]));
+      models.sort((a, b) => largest.get(b)! - largest.get(a)!);
+    }
+    return models;
+  }
+
+  /**
+   * Serving, fresh, not critical, not excluded (hard); then, each only if someone is
+   * left: prompt fits the context, healthy enough, a tensor-parallel group for a long
+   * prompt. A worker serving several of the models is listed under the one it prefers.
+   */
+  private filter(query: PickQuery, preference: readonly string[], now: number): Scored[] {
+    // Only a pick among several models can meet a worker twice.
+    const seen = preference.length > 1 ? new Set<string>() : undefined;
+    let pool: Scored[] = [];
+    preference.forEach((model, rank) => {
+      for (const member of this.fleet.eligible(model)) {
+        const workerId = member.registration.workerId;
+        if (query.excludedWorkerIds.has(workerId) || seen?.has(workerId)) continue;
+        seen?.add(workerId);
+        pool.push({ member, model, saturated: 0, rank, score: 0, tieBreak: this.random(), slot: 0 });
+      }
+    });
+    const narrow = (keep: (candidate: Scored) => boolean) => {
+      if (pool.every(keep)) return;
+      const kept = pool.filter(keep);
+      if (kept.length > 0) pool = kept;
+    };
+    narrow((candidate) => {
+      const context = contextOf(candidate.member, candidate.model);
+      return context === 0 || query.estimatedInputTokens < context;
+    });
+    narrow((candidate) => this.fleet.health(candidate.member, now) >= this.config.minHealth);
+    if (query.estimatedInputTokens >= this.config.longPromptTokens) narrow((candidate) => candidate.member.registration.tensorParallelSize > 1);
+    return pool;
+  }
+
+  private scoresAt(slot: number): Record<ScorerName, number> {
+    const scores = {} as Record<ScorerName, number>;
+    scorerNames.forEach((name, offset) => {
+      scores[name] = this.scratch[slot * scorerNames.length + offset]!;
+    });
+    return scores;
+  }
+
+  /** The scorer that put the first placement ahead of the second, by weighted margin. */
+  private reason(query: PickQuery, placements: readonly Placement[], poolSize: number): string {
+    const [first, second] = placements;
+    if (first!.model !== query.models[0]) return "balanced-model-choice";
+    if (query.estimatedInputTokens >= this.config.longPromptTokens && first!.member.registration.tensorParallelSize > 1) return "long-prompt-tensor-parallel";
+    if (poolSize === 1 || second === undefined) return "only-eligible-worker";
+    let best: ScorerName | undefined;
+    let margin = 0;
+    for (const name of scorerNames) {
+      const gain = this.config.weights[name] * (first!.scores[name] - second.scores[name]);
+      if (gain > margin) {
+        margin = gain;
+        best = name;
+      }
+    }
+    return best === undefined ? "tie-broken-at-random" : reasons[best];
+  }
+}
+
+/** Unsaturated first, then the preferred model, then the score, then at random. */
+function compare(a: Scored, b: Scored): number {
+  return a.saturated - b.saturated || a.rank - b.rank || b.score - a.score || a.tieBreak - b.tieBreak;
+}
+
+/** The `k` smallest items by `order`, sorted; one pass, no full sort of a large fleet. */
+function topK<T>(items: readonly T[], k: number, order: (a: T, b: T) => number): T[] {
+  const best: T[] = [];
+  for (const item of items) {
+    if (best.length === k && order(item, best[k - 1]!) >= 0) continue;
+    let at = best.length < k ? best.length : k - 1;
+    if (best.length < k) best.push(item);
+    while (at > 0 && order(item, best[at - 1]!) < 0) {
+      best[at] = best[at - 1]!;
+      at -= 1;
+    }
+    best[at] = item;
+  }
+  return best;
+}
+
+/** The context window of `model` on `member`; 0 when unknown. */
+function contextOf(member: FleetMember, model: string): number {
+  for (const served of member.registration.models) if (served.id === model) return served.contextTokens;
+  return 0;
+}

@@ -1,0 +1,139 @@
+/**
+ * Router scale: what one Pick costs the router (filter, score, pick and the commit that
+ * records it) as the fleet grows, with every worker's prefix table full. Runs the
+ * router's own Picker in this process, so the figure is the router's decision, without
+ * the gRPC round trip around it (see `npm run bench` for that).
+ *
+ *   npm run bench:router                               (100, 1,000 and 5,000 workers)
+ *   npm run bench:router -- --workers 1000 --picks 50000 --blocks 8192
+ */
+import { parseArgs } from "node:util";
+import { ServingState } from "../../gen/infermesh/common/v1/common.js";
+import { ManualClock } from "../../services/common/clock.js";
+import { blockHashes } from "../../services/common/prefix-hash.js";
+import { Fleet, type FleetMember } from "../../services/router/fleet.js";
+import { Picker, type PickQuery } from "../../services/router/picker.js";
+import { PrefixTable } from "../../services/router/prefix-table.js";
+import { SessionTable } from "../../services/router/session-table.js";
+
+const { values } = parseArgs({
+  options: {
+    workers: { type: "string", default: "100,1000,5000" },
+    picks: { type: "string", default: "20000" },
+    /** Prefix blocks each worker's table holds (64 characters each). */
+    blocks: { type: "string", default: "8192" },
+    tenants: { type: "string", default: "500" },
+  },
+});
+const fleetSizes = values.workers.split(",").map(Number);
+const picks = Number(values.picks);
+const blocksPerWorker = Number(values.blocks);
+const tenants = Number(values.tenants);
+
+/** A deterministic generator, so every fleet size sees the same workload. */
+function seeded(seed: number) {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 0x1_0000_0000;
+  };
+}
+
+/** Each tenant's system prompt: 1,500–6,000 characters (about 23–94 blocks). */
+const systemPrompts = Array.from({ length: tenants }, (_, tenant) => {
+  const random = seeded(tenant + 1);
+  return `tenant ${tenant} policy. `.repeat(Math.floor(60 + random() * 240));
+});
+
+function buildFleet(size: number) {
+  const clock = new ManualClock();
+  const fleet = new Fleet(clock, { staleAfterMs: 5_000, freshReportMs: 2_000, pickSettleMs: 10 });
+  const prefixes = new PrefixTable(blocksPerWorker);
+  const picker = new Picker(fleet, prefixes, new SessionTable(1_000_000), {
+    weights: { queue: 2, kv: 1, prefix: 3, session: 2, health: 1, context: 0.5 },
+    affinitySaturation: 0.8,
+    minHealth: 0.7,
+    longPromptTokens: 8_000,
+    candidates: 3,
+  });
+  const random = seeded(size);
+  const members: FleetMember[] = [];
+  for (let index = 0; index < size; index += 1) {
+    const workerId = `worker-${index}`;
+    const member = fleet.join({
+      workerId,
+      address: `10.0.${index >> 8}.${index & 255}:50060`,
+      models: [{ id: "gpt-oss-20b", engine: "sim", contextTokens: 131_072, description: "" }],
+      device: "cuda:0",
+      maxSequences: 256,
+      state: ServingState.SERVING_STATE_SERVING,
+      sendsKvEvents: true,
+      tensorParallelSize: 1,
+    });
+    fleet.report(member, {
+      runningRequests: Math.floor(random() * 200),
+      waitingRequests: Math.floor(random() * 8),
+      kvUsedTokens: Math.floor(random() * 900_000),
+      kvTotalTokens: 1_000_000,
+      tokensPerSecond: 0,
+      prefixCacheQueries: 0,
+      prefixCacheHits: 0,
+      state: ServingState.SERVING_STATE_SERVING,
+    });
+    members.push(member);
+    // Full table: a few tenants' system prompts, then filler blocks up to capacity.
+    for (let held = 0; held < 4; held += 1) prefixes.record(workerId, blockHashes(systemPrompts[Math.floor(random() * tenants)]!));
+    while (prefixes.size(workerId) < blocksPerWorker) {
+      prefixes.apply(workerId, { stored: Array.from({ length: 256 }, () => Math.floor(random() * 2 ** 53)), evicted: [], cleared: false });
+    }
+  }
+  return { fleet, picker, prefixes, members };
+}
+
+function queries(count: number): PickQuery[] {
+  const random = seeded(42);
+  return Array.from({ length: count }, (_, index) => {
+    const tenant = Math.floor(random() * tenants);
+    const text = `${systemPrompts[tenant]}user ${index}: ${"please summarise the attached notes ".repeat(1 + Math.floor(random() * 20))}`;
+    return {
+      models: ["gpt-oss-20b"],
+      estimatedInputTokens: Math.ceil(text.length / 4),
+      maxOutputTokens: 512,
+      sessionId: `session-${Math.floor(random() * 50_000)}`,
+      prefixHashes: blockHashes(text, 64, 256),
+      excludedWorkerIds: new Set<string>(),
+    };
+  });
+}
+
+const percentile = (sorted: Float64Array, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const workload = queries(picks);
+console.log(`router scale: Pick (filter, score, pick, commit) in-process, ${picks} picks per fleet, ${blocksPerWorker} prefix blocks per worker`);
+console.log("workers | build s | p50 µs | p90 µs | p99 µs | max µs | picks/s | prefix-affinity share");
+for (const size of fleetSizes) {
+  const builtAt = performance.now();
+  const { picker } = buildFleet(size);
+  const buildSeconds = (performance.now() - builtAt) / 1000;
+  // Warm-up: the JIT, and the prefix and session tables the workload itself builds.
+  for (const query of workload.slice(0, Math.min(2_000, picks))) {
+    const { placements } = picker.pick(query);
+    picker.commit(query, placements[0]!);
+  }
+  const latencies = new Float64Array(picks);
+  let affinity = 0;
+  const begin = performance.now();
+  for (let index = 0; index < picks; index += 1) {
+    const query = workload[index]!;
+    const start = performance.now();
+    const { placements, reason } = picker.pick(query);
+    picker.commit(query, placements[0]!);
+    latencies[index] = (performance.now() - start) * 1000;
+    if (reason === "prefix-affinity" || reason === "session-affinity") affinity += 1;
+  }
+  const wall = performance.now() - begin;
+  latencies.sort();
+  console.log(
+    `${String(size).padStart(7)} | ${buildSeconds.toFixed(1).padStart(7)} | ${[50, 90, 99].map((p) => percentile(latencies, p).toFixed(1).padStart(6)).join(" | ")} | ` +
+      `${latencies[latencies.length - 1]!.toFixed(0).padStart(6)} | ${((picks * 1000) / wall).toFixed(0).padStart(7)} | ${((100 * affinity) / picks).toFixed(1)} %`,
+  );
+}
