@@ -3,6 +3,7 @@ import { Status } from "nice-grpc";
 import { Histogram, type Registry } from "prom-client";
 import type { ChatMessage, PriorityClass } from "../gen/infermesh/common/v1/common.js";
 import type { GenerateRequest } from "../gen/infermesh/worker/v1/worker_service.js";
+import { blockHashes, canonicalPrompt, prefixBlockChars } from "../services/common/prefix-hash.js";
 import { ApiError } from "./errors.js";
 import { acquireSlot, type AdmissionSlot } from "./mesh/admission-slot.js";
 import type { ResolvedRequest } from "./access/access-control.js";
@@ -10,7 +11,6 @@ import type { TenantLimits } from "./access/api-keys.js";
 import type { MeshClients } from "./mesh/clients.js";
 import { generate, pickWorkers, withWorker, type GenerationEvent, type PlacedRequest } from "./mesh/generation.js";
 import type { ModelCatalog } from "./mesh/models.js";
-import { blockHashes, canonicalPrompt, prefixBlockChars } from "../services/common/prefix-hash.js";
 
 /** Who a request is charged to, from its API key (or the anonymous default). */
 export interface Caller {

@@ -10,8 +10,8 @@ export interface FleetMember {
   readonly connectionId: number;
   load: LoadReport;
   lastReportAtMs: number;
-  /** Picks the last load report may not include yet: the router's bridge between reports. */
-  inFlightPicks: number;
+  /** Picks the last load report may not include yet (`recentPicks.length`): the router's bridge between reports. */
+  readonly inFlightPicks: number;
   /** Prompt and output tokens of those picks. */
   inFlightTokens: number;
   /** When each of those picks was made, and its tokens, oldest first. */
@@ -61,7 +61,9 @@ export class Fleet {
         state: registration.state,
       },
       lastReportAtMs: this.clock.now(),
-      inFlightPicks: 0,
+      get inFlightPicks() {
+        return this.recentPicks.length;
+      },
       inFlightTokens: 0,
       recentPicks: [],
       pressure: this.members.get(registration.workerId)?.pressure ?? PressureLevel.PRESSURE_LEVEL_NORMAL,
@@ -83,7 +85,6 @@ export class Fleet {
     member.lastReportAtMs = now;
     const settled = member.recentPicks.findIndex((pick) => now - pick.atMs < this.timing.pickSettleMs);
     member.recentPicks.splice(0, settled === -1 ? member.recentPicks.length : settled);
-    member.inFlightPicks = member.recentPicks.length;
     member.inFlightTokens = member.recentPicks.reduce((sum, pick) => sum + pick.tokens, 0);
   }
 
@@ -95,7 +96,6 @@ export class Fleet {
   /** Counts a request just sent to `member` until a load report covers it. */
   notePick(member: FleetMember, tokens: number): void {
     member.recentPicks.push({ atMs: this.clock.now(), tokens });
-    member.inFlightPicks += 1;
     member.inFlightTokens += tokens;
   }
 

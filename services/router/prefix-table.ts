@@ -91,11 +91,6 @@ export class PrefixTable {
     return matched;
   }
 
-  /** How many leading blocks of `hashes` one worker holds. */
-  matchedBlocks(workerId: string, hashes: readonly number[]): number {
-    return this.match(hashes).get(workerId) ?? 0;
-  }
-
   /** Forgets a worker's blocks (it left, or its models changed). */
   forget(workerId: string): void {
     const blocks = this.byWorker.get(workerId);
