@@ -116,6 +116,15 @@ test("equal workers are ordered at random, so cache misses do not all land on on
   for (const count of firsts.values()) assert.ok(count > 50, `roughly even: ${JSON.stringify([...firsts])}`);
 });
 
+test("workers a hair apart (KV used, report age) still share cache misses at random", () => {
+  const { picker, clock, fleet, members } = setup([{ id: "a", kvUsed: 300 }, { id: "b", kvUsed: 100 }, { id: "c" }]);
+  clock.advance(1_200); // a's and b's reports are a little older than fresh: health 0.975
+  fleet.report(members.get("c")!, loadOf({}));
+  const firsts = new Set<string>();
+  for (let index = 0; index < 100; index += 1) firsts.add(firstId(picker, query())!);
+  assert.deepEqual([...firsts].sort(), ["a", "b", "c"]);
+});
+
 test("the reason for a random tie says so", () => {
   const { picker } = setup([{ id: "a" }, { id: "b" }]);
   assert.equal(picker.pick(query()).reason, "tie-broken-at-random");

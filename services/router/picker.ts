@@ -214,9 +214,21 @@ export class Picker {
   }
 }
 
-/** Unsaturated first, then the preferred model, then the score, then at random. */
+/**
+ * Scores closer than this count as equal. Without it a hair's difference (a report a
+ * little older, a few KV tokens more) would order idle workers the same way every time
+ * and send every cache miss to one of them.
+ */
+const scoreQuantum = 0.01;
+
+/** Unsaturated first, then the preferred model, then the score (to `scoreQuantum`), then at random. */
 function compare(a: Scored, b: Scored): number {
-  return a.saturated - b.saturated || a.rank - b.rank || b.score - a.score || a.tieBreak - b.tieBreak;
+  return (
+    a.saturated - b.saturated ||
+    a.rank - b.rank ||
+    Math.round(b.score / scoreQuantum) - Math.round(a.score / scoreQuantum) ||
+    a.tieBreak - b.tieBreak
+  );
 }
 
 /** The `k` smallest items by `order`, sorted; one pass, no full sort of a large fleet. */
