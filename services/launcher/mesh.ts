@@ -43,6 +43,8 @@ export interface MeshLayout {
   readonly gatewayArgs?: readonly string[];
   /** Extra flags for admission. */
   readonly admissionArgs?: readonly string[];
+  /** Extra flags for the router. */
+  readonly routerArgs?: readonly string[];
 }
 
 /** The compiled entry point of a service, e.g. dist/services/router/main.js. */
@@ -66,7 +68,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
     {
       name: "router",
       script: entryPoint("services/router/main.js"),
-      args: ["--listen", at(ports.router), "--metrics-port", String(ports.routerMetrics), "--memory-guard-address", at(ports.memoryGuard)],
+      args: ["--listen", at(ports.router), "--metrics-port", String(ports.routerMetrics), "--memory-guard-address", at(ports.memoryGuard), ...(layout.routerArgs ?? [])],
       env: otel("router"),
     },
     {

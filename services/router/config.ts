@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { PickerConfig } from "./picker.js";
+import { pickPolicies, type PickerConfig } from "./picker.js";
 import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 
 export const routerConfigSchema = z.object({
@@ -20,6 +20,11 @@ export const routerConfigSchema = z.object({
    * any, and in a pick among several models (balanced profile) prefer the largest context.
    */
   longPromptTokens: integer(1, 10_000_000).default(8_000),
+  /**
+   * score: filter → score → pick (services/router/picker.ts). round-robin and
+   * least-loaded are plain load balancers' choices, for comparing against.
+   */
+  policy: z.enum(pickPolicies).default("score"),
   /** Scorer weights (services/router/picker.ts): outstanding requests per sequence. */
   weightQueue: decimal(0, 100).default(2),
   /** KV headroom, counting the picks not yet reported. */
@@ -56,6 +61,7 @@ export type RouterConfig = ReturnType<typeof loadRouterConfig>;
 /** The picker's settings out of the router's. */
 export function pickerConfig(config: RouterConfig): PickerConfig {
   return {
+    policy: config.policy,
     weights: {
       queue: config.weightQueue,
       kv: config.weightKv,

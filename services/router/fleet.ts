@@ -17,6 +17,8 @@ export interface FleetMember {
   /** When each of those picks was made, and its tokens, oldest first. */
   readonly recentPicks: { atMs: number; tokens: number }[];
   pressure: PressureLevel;
+  /** An admin drained it: no new work until it registers again. */
+  draining: boolean;
 }
 
 /** How the fleet judges its members. */
@@ -67,10 +69,16 @@ export class Fleet {
       inFlightTokens: 0,
       recentPicks: [],
       pressure: this.members.get(registration.workerId)?.pressure ?? PressureLevel.PRESSURE_LEVEL_NORMAL,
+      draining: false,
     };
     this.members.set(registration.workerId, member);
     for (const model of registration.models) this.modelsEverServed.add(model.id);
     return member;
+  }
+
+  /** The connected member with this id. */
+  member(workerId: string): FleetMember | undefined {
+    return this.members.get(workerId);
   }
 
   /** Removes the member if `connectionId` still owns it. */
@@ -128,6 +136,7 @@ export class Fleet {
     return [...this.members.values()].filter(
       (member) =>
         member.load.state === ServingState.SERVING_STATE_SERVING &&
+        !member.draining &&
         member.pressure !== PressureLevel.PRESSURE_LEVEL_CRITICAL &&
         now - member.lastReportAtMs <= this.timing.staleAfterMs &&
         member.registration.models.some((served) => served.id === model),
@@ -140,11 +149,17 @@ export class Fleet {
 
   list(): WorkerStatus[] {
     const now = this.clock.now();
-    return [...this.members.values()].map((member) => ({
+    return [...this.members.values()].map((member) => this.status(member, now));
+  }
+
+  /** The router's view of one member. */
+  status(member: FleetMember, now = this.clock.now()): WorkerStatus {
+    return {
       registration: member.registration,
       load: member.load,
       reportAgeMs: Math.round(now - member.lastReportAtMs),
       inFlightPicks: member.inFlightPicks,
-    }));
+      draining: member.draining,
+    };
   }
 }

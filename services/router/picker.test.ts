@@ -12,6 +12,7 @@ import { SessionTable } from "./session-table.js";
 const SERVING = ServingState.SERVING_STATE_SERVING;
 
 const defaults: PickerConfig = {
+  policy: "score",
   weights: { queue: 2, kv: 1, prefix: 3, session: 2, health: 1, context: 0.5 },
   affinitySaturation: 0.8,
   minHealth: 0.7,
@@ -123,6 +124,7 @@ test("workers a hair apart (KV used, report age) still share cache misses at ran
   const firsts = new Set<string>();
   for (let index = 0; index < 100; index += 1) firsts.add(firstId(picker, query())!);
   assert.deepEqual([...firsts].sort(), ["a", "b", "c"]);
+  assert.equal(picker.pick(query()).reason, "tie-broken-at-random", "a hair's difference is not a reason");
 });
 
 test("the reason for a random tie says so", () => {
@@ -296,4 +298,31 @@ test("prefix table: blocks shared by several workers stay held by the others whe
   table.forget("a");
   assert.equal(table.match(shared).size, 0);
   assert.equal(table.match([]).size, 0);
+});
+
+test("the round-robin baseline takes the workers in turn, whatever the prefix or load", () => {
+  const { picker, setLoad } = setup([{ id: "a" }, { id: "b" }, { id: "c" }], { policy: "round-robin" });
+  setLoad("a", { running: 9 });
+  const shared = query({ text: systemPrompt, sessionId: "s" });
+  const firsts: string[] = [];
+  for (let turn = 0; turn < 6; turn += 1) {
+    const result = picker.pick(shared);
+    assert.equal(result.reason, "round-robin");
+    assert.equal(result.placements.length, 3, "the rest of the turn are the fallbacks");
+    firsts.push(result.placements[0]!.member.registration.workerId);
+    picker.commit(shared, result.placements[0]!);
+  }
+  assert.deepEqual(firsts, ["a", "b", "c", "a", "b", "c"]);
+});
+
+test("the least-loaded baseline takes the fewest outstanding requests and ignores prefix affinity", () => {
+  const { picker, setLoad } = setup([{ id: "a" }, { id: "b" }], { policy: "least-loaded" });
+  const shared = query({ text: systemPrompt });
+  setLoad("a", { running: 2 });
+  picker.commit(shared, picker.pick(shared).placements.find((placement) => placement.member.registration.workerId === "a")!);
+  // a holds the prefix, but b has fewer requests.
+  const result = picker.pick(shared);
+  assert.equal(result.reason, "least-loaded");
+  assert.deepEqual(result.placements.map((placement) => placement.member.registration.workerId), ["b", "a"]);
+  assert.equal(result.placements[0]!.scores.prefix, 0);
 });

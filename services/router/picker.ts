@@ -14,7 +14,16 @@ export const scorerNames = ["queue", "kv", "prefix", "session", "health", "conte
 export type ScorerName = (typeof scorerNames)[number];
 export type ScorerWeights = Readonly<Record<ScorerName, number>>;
 
+/**
+ * How the picker ranks: `score` is filter → score → pick; `round-robin` and
+ * `least-loaded` are the baselines a plain load balancer gives (hard filters only, no
+ * affinity), kept so the fleet benchmark can compare against them on the same mesh.
+ */
+export const pickPolicies = ["score", "round-robin", "least-loaded"] as const;
+export type PickPolicy = (typeof pickPolicies)[number];
+
 export interface PickerConfig {
+  readonly policy: PickPolicy;
   readonly weights: ScorerWeights;
   /**
    * Sticky until saturated (llm-d's default): prefix and session affinity count only
@@ -83,6 +92,7 @@ const reasons: Readonly<Record<ScorerName, string>> = {
 export class Picker {
   private readonly weightSum: number;
   private scratch = new Float64Array(0);
+  private turn = 0;
 
   constructor(
     private readonly fleet: Fleet,
@@ -98,6 +108,7 @@ export class Picker {
   pick(query: PickQuery): PickResult {
     const now = this.fleet.now();
     const preference = this.preferenceOrder(query);
+    if (this.config.policy !== "score") return this.pickBaseline(query, preference);
     const pool = this.filter(query, preference, now);
     if (pool.length === 0) return { placements: [], reason: "no-eligible-worker" };
     const affinityWorker = this.sessions.workerOf(query.sessionId);
@@ -110,8 +121,7 @@ export class Picker {
       const candidate = pool[index]!;
       const { member } = candidate;
       const load = member.load;
-      const sequences = Math.max(1, member.registration.maxSequences);
-      const outstanding = (load.runningRequests + load.waitingRequests + member.inFlightPicks) / sequences;
+      const outstanding = outstandingOf(member);
       const sticky = outstanding < this.config.affinitySaturation;
       const contextTokens = contextOf(member, candidate.model);
       const base = index * stride;
@@ -144,6 +154,36 @@ export class Picker {
     this.fleet.notePick(placement.member, query.estimatedInputTokens + query.maxOutputTokens);
     this.prefixes.record(workerId, query.prefixHashes);
     this.sessions.record(query.sessionId, workerId);
+  }
+
+  /**
+   * A plain load balancer's choice among the workers of the first model that has any:
+   * the next ones in turn, or the fewest outstanding requests per sequence (ties at
+   * random). Only the queue score is filled in.
+   */
+  private pickBaseline(query: PickQuery, preference: readonly string[]): PickResult {
+    let pool: FleetMember[] = [];
+    let model = "";
+    for (const candidate of preference) {
+      pool = this.fleet.eligible(candidate).filter((member) => !query.excludedWorkerIds.has(member.registration.workerId));
+      model = candidate;
+      if (pool.length > 0) break;
+    }
+    if (pool.length === 0) return { placements: [], reason: "no-eligible-worker" };
+    const placed = (member: FleetMember): Placement => {
+      const queue = 1 / (1 + outstandingOf(member));
+      const scores = { queue, kv: 0, prefix: 0, session: 0, health: 0, context: 0 };
+      return { member, model, score: queue, scores };
+    };
+    const count = Math.min(this.config.candidates, pool.length);
+    if (this.config.policy === "round-robin") {
+      const start = this.turn++ % pool.length;
+      const placements = Array.from({ length: count }, (_, offset) => placed(pool[(start + offset) % pool.length]!));
+      return { placements, reason: "round-robin" };
+    }
+    const ranked = pool.map((member) => ({ member, outstanding: outstandingOf(member), tieBreak: this.random() }));
+    const best = topK(ranked, count, (a, b) => a.outstanding - b.outstanding || a.tieBreak - b.tieBreak);
+    return { placements: best.map((entry) => placed(entry.member)), reason: "least-loaded" };
   }
 
   /** Models in the order they are preferred: as asked, or the largest context first for a long prompt. */
@@ -201,6 +241,7 @@ export class Picker {
     if (first!.model !== query.models[0]) return "balanced-model-choice";
     if (query.estimatedInputTokens >= this.config.longPromptTokens && first!.member.registration.tensorParallelSize > 1) return "long-prompt-tensor-parallel";
     if (poolSize === 1 || second === undefined) return "only-eligible-worker";
+    if (sameScore(first!.score, second.score)) return "tie-broken-at-random";
     let best: ScorerName | undefined;
     let margin = 0;
     for (const name of scorerNames) {
@@ -221,12 +262,14 @@ export class Picker {
  */
 const scoreQuantum = 0.01;
 
+const sameScore = (a: number, b: number) => Math.round(a / scoreQuantum) === Math.round(b / scoreQuantum);
+
 /** Unsaturated first, then the preferred model, then the score (to `scoreQuantum`), then at random. */
 function compare(a: Scored, b: Scored): number {
   return (
     a.saturated - b.saturated ||
     a.rank - b.rank ||
-    Math.round(b.score / scoreQuantum) - Math.round(a.score / scoreQuantum) ||
+    (sameScore(a.score, b.score) ? 0 : b.score - a.score) ||
     a.tieBreak - b.tieBreak
   );
 }
@@ -245,6 +288,12 @@ function topK<T>(items: readonly T[], k: number, order: (a: T, b: T) => number):
     best[at] = item;
   }
   return best;
+}
+
+/** Requests running, waiting and picked but not yet reported, per sequence the worker runs at once. */
+function outstandingOf(member: FleetMember): number {
+  const { load } = member;
+  return (load.runningRequests + load.waitingRequests + member.inFlightPicks) / Math.max(1, member.registration.maxSequences);
 }
 
 /** The context window of `model` on `member`; 0 when unknown. */

@@ -1,5 +1,5 @@
 import { trace } from "@opentelemetry/api";
-import { pushable } from "it-pushable";
+import { pushable, type Pushable } from "it-pushable";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, Gauge, type Registry } from "prom-client";
 import {
@@ -27,6 +27,8 @@ export interface RouterServiceDeps {
 /** RouterService: the fleet from workers' Connect streams, and filter → score → pick. */
 export function createRouterService(deps: RouterServiceDeps): ServiceImplementation<typeof RouterServiceDefinition> {
   const { fleet, picker, prefixes, logger } = deps;
+  // Each connected worker's command channel, by the Connect stream that owns it.
+  const commandsOf = new Map<number, Pushable<ConnectResponse>>();
   const picks = new Counter({
     name: "infermesh_router_picks_total",
     help: "Pick outcomes, and for picks the reason the first candidate won",
@@ -105,6 +107,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       );
       const outgoing = pushable<ConnectResponse>({ objectMode: true });
       outgoing.push({ event: { $case: "registered", value: { reportIntervalMs: deps.reportIntervalMs } } });
+      commandsOf.set(member.connectionId, outgoing);
       const signal = AbortSignal.any([context.signal, deps.lifetime]);
       const onAbort = () => outgoing.end();
       signal.addEventListener("abort", onAbort, { once: true });
@@ -132,6 +135,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
         yield* outgoing;
       } finally {
         signal.removeEventListener("abort", onAbort);
+        commandsOf.delete(member.connectionId);
         if (fleet.leave(registration.workerId, member.connectionId)) {
           prefixes.forget(registration.workerId);
           logger.info({ worker_id: registration.workerId }, "worker left");
@@ -141,6 +145,19 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
 
     async listWorkers() {
       return { workers: fleet.list() };
+    },
+
+    async drainWorker(request) {
+      const member = fleet.member(request.workerId);
+      const commands = member && commandsOf.get(member.connectionId);
+      if (!member || !commands) throw new ServerError(Status.NOT_FOUND, `no worker ${JSON.stringify(request.workerId)} is connected`);
+      const reason = request.reason || "drained by an admin";
+      if (!member.draining) {
+        member.draining = true;
+        commands.push({ event: { $case: "drain", value: { reason } } });
+        logger.info({ worker_id: request.workerId, reason, running: member.load.runningRequests }, "worker draining");
+      }
+      return { worker: fleet.status(member) };
     },
   };
 }

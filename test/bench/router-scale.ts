@@ -50,6 +50,7 @@ function buildFleet(size: number) {
   const fleet = new Fleet(clock, { staleAfterMs: 5_000, freshReportMs: 2_000, pickSettleMs: 10 });
   const prefixes = new PrefixTable(blocksPerWorker);
   const picker = new Picker(fleet, prefixes, new SessionTable(1_000_000), {
+    policy: "score",
     weights: { queue: 2, kv: 1, prefix: 3, session: 2, health: 1, context: 0.5 },
     affinitySaturation: 0.8,
     minHealth: 0.7,

@@ -128,6 +128,7 @@ export interface TestMesh {
 export async function startTestMesh(options: {
   otlpEndpoint?: string;
   admissionArgs?: string[];
+  routerArgs?: string[];
   workerArgs?: string[];
   gatewayArgs?: string[];
   /** Workers to start (ports workerBase + i); 1 unless given. */
@@ -174,6 +175,7 @@ export async function startTestMesh(options: {
     workers,
     workerArgs: ["--test-model-size", "tiny", "--gpu", "cpu", "--context-tokens", "2048", ...(options.workerArgs ?? [])],
     admissionArgs: options.admissionArgs,
+    routerArgs: options.routerArgs,
     gatewayArgs: options.gatewayArgs,
   }).map((child) => ({ ...child, env: { ...child.env, ...otel, INFERMESH_WORKER_LOG_LEVEL: "debug" } }));
   supervisor.start(children);

@@ -206,12 +206,28 @@ export interface WorkerStatus {
   reportAgeMs: number;
   /** Requests the router sent there that have not been reported yet. */
   inFlightPicks: number;
+  /** An admin drained it: it gets no new work until it registers again. */
+  draining: boolean;
 }
 
 /** ListWorkersResponse lists the fleet. */
 export interface ListWorkersResponse {
   /** Every connected worker. */
   workers: WorkerStatus[];
+}
+
+/** DrainWorkerRequest names the worker to drain. */
+export interface DrainWorkerRequest {
+  /** The worker's id. */
+  workerId: string;
+  /** Why, for the worker's and the router's logs. */
+  reason: string;
+}
+
+/** DrainWorkerResponse is the worker as the router sees it after the drain began. */
+export interface DrainWorkerResponse {
+  /** The drained worker; its running_requests say how much it still has to finish. */
+  worker: WorkerStatus | undefined;
 }
 
 function createBasePickRequest(): PickRequest {
@@ -1858,7 +1874,7 @@ export const ListWorkersRequest: MessageFns<ListWorkersRequest> = {
 };
 
 function createBaseWorkerStatus(): WorkerStatus {
-  return { registration: undefined, load: undefined, reportAgeMs: 0, inFlightPicks: 0 };
+  return { registration: undefined, load: undefined, reportAgeMs: 0, inFlightPicks: 0, draining: false };
 }
 
 export const WorkerStatus: MessageFns<WorkerStatus> = {
@@ -1874,6 +1890,9 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     }
     if (message.inFlightPicks !== 0) {
       writer.uint32(32).uint32(message.inFlightPicks);
+    }
+    if (message.draining !== false) {
+      writer.uint32(40).bool(message.draining);
     }
     return writer;
   },
@@ -1923,6 +1942,14 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
             message.inFlightPicks = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.draining = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1949,6 +1976,7 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
         : isSet(object.in_flight_picks)
         ? globalThis.Number(object.in_flight_picks)
         : 0,
+      draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
     };
   },
 
@@ -1966,6 +1994,9 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     if (message.inFlightPicks !== 0) {
       obj.inFlightPicks = Math.round(message.inFlightPicks);
     }
+    if (message.draining !== false) {
+      obj.draining = message.draining;
+    }
     return obj;
   },
 
@@ -1982,6 +2013,7 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
       : undefined;
     message.reportAgeMs = object.reportAgeMs ?? 0;
     message.inFlightPicks = object.inFlightPicks ?? 0;
+    message.draining = object.draining ?? false;
     return message;
   },
 };
@@ -2057,6 +2089,164 @@ export const ListWorkersResponse: MessageFns<ListWorkersResponse> = {
   },
 };
 
+function createBaseDrainWorkerRequest(): DrainWorkerRequest {
+  return { workerId: "", reason: "" };
+}
+
+export const DrainWorkerRequest: MessageFns<DrainWorkerRequest> = {
+  encode(message: DrainWorkerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workerId !== "") {
+      writer.uint32(10).string(message.workerId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainWorkerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainWorkerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainWorkerRequest {
+    return {
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: DrainWorkerRequest): unknown {
+    const obj: any = {};
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DrainWorkerRequest>): DrainWorkerRequest {
+    return DrainWorkerRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrainWorkerRequest>): DrainWorkerRequest {
+    const message = createBaseDrainWorkerRequest();
+    message.workerId = object.workerId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseDrainWorkerResponse(): DrainWorkerResponse {
+  return { worker: undefined };
+}
+
+export const DrainWorkerResponse: MessageFns<DrainWorkerResponse> = {
+  encode(message: DrainWorkerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      WorkerStatus.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainWorkerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainWorkerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = WorkerStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainWorkerResponse {
+    return { worker: isSet(object.worker) ? WorkerStatus.fromJSON(object.worker) : undefined };
+  },
+
+  toJSON(message: DrainWorkerResponse): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = WorkerStatus.toJSON(message.worker);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DrainWorkerResponse>): DrainWorkerResponse {
+    return DrainWorkerResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrainWorkerResponse>): DrainWorkerResponse {
+    const message = createBaseDrainWorkerResponse();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? WorkerStatus.fromPartial(object.worker)
+      : undefined;
+    return message;
+  },
+};
+
 /** RouterService picks workers. Workers join the fleet through Connect. */
 export type RouterServiceDefinition = typeof RouterServiceDefinition;
 export const RouterServiceDefinition = {
@@ -2100,6 +2290,21 @@ export const RouterServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * DrainWorker stops new work going to a worker at once and sends it Drain on its
+     * Connect stream: it finishes what it runs and takes nothing new, so it can be
+     * restarted without failing a request (a rolling restart). A restarted worker
+     * registers again and serves. NOT_FOUND when the worker is not connected.
+     * Idempotent.
+     */
+    drainWorker: {
+      name: "DrainWorker",
+      requestType: DrainWorkerRequest as typeof DrainWorkerRequest,
+      requestStream: false,
+      responseType: DrainWorkerResponse as typeof DrainWorkerResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -2126,6 +2331,17 @@ export interface RouterServiceImplementation<CallContextExt = {}> {
     request: ListWorkersRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<ListWorkersResponse>>;
+  /**
+   * DrainWorker stops new work going to a worker at once and sends it Drain on its
+   * Connect stream: it finishes what it runs and takes nothing new, so it can be
+   * restarted without failing a request (a rolling restart). A restarted worker
+   * registers again and serves. NOT_FOUND when the worker is not connected.
+   * Idempotent.
+   */
+  drainWorker(
+    request: DrainWorkerRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<DrainWorkerResponse>>;
 }
 
 export interface RouterServiceClient<CallOptionsExt = {}> {
@@ -2151,6 +2367,17 @@ export interface RouterServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<ListWorkersRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<ListWorkersResponse>;
+  /**
+   * DrainWorker stops new work going to a worker at once and sends it Drain on its
+   * Connect stream: it finishes what it runs and takes nothing new, so it can be
+   * restarted without failing a request (a rolling restart). A restarted worker
+   * registers again and serves. NOT_FOUND when the worker is not connected.
+   * Idempotent.
+   */
+  drainWorker(
+    request: DeepPartial<DrainWorkerRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<DrainWorkerResponse>;
 }
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
