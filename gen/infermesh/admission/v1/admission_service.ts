@@ -13,10 +13,14 @@ export const protobufPackage = "infermesh.admission.v1";
 
 export const protobufFileName = "infermesh/admission/v1/admission_service.proto";
 
-/** RejectReason says why admission said no. */
+/**
+ * RejectReason says why admission said no. The gateway answers RATE_LIMITED with
+ * RESOURCE_EXHAUSTED (HTTP 429, the caller's own limit) and every other reason with
+ * UNAVAILABLE (HTTP 503, the server's capacity), both with the retry delay.
+ */
 export enum RejectReason {
   REJECT_REASON_UNSPECIFIED = 0,
-  /** REJECT_REASON_QUEUE_FULL - The queue for the request's class is full. */
+  /** REJECT_REASON_QUEUE_FULL - The queue for the request's class, or the queue as a whole, is full. */
   REJECT_REASON_QUEUE_FULL = 1,
   /** REJECT_REASON_QUEUE_TIMEOUT - The request waited longer than its queue timeout. */
   REJECT_REASON_QUEUE_TIMEOUT = 2,
@@ -24,6 +28,11 @@ export enum RejectReason {
   REJECT_REASON_RATE_LIMITED = 3,
   /** REJECT_REASON_SHUTTING_DOWN - The service is shutting down. */
   REJECT_REASON_SHUTTING_DOWN = 4,
+  /**
+   * REJECT_REASON_OVERLOADED - Shed under load: the estimated wait exceeded the request's queue timeout, or a
+   * more urgent request needed its place in a full queue.
+   */
+  REJECT_REASON_OVERLOADED = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -44,6 +53,9 @@ export function rejectReasonFromJSON(object: any): RejectReason {
     case 4:
     case "REJECT_REASON_SHUTTING_DOWN":
       return RejectReason.REJECT_REASON_SHUTTING_DOWN;
+    case 5:
+    case "REJECT_REASON_OVERLOADED":
+      return RejectReason.REJECT_REASON_OVERLOADED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -63,6 +75,8 @@ export function rejectReasonToJSON(object: RejectReason): string {
       return "REJECT_REASON_RATE_LIMITED";
     case RejectReason.REJECT_REASON_SHUTTING_DOWN:
       return "REJECT_REASON_SHUTTING_DOWN";
+    case RejectReason.REJECT_REASON_OVERLOADED:
+      return "REJECT_REASON_OVERLOADED";
     case RejectReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -126,9 +140,16 @@ export interface AcquireResponse {
 
 /** Queued reports a waiting request's place. */
 export interface Queued {
-  /** Zero-based position in the queue. */
+  /**
+   * Requests expected to be granted before this one: every waiter of more urgent
+   * classes, and those of its own class that round-robin between tenants serves
+   * first. An estimate: later arrivals of more urgent classes go ahead of it.
+   */
   position: number;
-  /** Estimated wait before a grant. */
+  /**
+   * Estimated wait before a grant: (position + 1) times the mean time a slot is held,
+   * divided by the concurrency.
+   */
   estimatedWaitMs: number;
 }
 
@@ -166,6 +187,26 @@ export interface GetStatsResponse {
   grantedTotal: number;
   /** Rejections since start. */
   rejectedTotal: number;
+  /** Per priority class, most urgent first. */
+  classes: ClassStats[];
+  /** Mean time a slot is held (moving average), the basis of wait estimates. */
+  meanHoldMs: number;
+}
+
+/** ClassStats is one priority class's occupancy. */
+export interface ClassStats {
+  /** The class. */
+  priorityClass: PriorityClass;
+  /** Slots held by requests of the class. */
+  inFlight: number;
+  /** Requests of the class waiting. */
+  queued: number;
+  /** Grants since start. */
+  grantedTotal: number;
+  /** Rejections since start (rate limits included). */
+  rejectedTotal: number;
+  /** How long the class's oldest waiter has waited; 0 when none waits. */
+  oldestQueuedAgeMs: number;
 }
 
 function createBaseAcquireRequest(): AcquireRequest {
@@ -963,7 +1004,7 @@ export const GetStatsRequest: MessageFns<GetStatsRequest> = {
 };
 
 function createBaseGetStatsResponse(): GetStatsResponse {
-  return { inFlight: 0, queued: 0, capacity: 0, grantedTotal: 0, rejectedTotal: 0 };
+  return { inFlight: 0, queued: 0, capacity: 0, grantedTotal: 0, rejectedTotal: 0, classes: [], meanHoldMs: 0 };
 }
 
 export const GetStatsResponse: MessageFns<GetStatsResponse> = {
@@ -982,6 +1023,12 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
     }
     if (message.rejectedTotal !== 0) {
       writer.uint32(40).uint64(message.rejectedTotal);
+    }
+    for (const v of message.classes) {
+      ClassStats.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.meanHoldMs !== 0) {
+      writer.uint32(56).uint32(message.meanHoldMs);
     }
     return writer;
   },
@@ -1039,6 +1086,22 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
             message.rejectedTotal = longToNumber(reader.uint64());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.classes.push(ClassStats.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.meanHoldMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1070,6 +1133,12 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
         : isSet(object.rejected_total)
         ? globalThis.Number(object.rejected_total)
         : 0,
+      classes: globalThis.Array.isArray(object?.classes) ? object.classes.map((e: any) => ClassStats.fromJSON(e)) : [],
+      meanHoldMs: isSet(object.meanHoldMs)
+        ? globalThis.Number(object.meanHoldMs)
+        : isSet(object.mean_hold_ms)
+        ? globalThis.Number(object.mean_hold_ms)
+        : 0,
     };
   },
 
@@ -1090,6 +1159,12 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
     if (message.rejectedTotal !== 0) {
       obj.rejectedTotal = Math.round(message.rejectedTotal);
     }
+    if (message.classes?.length) {
+      obj.classes = message.classes.map((e) => ClassStats.toJSON(e));
+    }
+    if (message.meanHoldMs !== 0) {
+      obj.meanHoldMs = Math.round(message.meanHoldMs);
+    }
     return obj;
   },
 
@@ -1103,6 +1178,177 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
     message.capacity = object.capacity ?? 0;
     message.grantedTotal = object.grantedTotal ?? 0;
     message.rejectedTotal = object.rejectedTotal ?? 0;
+    message.classes = object.classes?.map((e) => ClassStats.fromPartial(e)) || [];
+    message.meanHoldMs = object.meanHoldMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseClassStats(): ClassStats {
+  return { priorityClass: 0, inFlight: 0, queued: 0, grantedTotal: 0, rejectedTotal: 0, oldestQueuedAgeMs: 0 };
+}
+
+export const ClassStats: MessageFns<ClassStats> = {
+  encode(message: ClassStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.priorityClass !== 0) {
+      writer.uint32(8).int32(message.priorityClass);
+    }
+    if (message.inFlight !== 0) {
+      writer.uint32(16).uint32(message.inFlight);
+    }
+    if (message.queued !== 0) {
+      writer.uint32(24).uint32(message.queued);
+    }
+    if (message.grantedTotal !== 0) {
+      writer.uint32(32).uint64(message.grantedTotal);
+    }
+    if (message.rejectedTotal !== 0) {
+      writer.uint32(40).uint64(message.rejectedTotal);
+    }
+    if (message.oldestQueuedAgeMs !== 0) {
+      writer.uint32(48).uint32(message.oldestQueuedAgeMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.priorityClass = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.inFlight = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.queued = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.grantedTotal = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.rejectedTotal = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.oldestQueuedAgeMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassStats {
+    return {
+      priorityClass: isSet(object.priorityClass)
+        ? priorityClassFromJSON(object.priorityClass)
+        : isSet(object.priority_class)
+        ? priorityClassFromJSON(object.priority_class)
+        : 0,
+      inFlight: isSet(object.inFlight)
+        ? globalThis.Number(object.inFlight)
+        : isSet(object.in_flight)
+        ? globalThis.Number(object.in_flight)
+        : 0,
+      queued: isSet(object.queued) ? globalThis.Number(object.queued) : 0,
+      grantedTotal: isSet(object.grantedTotal)
+        ? globalThis.Number(object.grantedTotal)
+        : isSet(object.granted_total)
+        ? globalThis.Number(object.granted_total)
+        : 0,
+      rejectedTotal: isSet(object.rejectedTotal)
+        ? globalThis.Number(object.rejectedTotal)
+        : isSet(object.rejected_total)
+        ? globalThis.Number(object.rejected_total)
+        : 0,
+      oldestQueuedAgeMs: isSet(object.oldestQueuedAgeMs)
+        ? globalThis.Number(object.oldestQueuedAgeMs)
+        : isSet(object.oldest_queued_age_ms)
+        ? globalThis.Number(object.oldest_queued_age_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ClassStats): unknown {
+    const obj: any = {};
+    if (message.priorityClass !== 0) {
+      obj.priorityClass = priorityClassToJSON(message.priorityClass);
+    }
+    if (message.inFlight !== 0) {
+      obj.inFlight = Math.round(message.inFlight);
+    }
+    if (message.queued !== 0) {
+      obj.queued = Math.round(message.queued);
+    }
+    if (message.grantedTotal !== 0) {
+      obj.grantedTotal = Math.round(message.grantedTotal);
+    }
+    if (message.rejectedTotal !== 0) {
+      obj.rejectedTotal = Math.round(message.rejectedTotal);
+    }
+    if (message.oldestQueuedAgeMs !== 0) {
+      obj.oldestQueuedAgeMs = Math.round(message.oldestQueuedAgeMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClassStats>): ClassStats {
+    return ClassStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClassStats>): ClassStats {
+    const message = createBaseClassStats();
+    message.priorityClass = object.priorityClass ?? 0;
+    message.inFlight = object.inFlight ?? 0;
+    message.queued = object.queued ?? 0;
+    message.grantedTotal = object.grantedTotal ?? 0;
+    message.rejectedTotal = object.rejectedTotal ?? 0;
+    message.oldestQueuedAgeMs = object.oldestQueuedAgeMs ?? 0;
     return message;
   },
 };
@@ -1119,12 +1365,14 @@ export const AdmissionServiceDefinition = {
   methods: {
     /**
      * Acquire asks for a slot. The caller sends one AcquireRequest and keeps its side of
-     * the stream open. Admission sends zero or more Queued events, then either Granted
-     * (and holds the slot) or Rejected (and closes OK). The caller releases the slot by
-     * closing its side (admission then closes OK); a cancelled call or a broken
-     * connection releases it too. Releasing by half-close, not by cancelling, keeps
-     * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
-     * reset" defence) and drop the connection of a client that resets every request.
+     * the stream open. Admission sends a Queued event when the request has to wait and
+     * another whenever its position changes (at most one per request every
+     * queuedUpdateMs, 500 ms by default), then either Granted (and holds the slot) or
+     * Rejected (and closes OK). The caller releases the slot by closing its side
+     * (admission then closes OK); a cancelled call or a broken connection releases it
+     * too. Releasing by half-close, not by cancelling, keeps RST_STREAM frames for
+     * failures: HTTP/2 servers rate-limit resets (the "rapid reset" defence) and drop the
+     * connection of a client that resets every request.
      * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
      */
     acquire: {
@@ -1135,7 +1383,7 @@ export const AdmissionServiceDefinition = {
       responseStream: true,
       options: {},
     },
-    /** GetStats returns the current occupancy. Idempotent. */
+    /** GetStats returns the current occupancy, per priority class and overall. Idempotent. */
     getStats: {
       name: "GetStats",
       requestType: GetStatsRequest as typeof GetStatsRequest,
@@ -1150,38 +1398,42 @@ export const AdmissionServiceDefinition = {
 export interface AdmissionServiceImplementation<CallContextExt = {}> {
   /**
    * Acquire asks for a slot. The caller sends one AcquireRequest and keeps its side of
-   * the stream open. Admission sends zero or more Queued events, then either Granted
-   * (and holds the slot) or Rejected (and closes OK). The caller releases the slot by
-   * closing its side (admission then closes OK); a cancelled call or a broken
-   * connection releases it too. Releasing by half-close, not by cancelling, keeps
-   * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
-   * reset" defence) and drop the connection of a client that resets every request.
+   * the stream open. Admission sends a Queued event when the request has to wait and
+   * another whenever its position changes (at most one per request every
+   * queuedUpdateMs, 500 ms by default), then either Granted (and holds the slot) or
+   * Rejected (and closes OK). The caller releases the slot by closing its side
+   * (admission then closes OK); a cancelled call or a broken connection releases it
+   * too. Releasing by half-close, not by cancelling, keeps RST_STREAM frames for
+   * failures: HTTP/2 servers rate-limit resets (the "rapid reset" defence) and drop the
+   * connection of a client that resets every request.
    * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
    */
   acquire(
     request: AsyncIterable<AcquireRequest>,
     context: CallContext & CallContextExt,
   ): ServerStreamingMethodResult<DeepPartial<AcquireResponse>>;
-  /** GetStats returns the current occupancy. Idempotent. */
+  /** GetStats returns the current occupancy, per priority class and overall. Idempotent. */
   getStats(request: GetStatsRequest, context: CallContext & CallContextExt): Promise<DeepPartial<GetStatsResponse>>;
 }
 
 export interface AdmissionServiceClient<CallOptionsExt = {}> {
   /**
    * Acquire asks for a slot. The caller sends one AcquireRequest and keeps its side of
-   * the stream open. Admission sends zero or more Queued events, then either Granted
-   * (and holds the slot) or Rejected (and closes OK). The caller releases the slot by
-   * closing its side (admission then closes OK); a cancelled call or a broken
-   * connection releases it too. Releasing by half-close, not by cancelling, keeps
-   * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
-   * reset" defence) and drop the connection of a client that resets every request.
+   * the stream open. Admission sends a Queued event when the request has to wait and
+   * another whenever its position changes (at most one per request every
+   * queuedUpdateMs, 500 ms by default), then either Granted (and holds the slot) or
+   * Rejected (and closes OK). The caller releases the slot by closing its side
+   * (admission then closes OK); a cancelled call or a broken connection releases it
+   * too. Releasing by half-close, not by cancelling, keeps RST_STREAM frames for
+   * failures: HTTP/2 servers rate-limit resets (the "rapid reset" defence) and drop the
+   * connection of a client that resets every request.
    * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
    */
   acquire(
     request: AsyncIterable<DeepPartial<AcquireRequest>>,
     options?: CallOptions & CallOptionsExt,
   ): AsyncIterable<AcquireResponse>;
-  /** GetStats returns the current occupancy. Idempotent. */
+  /** GetStats returns the current occupancy, per priority class and overall. Idempotent. */
   getStats(request: DeepPartial<GetStatsRequest>, options?: CallOptions & CallOptionsExt): Promise<GetStatsResponse>;
 }
 
