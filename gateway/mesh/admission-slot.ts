@@ -1,12 +1,17 @@
 import { pushable } from "it-pushable";
 import { Status } from "nice-grpc";
-import { RejectReason, type AcquireRequest, type Rejected } from "../../gen/infermesh/admission/v1/admission_service.js";
+import { AcquireRequest, RejectReason, type Rejected } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { ApiError } from "../errors.js";
 import type { MeshClients } from "./clients.js";
 
 /** A granted admission slot; held until released. */
 export interface AdmissionSlot {
   readonly queuedMs: number;
+  /**
+   * Tells admission the output generated so far (cumulative), which it charges to the
+   * tenant's tokens per minute. Ignored once released.
+   */
+  reportOutputTokens(outputTokens: number): void;
   /** Closes our side of the Acquire stream, which frees the slot in admission. Idempotent. */
   release(): void;
 }
@@ -22,7 +27,14 @@ export async function acquireSlot(clients: MeshClients, request: AcquireRequest,
   // cancelling the call, spares admission an HTTP/2 reset per request.
   const outgoing = pushable<AcquireRequest>({ objectMode: true });
   outgoing.push(request);
-  const release = () => outgoing.end();
+  let released = false;
+  const release = () => {
+    released = true;
+    outgoing.end();
+  };
+  const reportOutputTokens = (outputTokens: number) => {
+    if (!released) outgoing.push(AcquireRequest.create({ outputTokens }));
+  };
   try {
     // Read with next() rather than for-await: leaving a for-await loop would cancel
     // the call, and with it the slot.
@@ -34,7 +46,7 @@ export async function acquireSlot(clients: MeshClients, request: AcquireRequest,
       if (event?.$case === "granted") {
         // Admission sends nothing more; the pending read only ends when the stream does.
         responses.next().catch(() => undefined);
-        return { queuedMs: event.value.queuedMs, release };
+        return { queuedMs: event.value.queuedMs, reportOutputTokens, release };
       }
       if (event?.$case === "rejected") throw rejectionError(event.value);
     }

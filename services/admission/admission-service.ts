@@ -6,6 +6,7 @@ import {
   type AcquireResponse,
   AdmissionServiceDefinition,
 } from "../../gen/infermesh/admission/v1/admission_service.js";
+import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import type { Logger } from "../common/logger.js";
 import type { AdmissionStats } from "./admission-stats.js";
 import { rejectionMessage, rejectReasonOf, type Rejection } from "./outcomes.js";
@@ -38,7 +39,7 @@ export function createAdmissionService(
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
 
       const tenantId = request.tenantId || "anonymous";
-      const charge = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens + request.maxOutputTokens);
+      const charge = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens);
       if (!("release" in charge)) {
         stats.record(className, "rate_limited");
         logger.debug({ request_id: request.requestId, tenant: tenantId, limit: charge.limit }, "rate limited");
@@ -46,18 +47,28 @@ export function createAdmissionService(
         return;
       }
 
-      // The slot lives until the caller closes its side (the release) or the call ends.
+      // The slot lives until the caller closes its side (the release) or the call ends;
+      // until then every later message is a usage report.
       const release = new AbortController();
       const onCancel = () => release.abort();
       context.signal.addEventListener("abort", onCancel, { once: true });
       let misuse: ServerError | undefined;
-      void incoming.next().then(
-        (next) => {
-          if (!next.done) misuse = new ServerError(Status.INVALID_ARGUMENT, "one AcquireRequest per stream");
-          release.abort();
-        },
-        () => release.abort(),
-      );
+      let outputCharged = 0;
+      void (async () => {
+        for (let next = await incoming.next(); !next.done; next = await incoming.next()) {
+          if (!isUsageReport(next.value)) {
+            misuse = new ServerError(Status.INVALID_ARGUMENT, "one AcquireRequest per stream; later messages carry only output_tokens");
+            return;
+          }
+          // Cumulative counts: only growth is charged, so a repeated report costs nothing.
+          if (next.value.outputTokens > outputCharged) {
+            charge.chargeOutput(next.value.outputTokens - outputCharged);
+            outputCharged = next.value.outputTokens;
+          }
+        }
+      })()
+        .catch(() => undefined)
+        .finally(() => release.abort());
       try {
         yield* holdSlot(request, tenantId, className, charge, release.signal);
       } finally {
@@ -124,6 +135,20 @@ export function createAdmissionService(
       else charge.refund();
     }
   }
+}
+
+/** A later message of an Acquire stream: output_tokens and nothing else. */
+function isUsageReport(message: AcquireRequest): boolean {
+  return (
+    message.requestId === "" &&
+    message.tenantId === "" &&
+    message.priorityClass === PriorityClass.PRIORITY_CLASS_UNSPECIFIED &&
+    message.model === "" &&
+    message.estimatedInputTokens === 0 &&
+    message.maxOutputTokens === 0 &&
+    message.queueTimeoutMs === undefined &&
+    message.tenantLimits === undefined
+  );
 }
 
 function rejectedEvent(rejection: Rejection, message: string, retryAfterMs: number): AcquireResponse {

@@ -3,7 +3,13 @@ import { pushable } from "it-pushable";
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { createChannel, createClient, Status, type Client } from "nice-grpc";
-import { AdmissionServiceDefinition, RejectReason, type AcquireResponse } from "../../gen/infermesh/admission/v1/admission_service.js";
+import {
+  AdmissionServiceDefinition,
+  RejectReason,
+  type AcquireRequest,
+  type AcquireResponse,
+  type DeepPartial,
+} from "../../gen/infermesh/admission/v1/admission_service.js";
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import { entryPoint, telemetryImport } from "../../services/launcher/mesh.js";
 import { Supervisor } from "../../services/launcher/supervisor.js";
@@ -46,9 +52,9 @@ const request = {
  * Opens an Acquire stream and returns its events as they come, a way to release the
  * slot (closing our side, as the gateway does) and a way to cancel the call.
  */
-function open(requests: readonly (typeof request)[] = [request]) {
+function open(requests: readonly DeepPartial<AcquireRequest>[] = [request]) {
   const controller = new AbortController();
-  const outgoing = pushable<typeof request>({ objectMode: true });
+  const outgoing = pushable<DeepPartial<AcquireRequest>>({ objectMode: true });
   for (const sent of requests) outgoing.push(sent);
   const events: AcquireResponse[] = [];
   let failure: unknown;
@@ -59,7 +65,14 @@ function open(requests: readonly (typeof request)[] = [request]) {
       failure = error;
     }
   })();
-  return { events, close: () => outgoing.end(), cancel: () => controller.abort(), done, failure: () => failure };
+  return {
+    events,
+    send: (message: DeepPartial<AcquireRequest>) => outgoing.push(message),
+    close: () => outgoing.end(),
+    cancel: () => controller.abort(),
+    done,
+    failure: () => failure,
+  };
 }
 
 test("a slot is held while its stream is open and passes to the next in line when it closes", async () => {
@@ -127,6 +140,31 @@ test("a request that could not be granted within its queue timeout is refused at
   await waitFor("every slot to be free", async () => (await admission.getStats({})).inFlight === 0);
 });
 
+test("output reported while the slot is held is charged to the tenant: past its tokens per minute, its next request waits for the debt", async () => {
+  const metered = { ...request, tenantId: "metered", tenantLimits: { tokensPerMinute: 100 } };
+  const first = open([metered]);
+  await waitFor("the grant", () => first.events.some((event) => event.event?.$case === "granted"));
+  first.send({ outputTokens: 50 });
+  first.send({ outputTokens: 150 }); // cumulative: 150 in all, 60 past the minute's 100 with the 10 of input
+  first.send({ outputTokens: 150 }); // a repeat charges nothing
+  first.close();
+  await first.done;
+  assert.equal(first.failure(), undefined, "usage reports are not a second request");
+
+  const next = open([metered]);
+  await next.done;
+  const rejected = next.events[0]?.event;
+  assert.ok(rejected?.$case === "rejected", JSON.stringify(next.events));
+  assert.equal(rejected.value.reason, RejectReason.REJECT_REASON_RATE_LIMITED);
+  assert.match(rejected.value.message, /tokens per minute/);
+  // (60 debt + 10 input) at 100 a minute, less the refill of the few milliseconds since.
+  assert.ok(rejected.value.retryAfterMs > 41_000 && rejected.value.retryAfterMs <= 42_000, String(rejected.value.retryAfterMs));
+  const other = open([{ ...metered, tenantId: "other" }]);
+  await waitFor("another tenant's grant", () => other.events.some((event) => event.event?.$case === "granted"));
+  other.close();
+  await waitFor("every slot to be free", async () => (await admission.getStats({})).inFlight === 0);
+});
+
 test("an Acquire without a priority class, without a request or with two is refused with INVALID_ARGUMENT", async () => {
   const noPriority = open([{ ...request, priorityClass: PriorityClass.PRIORITY_CLASS_UNSPECIFIED }]);
   await noPriority.done;
@@ -141,5 +179,10 @@ test("an Acquire without a priority class, without a request or with two is refu
   await twice.done;
   assert.equal((twice.failure() as any)?.code, Status.INVALID_ARGUMENT);
   assert.match((twice.failure() as any)?.details, /one AcquireRequest per stream/);
+
+  // A later message that carries anything but output_tokens is a second request too.
+  const disguised = open([request, { outputTokens: 5, model: "m" }]);
+  await disguised.done;
+  assert.equal((disguised.failure() as any)?.code, Status.INVALID_ARGUMENT);
   await waitFor("the slot it got to be free", async () => (await admission.getStats({})).inFlight === 0);
 });

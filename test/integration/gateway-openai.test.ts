@@ -12,11 +12,12 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChannel, createClient, Metadata, Status } from "nice-grpc";
 import OpenAI from "openai";
-import { FinishReason, ReasoningEffort } from "../../gen/infermesh/common/v1/common.js";
+import { ChatMessage, FinishReason, ReasoningEffort } from "../../gen/infermesh/common/v1/common.js";
 import { ChatServiceDefinition } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { CompletionServiceDefinition } from "../../gen/infermesh/gateway/v1/completion_service.js";
 import { EmbeddingServiceDefinition } from "../../gen/infermesh/gateway/v1/embedding_service.js";
 import { ModelServiceDefinition } from "../../gen/infermesh/gateway/v1/model_service.js";
+import { estimateTokens } from "../../gateway/generation-flow.js";
 import { metricValue, startTestMesh, type TestMesh } from "../support/harness.js";
 
 const model = "sim-gpt-oss-20b";
@@ -26,6 +27,7 @@ const keys = {
   limited: "sk-test-limited-0000000000003",
   cached: "sk-test-cached-00000000000004",
   batch: "sk-test-batch-000000000000005",
+  metered: "sk-test-metered-0000000000006",
 };
 let mesh: TestMesh;
 let openai: OpenAI;
@@ -46,6 +48,7 @@ before(async () => {
         { name: "limited", key: keys.limited, tenant: "tiny", limits: { requestsPerMinute: 2 } },
         { name: "cached", key: keys.cached, tenant: "cachers", responseCache: true },
         { name: "batch", key: keys.batch, tenant: "nightly", priority: "batch", profile: "latency_first" },
+        { name: "metered", key: keys.metered, tenant: "metered", limits: { tokensPerMinute: 1_000 } },
       ],
     }),
   );
@@ -258,6 +261,40 @@ test("a key over its rate limit gets 429 with Retry-After; other tenants are una
   assert.equal(body.error.type, "rate_limit_error");
   assert.equal(body.error.code, "rate_limit_exceeded");
   assert.ok((await openai.chat.completions.create({ model, messages: question, max_tokens: 2 })).choices.length === 1);
+});
+
+test("tokens per minute pay for output as it streams, not for max_tokens: once answers overdraw the minute, 429 with the Retry-After the debt implies", async () => {
+  const metered = new OpenAI({ baseURL: `${mesh.baseUrl}/v1`, apiKey: keys.metered, maxRetries: 0 });
+  const tokensPerMinute = 1_000;
+  // What the gateway estimates for this prompt, and admission charges at admission.
+  const inputTokens = estimateTokens(question.map((message) => ChatMessage.create(message)));
+  let charged = 0;
+  let served = 0;
+  let refusal: InstanceType<typeof OpenAI.APIError> | undefined;
+  while (!refusal) {
+    assert.ok(served < 60, "a refusal came");
+    try {
+      // The simulator answers 16 to 512 tokens: far below the bound of 2,000.
+      const stream = await metered.chat.completions.create({ model, messages: question, max_tokens: 2_000, stream: true, stream_options: { include_usage: true } });
+      let outputTokens: number | undefined;
+      for await (const chunk of stream) if (chunk.usage) outputTokens = chunk.usage.completion_tokens;
+      assert.ok(outputTokens !== undefined && outputTokens <= 512);
+      charged += inputTokens + outputTokens;
+      served += 1;
+    } catch (error) {
+      assert.ok(error instanceof OpenAI.APIError, String(error));
+      refusal = error;
+    }
+  }
+  assert.ok(served >= 2, "a bound of 2,000 tokens was not charged up front (it would not fit twice in 1,000 a minute)");
+  assert.equal(refusal.status, 429);
+  assert.equal(refusal.code, "rate_limit_exceeded");
+  assert.match(refusal.message, /tokens per minute/);
+  assert.ok(charged + inputTokens > tokensPerMinute, `refused only once the output overdrew the minute (${charged} charged)`);
+  // Until the debt and this request's input fit, less what refilled while the test ran.
+  const impliedSeconds = ((charged + inputTokens - tokensPerMinute) * 60) / tokensPerMinute;
+  const retryAfter = Number(refusal.headers?.get("retry-after"));
+  assert.ok(retryAfter <= Math.ceil(impliedSeconds) && retryAfter >= impliedSeconds - 3, `Retry-After ${retryAfter} s, implied ${impliedSeconds.toFixed(1)} s`);
 });
 
 test("the response cache answers a repeated deterministic request, whitespace-insensitively, unless told no-cache", async () => {

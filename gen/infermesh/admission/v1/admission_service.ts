@@ -83,7 +83,10 @@ export function rejectReasonToJSON(object: RejectReason): string {
   }
 }
 
-/** AcquireRequest describes the work that wants a slot. */
+/**
+ * AcquireRequest describes the work that wants a slot (the stream's first message), or
+ * reports the output generated so far (every later message, output_tokens only).
+ */
 export interface AcquireRequest {
   /** The gateway's request id, for logs and traces. */
   requestId: string;
@@ -105,7 +108,15 @@ export interface AcquireRequest {
    * The tenant's limits, from the caller's API key; absent means none. A request over
    * one is rejected with REJECT_REASON_RATE_LIMITED and a retry delay.
    */
-  tenantLimits: TenantLimits | undefined;
+  tenantLimits:
+    | TenantLimits
+    | undefined;
+  /**
+   * Set only on messages after the first: output tokens generated so far (cumulative);
+   * admission charges the growth to the tenant's tokens-per-minute bucket. Zero on the
+   * first message.
+   */
+  outputTokens: number;
 }
 
 /** TenantLimits bound what one tenant may use; an absent field is no limit. */
@@ -118,7 +129,11 @@ export interface TenantLimits {
   requestsPerMinute?:
     | number
     | undefined;
-  /** Estimated input plus max output tokens granted per minute. */
+  /**
+   * Tokens per minute: the input estimate is charged at admission, output tokens as
+   * the caller reports them. Output may push the tenant into debt; while in debt its
+   * new requests are rejected with the delay until the debt and their input fit.
+   */
   tokensPerMinute?: number | undefined;
 }
 
@@ -219,6 +234,7 @@ function createBaseAcquireRequest(): AcquireRequest {
     maxOutputTokens: 0,
     queueTimeoutMs: undefined,
     tenantLimits: undefined,
+    outputTokens: 0,
   };
 }
 
@@ -247,6 +263,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     }
     if (message.tenantLimits !== undefined) {
       TenantLimits.encode(message.tenantLimits, writer.uint32(66).fork()).join();
+    }
+    if (message.outputTokens !== 0) {
+      writer.uint32(72).uint32(message.outputTokens);
     }
     return writer;
   },
@@ -328,6 +347,14 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
             message.tenantLimits = TenantLimits.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.outputTokens = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -378,6 +405,11 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
         : isSet(object.tenant_limits)
         ? TenantLimits.fromJSON(object.tenant_limits)
         : undefined,
+      outputTokens: isSet(object.outputTokens)
+        ? globalThis.Number(object.outputTokens)
+        : isSet(object.output_tokens)
+        ? globalThis.Number(object.output_tokens)
+        : 0,
     };
   },
 
@@ -407,6 +439,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     if (message.tenantLimits !== undefined) {
       obj.tenantLimits = TenantLimits.toJSON(message.tenantLimits);
     }
+    if (message.outputTokens !== 0) {
+      obj.outputTokens = Math.round(message.outputTokens);
+    }
     return obj;
   },
 
@@ -425,6 +460,7 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     message.tenantLimits = (object.tenantLimits !== undefined && object.tenantLimits !== null)
       ? TenantLimits.fromPartial(object.tenantLimits)
       : undefined;
+    message.outputTokens = object.outputTokens ?? 0;
     return message;
   },
 };
@@ -1368,12 +1404,14 @@ export const AdmissionServiceDefinition = {
      * the stream open. Admission sends a Queued event when the request has to wait and
      * another whenever its position changes (at most one per request every
      * queuedUpdateMs, 500 ms by default), then either Granted (and holds the slot) or
-     * Rejected (and closes OK). The caller releases the slot by closing its side
-     * (admission then closes OK); a cancelled call or a broken connection releases it
-     * too. Releasing by half-close, not by cancelling, keeps RST_STREAM frames for
-     * failures: HTTP/2 servers rate-limit resets (the "rapid reset" defence) and drop the
-     * connection of a client that resets every request.
-     * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
+     * Rejected (and closes OK). While it holds the slot the caller may send usage
+     * reports: AcquireRequests that carry only output_tokens. The caller releases the
+     * slot by closing its side (admission then closes OK); a cancelled call or a broken
+     * connection releases it too. Releasing by half-close, not by cancelling, keeps
+     * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
+     * reset" defence) and drop the connection of a client that resets every request.
+     * A stream without a request, or with a later message that is not a usage report,
+     * fails with INVALID_ARGUMENT.
      */
     acquire: {
       name: "Acquire",
@@ -1401,12 +1439,14 @@ export interface AdmissionServiceImplementation<CallContextExt = {}> {
    * the stream open. Admission sends a Queued event when the request has to wait and
    * another whenever its position changes (at most one per request every
    * queuedUpdateMs, 500 ms by default), then either Granted (and holds the slot) or
-   * Rejected (and closes OK). The caller releases the slot by closing its side
-   * (admission then closes OK); a cancelled call or a broken connection releases it
-   * too. Releasing by half-close, not by cancelling, keeps RST_STREAM frames for
-   * failures: HTTP/2 servers rate-limit resets (the "rapid reset" defence) and drop the
-   * connection of a client that resets every request.
-   * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
+   * Rejected (and closes OK). While it holds the slot the caller may send usage
+   * reports: AcquireRequests that carry only output_tokens. The caller releases the
+   * slot by closing its side (admission then closes OK); a cancelled call or a broken
+   * connection releases it too. Releasing by half-close, not by cancelling, keeps
+   * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
+   * reset" defence) and drop the connection of a client that resets every request.
+   * A stream without a request, or with a later message that is not a usage report,
+   * fails with INVALID_ARGUMENT.
    */
   acquire(
     request: AsyncIterable<AcquireRequest>,
@@ -1422,12 +1462,14 @@ export interface AdmissionServiceClient<CallOptionsExt = {}> {
    * the stream open. Admission sends a Queued event when the request has to wait and
    * another whenever its position changes (at most one per request every
    * queuedUpdateMs, 500 ms by default), then either Granted (and holds the slot) or
-   * Rejected (and closes OK). The caller releases the slot by closing its side
-   * (admission then closes OK); a cancelled call or a broken connection releases it
-   * too. Releasing by half-close, not by cancelling, keeps RST_STREAM frames for
-   * failures: HTTP/2 servers rate-limit resets (the "rapid reset" defence) and drop the
-   * connection of a client that resets every request.
-   * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
+   * Rejected (and closes OK). While it holds the slot the caller may send usage
+   * reports: AcquireRequests that carry only output_tokens. The caller releases the
+   * slot by closing its side (admission then closes OK); a cancelled call or a broken
+   * connection releases it too. Releasing by half-close, not by cancelling, keeps
+   * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
+   * reset" defence) and drop the connection of a client that resets every request.
+   * A stream without a request, or with a later message that is not a usage report,
+   * fails with INVALID_ARGUMENT.
    */
   acquire(
     request: AsyncIterable<DeepPartial<AcquireRequest>>,
