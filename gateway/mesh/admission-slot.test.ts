@@ -11,6 +11,7 @@ test("a rate limit is the caller's 429; the server's capacity and a stopping adm
     [RejectReason.REJECT_REASON_QUEUE_FULL, 503, "server_overloaded"],
     [RejectReason.REJECT_REASON_QUEUE_TIMEOUT, 503, "server_overloaded"],
     [RejectReason.REJECT_REASON_OVERLOADED, 503, "server_overloaded"],
+    [RejectReason.REJECT_REASON_MEMORY, 503, "server_overloaded"],
     [RejectReason.REJECT_REASON_SHUTTING_DOWN, 503, "server_unavailable"],
     [RejectReason.UNRECOGNIZED, 503, "server_overloaded"],
   ];

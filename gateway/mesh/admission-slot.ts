@@ -74,6 +74,7 @@ export function rejectionError(rejected: Rejected): ApiError {
     case RejectReason.REJECT_REASON_QUEUE_FULL:
     case RejectReason.REJECT_REASON_QUEUE_TIMEOUT:
     case RejectReason.REJECT_REASON_OVERLOADED:
+    case RejectReason.REJECT_REASON_MEMORY:
     case RejectReason.REJECT_REASON_UNSPECIFIED:
     case RejectReason.UNRECOGNIZED:
       // A reason newer than this gateway is the server's capacity too.

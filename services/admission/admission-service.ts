@@ -95,7 +95,12 @@ export function createAdmissionService(
       // Queued events come from the scheduler's callback; they end when the outcome is known.
       const queued = pushable<AcquireResponse>({ objectMode: true });
       const outcome = scheduler.request(
-        { tenantId, className, queueTimeoutMs: request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs },
+        {
+          tenantId,
+          className,
+          kvNeedTokens: request.estimatedInputTokens + request.maxOutputTokens,
+          queueTimeoutMs: request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs,
+        },
         released,
         (place) => queued.push({ event: { $case: "queued", value: place } }),
       );

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { GetStatsResponse } from "../../gen/infermesh/admission/v1/admission_service.js";
+import type { MemoryGate } from "./memory-gate.js";
 import type { Outcome } from "./outcomes.js";
 import { classNames, perClass, priorityClassOf, type ClassName } from "./priority-classes.js";
 import type { Scheduler } from "./scheduler.js";
@@ -16,6 +17,7 @@ export class AdmissionStats {
 
   constructor(
     private readonly scheduler: Scheduler,
+    private readonly memory: MemoryGate,
     registry: Registry,
   ) {
     const labelNames = ["priority_class"] as const;
@@ -50,6 +52,22 @@ export class AdmissionStats {
         for (const className of classNames) this.set({ priority_class: className }, scheduler.queuedOf(className));
       },
     });
+    new Gauge({
+      name: "infermesh_admission_memory_gate_active",
+      help: "1 while memory-guard's KV snapshot gates grants; 0 before one came or once it is older than pressureStaleMs",
+      registers: [registry],
+      collect() {
+        this.set(memory.active ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "infermesh_admission_memory_free_tokens",
+      help: "Free KV tokens of the fleet's devices below CRITICAL in memory-guard's last snapshot, less what was granted since",
+      registers: [registry],
+      collect() {
+        this.set(memory.state().freeTokens);
+      },
+    });
     for (const className of classNames) {
       this.queueWait.zero({ priority_class: className });
       this.outcomes.inc({ priority_class: className, outcome: "granted" }, 0);
@@ -69,6 +87,7 @@ export class AdmissionStats {
 
   snapshot(): GetStatsResponse {
     const { scheduler } = this;
+    const gate = this.memory.state();
     const classes = classNames.map((className) => ({
       priorityClass: priorityClassOf(className),
       inFlight: scheduler.inFlightOf(className),
@@ -86,6 +105,7 @@ export class AdmissionStats {
       rejectedTotal: sum("rejectedTotal"),
       classes,
       meanHoldMs: Math.round(scheduler.meanHoldMs),
+      memoryGate: { active: gate.active, fleetFreeTokens: gate.freeTokens, fleetTotalTokens: gate.totalTokens, maxLevel: gate.maxLevel },
     };
   }
 }

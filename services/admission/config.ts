@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 import type { PerClass } from "./priority-classes.js";
 
 export const admissionConfigSchema = z.object({
@@ -27,6 +27,12 @@ export const admissionConfigSchema = z.object({
   queueTimeoutMs: integer(1, 3_600_000).default(30_000),
   /** Least time between two Queued updates (position, estimated wait) of one request. */
   queuedUpdateMs: integer(0, 60_000).default(500),
+  /** host:port of memory-guard, whose KV pressure gates grants; empty to gate by concurrency alone. */
+  memoryGuardAddress: z.string().default("127.0.0.1:50053"),
+  /** How long memory-guard's last snapshot stays in force once its Watch stream is down; then memory is ignored. */
+  pressureStaleMs: integer(0, 3_600_000).default(10_000),
+  /** Share of the fleet's KV that a batch grant must leave free. */
+  batchHeadroomRatio: decimal(0, 0.99).default(0.15),
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(5_000),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),

@@ -13,6 +13,8 @@ export const outcomes = [
   "shed_early",
   /** Its place in the full queue went to a more urgent arrival. */
   "shed_for_urgent",
+  /** A batch request while the fleet's KV pressure is WARN or above. */
+  "shed_memory",
   "shutting_down",
   /** The caller gave up while queued. */
   "cancelled",
@@ -29,6 +31,7 @@ export const rejectReasonOf: Record<Rejection, RejectReason> = {
   queue_timeout: RejectReason.REJECT_REASON_QUEUE_TIMEOUT,
   shed_early: RejectReason.REJECT_REASON_OVERLOADED,
   shed_for_urgent: RejectReason.REJECT_REASON_OVERLOADED,
+  shed_memory: RejectReason.REJECT_REASON_MEMORY,
   shutting_down: RejectReason.REJECT_REASON_SHUTTING_DOWN,
 };
 
@@ -43,6 +46,8 @@ export function rejectionMessage(rejection: Exclude<Rejection, "rate_limited">):
       return "the server is overloaded: the expected wait is longer than the request's queue timeout; retry later";
     case "shed_for_urgent":
       return "the server is overloaded and gave the request's place to more urgent work; retry later";
+    case "shed_memory":
+      return "the server is short of KV-cache memory and is not taking batch work; retry later";
     case "shutting_down":
       return "admission is shutting down; retry on another replica";
   }

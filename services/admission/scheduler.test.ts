@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import test from "node:test";
+import { PressureLevel } from "../../gen/infermesh/common/v1/common.js";
 import { ManualClock } from "../common/clock.js";
+import { MemoryGate } from "./memory-gate.js";
 import type { PerClass } from "./priority-classes.js";
 import { Scheduler, type QueuePlace, type Slot, type SlotOutcome, type SlotRequest } from "./scheduler.js";
 
@@ -32,7 +34,7 @@ function ask(
   signal: AbortSignal = never,
 ): Ticket {
   const places: QueuePlace[] = [];
-  const full: SlotRequest = { tenantId: "t", className: "standard", queueTimeoutMs: 60_000, ...request };
+  const full: SlotRequest = { tenantId: "t", className: "standard", kvNeedTokens: 0, queueTimeoutMs: 60_000, ...request };
   return { name, places, outcome: scheduler.request(full, signal, (place) => places.push(place)) };
 }
 
@@ -297,4 +299,89 @@ test("a double release frees one slot; per-class counts and the oldest wait foll
   await granted(w1);
   assert.equal(await isSettled(w2), false);
   assert.deepEqual([scheduler.inFlightOf("interactive"), scheduler.inFlightOf("batch"), scheduler.queuedOf("batch")], [0, 2, 1]);
+});
+
+/** A scheduler gated by a real MemoryGate whose snapshots the test feeds. */
+function gated(options: { capacity?: number; staleMs?: number } = {}) {
+  const clock = new ManualClock();
+  const memory = new MemoryGate(clock, { staleMs: options.staleMs ?? 10_000, batchHeadroomRatio: 0.15 }, { info: () => undefined, warn: () => undefined } as never);
+  const scheduler = new Scheduler({
+    capacity: options.capacity ?? 8,
+    maxQueue: 100,
+    maxQueuePerClass: { interactive: 100, standard: 100, batch: 100 },
+    queuedUpdateMs: 500,
+    clock,
+    memory,
+  });
+  const fleet = (usedTokens: number, level = PressureLevel.PRESSURE_LEVEL_NORMAL, totalTokens = 1_000) =>
+    memory.update({ devices: [{ workerId: "w", device: "cuda:0", kvUsedTokens: usedTokens, kvTotalTokens: totalTokens, level }], maxLevel: level, fleetFreeTokens: totalTokens - usedTokens });
+  return { clock, memory, scheduler, fleet };
+}
+
+test("memory: a request whose KV does not fit waits, and is granted when a snapshot frees room or a grant is released", async () => {
+  const { scheduler, fleet } = gated();
+  fleet(0);
+  const first = await granted(ask(scheduler, "first", { kvNeedTokens: 600 }));
+  const second = ask(scheduler, "second", { kvNeedTokens: 600 });
+  assert.equal(await isSettled(second), false, "held, not rejected, though seven slots are free");
+  assert.deepEqual(second.places, [{ position: 0, estimatedWaitMs: 125 }]);
+  fleet(600); // the worker reported the first: still no room
+  assert.equal(await isSettled(second), false);
+  fleet(300);
+  const secondSlot = await granted(second);
+
+  const third = ask(scheduler, "third", { kvNeedTokens: 500 });
+  assert.equal(await isSettled(third), false, "600 granted since the snapshot of 700 free");
+  secondSlot.release(); // it never reached a worker: no snapshot will count it
+  await granted(third);
+  first.release();
+});
+
+test("memory: the next request in order waits for room and nothing smaller behind it passes it", async () => {
+  const { scheduler, fleet } = gated();
+  fleet(500);
+  const big = ask(scheduler, "big", { className: "interactive", kvNeedTokens: 800 });
+  const small = ask(scheduler, "small", { className: "standard", kvNeedTokens: 10 });
+  assert.equal(await isSettled(small), false, "it would fit, but the interactive request is ahead of it");
+  fleet(0);
+  await granted(big);
+  await granted(small);
+});
+
+test("memory: at WARN queued batch requests are shed and new ones refused at once; other classes wait as before", async () => {
+  const { scheduler, fleet } = gated();
+  fleet(700);
+  const batch = ask(scheduler, "batch", { className: "batch", kvNeedTokens: 200 });
+  assert.equal(await isSettled(batch), false, "700 + 200 would leave less than 15 % free");
+  const standard = ask(scheduler, "standard", { kvNeedTokens: 400 });
+  fleet(860, PressureLevel.PRESSURE_LEVEL_WARN);
+  const shed = await rejected(batch);
+  assert.equal(shed.rejection, "shed_memory");
+  assert.ok(shed.retryAfterMs >= 1_000);
+  const arriving = ask(scheduler, "arriving", { className: "batch", kvNeedTokens: 1 });
+  assert.equal((await rejected(arriving)).rejection, "shed_memory");
+  assert.equal(await isSettled(standard), false);
+  fleet(100);
+  await granted(standard);
+  await granted(ask(scheduler, "batch again", { className: "batch", kvNeedTokens: 200 }));
+});
+
+test("memory: a request larger than the whole fleet is not held (the worker refuses it precisely)", async () => {
+  const { scheduler, fleet } = gated();
+  fleet(1_000, PressureLevel.PRESSURE_LEVEL_CRITICAL);
+  await granted(ask(scheduler, "huge", { kvNeedTokens: 5_000 }));
+});
+
+test("memory fail-safe: with memory-guard gone the last snapshot gates for staleMs, then the concurrency cap alone", async () => {
+  const { clock, memory, scheduler, fleet } = gated({ capacity: 2, staleMs: 10_000 });
+  fleet(900);
+  const held = ask(scheduler, "held", { kvNeedTokens: 500 });
+  memory.disconnected();
+  clock.advance(9_999);
+  assert.equal(await isSettled(held), false, "the last snapshot still holds it back");
+  clock.advance(1);
+  await granted(held);
+  await granted(ask(scheduler, "next", { kvNeedTokens: 500 }));
+  const capped = ask(scheduler, "capped", { kvNeedTokens: 1 });
+  assert.equal(await isSettled(capped), false, "the concurrency cap still applies");
 });

@@ -8,6 +8,8 @@ import { classNames, perClass, urgencyOf, type ClassName, type PerClass } from "
 export interface SlotRequest {
   readonly tenantId: string;
   readonly className: ClassName;
+  /** KV cells the request can grow to: its input estimate plus its output bound. */
+  readonly kvNeedTokens: number;
   readonly queueTimeoutMs: number;
 }
 
@@ -32,6 +34,18 @@ export interface QueuePlace {
   readonly estimatedWaitMs: number;
 }
 
+/** What memory-aware admission tells the scheduler (services/admission/memory-gate.ts). */
+export interface KvGate {
+  /** Whether a request that can grow to `needTokens` KV cells may start now. */
+  admits(needTokens: number, batch: boolean): boolean;
+  /** Counts a grant against the free KV until the next snapshot; the result un-counts it at release. */
+  reserve(needTokens: number): () => void;
+  /** Batch requests are refused and shed (the fleet is at WARN or above). */
+  readonly shedsBatch: boolean;
+  /** Calls `listener` whenever a decision above may have changed. */
+  onChange(listener: () => void): void;
+}
+
 export interface SchedulerOptions {
   /** Slots granted at once. */
   readonly capacity: number;
@@ -41,6 +55,8 @@ export interface SchedulerOptions {
   /** Least time between two Queued updates of one request. */
   readonly queuedUpdateMs: number;
   readonly clock: Clock;
+  /** Memory-aware admission; without it only the concurrency cap gates. */
+  readonly memory?: KvGate;
 }
 
 interface Waiter {
@@ -61,7 +77,9 @@ const assumedHoldMs = 1_000;
  * bounded per class and in all; a more urgent arrival at a full queue takes the place
  * of the waiter served last in the least urgent class below it. A request whose
  * estimated wait already exceeds its queue timeout is refused at arrival rather than
- * left to time out. Every decision is taken synchronously.
+ * left to time out. The next request in that order waits while memory-aware admission
+ * says its KV does not fit, and nothing behind it passes it: a large request is not
+ * starved by a stream of small ones. Every decision is taken synchronously.
  */
 export class Scheduler {
   private readonly queues = perClass(() => new FairQueue<Waiter>());
@@ -72,7 +90,9 @@ export class Scheduler {
   private holdsMeasured = 0;
   private closed = false;
 
-  constructor(private readonly options: SchedulerOptions) {}
+  constructor(private readonly options: SchedulerOptions) {
+    options.memory?.onChange(() => this.reexamine());
+  }
 
   get capacity(): number {
     return this.options.capacity;
@@ -106,8 +126,9 @@ export class Scheduler {
     if (this.closed) return rejected("shutting_down", 1_000);
     if (signal.aborted) return Promise.reject(signal.reason);
     const { className } = request;
+    if (className === "batch" && this.options.memory?.shedsBatch) return rejected("shed_memory", this.memoryRetryMs());
     const ahead = this.aheadOfArrival(request);
-    if (ahead === 0 && this.totalInFlight < this.capacity) {
+    if (ahead === 0 && this.totalInFlight < this.capacity && this.memoryAdmits(request)) {
       return Promise.resolve({ kind: "granted", slot: this.grant(request, this.options.clock.now()) });
     }
     if (this.queues[className].size >= this.options.maxQueuePerClass[className]) {
@@ -208,6 +229,15 @@ export class Scheduler {
     return Math.round(((ahead + 1) * this.meanHold) / this.capacity);
   }
 
+  /** Memory pressure eases as running requests end: about one hold time. */
+  private memoryRetryMs(): number {
+    return Math.max(1_000, Math.round(this.meanHold));
+  }
+
+  private memoryAdmits(request: SlotRequest): boolean {
+    return this.options.memory?.admits(request.kvNeedTokens, request.className === "batch") ?? true;
+  }
+
   /** Makes room in the full queue for an arrival of `className`; false when only as or more urgent waiters are queued. */
   private shedForUrgent(className: ClassName): boolean {
     for (const victimClass of [...classNames].reverse()) {
@@ -225,6 +255,7 @@ export class Scheduler {
     const { clock } = this.options;
     this.inFlight[request.className] += 1;
     this.totalInFlight += 1;
+    const unreserve = this.options.memory?.reserve(request.kvNeedTokens);
     const grantedAtMs = clock.now();
     let released = false;
     return {
@@ -235,6 +266,7 @@ export class Scheduler {
         released = true;
         this.inFlight[request.className] -= 1;
         this.totalInFlight -= 1;
+        unreserve?.();
         const heldMs = clock.now() - grantedAtMs;
         this.meanHold = this.holdsMeasured === 0 ? heldMs : 0.9 * this.meanHold + 0.1 * heldMs;
         this.holdsMeasured += 1;
@@ -243,22 +275,34 @@ export class Scheduler {
     };
   }
 
-  /** Grants free slots in order: the most urgent class, then the tenant whose turn it is. */
+  /** Grants free slots in order (most urgent class, then the tenant whose turn it is) while memory allows. */
   private dispatch(): void {
     let changedFrom: number | undefined;
     while (this.totalInFlight < this.capacity) {
       const className = classNames.find((candidate) => this.queues[candidate].size > 0);
       if (className === undefined) break;
-      const next = this.queues[className].take()!;
+      const next = this.queues[className].peek()!;
+      if (!this.memoryAdmits(next.request)) break;
+      this.queues[className].take();
       next.settle({ kind: "granted", slot: this.grant(next.request, next.enqueuedAtMs) });
       changedFrom = Math.min(changedFrom ?? Infinity, urgencyOf(className));
     }
     if (changedFrom !== undefined) this.positionsChanged(changedFrom);
   }
 
-  /** A waiter left without a grant: those behind it moved up. */
+  /** Memory's view changed: shed batch if it must go, then grant what now fits. */
+  private reexamine(): void {
+    if (this.options.memory?.shedsBatch) {
+      const retryAfterMs = this.memoryRetryMs();
+      for (const waiter of [...this.queues.batch]) waiter.settle({ kind: "rejected", rejection: "shed_memory", retryAfterMs });
+    }
+    this.dispatch();
+  }
+
+  /** A waiter left without a grant: those behind it moved up, and it may have been the one memory held back. */
   private afterLeaving(className: ClassName): void {
     this.positionsChanged(urgencyOf(className));
+    this.dispatch();
   }
 
   /** Positions in classes from `fromUrgency` down may have changed: each waiter's throttle sends a changed one. */

@@ -7,7 +7,14 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
-import { PriorityClass, priorityClassFromJSON, priorityClassToJSON } from "../../common/v1/common.js";
+import {
+  PressureLevel,
+  pressureLevelFromJSON,
+  pressureLevelToJSON,
+  PriorityClass,
+  priorityClassFromJSON,
+  priorityClassToJSON,
+} from "../../common/v1/common.js";
 
 export const protobufPackage = "infermesh.admission.v1";
 
@@ -33,6 +40,8 @@ export enum RejectReason {
    * more urgent request needed its place in a full queue.
    */
   REJECT_REASON_OVERLOADED = 5,
+  /** REJECT_REASON_MEMORY - Shed for memory: a batch request while the fleet's KV pressure is WARN or above. */
+  REJECT_REASON_MEMORY = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -56,6 +65,9 @@ export function rejectReasonFromJSON(object: any): RejectReason {
     case 5:
     case "REJECT_REASON_OVERLOADED":
       return RejectReason.REJECT_REASON_OVERLOADED;
+    case 6:
+    case "REJECT_REASON_MEMORY":
+      return RejectReason.REJECT_REASON_MEMORY;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -77,6 +89,8 @@ export function rejectReasonToJSON(object: RejectReason): string {
       return "REJECT_REASON_SHUTTING_DOWN";
     case RejectReason.REJECT_REASON_OVERLOADED:
       return "REJECT_REASON_OVERLOADED";
+    case RejectReason.REJECT_REASON_MEMORY:
+      return "REJECT_REASON_MEMORY";
     case RejectReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -206,6 +220,8 @@ export interface GetStatsResponse {
   classes: ClassStats[];
   /** Mean time a slot is held (moving average), the basis of wait estimates. */
   meanHoldMs: number;
+  /** The memory-aware admission gate. */
+  memoryGate: MemoryGateStats | undefined;
 }
 
 /** ClassStats is one priority class's occupancy. */
@@ -222,6 +238,24 @@ export interface ClassStats {
   rejectedTotal: number;
   /** How long the class's oldest waiter has waited; 0 when none waits. */
   oldestQueuedAgeMs: number;
+}
+
+/** MemoryGateStats is the state of memory-aware admission. */
+export interface MemoryGateStats {
+  /**
+   * Whether grants are gated by the fleet's free KV. False before memory-guard was
+   * ever seen and once its last snapshot is older than pressureStaleMs.
+   */
+  active: boolean;
+  /**
+   * Free KV tokens of devices below CRITICAL in the last snapshot, less what
+   * admission granted since.
+   */
+  fleetFreeTokens: number;
+  /** KV tokens of the whole fleet in the last snapshot. */
+  fleetTotalTokens: number;
+  /** The highest pressure level in the last snapshot. */
+  maxLevel: PressureLevel;
 }
 
 function createBaseAcquireRequest(): AcquireRequest {
@@ -1040,7 +1074,16 @@ export const GetStatsRequest: MessageFns<GetStatsRequest> = {
 };
 
 function createBaseGetStatsResponse(): GetStatsResponse {
-  return { inFlight: 0, queued: 0, capacity: 0, grantedTotal: 0, rejectedTotal: 0, classes: [], meanHoldMs: 0 };
+  return {
+    inFlight: 0,
+    queued: 0,
+    capacity: 0,
+    grantedTotal: 0,
+    rejectedTotal: 0,
+    classes: [],
+    meanHoldMs: 0,
+    memoryGate: undefined,
+  };
 }
 
 export const GetStatsResponse: MessageFns<GetStatsResponse> = {
@@ -1065,6 +1108,9 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
     }
     if (message.meanHoldMs !== 0) {
       writer.uint32(56).uint32(message.meanHoldMs);
+    }
+    if (message.memoryGate !== undefined) {
+      MemoryGateStats.encode(message.memoryGate, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1138,6 +1184,14 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
             message.meanHoldMs = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.memoryGate = MemoryGateStats.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1175,6 +1229,11 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
         : isSet(object.mean_hold_ms)
         ? globalThis.Number(object.mean_hold_ms)
         : 0,
+      memoryGate: isSet(object.memoryGate)
+        ? MemoryGateStats.fromJSON(object.memoryGate)
+        : isSet(object.memory_gate)
+        ? MemoryGateStats.fromJSON(object.memory_gate)
+        : undefined,
     };
   },
 
@@ -1201,6 +1260,9 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
     if (message.meanHoldMs !== 0) {
       obj.meanHoldMs = Math.round(message.meanHoldMs);
     }
+    if (message.memoryGate !== undefined) {
+      obj.memoryGate = MemoryGateStats.toJSON(message.memoryGate);
+    }
     return obj;
   },
 
@@ -1216,6 +1278,9 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
     message.rejectedTotal = object.rejectedTotal ?? 0;
     message.classes = object.classes?.map((e) => ClassStats.fromPartial(e)) || [];
     message.meanHoldMs = object.meanHoldMs ?? 0;
+    message.memoryGate = (object.memoryGate !== undefined && object.memoryGate !== null)
+      ? MemoryGateStats.fromPartial(object.memoryGate)
+      : undefined;
     return message;
   },
 };
@@ -1385,6 +1450,135 @@ export const ClassStats: MessageFns<ClassStats> = {
     message.grantedTotal = object.grantedTotal ?? 0;
     message.rejectedTotal = object.rejectedTotal ?? 0;
     message.oldestQueuedAgeMs = object.oldestQueuedAgeMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseMemoryGateStats(): MemoryGateStats {
+  return { active: false, fleetFreeTokens: 0, fleetTotalTokens: 0, maxLevel: 0 };
+}
+
+export const MemoryGateStats: MessageFns<MemoryGateStats> = {
+  encode(message: MemoryGateStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.active !== false) {
+      writer.uint32(8).bool(message.active);
+    }
+    if (message.fleetFreeTokens !== 0) {
+      writer.uint32(16).uint64(message.fleetFreeTokens);
+    }
+    if (message.fleetTotalTokens !== 0) {
+      writer.uint32(24).uint64(message.fleetTotalTokens);
+    }
+    if (message.maxLevel !== 0) {
+      writer.uint32(32).int32(message.maxLevel);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemoryGateStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemoryGateStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.active = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fleetFreeTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fleetTotalTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxLevel = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemoryGateStats {
+    return {
+      active: isSet(object.active) ? globalThis.Boolean(object.active) : false,
+      fleetFreeTokens: isSet(object.fleetFreeTokens)
+        ? globalThis.Number(object.fleetFreeTokens)
+        : isSet(object.fleet_free_tokens)
+        ? globalThis.Number(object.fleet_free_tokens)
+        : 0,
+      fleetTotalTokens: isSet(object.fleetTotalTokens)
+        ? globalThis.Number(object.fleetTotalTokens)
+        : isSet(object.fleet_total_tokens)
+        ? globalThis.Number(object.fleet_total_tokens)
+        : 0,
+      maxLevel: isSet(object.maxLevel)
+        ? pressureLevelFromJSON(object.maxLevel)
+        : isSet(object.max_level)
+        ? pressureLevelFromJSON(object.max_level)
+        : 0,
+    };
+  },
+
+  toJSON(message: MemoryGateStats): unknown {
+    const obj: any = {};
+    if (message.active !== false) {
+      obj.active = message.active;
+    }
+    if (message.fleetFreeTokens !== 0) {
+      obj.fleetFreeTokens = Math.round(message.fleetFreeTokens);
+    }
+    if (message.fleetTotalTokens !== 0) {
+      obj.fleetTotalTokens = Math.round(message.fleetTotalTokens);
+    }
+    if (message.maxLevel !== 0) {
+      obj.maxLevel = pressureLevelToJSON(message.maxLevel);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemoryGateStats>): MemoryGateStats {
+    return MemoryGateStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MemoryGateStats>): MemoryGateStats {
+    const message = createBaseMemoryGateStats();
+    message.active = object.active ?? false;
+    message.fleetFreeTokens = object.fleetFreeTokens ?? 0;
+    message.fleetTotalTokens = object.fleetTotalTokens ?? 0;
+    message.maxLevel = object.maxLevel ?? 0;
     return message;
   },
 };
