@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChannel, createClient, Metadata, Status } from "nice-grpc";
 import OpenAI from "openai";
-import { ChatMessage, FinishReason, ReasoningEffort } from "../../gen/infermesh/common/v1/common.js";
+import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
+import { ChatMessage, FinishReason, PriorityClass, ReasoningEffort } from "../../gen/infermesh/common/v1/common.js";
 import { ChatServiceDefinition } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { CompletionServiceDefinition } from "../../gen/infermesh/gateway/v1/completion_service.js";
 import { EmbeddingServiceDefinition } from "../../gen/infermesh/gateway/v1/embedding_service.js";
@@ -243,6 +244,26 @@ test("a model alias picks the profile's model, the response names it, and profil
   await assert.rejects(
     openai.chat.completions.create({ model, messages: question }, { headers: { "x-infermesh-profile": "fastest" } }),
     (error: unknown) => error instanceof OpenAI.BadRequestError && error.param === "x-infermesh-profile",
+  );
+});
+
+test("x-infermesh-priority lowers a request's class but never raises it above the key's; a bad value is a 400 naming the header", async () => {
+  const admission = createClient(AdmissionServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.admission}`));
+  const grantsByClass = async () =>
+    Object.fromEntries((await admission.getStats({})).classes.map((entry) => [PriorityClass[entry.priorityClass], entry.grantedTotal]));
+  const before = await grantsByClass();
+  // The user key is interactive: the header lowers it to batch.
+  await openai.chat.completions.create({ model, messages: question, max_tokens: 2 }, { headers: { "x-infermesh-priority": "batch" } });
+  // The batch key cannot raise itself to interactive.
+  const batch = new OpenAI({ baseURL: `${mesh.baseUrl}/v1`, apiKey: keys.batch, maxRetries: 0 });
+  await batch.chat.completions.create({ model, messages: question, max_tokens: 2 }, { headers: { "x-infermesh-priority": "interactive" } });
+  const after = await grantsByClass();
+  assert.equal(after.PRIORITY_CLASS_BATCH! - before.PRIORITY_CLASS_BATCH!, 2);
+  assert.equal(after.PRIORITY_CLASS_INTERACTIVE, before.PRIORITY_CLASS_INTERACTIVE);
+
+  await assert.rejects(
+    openai.chat.completions.create({ model, messages: question }, { headers: { "x-infermesh-priority": "urgent" } }),
+    (error: unknown) => error instanceof OpenAI.BadRequestError && error.param === "x-infermesh-priority" && error.code === "invalid_priority",
   );
 });
 
