@@ -11,7 +11,7 @@ import type { Logger } from "../common/logger.js";
 import type { AdmissionStats } from "./admission-stats.js";
 import { rejectionMessage, rejectReasonOf, type Rejection } from "./outcomes.js";
 import { classOf, type ClassName } from "./priority-classes.js";
-import type { Scheduler } from "./scheduler.js";
+import type { Scheduler, Slot } from "./scheduler.js";
 import type { TenantCharge, TenantLimiter } from "./tenant-limits.js";
 
 export interface AdmissionServiceDeps {
@@ -90,24 +90,28 @@ export function createAdmissionService(
     charge: TenantCharge,
     released: AbortSignal,
   ): AsyncGenerator<AcquireResponse> {
-    let granted = false;
+    let slot: Slot | undefined;
+    // Ends the request's claim however this generator ends, even closed at a yield
+    // while a grant was on its way: a queued request leaves the queue, a granted slot
+    // is released (Slot.release is idempotent).
+    const closed = new AbortController();
+    // Queued events come from the scheduler's callback; they end when the outcome is known.
+    const queued = pushable<AcquireResponse>({ objectMode: true });
+    const outcome = scheduler.request(
+      {
+        tenantId,
+        className,
+        kvNeedTokens: request.estimatedInputTokens + request.maxOutputTokens,
+        queueTimeoutMs: request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs,
+      },
+      AbortSignal.any([released, closed.signal]),
+      (place) => queued.push({ event: { $case: "queued", value: place } }),
+    );
+    outcome.then(
+      () => queued.end(),
+      () => queued.end(),
+    );
     try {
-      // Queued events come from the scheduler's callback; they end when the outcome is known.
-      const queued = pushable<AcquireResponse>({ objectMode: true });
-      const outcome = scheduler.request(
-        {
-          tenantId,
-          className,
-          kvNeedTokens: request.estimatedInputTokens + request.maxOutputTokens,
-          queueTimeoutMs: request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs,
-        },
-        released,
-        (place) => queued.push({ event: { $case: "queued", value: place } }),
-      );
-      outcome.then(
-        () => queued.end(),
-        () => queued.end(),
-      );
       yield* queued;
       let result;
       try {
@@ -124,19 +128,20 @@ export function createAdmissionService(
         yield rejectedEvent(result.rejection, rejectionMessage(result.rejection), result.retryAfterMs);
         return;
       }
-      const { slot } = result;
-      granted = true;
+      slot = result.slot;
       stats.record(className, "granted", slot.queuedMs);
-      try {
-        yield { event: { $case: "granted", value: { slotId: slot.id, queuedMs: slot.queuedMs } } };
-        // Hold the slot until the caller closes its side (or vanishes).
-        await forever(released).catch(() => undefined);
-      } finally {
-        slot.release();
-      }
+      yield { event: { $case: "granted", value: { slotId: slot.id, queuedMs: slot.queuedMs } } };
+      // Hold the slot until the caller closes its side (or vanishes).
+      await forever(released).catch(() => undefined);
     } finally {
+      slot?.release();
+      closed.abort();
+      outcome.then(
+        (result) => result.kind === "granted" && result.slot.release(),
+        () => undefined,
+      );
       // Budgets pay for work that ran: a request that never got a slot is refunded.
-      if (granted) charge.release();
+      if (slot) charge.release();
       else charge.refund();
     }
   }
