@@ -11,6 +11,7 @@ import type { TenantLimits } from "./access/api-keys.js";
 import type { MeshClients } from "./mesh/clients.js";
 import { generate, pickWorkers, withWorker, type GenerationEvent, type PlacedRequest } from "./mesh/generation.js";
 import type { ModelCatalog } from "./mesh/models.js";
+import { OutputReport } from "./mesh/output-report.js";
 
 /** Who a request is charged to, from its API key (or the anonymous default). */
 export interface Caller {
@@ -153,6 +154,7 @@ async function admitAndPick(deps: FlowDeps, placed: PlacedRequest, caller: Calle
       estimatedInputTokens: placed.estimatedInputTokens,
       maxOutputTokens: placed.maxOutputTokens,
       queueTimeoutMs: undefined,
+      outputTokens: 0,
       tenantLimits: caller.limits && {
         maxConcurrency: caller.limits.maxConcurrency,
         requestsPerMinute: caller.limits.requestsPerMinute,
@@ -197,12 +199,21 @@ export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequ
       maxOutputTokens,
     };
     const { slot, pick } = await admitAndPick(deps, placed, request.caller, signal);
+    // Output tokens go to admission as they stream: the tenant's tokens per minute pay for them.
+    const output = new OutputReport(slot);
     try {
       let firstText = true;
       for await (const event of generate(deps.clients, work, pick, signal)) {
-        if (event.$case === "delta" && firstText) {
-          firstText = false;
-          deps.metrics.timeToFirstTokenSeconds.observe((performance.now() - arrivedAt) / 1000);
+        if (event.$case === "delta") {
+          output.add(event.value.tokenCount);
+          if (firstText) {
+            firstText = false;
+            deps.metrics.timeToFirstTokenSeconds.observe((performance.now() - arrivedAt) / 1000);
+          }
+        }
+        if (event.$case === "finished") {
+          // Before the caller sees the end: its next request must find this one's output charged.
+          output.finish(event.value.usage?.completionTokens);
         }
         if (event.$case === "finished" && event.value.usage) {
           span?.setAttributes({
@@ -213,6 +224,7 @@ export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequ
         yield event;
       }
     } finally {
+      output.finish();
       slot.release();
     }
   } catch (error) {

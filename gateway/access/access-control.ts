@@ -29,6 +29,28 @@ export interface ResolvedRequest {
   readonly identity: KeyIdentity | undefined;
 }
 
+/** The header a request names its profile with. */
+export const profileHeaderName = "x-infermesh-profile";
+
+/** The header a request names its priority class with; the key's class is its ceiling. */
+export const priorityHeaderName = "x-infermesh-priority";
+
+const priorityNames = ["interactive", "standard", "batch"] as const;
+type PriorityName = (typeof priorityNames)[number];
+
+/** What a request itself says about how it should run. */
+export interface RequestSettings {
+  /** The `model` field: a model id or an alias. */
+  readonly model: string;
+  /** The profile it names (x-infermesh-profile), if any. */
+  readonly profileHeader: string | undefined;
+  /** The priority class it asks for (x-infermesh-priority), if any. */
+  readonly priorityHeader: string | undefined;
+  readonly maxTokens: number | null | undefined;
+  /** OpenAI's `user`: the fairness key of callers without an API key. */
+  readonly user: string;
+}
+
 /** Urgency order of the classes: a smaller number is more urgent. */
 const urgency: Record<PriorityClass, number> = {
   [PriorityClass.PRIORITY_CLASS_INTERACTIVE]: 0,
@@ -74,19 +96,22 @@ export class AccessControl {
     throw new ApiError(Status.UNAUTHENTICATED, "This endpoint needs an admin API key.", { code: "invalid_api_key" });
   }
 
-  /** Applies alias, profile (header, then key, then server) and limits to a request. */
-  async resolve(
-    identity: KeyIdentity | undefined,
-    modelField: string,
-    profileHeader: string | undefined,
-    requestedMaxTokens: number | null | undefined,
-    user: string,
-    signal?: AbortSignal,
-  ): Promise<ResolvedRequest> {
+  /**
+   * Applies alias, profile (header, then key, then server), priority class and limits
+   * to a request.
+   */
+  async resolve(identity: KeyIdentity | undefined, request: RequestSettings, signal?: AbortSignal): Promise<ResolvedRequest> {
+    const { model: modelField, profileHeader, priorityHeader, maxTokens: requestedMaxTokens, user } = request;
     if (profileHeader !== undefined && !(profileNames as readonly string[]).includes(profileHeader)) {
       throw new ApiError(Status.INVALID_ARGUMENT, `Unknown profile '${profileHeader}'; expected one of ${profileNames.join(", ")}.`, {
-        param: "x-infermesh-profile",
+        param: profileHeaderName,
         code: "invalid_profile",
+      });
+    }
+    if (priorityHeader !== undefined && !(priorityNames as readonly string[]).includes(priorityHeader)) {
+      throw new ApiError(Status.INVALID_ARGUMENT, `Unknown priority '${priorityHeader}'; expected one of ${priorityNames.join(", ")}.`, {
+        param: priorityHeaderName,
+        code: "invalid_priority",
       });
     }
     const alias = Object.hasOwn(this.settings.aliases, modelField) ? this.settings.aliases[modelField] : undefined;
@@ -112,7 +137,8 @@ export class AccessControl {
       model = candidates[0]!;
       if (profile.routerChoosesModel) alternativeModels = candidates.slice(1);
     }
-    const profileClass = priorityClassOf(profile.priority);
+    // The header, when given, chooses the class instead of the profile.
+    const requestedClass = priorityClassOf((priorityHeader as PriorityName | undefined) ?? profile.priority);
     const keyClass = identity?.priorityClass ?? PriorityClass.PRIORITY_CLASS_INTERACTIVE;
     return {
       model,
@@ -124,8 +150,8 @@ export class AccessControl {
         // Without a key, the end user (OpenAI's `user`) is the fairness key, in its own
         // namespace so that no anonymous caller can pose as a keyed tenant.
         tenantId: identity?.tenant ?? `anonymous:${user}`,
-        // The key's class is a ceiling: a batch key cannot buy urgency with a profile.
-        priorityClass: urgency[profileClass] >= urgency[keyClass] ? profileClass : keyClass,
+        // The key's class is a ceiling: a batch key cannot buy urgency with a profile or a header.
+        priorityClass: urgency[requestedClass] >= urgency[keyClass] ? requestedClass : keyClass,
         limits: identity?.limits,
       },
     };

@@ -10,7 +10,7 @@ export const tenantLimitsSchema = z
     maxConcurrency: z.number().int().min(1).optional(),
     /** Requests started per minute. */
     requestsPerMinute: z.number().int().min(1).optional(),
-    /** Prompt plus output-bound tokens per minute. */
+    /** Tokens per minute: the prompt estimate at admission, output tokens as they stream (may overdraw the minute). */
     tokensPerMinute: z.number().int().min(1).optional(),
   })
   .strict();

@@ -1,5 +1,5 @@
 import { ServerError, Status, type CallContext } from "nice-grpc";
-import type { AccessControl, ResolvedRequest } from "../access/access-control.js";
+import { priorityHeaderName, type AccessControl, type ResolvedRequest } from "../access/access-control.js";
 import type { StreamError } from "../../gen/infermesh/common/v1/common.js";
 import { toApiError } from "../errors.js";
 import type { GenerationEvent } from "../mesh/generation.js";
@@ -11,7 +11,7 @@ export function asServerError(error: unknown): never {
   throw new ServerError(apiError.status, apiError.message);
 }
 
-/** Applies the call's key (metadata `authorization`), the model alias and the profile. */
+/** Applies the call's key (metadata `authorization`), the model alias, the profile and the priority (metadata `x-infermesh-priority`). */
 export async function resolveCall(
   access: AccessControl,
   context: CallContext,
@@ -21,7 +21,17 @@ export async function resolveCall(
   if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
   try {
     const identity = access.authenticate(context.metadata.get("authorization"));
-    return await access.resolve(identity, request.model, request.profile || undefined, maxTokens, request.user, context.signal);
+    return await access.resolve(
+      identity,
+      {
+        model: request.model,
+        profileHeader: request.profile || undefined,
+        priorityHeader: context.metadata.get(priorityHeaderName),
+        maxTokens,
+        user: request.user,
+      },
+      context.signal,
+    );
   } catch (error) {
     asServerError(error);
   }

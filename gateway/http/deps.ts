@@ -1,5 +1,5 @@
 import type { FastifyRequest } from "fastify";
-import type { AccessControl, ResolvedRequest } from "../access/access-control.js";
+import { priorityHeaderName, profileHeaderName, type AccessControl, type ResolvedRequest } from "../access/access-control.js";
 import type { KeyIdentity } from "../access/api-keys.js";
 import type { FlowDeps } from "../generation-flow.js";
 import type { ResponseCache } from "../response-cache/response-cache.js";
@@ -19,10 +19,7 @@ export interface HttpDeps {
   readonly cache: ResponseCache | undefined;
 }
 
-/** The header a request names its profile with. */
-export const profileHeader = "x-infermesh-profile";
-
-/** Applies the request's key, alias and profile. */
+/** Applies the request's key, alias, profile and priority. */
 export function resolveRequest(
   deps: HttpDeps,
   request: FastifyRequest,
@@ -30,6 +27,16 @@ export function resolveRequest(
   maxTokens: number | null | undefined,
   user: string | null | undefined,
 ): Promise<ResolvedRequest> {
-  const header = request.headers[profileHeader];
-  return deps.access.resolve(request.identity, model, Array.isArray(header) ? header[0] : header, maxTokens, user ?? "");
+  return deps.access.resolve(request.identity, {
+    model,
+    profileHeader: headerValue(request, profileHeaderName),
+    priorityHeader: headerValue(request, priorityHeaderName),
+    maxTokens,
+    user: user ?? "",
+  });
+}
+
+function headerValue(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
 }

@@ -1,28 +1,24 @@
 import { forever, isAbortError } from "abort-controller-x";
+import { pushable } from "it-pushable";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
-import { Counter, Gauge, type Registry } from "prom-client";
 import {
   type AcquireRequest,
   type AcquireResponse,
   AdmissionServiceDefinition,
-  RejectReason,
 } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import type { Logger } from "../common/logger.js";
-import type { ConcurrencyLimiter } from "./concurrency-limiter.js";
-import type { TenantLimiter } from "./tenant-limits.js";
-
-const rejectReasons = {
-  queue_full: RejectReason.REJECT_REASON_QUEUE_FULL,
-  queue_timeout: RejectReason.REJECT_REASON_QUEUE_TIMEOUT,
-  shutting_down: RejectReason.REJECT_REASON_SHUTTING_DOWN,
-} as const;
+import type { AdmissionStats } from "./admission-stats.js";
+import { rejectionMessage, rejectReasonOf, type Rejection } from "./outcomes.js";
+import { classOf, type ClassName } from "./priority-classes.js";
+import type { Scheduler, Slot } from "./scheduler.js";
+import type { TenantCharge, TenantLimiter } from "./tenant-limits.js";
 
 export interface AdmissionServiceDeps {
-  readonly limiter: ConcurrencyLimiter;
+  readonly scheduler: Scheduler;
   readonly tenants: TenantLimiter;
+  readonly stats: AdmissionStats;
   readonly defaultQueueTimeoutMs: number;
-  readonly registry: Registry;
   readonly logger: Logger;
 }
 
@@ -30,31 +26,7 @@ export interface AdmissionServiceDeps {
 export function createAdmissionService(
   deps: AdmissionServiceDeps,
 ): ServiceImplementation<typeof AdmissionServiceDefinition> {
-  const { limiter, logger } = deps;
-  const outcomes = new Counter({
-    name: "infermesh_admission_outcomes_total",
-    help: "Acquire outcomes",
-    labelNames: ["outcome"] as const,
-    registers: [deps.registry],
-  });
-  let grantedTotal = 0;
-  let rejectedTotal = 0;
-  new Gauge({
-    name: "infermesh_admission_in_flight",
-    help: "Slots granted and not yet released",
-    registers: [deps.registry],
-    collect() {
-      this.set(limiter.inFlightCount);
-    },
-  });
-  new Gauge({
-    name: "infermesh_admission_queued",
-    help: "Requests waiting for a slot",
-    registers: [deps.registry],
-    collect() {
-      this.set(limiter.queuedCount);
-    },
-  });
+  const { scheduler, stats, logger } = deps;
 
   return {
     async *acquire(requests: AsyncIterable<AcquireRequest>, context: CallContext): AsyncIterable<AcquireResponse> {
@@ -62,20 +34,43 @@ export function createAdmissionService(
       const first = await incoming.next();
       if (first.done) throw new ServerError(Status.INVALID_ARGUMENT, "send one AcquireRequest first");
       const request = first.value;
-      // The slot lives until the caller closes its side (the release) or the call ends.
+      const className = classOf(request.priorityClass);
+      if (className === undefined) throw new ServerError(Status.INVALID_ARGUMENT, "priority_class must be set");
+      if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
+
+      const tenantId = request.tenantId || "anonymous";
+      const charge = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens);
+      if (!("release" in charge)) {
+        stats.record(className, "rate_limited");
+        logger.debug({ request_id: request.requestId, tenant: tenantId, limit: charge.limit }, "rate limited");
+        yield rejectedEvent("rate_limited", `Rate limit reached for tenant ${tenantId} on ${charge.limit.replaceAll("_", " ")}; retry later.`, charge.retryAfterMs);
+        return;
+      }
+
+      // The slot lives until the caller closes its side (the release) or the call ends;
+      // until then every later message is a usage report.
       const release = new AbortController();
       const onCancel = () => release.abort();
       context.signal.addEventListener("abort", onCancel, { once: true });
       let misuse: ServerError | undefined;
-      void incoming.next().then(
-        (next) => {
-          if (!next.done) misuse = new ServerError(Status.INVALID_ARGUMENT, "one AcquireRequest per stream");
-          release.abort();
-        },
-        () => release.abort(),
-      );
+      let outputCharged = 0;
+      void (async () => {
+        for (let next = await incoming.next(); !next.done; next = await incoming.next()) {
+          if (!isUsageReport(next.value)) {
+            misuse = new ServerError(Status.INVALID_ARGUMENT, "one AcquireRequest per stream; later messages carry only output_tokens");
+            return;
+          }
+          // Cumulative counts: only growth is charged, so a repeated report costs nothing.
+          if (next.value.outputTokens > outputCharged) {
+            charge.chargeOutput(next.value.outputTokens - outputCharged);
+            outputCharged = next.value.outputTokens;
+          }
+        }
+      })()
+        .catch(() => undefined)
+        .finally(() => release.abort());
       try {
-        yield* admit(request, release.signal);
+        yield* holdSlot(request, tenantId, className, charge, release.signal);
       } finally {
         context.signal.removeEventListener("abort", onCancel);
       }
@@ -83,102 +78,91 @@ export function createAdmissionService(
     },
 
     async getStats() {
-      return {
-        inFlight: limiter.inFlightCount,
-        queued: limiter.queuedCount,
-        capacity: limiter.capacity,
-        grantedTotal,
-        rejectedTotal,
-      };
+      return stats.snapshot();
     },
   };
 
-  /** One request's admission: its tenant's limits, then a slot held until `released` aborts. */
-  async function* admit(request: AcquireRequest, released: AbortSignal): AsyncGenerator<AcquireResponse> {
-    if (request.priorityClass === PriorityClass.PRIORITY_CLASS_UNSPECIFIED) {
-      throw new ServerError(Status.INVALID_ARGUMENT, "priority_class must be set");
-    }
-    if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
-    const tenantId = request.tenantId || "anonymous";
-    const tenantGrant = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens + request.maxOutputTokens);
-    if (!("release" in tenantGrant)) {
-      rejectedTotal += 1;
-      outcomes.inc({ outcome: "rate_limited" });
-      logger.debug({ request_id: request.requestId, tenant: tenantId, limit: tenantGrant.limit }, "rate limited");
-      yield {
-        event: {
-          $case: "rejected",
-          value: {
-            reason: RejectReason.REJECT_REASON_RATE_LIMITED,
-            message: `Rate limit reached for tenant ${tenantId} on ${tenantGrant.limit.replaceAll("_", " ")}; retry later.`,
-            retryAfterMs: Math.max(1, tenantGrant.retryAfterMs),
-          },
-        },
-      };
-      return;
-    }
-    const progress = { granted: false };
+  /** Queues for a slot and holds it until `released` aborts; the tenant's charge is released or refunded. */
+  async function* holdSlot(
+    request: AcquireRequest,
+    tenantId: string,
+    className: ClassName,
+    charge: TenantCharge,
+    released: AbortSignal,
+  ): AsyncGenerator<AcquireResponse> {
+    let slot: Slot | undefined;
+    // Ends the request's claim however this generator ends, even closed at a yield
+    // while a grant was on its way: a queued request leaves the queue, a granted slot
+    // is released (Slot.release is idempotent).
+    const closed = new AbortController();
+    // Queued events come from the scheduler's callback; they end when the outcome is known.
+    const queued = pushable<AcquireResponse>({ objectMode: true });
+    const outcome = scheduler.request(
+      {
+        tenantId,
+        className,
+        kvNeedTokens: request.estimatedInputTokens + request.maxOutputTokens,
+        queueTimeoutMs: request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs,
+      },
+      AbortSignal.any([released, closed.signal]),
+      (place) => queued.push({ event: { $case: "queued", value: place } }),
+    );
+    outcome.then(
+      () => queued.end(),
+      () => queued.end(),
+    );
     try {
-      yield* holdSlot(request, released, progress);
-    } finally {
-      // Budgets pay for work that ran: a request that never got a slot is refunded.
-      if (progress.granted) tenantGrant.release();
-      else tenantGrant.refund();
-    }
-  }
-
-  /** Queues for a slot and holds it until `released` aborts; `progress.granted` says whether it got one. */
-  async function* holdSlot(request: AcquireRequest, released: AbortSignal, progress: { granted: boolean }): AsyncGenerator<AcquireResponse> {
-    const ticket = limiter.request(request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs, released);
-    if (ticket.queuePosition !== undefined) {
-      yield { event: { $case: "queued", value: { position: ticket.queuePosition, estimatedWaitMs: ticket.estimatedWaitMs } } };
-    }
-    let outcome;
-    try {
-      outcome = await ticket.outcome;
-    } catch (error) {
-      // Released while queued: the caller gave up.
-      outcomes.inc({ outcome: "cancelled" });
-      if (isAbortError(error)) return;
-      throw error;
-    }
-    if (outcome.kind === "rejected") {
-      rejectedTotal += 1;
-      outcomes.inc({ outcome: outcome.reason });
-      logger.debug({ request_id: request.requestId, reason: outcome.reason }, "rejected");
-      yield {
-        event: {
-          $case: "rejected",
-          value: {
-            reason: rejectReasons[outcome.reason],
-            message: rejectionMessage(outcome.reason),
-            retryAfterMs: Math.max(1, outcome.retryAfterMs),
-          },
-        },
-      };
-      return;
-    }
-    const { slot } = outcome;
-    progress.granted = true;
-    grantedTotal += 1;
-    outcomes.inc({ outcome: "granted" });
-    try {
+      yield* queued;
+      let result;
+      try {
+        result = await outcome;
+      } catch (error) {
+        // Released while queued: the caller gave up.
+        stats.record(className, "cancelled");
+        if (isAbortError(error)) return;
+        throw error;
+      }
+      if (result.kind === "rejected") {
+        stats.record(className, result.rejection);
+        logger.debug({ request_id: request.requestId, tenant: tenantId, reason: result.rejection }, "rejected");
+        yield rejectedEvent(result.rejection, rejectionMessage(result.rejection), result.retryAfterMs);
+        return;
+      }
+      slot = result.slot;
+      stats.record(className, "granted", slot.queuedMs);
       yield { event: { $case: "granted", value: { slotId: slot.id, queuedMs: slot.queuedMs } } };
       // Hold the slot until the caller closes its side (or vanishes).
       await forever(released).catch(() => undefined);
     } finally {
-      slot.release();
+      slot?.release();
+      closed.abort();
+      outcome.then(
+        (result) => result.kind === "granted" && result.slot.release(),
+        () => undefined,
+      );
+      // Budgets pay for work that ran: a request that never got a slot is refunded.
+      if (slot) charge.release();
+      else charge.refund();
     }
   }
 }
 
-function rejectionMessage(reason: keyof typeof rejectReasons): string {
-  switch (reason) {
-    case "queue_full":
-      return "the server is at capacity and its queue is full; retry later";
-    case "queue_timeout":
-      return "the request waited too long for capacity; retry later";
-    case "shutting_down":
-      return "admission is shutting down; retry on another replica";
-  }
+/** A later message of an Acquire stream: output_tokens and nothing else. */
+function isUsageReport(message: AcquireRequest): boolean {
+  return (
+    message.requestId === "" &&
+    message.tenantId === "" &&
+    message.priorityClass === PriorityClass.PRIORITY_CLASS_UNSPECIFIED &&
+    message.model === "" &&
+    message.estimatedInputTokens === 0 &&
+    message.maxOutputTokens === 0 &&
+    message.queueTimeoutMs === undefined &&
+    message.tenantLimits === undefined
+  );
+}
+
+function rejectedEvent(rejection: Rejection, message: string, retryAfterMs: number): AcquireResponse {
+  return {
+    event: { $case: "rejected", value: { reason: rejectReasonOf[rejection], message, retryAfterMs: Math.max(1, Math.round(retryAfterMs)) } },
+  };
 }

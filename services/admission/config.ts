@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import type { PerClass } from "./priority-classes.js";
 
 export const admissionConfigSchema = z.object({
   /** host:port of the gRPC server. */
@@ -10,16 +11,41 @@ export const admissionConfigSchema = z.object({
   metricsPort: port().default(9101),
   /** Requests allowed to run at once across the fleet. */
   maxConcurrency: integer(1, 1_000_000).default(16),
-  /** Requests allowed to wait; more are rejected with RESOURCE_EXHAUSTED. */
+  /**
+   * Requests allowed to wait, all classes together. At the bound a more urgent arrival
+   * takes the place of the waiter served last in a less urgent class; otherwise the
+   * arrival is rejected (503).
+   */
   maxQueue: integer(0, 1_000_000).default(1_024),
+  /** Interactive requests allowed to wait; a person is waiting, so a long line helps no one. */
+  maxQueueInteractive: integer(0, 1_000_000).default(256),
+  /** Standard requests allowed to wait. */
+  maxQueueStandard: integer(0, 1_000_000).default(1_024),
+  /** Batch requests allowed to wait. */
+  maxQueueBatch: integer(0, 1_000_000).default(1_024),
   /** Longest wait in the queue when the request does not say. */
   queueTimeoutMs: integer(1, 3_600_000).default(30_000),
+  /** Least time between two Queued updates (position, estimated wait) of one request. */
+  queuedUpdateMs: integer(0, 60_000).default(500),
+  /** host:port of memory-guard, whose KV pressure gates grants; empty to gate by concurrency alone. */
+  memoryGuardAddress: z.string().default("127.0.0.1:50053"),
+  /** How long memory-guard's last snapshot stays in force once its Watch stream is down; then memory is ignored. */
+  pressureStaleMs: integer(0, 3_600_000).default(10_000),
+  /** Share of the fleet's KV that a batch grant must leave free. */
+  batchHeadroomRatio: decimal(0, 0.99).default(0.15),
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(5_000),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 
-export type AdmissionConfig = z.infer<typeof admissionConfigSchema>;
+export type AdmissionConfig = ReturnType<typeof loadAdmissionConfig>;
 
 export const loadAdmissionConfig = (sources: ConfigSources) =>
   loadConfig(admissionConfigSchema, sources, "INFERMESH_ADMISSION_");
+
+/** The per-class queue bounds out of the settings. */
+export const maxQueuePerClass = (config: AdmissionConfig): PerClass<number> => ({
+  interactive: config.maxQueueInteractive,
+  standard: config.maxQueueStandard,
+  batch: config.maxQueueBatch,
+});

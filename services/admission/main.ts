@@ -1,35 +1,57 @@
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
+import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { systemClock } from "../common/clock.js";
+import { createGrpcClient, openChannel } from "../common/grpc-client.js";
 import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
 import { createAdmissionService } from "./admission-service.js";
+import { AdmissionStats } from "./admission-stats.js";
+import { loadAdmissionConfig, maxQueuePerClass } from "./config.js";
+import { MemoryGate } from "./memory-gate.js";
+import { watchMemory } from "./memory-watch.js";
+import { Scheduler } from "./scheduler.js";
 import { TenantLimiter } from "./tenant-limits.js";
-import { ConcurrencyLimiter } from "./concurrency-limiter.js";
-import { loadAdmissionConfig } from "./config.js";
 
 let logger: Logger | undefined;
 try {
   const config = loadAdmissionConfig({ argv: process.argv.slice(2), env: process.env });
   logger = createLogger("admission", config.logLevel);
   const registry = createMetricsRegistry("admission");
-  const limiter = new ConcurrencyLimiter(config.maxConcurrency, config.maxQueue, systemClock);
+  const memory = new MemoryGate(systemClock, { staleMs: config.pressureStaleMs, batchHeadroomRatio: config.batchHeadroomRatio }, logger);
+  const scheduler = new Scheduler({
+    capacity: config.maxConcurrency,
+    maxQueue: config.maxQueue,
+    maxQueuePerClass: maxQueuePerClass(config),
+    queuedUpdateMs: config.queuedUpdateMs,
+    clock: systemClock,
+    memory,
+  });
+  const lifetime = new AbortController();
+  const service = createAdmissionService({
+    scheduler,
+    tenants: new TenantLimiter(systemClock),
+    stats: new AdmissionStats(scheduler, memory, registry),
+    defaultQueueTimeoutMs: config.queueTimeoutMs,
+    logger,
+  });
   const grpc = await startGrpcServer({
     address: config.listen,
     serviceNames: [AdmissionServiceDefinition.fullName],
     logger,
-    addServices: (server) =>
-      server.add(
-        AdmissionServiceDefinition,
-        createAdmissionService({ limiter, tenants: new TenantLimiter(systemClock), defaultQueueTimeoutMs: config.queueTimeoutMs, registry, logger: logger! }),
-      ),
+    addServices: (server) => server.add(AdmissionServiceDefinition, service),
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry);
-  logger.info({ maxConcurrency: config.maxConcurrency, metricsPort: metrics.port }, "admission ready");
+  if (config.memoryGuardAddress !== "") {
+    const memoryGuard = createGrpcClient(MemoryGuardServiceDefinition, openChannel(config.memoryGuardAddress), 2_000);
+    void watchMemory(memoryGuard, memory, logger, lifetime.signal);
+  }
+  logger.info({ maxConcurrency: config.maxConcurrency, memoryGuard: config.memoryGuardAddress || "none", metricsPort: metrics.port }, "admission ready");
   exitOnSignals(logger, async () => {
     grpc.setServing(false);
-    limiter.close();
+    lifetime.abort();
+    scheduler.close();
     await grpc.close(config.shutdownGraceMs);
     metrics.server.close();
   });

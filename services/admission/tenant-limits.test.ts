@@ -38,7 +38,7 @@ test("requests per minute refill continuously and say when a retry passes", () =
   granted(limiter.admit("a", limits, 1));
 });
 
-test("tokens per minute charge the estimate; a request larger than a minute's worth waits for a full bucket", () => {
+test("tokens per minute charge the input estimate at admission; a request larger than a minute's worth waits for a full bucket", () => {
   const clock = new ManualClock();
   const limiter = new TenantLimiter(clock);
   const limits = { maxConcurrency: undefined, requestsPerMinute: undefined, tokensPerMinute: 1_000 };
@@ -61,4 +61,32 @@ test("a request that never got a slot gives its per-minute charges back; a refus
   assert.equal(refused(limiter.admit("a", limits, 60)).limit, "tokens_per_minute");
   granted(limiter.admit("a", limits, 40));
   assert.equal(refused(limiter.admit("a", limits, 1)).limit, "requests_per_minute");
+});
+
+test("output charged as it streams overdraws the bucket; the tenant's next request waits for the debt and its input", () => {
+  const clock = new ManualClock();
+  const limiter = new TenantLimiter(clock);
+  const limits = { maxConcurrency: undefined, requestsPerMinute: undefined, tokensPerMinute: 600 };
+  const first = charge(limiter.admit("a", limits, 100));
+  // A large output bound costs nothing up front: the second request is admitted too.
+  const second = charge(limiter.admit("a", limits, 100));
+  first.chargeOutput(300);
+  first.chargeOutput(400); // 100 + 100 + 700 = 900 of 600: 300 in debt
+  first.release();
+  second.release();
+  const refusal = refused(limiter.admit("a", limits, 60));
+  assert.equal(refusal.limit, "tokens_per_minute");
+  assert.equal(refusal.retryAfterMs, 36_000, "(300 debt + 60 input) at 600 a minute");
+  assert.ok("release" in limiter.admit("b", limits, 60), "other tenants are unaffected");
+  clock.advance(36_000);
+  granted(limiter.admit("a", limits, 60));
+});
+
+test("a refunded request charges no output", () => {
+  const limiter = new TenantLimiter(new ManualClock());
+  const limits = { maxConcurrency: undefined, requestsPerMinute: undefined, tokensPerMinute: 100 };
+  const never = charge(limiter.admit("a", limits, 50));
+  never.refund();
+  never.chargeOutput(500);
+  granted(limiter.admit("a", limits, 100));
 });

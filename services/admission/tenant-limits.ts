@@ -1,5 +1,6 @@
 import type { TenantLimits } from "../../gen/infermesh/admission/v1/admission_service.js";
 import type { Clock } from "../common/clock.js";
+import { MinuteBucket } from "./token-bucket.js";
 
 /** A tenant's request over one of its limits, and when a retry could pass. */
 export interface LimitExceeded {
@@ -7,44 +8,10 @@ export interface LimitExceeded {
   readonly retryAfterMs: number;
 }
 
-/** A refilling allowance of `perMinute` units, holding at most one minute's worth. */
-class MinuteBucket {
-  private available: number;
-  private updatedAtMs: number;
-
-  constructor(
-    private perMinute: number,
-    nowMs: number,
-  ) {
-    this.available = perMinute;
-    this.updatedAtMs = nowMs;
-  }
-
-  /** How long until `amount` could be taken; 0 now. A request bigger than a minute's worth waits for a full bucket. */
-  waitMs(amount: number, nowMs: number, perMinute: number): number {
-    this.refill(nowMs, perMinute);
-    const needed = Math.min(amount, this.perMinute);
-    return this.available >= needed ? 0 : Math.ceil(((needed - this.available) * 60_000) / this.perMinute);
-  }
-
-  take(amount: number): void {
-    this.available -= amount;
-  }
-
-  /** Gives back what a request took and did not use (it was never granted). */
-  refund(amount: number): void {
-    this.available = Math.min(this.perMinute, this.available + amount);
-  }
-
-  private refill(nowMs: number, perMinute: number): void {
-    this.perMinute = perMinute;
-    this.available = Math.min(perMinute, this.available + ((nowMs - this.updatedAtMs) * perMinute) / 60_000);
-    this.updatedAtMs = nowMs;
-  }
-}
-
 /** A request charged to its tenant. */
 export interface TenantCharge {
+  /** Output tokens the request generated since the last call: taken from the tokens-per-minute bucket, into debt if need be. */
+  chargeOutput(tokens: number): void;
   /** The request's slot ended. Idempotent. */
   release(): void;
   /** The request never got a slot: its per-minute charges are given back. Idempotent. */
@@ -59,10 +26,14 @@ interface TenantState {
 
 /**
  * Per-tenant limits of one admission replica: concurrency, requests per minute and
- * tokens per minute (input estimate plus output bound, charged at grant). The limits
- * travel with each request, from the caller's API key, so a changed key takes effect
- * on its next request. Several replicas each enforce the whole limit (shared counters
- * are the multi-replica work).
+ * tokens per minute. Tokens are charged as they are known: the input estimate at
+ * admission, the output as the caller reports it streaming. Charging the output bound
+ * up front instead would count max_tokens that are mostly never generated; charging
+ * output afterwards lets one long answer overdraw the bucket, and the debt then holds
+ * back the tenant's next requests until the refill pays it. The limits travel with
+ * each request, from the caller's API key, so a changed key takes effect on its next
+ * request. Several replicas each enforce the whole limit (shared counters are the
+ * multi-replica work).
  */
 export class TenantLimiter {
   private readonly tenants = new Map<string, TenantState>();
@@ -70,11 +41,12 @@ export class TenantLimiter {
   constructor(private readonly clock: Clock) {}
 
   /**
-   * Charges one request to its tenant when every limit allows it. Returns the exceeded
-   * limit, or the charge: `release()` when the request's slot ends, `refund()` when it
-   * never got one (queue full, timed out, cancelled), which also releases it.
+   * Charges one request to its tenant when every limit allows it: the request itself
+   * and its input tokens. Returns the exceeded limit, or the charge: `release()` when
+   * the request's slot ends, `refund()` when it never got one (queue full, timed out,
+   * cancelled), which also releases it.
    */
-  admit(tenantId: string, limits: TenantLimits | undefined, tokens: number): LimitExceeded | TenantCharge {
+  admit(tenantId: string, limits: TenantLimits | undefined, inputTokens: number): LimitExceeded | TenantCharge {
     const state = this.tenants.get(tenantId) ?? { inFlight: 0 };
     const nowMs = this.clock.now();
     if (limits?.maxConcurrency !== undefined && state.inFlight >= limits.maxConcurrency) {
@@ -87,15 +59,17 @@ export class TenantLimiter {
     }
     if (limits?.tokensPerMinute !== undefined) {
       state.tokens ??= new MinuteBucket(limits.tokensPerMinute, nowMs);
-      const waitMs = state.tokens.waitMs(tokens, nowMs, limits.tokensPerMinute);
+      const waitMs = state.tokens.waitMs(inputTokens, nowMs, limits.tokensPerMinute);
       if (waitMs > 0) return { limit: "tokens_per_minute", retryAfterMs: waitMs };
     }
-    const charged = { requests: limits?.requestsPerMinute !== undefined, tokens: limits?.tokensPerMinute !== undefined };
-    if (charged.requests) state.requests!.take(1);
-    if (charged.tokens) state.tokens!.take(tokens);
+    const requests = limits?.requestsPerMinute !== undefined ? state.requests : undefined;
+    const tokens = limits?.tokensPerMinute !== undefined ? state.tokens : undefined;
+    requests?.take(1, nowMs);
+    tokens?.take(inputTokens, nowMs);
     state.inFlight += 1;
     this.tenants.set(tenantId, state);
     let released = false;
+    let refunded = false;
     const release = () => {
       if (released) return;
       released = true;
@@ -103,11 +77,15 @@ export class TenantLimiter {
       if (state.inFlight === 0 && !state.requests && !state.tokens) this.tenants.delete(tenantId);
     };
     return {
+      chargeOutput: (outputTokens) => {
+        if (!refunded && outputTokens > 0) tokens?.take(outputTokens, this.clock.now());
+      },
       release,
       refund: () => {
         if (released) return;
-        if (charged.requests) state.requests?.refund(1);
-        if (charged.tokens) state.tokens?.refund(tokens);
+        refunded = true;
+        requests?.refund(1);
+        tokens?.refund(inputTokens);
         release();
       },
     };

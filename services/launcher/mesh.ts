@@ -74,7 +74,12 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
     {
       name: "admission",
       script: entryPoint("services/admission/main.js"),
-      args: ["--listen", at(ports.admission), "--metrics-port", String(ports.admissionMetrics), ...(layout.admissionArgs ?? [])],
+      args: [
+        "--listen", at(ports.admission),
+        "--metrics-port", String(ports.admissionMetrics),
+        "--memory-guard-address", at(ports.memoryGuard),
+        ...(layout.admissionArgs ?? []),
+      ],
       env: otel("admission"),
     },
   ];

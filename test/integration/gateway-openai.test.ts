@@ -12,11 +12,13 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createChannel, createClient, Metadata, Status } from "nice-grpc";
 import OpenAI from "openai";
-import { FinishReason, ReasoningEffort } from "../../gen/infermesh/common/v1/common.js";
+import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
+import { ChatMessage, FinishReason, PriorityClass, ReasoningEffort } from "../../gen/infermesh/common/v1/common.js";
 import { ChatServiceDefinition } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { CompletionServiceDefinition } from "../../gen/infermesh/gateway/v1/completion_service.js";
 import { EmbeddingServiceDefinition } from "../../gen/infermesh/gateway/v1/embedding_service.js";
 import { ModelServiceDefinition } from "../../gen/infermesh/gateway/v1/model_service.js";
+import { estimateTokens } from "../../gateway/generation-flow.js";
 import { metricValue, startTestMesh, type TestMesh } from "../support/harness.js";
 
 const model = "sim-gpt-oss-20b";
@@ -26,6 +28,7 @@ const keys = {
   limited: "sk-test-limited-0000000000003",
   cached: "sk-test-cached-00000000000004",
   batch: "sk-test-batch-000000000000005",
+  metered: "sk-test-metered-0000000000006",
 };
 let mesh: TestMesh;
 let openai: OpenAI;
@@ -46,6 +49,7 @@ before(async () => {
         { name: "limited", key: keys.limited, tenant: "tiny", limits: { requestsPerMinute: 2 } },
         { name: "cached", key: keys.cached, tenant: "cachers", responseCache: true },
         { name: "batch", key: keys.batch, tenant: "nightly", priority: "batch", profile: "latency_first" },
+        { name: "metered", key: keys.metered, tenant: "metered", limits: { tokensPerMinute: 1_000 } },
       ],
     }),
   );
@@ -243,6 +247,26 @@ test("a model alias picks the profile's model, the response names it, and profil
   );
 });
 
+test("x-infermesh-priority lowers a request's class but never raises it above the key's; a bad value is a 400 naming the header", async () => {
+  const admission = createClient(AdmissionServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.admission}`));
+  const grantsByClass = async () =>
+    Object.fromEntries((await admission.getStats({})).classes.map((entry) => [PriorityClass[entry.priorityClass], entry.grantedTotal]));
+  const before = await grantsByClass();
+  // The user key is interactive: the header lowers it to batch.
+  await openai.chat.completions.create({ model, messages: question, max_tokens: 2 }, { headers: { "x-infermesh-priority": "batch" } });
+  // The batch key cannot raise itself to interactive.
+  const batch = new OpenAI({ baseURL: `${mesh.baseUrl}/v1`, apiKey: keys.batch, maxRetries: 0 });
+  await batch.chat.completions.create({ model, messages: question, max_tokens: 2 }, { headers: { "x-infermesh-priority": "interactive" } });
+  const after = await grantsByClass();
+  assert.equal(after.PRIORITY_CLASS_BATCH! - before.PRIORITY_CLASS_BATCH!, 2);
+  assert.equal(after.PRIORITY_CLASS_INTERACTIVE, before.PRIORITY_CLASS_INTERACTIVE);
+
+  await assert.rejects(
+    openai.chat.completions.create({ model, messages: question }, { headers: { "x-infermesh-priority": "urgent" } }),
+    (error: unknown) => error instanceof OpenAI.BadRequestError && error.param === "x-infermesh-priority" && error.code === "invalid_priority",
+  );
+});
+
 test("a key over its rate limit gets 429 with Retry-After; other tenants are unaffected", async () => {
   const limited = new OpenAI({ baseURL: `${mesh.baseUrl}/v1`, apiKey: keys.limited, maxRetries: 0 });
   await limited.chat.completions.create({ model, messages: question, max_tokens: 2 });
@@ -258,6 +282,40 @@ test("a key over its rate limit gets 429 with Retry-After; other tenants are una
   assert.equal(body.error.type, "rate_limit_error");
   assert.equal(body.error.code, "rate_limit_exceeded");
   assert.ok((await openai.chat.completions.create({ model, messages: question, max_tokens: 2 })).choices.length === 1);
+});
+
+test("tokens per minute pay for output as it streams, not for max_tokens: once answers overdraw the minute, 429 with the Retry-After the debt implies", async () => {
+  const metered = new OpenAI({ baseURL: `${mesh.baseUrl}/v1`, apiKey: keys.metered, maxRetries: 0 });
+  const tokensPerMinute = 1_000;
+  // What the gateway estimates for this prompt, and admission charges at admission.
+  const inputTokens = estimateTokens(question.map((message) => ChatMessage.create(message)));
+  let charged = 0;
+  let served = 0;
+  let refusal: InstanceType<typeof OpenAI.APIError> | undefined;
+  while (!refusal) {
+    assert.ok(served < 60, "a refusal came");
+    try {
+      // The simulator answers 16 to 512 tokens: far below the bound of 2,000.
+      const stream = await metered.chat.completions.create({ model, messages: question, max_tokens: 2_000, stream: true, stream_options: { include_usage: true } });
+      let outputTokens: number | undefined;
+      for await (const chunk of stream) if (chunk.usage) outputTokens = chunk.usage.completion_tokens;
+      assert.ok(outputTokens !== undefined && outputTokens <= 512);
+      charged += inputTokens + outputTokens;
+      served += 1;
+    } catch (error) {
+      assert.ok(error instanceof OpenAI.APIError, String(error));
+      refusal = error;
+    }
+  }
+  assert.ok(served >= 2, "a bound of 2,000 tokens was not charged up front (it would not fit twice in 1,000 a minute)");
+  assert.equal(refusal.status, 429);
+  assert.equal(refusal.code, "rate_limit_exceeded");
+  assert.match(refusal.message, /tokens per minute/);
+  assert.ok(charged + inputTokens > tokensPerMinute, `refused only once the output overdrew the minute (${charged} charged)`);
+  // Until the debt and this request's input fit, less what refilled while the test ran.
+  const impliedSeconds = ((charged + inputTokens - tokensPerMinute) * 60) / tokensPerMinute;
+  const retryAfter = Number(refusal.headers?.get("retry-after"));
+  assert.ok(retryAfter <= Math.ceil(impliedSeconds) && retryAfter >= impliedSeconds - 3, `Retry-After ${retryAfter} s, implied ${impliedSeconds.toFixed(1)} s`);
 });
 
 test("the response cache answers a repeated deterministic request, whitespace-insensitively, unless told no-cache", async () => {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import OpenAI from "openai";
-import { metricValue, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
+import { metricSum, metricValue, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
 
 const model = "sim-gpt-oss-20b";
 const deadlineMs = 1_500;
@@ -28,13 +28,14 @@ const long = { model, messages: [{ role: "user" as const, content: "Write a long
 const admissionMetrics = () => `http://127.0.0.1:${mesh.ports.admissionMetrics}/metrics`;
 const workerMetrics = () => `http://127.0.0.1:${mesh.ports.workerMetricsBase}/metrics`;
 const cancelledGenerations = async () => (await metricValue(workerMetrics(), 'infermesh_worker_generations_total{outcome="cancelled"')) ?? 0;
-const slotsInFlight = async () => (await metricValue(admissionMetrics(), "infermesh_admission_in_flight")) ?? 0;
+const slotsInFlight = () => metricSum(admissionMetrics(), "infermesh_admission_in_flight");
 
 test("a client that disconnects mid-stream frees its admission slot and stops the worker's decoding", async () => {
   const cancelledBefore = await cancelledGenerations();
   const controller = new AbortController();
   const stream = await openai.chat.completions.create({ ...long, stream: true }, { signal: controller.signal });
-  for await (const _chunk of stream) break; // the first token is out; then the client leaves
+  await stream[Symbol.asyncIterator]().next(); // the first token is out; then the client leaves
+  assert.equal(await slotsInFlight(), 1, "the stream holds a slot");
   const leftAt = performance.now();
   controller.abort();
   await waitFor("the worker to cancel the generation", async () => (await cancelledGenerations()) > cancelledBefore, 5_000);

@@ -195,3 +195,12 @@ export async function metricValue(url: string, prefix: string): Promise<number |
   const line = text.split("\n").find((candidate) => candidate.startsWith(prefix));
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
+
+/** Sums every sample of a Prometheus text metric, whatever its labels (0 when absent). */
+export async function metricSum(url: string, name: string): Promise<number> {
+  const text = await fetch(url).then((response) => response.text());
+  return text
+    .split("\n")
+    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+}

@@ -7,16 +7,27 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
-import { PriorityClass, priorityClassFromJSON, priorityClassToJSON } from "../../common/v1/common.js";
+import {
+  PressureLevel,
+  pressureLevelFromJSON,
+  pressureLevelToJSON,
+  PriorityClass,
+  priorityClassFromJSON,
+  priorityClassToJSON,
+} from "../../common/v1/common.js";
 
 export const protobufPackage = "infermesh.admission.v1";
 
 export const protobufFileName = "infermesh/admission/v1/admission_service.proto";
 
-/** RejectReason says why admission said no. */
+/**
+ * RejectReason says why admission said no. The gateway answers RATE_LIMITED with
+ * RESOURCE_EXHAUSTED (HTTP 429, the caller's own limit) and every other reason with
+ * UNAVAILABLE (HTTP 503, the server's capacity), both with the retry delay.
+ */
 export enum RejectReason {
   REJECT_REASON_UNSPECIFIED = 0,
-  /** REJECT_REASON_QUEUE_FULL - The queue for the request's class is full. */
+  /** REJECT_REASON_QUEUE_FULL - The queue for the request's class, or the queue as a whole, is full. */
   REJECT_REASON_QUEUE_FULL = 1,
   /** REJECT_REASON_QUEUE_TIMEOUT - The request waited longer than its queue timeout. */
   REJECT_REASON_QUEUE_TIMEOUT = 2,
@@ -24,6 +35,13 @@ export enum RejectReason {
   REJECT_REASON_RATE_LIMITED = 3,
   /** REJECT_REASON_SHUTTING_DOWN - The service is shutting down. */
   REJECT_REASON_SHUTTING_DOWN = 4,
+  /**
+   * REJECT_REASON_OVERLOADED - Shed under load: the estimated wait exceeded the request's queue timeout, or a
+   * more urgent request needed its place in a full queue.
+   */
+  REJECT_REASON_OVERLOADED = 5,
+  /** REJECT_REASON_MEMORY - Shed for memory: a batch request while the fleet's KV pressure is WARN or above. */
+  REJECT_REASON_MEMORY = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -44,6 +62,12 @@ export function rejectReasonFromJSON(object: any): RejectReason {
     case 4:
     case "REJECT_REASON_SHUTTING_DOWN":
       return RejectReason.REJECT_REASON_SHUTTING_DOWN;
+    case 5:
+    case "REJECT_REASON_OVERLOADED":
+      return RejectReason.REJECT_REASON_OVERLOADED;
+    case 6:
+    case "REJECT_REASON_MEMORY":
+      return RejectReason.REJECT_REASON_MEMORY;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -63,13 +87,20 @@ export function rejectReasonToJSON(object: RejectReason): string {
       return "REJECT_REASON_RATE_LIMITED";
     case RejectReason.REJECT_REASON_SHUTTING_DOWN:
       return "REJECT_REASON_SHUTTING_DOWN";
+    case RejectReason.REJECT_REASON_OVERLOADED:
+      return "REJECT_REASON_OVERLOADED";
+    case RejectReason.REJECT_REASON_MEMORY:
+      return "REJECT_REASON_MEMORY";
     case RejectReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
 }
 
-/** AcquireRequest describes the work that wants a slot. */
+/**
+ * AcquireRequest describes the work that wants a slot (the stream's first message), or
+ * reports the output generated so far (every later message, output_tokens only).
+ */
 export interface AcquireRequest {
   /** The gateway's request id, for logs and traces. */
   requestId: string;
@@ -91,7 +122,15 @@ export interface AcquireRequest {
    * The tenant's limits, from the caller's API key; absent means none. A request over
    * one is rejected with REJECT_REASON_RATE_LIMITED and a retry delay.
    */
-  tenantLimits: TenantLimits | undefined;
+  tenantLimits:
+    | TenantLimits
+    | undefined;
+  /**
+   * Set only on messages after the first: output tokens generated so far (cumulative);
+   * admission charges the growth to the tenant's tokens-per-minute bucket. Zero on the
+   * first message.
+   */
+  outputTokens: number;
 }
 
 /** TenantLimits bound what one tenant may use; an absent field is no limit. */
@@ -104,7 +143,11 @@ export interface TenantLimits {
   requestsPerMinute?:
     | number
     | undefined;
-  /** Estimated input plus max output tokens granted per minute. */
+  /**
+   * Tokens per minute: the input estimate is charged at admission, output tokens as
+   * the caller reports them. Output may push the tenant into debt; while in debt its
+   * new requests are rejected with the delay until the debt and their input fit.
+   */
   tokensPerMinute?: number | undefined;
 }
 
@@ -126,9 +169,16 @@ export interface AcquireResponse {
 
 /** Queued reports a waiting request's place. */
 export interface Queued {
-  /** Zero-based position in the queue. */
+  /**
+   * Requests expected to be granted before this one: every waiter of more urgent
+   * classes, and those of its own class that round-robin between tenants serves
+   * first. An estimate: later arrivals of more urgent classes go ahead of it.
+   */
   position: number;
-  /** Estimated wait before a grant. */
+  /**
+   * Estimated wait before a grant: (position + 1) times the mean time a slot is held,
+   * divided by the concurrency.
+   */
   estimatedWaitMs: number;
 }
 
@@ -166,6 +216,46 @@ export interface GetStatsResponse {
   grantedTotal: number;
   /** Rejections since start. */
   rejectedTotal: number;
+  /** Per priority class, most urgent first. */
+  classes: ClassStats[];
+  /** Mean time a slot is held (moving average), the basis of wait estimates. */
+  meanHoldMs: number;
+  /** The memory-aware admission gate. */
+  memoryGate: MemoryGateStats | undefined;
+}
+
+/** ClassStats is one priority class's occupancy. */
+export interface ClassStats {
+  /** The class. */
+  priorityClass: PriorityClass;
+  /** Slots held by requests of the class. */
+  inFlight: number;
+  /** Requests of the class waiting. */
+  queued: number;
+  /** Grants since start. */
+  grantedTotal: number;
+  /** Rejections since start (rate limits included). */
+  rejectedTotal: number;
+  /** How long the class's oldest waiter has waited; 0 when none waits. */
+  oldestQueuedAgeMs: number;
+}
+
+/** MemoryGateStats is the state of memory-aware admission. */
+export interface MemoryGateStats {
+  /**
+   * Whether grants are gated by the fleet's free KV. False before memory-guard was
+   * ever seen and once its last snapshot is older than pressureStaleMs.
+   */
+  active: boolean;
+  /**
+   * Free KV tokens of devices below CRITICAL in the last snapshot, less what
+   * admission granted since.
+   */
+  fleetFreeTokens: number;
+  /** KV tokens of the whole fleet in the last snapshot. */
+  fleetTotalTokens: number;
+  /** The highest pressure level in the last snapshot. */
+  maxLevel: PressureLevel;
 }
 
 function createBaseAcquireRequest(): AcquireRequest {
@@ -178,6 +268,7 @@ function createBaseAcquireRequest(): AcquireRequest {
     maxOutputTokens: 0,
     queueTimeoutMs: undefined,
     tenantLimits: undefined,
+    outputTokens: 0,
   };
 }
 
@@ -206,6 +297,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     }
     if (message.tenantLimits !== undefined) {
       TenantLimits.encode(message.tenantLimits, writer.uint32(66).fork()).join();
+    }
+    if (message.outputTokens !== 0) {
+      writer.uint32(72).uint32(message.outputTokens);
     }
     return writer;
   },
@@ -287,6 +381,14 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
             message.tenantLimits = TenantLimits.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.outputTokens = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -337,6 +439,11 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
         : isSet(object.tenant_limits)
         ? TenantLimits.fromJSON(object.tenant_limits)
         : undefined,
+      outputTokens: isSet(object.outputTokens)
+        ? globalThis.Number(object.outputTokens)
+        : isSet(object.output_tokens)
+        ? globalThis.Number(object.output_tokens)
+        : 0,
     };
   },
 
@@ -366,6 +473,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     if (message.tenantLimits !== undefined) {
       obj.tenantLimits = TenantLimits.toJSON(message.tenantLimits);
     }
+    if (message.outputTokens !== 0) {
+      obj.outputTokens = Math.round(message.outputTokens);
+    }
     return obj;
   },
 
@@ -384,6 +494,7 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     message.tenantLimits = (object.tenantLimits !== undefined && object.tenantLimits !== null)
       ? TenantLimits.fromPartial(object.tenantLimits)
       : undefined;
+    message.outputTokens = object.outputTokens ?? 0;
     return message;
   },
 };
@@ -963,7 +1074,16 @@ export const GetStatsRequest: MessageFns<GetStatsRequest> = {
 };
 
 function createBaseGetStatsResponse(): GetStatsResponse {
-  return { inFlight: 0, queued: 0, capacity: 0, grantedTotal: 0, rejectedTotal: 0 };
+  return {
+    inFlight: 0,
+    queued: 0,
+    capacity: 0,
+    grantedTotal: 0,
+    rejectedTotal: 0,
+    classes: [],
+    meanHoldMs: 0,
+    memoryGate: undefined,
+  };
 }
 
 export const GetStatsResponse: MessageFns<GetStatsResponse> = {
@@ -982,6 +1102,15 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
     }
     if (message.rejectedTotal !== 0) {
       writer.uint32(40).uint64(message.rejectedTotal);
+    }
+    for (const v of message.classes) {
+      ClassStats.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.meanHoldMs !== 0) {
+      writer.uint32(56).uint32(message.meanHoldMs);
+    }
+    if (message.memoryGate !== undefined) {
+      MemoryGateStats.encode(message.memoryGate, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1039,6 +1168,30 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
             message.rejectedTotal = longToNumber(reader.uint64());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.classes.push(ClassStats.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.meanHoldMs = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.memoryGate = MemoryGateStats.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1070,6 +1223,17 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
         : isSet(object.rejected_total)
         ? globalThis.Number(object.rejected_total)
         : 0,
+      classes: globalThis.Array.isArray(object?.classes) ? object.classes.map((e: any) => ClassStats.fromJSON(e)) : [],
+      meanHoldMs: isSet(object.meanHoldMs)
+        ? globalThis.Number(object.meanHoldMs)
+        : isSet(object.mean_hold_ms)
+        ? globalThis.Number(object.mean_hold_ms)
+        : 0,
+      memoryGate: isSet(object.memoryGate)
+        ? MemoryGateStats.fromJSON(object.memoryGate)
+        : isSet(object.memory_gate)
+        ? MemoryGateStats.fromJSON(object.memory_gate)
+        : undefined,
     };
   },
 
@@ -1090,6 +1254,15 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
     if (message.rejectedTotal !== 0) {
       obj.rejectedTotal = Math.round(message.rejectedTotal);
     }
+    if (message.classes?.length) {
+      obj.classes = message.classes.map((e) => ClassStats.toJSON(e));
+    }
+    if (message.meanHoldMs !== 0) {
+      obj.meanHoldMs = Math.round(message.meanHoldMs);
+    }
+    if (message.memoryGate !== undefined) {
+      obj.memoryGate = MemoryGateStats.toJSON(message.memoryGate);
+    }
     return obj;
   },
 
@@ -1103,6 +1276,309 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
     message.capacity = object.capacity ?? 0;
     message.grantedTotal = object.grantedTotal ?? 0;
     message.rejectedTotal = object.rejectedTotal ?? 0;
+    message.classes = object.classes?.map((e) => ClassStats.fromPartial(e)) || [];
+    message.meanHoldMs = object.meanHoldMs ?? 0;
+    message.memoryGate = (object.memoryGate !== undefined && object.memoryGate !== null)
+      ? MemoryGateStats.fromPartial(object.memoryGate)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseClassStats(): ClassStats {
+  return { priorityClass: 0, inFlight: 0, queued: 0, grantedTotal: 0, rejectedTotal: 0, oldestQueuedAgeMs: 0 };
+}
+
+export const ClassStats: MessageFns<ClassStats> = {
+  encode(message: ClassStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.priorityClass !== 0) {
+      writer.uint32(8).int32(message.priorityClass);
+    }
+    if (message.inFlight !== 0) {
+      writer.uint32(16).uint32(message.inFlight);
+    }
+    if (message.queued !== 0) {
+      writer.uint32(24).uint32(message.queued);
+    }
+    if (message.grantedTotal !== 0) {
+      writer.uint32(32).uint64(message.grantedTotal);
+    }
+    if (message.rejectedTotal !== 0) {
+      writer.uint32(40).uint64(message.rejectedTotal);
+    }
+    if (message.oldestQueuedAgeMs !== 0) {
+      writer.uint32(48).uint32(message.oldestQueuedAgeMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.priorityClass = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.inFlight = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.queued = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.grantedTotal = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.rejectedTotal = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.oldestQueuedAgeMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassStats {
+    return {
+      priorityClass: isSet(object.priorityClass)
+        ? priorityClassFromJSON(object.priorityClass)
+        : isSet(object.priority_class)
+        ? priorityClassFromJSON(object.priority_class)
+        : 0,
+      inFlight: isSet(object.inFlight)
+        ? globalThis.Number(object.inFlight)
+        : isSet(object.in_flight)
+        ? globalThis.Number(object.in_flight)
+        : 0,
+      queued: isSet(object.queued) ? globalThis.Number(object.queued) : 0,
+      grantedTotal: isSet(object.grantedTotal)
+        ? globalThis.Number(object.grantedTotal)
+        : isSet(object.granted_total)
+        ? globalThis.Number(object.granted_total)
+        : 0,
+      rejectedTotal: isSet(object.rejectedTotal)
+        ? globalThis.Number(object.rejectedTotal)
+        : isSet(object.rejected_total)
+        ? globalThis.Number(object.rejected_total)
+        : 0,
+      oldestQueuedAgeMs: isSet(object.oldestQueuedAgeMs)
+        ? globalThis.Number(object.oldestQueuedAgeMs)
+        : isSet(object.oldest_queued_age_ms)
+        ? globalThis.Number(object.oldest_queued_age_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ClassStats): unknown {
+    const obj: any = {};
+    if (message.priorityClass !== 0) {
+      obj.priorityClass = priorityClassToJSON(message.priorityClass);
+    }
+    if (message.inFlight !== 0) {
+      obj.inFlight = Math.round(message.inFlight);
+    }
+    if (message.queued !== 0) {
+      obj.queued = Math.round(message.queued);
+    }
+    if (message.grantedTotal !== 0) {
+      obj.grantedTotal = Math.round(message.grantedTotal);
+    }
+    if (message.rejectedTotal !== 0) {
+      obj.rejectedTotal = Math.round(message.rejectedTotal);
+    }
+    if (message.oldestQueuedAgeMs !== 0) {
+      obj.oldestQueuedAgeMs = Math.round(message.oldestQueuedAgeMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClassStats>): ClassStats {
+    return ClassStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClassStats>): ClassStats {
+    const message = createBaseClassStats();
+    message.priorityClass = object.priorityClass ?? 0;
+    message.inFlight = object.inFlight ?? 0;
+    message.queued = object.queued ?? 0;
+    message.grantedTotal = object.grantedTotal ?? 0;
+    message.rejectedTotal = object.rejectedTotal ?? 0;
+    message.oldestQueuedAgeMs = object.oldestQueuedAgeMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseMemoryGateStats(): MemoryGateStats {
+  return { active: false, fleetFreeTokens: 0, fleetTotalTokens: 0, maxLevel: 0 };
+}
+
+export const MemoryGateStats: MessageFns<MemoryGateStats> = {
+  encode(message: MemoryGateStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.active !== false) {
+      writer.uint32(8).bool(message.active);
+    }
+    if (message.fleetFreeTokens !== 0) {
+      writer.uint32(16).uint64(message.fleetFreeTokens);
+    }
+    if (message.fleetTotalTokens !== 0) {
+      writer.uint32(24).uint64(message.fleetTotalTokens);
+    }
+    if (message.maxLevel !== 0) {
+      writer.uint32(32).int32(message.maxLevel);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemoryGateStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemoryGateStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.active = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fleetFreeTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fleetTotalTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxLevel = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemoryGateStats {
+    return {
+      active: isSet(object.active) ? globalThis.Boolean(object.active) : false,
+      fleetFreeTokens: isSet(object.fleetFreeTokens)
+        ? globalThis.Number(object.fleetFreeTokens)
+        : isSet(object.fleet_free_tokens)
+        ? globalThis.Number(object.fleet_free_tokens)
+        : 0,
+      fleetTotalTokens: isSet(object.fleetTotalTokens)
+        ? globalThis.Number(object.fleetTotalTokens)
+        : isSet(object.fleet_total_tokens)
+        ? globalThis.Number(object.fleet_total_tokens)
+        : 0,
+      maxLevel: isSet(object.maxLevel)
+        ? pressureLevelFromJSON(object.maxLevel)
+        : isSet(object.max_level)
+        ? pressureLevelFromJSON(object.max_level)
+        : 0,
+    };
+  },
+
+  toJSON(message: MemoryGateStats): unknown {
+    const obj: any = {};
+    if (message.active !== false) {
+      obj.active = message.active;
+    }
+    if (message.fleetFreeTokens !== 0) {
+      obj.fleetFreeTokens = Math.round(message.fleetFreeTokens);
+    }
+    if (message.fleetTotalTokens !== 0) {
+      obj.fleetTotalTokens = Math.round(message.fleetTotalTokens);
+    }
+    if (message.maxLevel !== 0) {
+      obj.maxLevel = pressureLevelToJSON(message.maxLevel);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemoryGateStats>): MemoryGateStats {
+    return MemoryGateStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MemoryGateStats>): MemoryGateStats {
+    const message = createBaseMemoryGateStats();
+    message.active = object.active ?? false;
+    message.fleetFreeTokens = object.fleetFreeTokens ?? 0;
+    message.fleetTotalTokens = object.fleetTotalTokens ?? 0;
+    message.maxLevel = object.maxLevel ?? 0;
     return message;
   },
 };
@@ -1119,13 +1595,17 @@ export const AdmissionServiceDefinition = {
   methods: {
     /**
      * Acquire asks for a slot. The caller sends one AcquireRequest and keeps its side of
-     * the stream open. Admission sends zero or more Queued events, then either Granted
-     * (and holds the slot) or Rejected (and closes OK). The caller releases the slot by
-     * closing its side (admission then closes OK); a cancelled call or a broken
+     * the stream open. Admission sends a Queued event when the request has to wait and
+     * another whenever its position changes (at most one per request every
+     * queuedUpdateMs, 500 ms by default), then either Granted (and holds the slot) or
+     * Rejected (and closes OK). While it holds the slot the caller may send usage
+     * reports: AcquireRequests that carry only output_tokens. The caller releases the
+     * slot by closing its side (admission then closes OK); a cancelled call or a broken
      * connection releases it too. Releasing by half-close, not by cancelling, keeps
      * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
      * reset" defence) and drop the connection of a client that resets every request.
-     * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
+     * A stream without a request, or with a later message that is not a usage report,
+     * fails with INVALID_ARGUMENT.
      */
     acquire: {
       name: "Acquire",
@@ -1135,7 +1615,7 @@ export const AdmissionServiceDefinition = {
       responseStream: true,
       options: {},
     },
-    /** GetStats returns the current occupancy. Idempotent. */
+    /** GetStats returns the current occupancy, per priority class and overall. Idempotent. */
     getStats: {
       name: "GetStats",
       requestType: GetStatsRequest as typeof GetStatsRequest,
@@ -1150,38 +1630,46 @@ export const AdmissionServiceDefinition = {
 export interface AdmissionServiceImplementation<CallContextExt = {}> {
   /**
    * Acquire asks for a slot. The caller sends one AcquireRequest and keeps its side of
-   * the stream open. Admission sends zero or more Queued events, then either Granted
-   * (and holds the slot) or Rejected (and closes OK). The caller releases the slot by
-   * closing its side (admission then closes OK); a cancelled call or a broken
+   * the stream open. Admission sends a Queued event when the request has to wait and
+   * another whenever its position changes (at most one per request every
+   * queuedUpdateMs, 500 ms by default), then either Granted (and holds the slot) or
+   * Rejected (and closes OK). While it holds the slot the caller may send usage
+   * reports: AcquireRequests that carry only output_tokens. The caller releases the
+   * slot by closing its side (admission then closes OK); a cancelled call or a broken
    * connection releases it too. Releasing by half-close, not by cancelling, keeps
    * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
    * reset" defence) and drop the connection of a client that resets every request.
-   * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
+   * A stream without a request, or with a later message that is not a usage report,
+   * fails with INVALID_ARGUMENT.
    */
   acquire(
     request: AsyncIterable<AcquireRequest>,
     context: CallContext & CallContextExt,
   ): ServerStreamingMethodResult<DeepPartial<AcquireResponse>>;
-  /** GetStats returns the current occupancy. Idempotent. */
+  /** GetStats returns the current occupancy, per priority class and overall. Idempotent. */
   getStats(request: GetStatsRequest, context: CallContext & CallContextExt): Promise<DeepPartial<GetStatsResponse>>;
 }
 
 export interface AdmissionServiceClient<CallOptionsExt = {}> {
   /**
    * Acquire asks for a slot. The caller sends one AcquireRequest and keeps its side of
-   * the stream open. Admission sends zero or more Queued events, then either Granted
-   * (and holds the slot) or Rejected (and closes OK). The caller releases the slot by
-   * closing its side (admission then closes OK); a cancelled call or a broken
+   * the stream open. Admission sends a Queued event when the request has to wait and
+   * another whenever its position changes (at most one per request every
+   * queuedUpdateMs, 500 ms by default), then either Granted (and holds the slot) or
+   * Rejected (and closes OK). While it holds the slot the caller may send usage
+   * reports: AcquireRequests that carry only output_tokens. The caller releases the
+   * slot by closing its side (admission then closes OK); a cancelled call or a broken
    * connection releases it too. Releasing by half-close, not by cancelling, keeps
    * RST_STREAM frames for failures: HTTP/2 servers rate-limit resets (the "rapid
    * reset" defence) and drop the connection of a client that resets every request.
-   * A stream without a request, or with a second one, fails with INVALID_ARGUMENT.
+   * A stream without a request, or with a later message that is not a usage report,
+   * fails with INVALID_ARGUMENT.
    */
   acquire(
     request: AsyncIterable<DeepPartial<AcquireRequest>>,
     options?: CallOptions & CallOptionsExt,
   ): AsyncIterable<AcquireResponse>;
-  /** GetStats returns the current occupancy. Idempotent. */
+  /** GetStats returns the current occupancy, per priority class and overall. Idempotent. */
   getStats(request: DeepPartial<GetStatsRequest>, options?: CallOptions & CallOptionsExt): Promise<GetStatsResponse>;
 }
 

@@ -1,0 +1,387 @@
+import assert from "node:assert/strict";
+import test from "node:test";
+import { PressureLevel } from "../../gen/infermesh/common/v1/common.js";
+import { ManualClock } from "../common/clock.js";
+import { MemoryGate } from "./memory-gate.js";
+import type { PerClass } from "./priority-classes.js";
+import { Scheduler, type QueuePlace, type Slot, type SlotOutcome, type SlotRequest } from "./scheduler.js";
+
+const never = new AbortController().signal;
+
+function setup(options: { capacity?: number; maxQueue?: number; maxQueuePerClass?: Partial<PerClass<number>>; queuedUpdateMs?: number } = {}) {
+  const clock = new ManualClock();
+  const scheduler = new Scheduler({
+    capacity: options.capacity ?? 1,
+    maxQueue: options.maxQueue ?? 100,
+    maxQueuePerClass: { interactive: 100, standard: 100, batch: 100, ...options.maxQueuePerClass },
+    queuedUpdateMs: options.queuedUpdateMs ?? 500,
+    clock,
+  });
+  return { clock, scheduler };
+}
+
+/** One request as a caller sees it: its Queued events and its outcome. */
+interface Ticket {
+  readonly name: string;
+  readonly places: QueuePlace[];
+  readonly outcome: Promise<SlotOutcome>;
+}
+
+function ask(
+  scheduler: Scheduler,
+  name: string,
+  request: Partial<SlotRequest> = {},
+  signal: AbortSignal = never,
+): Ticket {
+  const places: QueuePlace[] = [];
+  const full: SlotRequest = { tenantId: "t", className: "standard", kvNeedTokens: 0, queueTimeoutMs: 60_000, ...request };
+  return { name, places, outcome: scheduler.request(full, signal, (place) => places.push(place)) };
+}
+
+async function granted(ticket: Ticket): Promise<Slot> {
+  const outcome = await ticket.outcome;
+  assert.equal(outcome.kind, "granted", `${ticket.name}: ${JSON.stringify(outcome)}`);
+  return (outcome as Extract<SlotOutcome, { kind: "granted" }>).slot;
+}
+
+async function rejected(ticket: Ticket): Promise<Extract<SlotOutcome, { kind: "rejected" }>> {
+  const outcome = await ticket.outcome;
+  assert.equal(outcome.kind, "rejected", `${ticket.name}: ${JSON.stringify(outcome)}`);
+  return outcome as Extract<SlotOutcome, { kind: "rejected" }>;
+}
+
+/** Whether the ticket's outcome has settled, after letting pending callbacks run. */
+async function isSettled(ticket: Ticket): Promise<boolean> {
+  let settled = false;
+  ticket.outcome.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await new Promise((resolve) => setImmediate(resolve));
+  return settled;
+}
+
+/** Releases each grant as it comes, and returns the order in which `tickets` were granted. */
+async function grantOrder(first: Slot, tickets: readonly Ticket[]): Promise<string[]> {
+  const order: string[] = [];
+  let holder = first;
+  for (let round = 0; round < tickets.length; round += 1) {
+    holder.release();
+    const settled = [];
+    for (const ticket of tickets) if (!order.includes(ticket.name) && (await isSettled(ticket))) settled.push(ticket);
+    assert.equal(settled.length, 1, "one release grants one waiter");
+    order.push(settled[0]!.name);
+    holder = await granted(settled[0]!);
+  }
+  return order;
+}
+
+test("grants up to capacity at once without a Queued event, then queues with a position and an estimated wait", async () => {
+  const { scheduler } = setup({ capacity: 2 });
+  const a = ask(scheduler, "a");
+  const b = ask(scheduler, "b");
+  assert.equal((await granted(a)).queuedMs, 0);
+  await granted(b);
+  assert.deepEqual([a.places, b.places], [[], []]);
+  const c = ask(scheduler, "c");
+  const d = ask(scheduler, "d", { tenantId: "t" });
+  // No hold measured yet: one second assumed, two slots freeing.
+  assert.deepEqual(c.places, [{ position: 0, estimatedWaitMs: 500 }]);
+  assert.deepEqual(d.places, [{ position: 1, estimatedWaitMs: 1_000 }]);
+  assert.equal(scheduler.queuedOf("standard"), 2);
+  assert.equal(scheduler.inFlightOf("standard"), 2);
+  assert.equal(await isSettled(c), false);
+});
+
+test("a release grants the next waiter; queuedMs is the time it waited and the hold time feeds the estimates", async () => {
+  const { clock, scheduler } = setup();
+  const first = await granted(ask(scheduler, "first"));
+  clock.advance(100);
+  const second = ask(scheduler, "second");
+  clock.advance(300);
+  first.release();
+  const secondSlot = await granted(second);
+  assert.equal(secondSlot.queuedMs, 300);
+  assert.equal(scheduler.meanHoldMs, 400, "the first measured hold replaces the assumed one");
+  const third = ask(scheduler, "third");
+  assert.deepEqual(third.places, [{ position: 0, estimatedWaitMs: 400 }]);
+  secondSlot.release();
+  await granted(third);
+  assert.equal(scheduler.inFlightOf("standard"), 1);
+  assert.equal(scheduler.queuedOf("standard"), 0);
+});
+
+test("strict priority: with one slot, an interactive request queued after a batch one is granted first", async () => {
+  const { scheduler } = setup();
+  const holder = await granted(ask(scheduler, "holder", { className: "standard" }));
+  const batch = ask(scheduler, "batch", { className: "batch" });
+  const standard = ask(scheduler, "standard", { className: "standard" });
+  const interactive = ask(scheduler, "interactive", { className: "interactive" });
+  assert.deepEqual(interactive.places, [{ position: 0, estimatedWaitMs: 1_000 }], "it goes ahead of both");
+  assert.deepEqual(await grantOrder(holder, [batch, standard, interactive]), ["interactive", "standard", "batch"]);
+});
+
+test("fairness: tenant B's one request is served within the first two grants although tenant A queued twenty before it", async () => {
+  const { scheduler } = setup();
+  const holder = await granted(ask(scheduler, "holder"));
+  const flood = Array.from({ length: 20 }, (_, index) => ask(scheduler, `a${index}`, { tenantId: "A" }));
+  const single = ask(scheduler, "b", { tenantId: "B" });
+  assert.equal(single.places[0]!.position, 1, "B is told it is second in line");
+  const order = await grantOrder(holder, [...flood, single]);
+  assert.ok(order.indexOf("b") <= 1, order.join(","));
+  assert.deepEqual(order.filter((name) => name !== "b"), flood.map((ticket) => ticket.name), "A's own requests stay in order");
+});
+
+test("a queued request times out after exactly its queue timeout and frees its place", async () => {
+  const { clock, scheduler } = setup();
+  await granted(ask(scheduler, "holder"));
+  const waiting = ask(scheduler, "waiting", { queueTimeoutMs: 500 });
+  const behind = ask(scheduler, "behind");
+  clock.advance(499);
+  assert.equal(await isSettled(waiting), false);
+  clock.advance(1);
+  assert.equal((await rejected(waiting)).rejection, "queue_timeout");
+  assert.equal(scheduler.queuedOf("standard"), 1);
+  clock.advance(500);
+  assert.deepEqual(behind.places.at(-1), { position: 0, estimatedWaitMs: 1_000 }, "the one behind moved up");
+});
+
+test("a cancelled waiter leaves the queue at once, is never granted, and those behind move up", async () => {
+  const { clock, scheduler } = setup();
+  const holder = await granted(ask(scheduler, "holder"));
+  const controller = new AbortController();
+  const cancelled = ask(scheduler, "cancelled", {}, controller.signal);
+  const next = ask(scheduler, "next");
+  assert.equal(next.places[0]!.position, 1);
+  const reason = new Error("client went away");
+  controller.abort(reason);
+  await assert.rejects(cancelled.outcome, reason);
+  assert.equal(scheduler.queuedOf("standard"), 1);
+  clock.advance(500);
+  assert.equal(next.places.at(-1)!.position, 0);
+  holder.release();
+  await granted(next);
+  assert.equal(scheduler.inFlightOf("standard"), 1);
+});
+
+test("a request whose signal is already aborted is refused and not queued", async () => {
+  const { scheduler } = setup();
+  await granted(ask(scheduler, "holder"));
+  const ticket = ask(scheduler, "gone", {}, AbortSignal.abort(new Error("gone")));
+  await assert.rejects(ticket.outcome, /gone/);
+  assert.equal(scheduler.queuedOf("standard"), 0);
+});
+
+test("each class's queue is bounded on its own", async () => {
+  const { scheduler } = setup({ maxQueuePerClass: { batch: 1 } });
+  await granted(ask(scheduler, "holder"));
+  ask(scheduler, "batch", { className: "batch" });
+  const overflow = ask(scheduler, "overflow", { className: "batch" });
+  assert.equal(await isSettled(overflow), true, "refused at once");
+  assert.equal((await rejected(overflow)).rejection, "queue_full");
+  assert.equal(overflow.places.length, 0);
+  const standard = ask(scheduler, "standard");
+  assert.equal(await isSettled(standard), false, "other classes still queue");
+});
+
+test("at a full queue an interactive arrival sheds the batch waiter served last; a batch arrival is refused", async () => {
+  const { scheduler } = setup({ maxQueue: 3 });
+  const holder = await granted(ask(scheduler, "holder"));
+  const early = ask(scheduler, "early", { className: "batch", tenantId: "A" });
+  const late = ask(scheduler, "late", { className: "batch", tenantId: "A" });
+  const other = ask(scheduler, "other", { className: "batch", tenantId: "B" });
+  const refused = ask(scheduler, "refused", { className: "batch", tenantId: "C" });
+  assert.equal((await rejected(refused)).rejection, "queue_full");
+
+  const urgent = ask(scheduler, "urgent", { className: "interactive" });
+  assert.equal(await isSettled(late), true, "shed at once");
+  const shed = await rejected(late);
+  assert.equal(shed.rejection, "shed_for_urgent");
+  assert.ok(shed.retryAfterMs > 0);
+  assert.equal(urgent.places[0]!.position, 0);
+  assert.equal(scheduler.queuedOf("batch"), 2);
+  assert.deepEqual(await grantOrder(holder, [early, other, urgent]), ["urgent", "early", "other"]);
+});
+
+test("at a full queue holding only as urgent waiters, the arrival is refused and nobody is shed", async () => {
+  const { scheduler } = setup({ maxQueue: 1 });
+  await granted(ask(scheduler, "holder"));
+  const waiting = ask(scheduler, "waiting", { className: "interactive" });
+  const arrival = ask(scheduler, "arrival", { className: "standard" });
+  assert.equal((await rejected(arrival)).rejection, "queue_full");
+  assert.equal(await isSettled(waiting), false);
+});
+
+test("early shedding: once holds are measured, a request that would outwait its timeout is refused at arrival", async () => {
+  const { clock, scheduler } = setup();
+  const first = await granted(ask(scheduler, "first"));
+  // Before any release the hold time is a guess (1 s, over this timeout): nobody is shed on a guess.
+  const unmeasured = ask(scheduler, "unmeasured", { queueTimeoutMs: 500 });
+  assert.equal(await isSettled(unmeasured), false);
+  clock.advance(400);
+  first.release(); // measured hold: 400 ms
+  const holder = await granted(unmeasured);
+
+  const hopeless = ask(scheduler, "hopeless", { queueTimeoutMs: 300 });
+  assert.equal(await isSettled(hopeless), true, "refused without waiting for its timeout");
+  const shed = await rejected(hopeless);
+  assert.equal(shed.rejection, "shed_early");
+  assert.equal(shed.retryAfterMs, 100, "estimated 400 ms against a 300 ms timeout");
+
+  const patient = ask(scheduler, "patient", { queueTimeoutMs: 500 });
+  const tooFar = ask(scheduler, "too-far", { queueTimeoutMs: 500 });
+  assert.equal(await isSettled(patient), false, "400 ms fits 500");
+  assert.equal((await rejected(tooFar)).rejection, "shed_early", "second in line: 800 ms does not");
+  holder.release();
+  await granted(patient);
+});
+
+test("queue positions are reported when they change, at most once per interval, and the latest always arrives", async () => {
+  const { clock, scheduler } = setup({ queuedUpdateMs: 500 });
+  const holder = await granted(ask(scheduler, "holder"));
+  const waiters = Array.from({ length: 4 }, (_, index) => ask(scheduler, `w${index}`));
+  const last = waiters[3]!;
+  assert.deepEqual(last.places.map((place) => place.position), [3]);
+
+  clock.advance(100);
+  holder.release(); // w0 granted: last is now at 2, but 100 ms after its first event
+  assert.equal(last.places.length, 1, "throttled");
+  clock.advance(399);
+  assert.equal(last.places.length, 1);
+  clock.advance(1);
+  assert.deepEqual(last.places.map((place) => place.position), [3, 2]);
+
+  const w0 = await granted(waiters[0]!);
+  clock.advance(10);
+  w0.release(); // last at 1
+  (await granted(waiters[1]!)).release(); // last at 0: two moves inside one interval
+  clock.advance(600);
+  assert.deepEqual(last.places.map((place) => place.position), [3, 2, 0], "one update with the latest position");
+  clock.advance(5_000);
+  assert.equal(last.places.length, 3, "no update without a change");
+});
+
+test("a less urgent arrival does not move a waiter; a more urgent one does", async () => {
+  const { clock, scheduler } = setup({ queuedUpdateMs: 0 });
+  await granted(ask(scheduler, "holder"));
+  const standard = ask(scheduler, "standard");
+  ask(scheduler, "batch", { className: "batch" });
+  clock.advance(1);
+  assert.deepEqual(standard.places.map((place) => place.position), [0]);
+  ask(scheduler, "interactive", { className: "interactive" });
+  clock.advance(1);
+  assert.deepEqual(standard.places.map((place) => place.position), [0, 1]);
+});
+
+test("close() refuses queued and later requests; granted slots stay until released", async () => {
+  const { scheduler } = setup();
+  const held = await granted(ask(scheduler, "held"));
+  const queued = ask(scheduler, "queued", { className: "batch" });
+  scheduler.close();
+  assert.equal((await rejected(queued)).rejection, "shutting_down");
+  assert.equal((await rejected(ask(scheduler, "later"))).rejection, "shutting_down");
+  assert.equal(scheduler.inFlightOf("standard"), 1);
+  held.release();
+  assert.equal(scheduler.inFlightOf("standard"), 0);
+});
+
+test("a double release frees one slot; per-class counts and the oldest wait follow", async () => {
+  const { clock, scheduler } = setup({ capacity: 2 });
+  const a = await granted(ask(scheduler, "a", { className: "interactive" }));
+  await granted(ask(scheduler, "b", { className: "batch" }));
+  const w1 = ask(scheduler, "w1", { className: "batch" });
+  clock.advance(250);
+  const w2 = ask(scheduler, "w2", { className: "batch" });
+  assert.equal(scheduler.oldestQueuedAgeMs("batch"), 250);
+  assert.equal(scheduler.oldestQueuedAgeMs("interactive"), 0);
+  a.release();
+  a.release();
+  await granted(w1);
+  assert.equal(await isSettled(w2), false);
+  assert.deepEqual([scheduler.inFlightOf("interactive"), scheduler.inFlightOf("batch"), scheduler.queuedOf("batch")], [0, 2, 1]);
+});
+
+/** A scheduler gated by a real MemoryGate whose snapshots the test feeds. */
+function gated(options: { capacity?: number; staleMs?: number } = {}) {
+  const clock = new ManualClock();
+  const memory = new MemoryGate(clock, { staleMs: options.staleMs ?? 10_000, batchHeadroomRatio: 0.15 }, { info: () => undefined, warn: () => undefined } as never);
+  const scheduler = new Scheduler({
+    capacity: options.capacity ?? 8,
+    maxQueue: 100,
+    maxQueuePerClass: { interactive: 100, standard: 100, batch: 100 },
+    queuedUpdateMs: 500,
+    clock,
+    memory,
+  });
+  const fleet = (usedTokens: number, level = PressureLevel.PRESSURE_LEVEL_NORMAL, totalTokens = 1_000) =>
+    memory.update({ devices: [{ workerId: "w", device: "cuda:0", kvUsedTokens: usedTokens, kvTotalTokens: totalTokens, level }], maxLevel: level, fleetFreeTokens: totalTokens - usedTokens });
+  return { clock, memory, scheduler, fleet };
+}
+
+test("memory: a request whose KV does not fit waits, and is granted when a snapshot frees room or a grant is released", async () => {
+  const { scheduler, fleet } = gated();
+  fleet(0);
+  const first = await granted(ask(scheduler, "first", { kvNeedTokens: 600 }));
+  const second = ask(scheduler, "second", { kvNeedTokens: 600 });
+  assert.equal(await isSettled(second), false, "held, not rejected, though seven slots are free");
+  assert.deepEqual(second.places, [{ position: 0, estimatedWaitMs: 125 }]);
+  fleet(600); // the worker reported the first: still no room
+  assert.equal(await isSettled(second), false);
+  fleet(300);
+  const secondSlot = await granted(second);
+
+  const third = ask(scheduler, "third", { kvNeedTokens: 500 });
+  assert.equal(await isSettled(third), false, "600 granted since the snapshot of 700 free");
+  secondSlot.release(); // it never reached a worker: no snapshot will count it
+  await granted(third);
+  first.release();
+});
+
+test("memory: the next request in order waits for room and nothing smaller behind it passes it", async () => {
+  const { scheduler, fleet } = gated();
+  fleet(500);
+  const big = ask(scheduler, "big", { className: "interactive", kvNeedTokens: 800 });
+  const small = ask(scheduler, "small", { className: "standard", kvNeedTokens: 10 });
+  assert.equal(await isSettled(small), false, "it would fit, but the interactive request is ahead of it");
+  fleet(0);
+  await granted(big);
+  await granted(small);
+});
+
+test("memory: at WARN queued batch requests are shed and new ones refused at once; other classes wait as before", async () => {
+  const { scheduler, fleet } = gated();
+  fleet(700);
+  const batch = ask(scheduler, "batch", { className: "batch", kvNeedTokens: 200 });
+  assert.equal(await isSettled(batch), false, "700 + 200 would leave less than 15 % free");
+  const standard = ask(scheduler, "standard", { kvNeedTokens: 400 });
+  fleet(860, PressureLevel.PRESSURE_LEVEL_WARN);
+  const shed = await rejected(batch);
+  assert.equal(shed.rejection, "shed_memory");
+  assert.ok(shed.retryAfterMs >= 1_000);
+  const arriving = ask(scheduler, "arriving", { className: "batch", kvNeedTokens: 1 });
+  assert.equal((await rejected(arriving)).rejection, "shed_memory");
+  assert.equal(await isSettled(standard), false);
+  fleet(100);
+  await granted(standard);
+  await granted(ask(scheduler, "batch again", { className: "batch", kvNeedTokens: 200 }));
+});
+
+test("memory: a request larger than the whole fleet is not held (the worker refuses it precisely)", async () => {
+  const { scheduler, fleet } = gated();
+  fleet(1_000, PressureLevel.PRESSURE_LEVEL_CRITICAL);
+  await granted(ask(scheduler, "huge", { kvNeedTokens: 5_000 }));
+});
+
+test("memory fail-safe: with memory-guard gone the last snapshot gates for staleMs, then the concurrency cap alone", async () => {
+  const { clock, memory, scheduler, fleet } = gated({ capacity: 2, staleMs: 10_000 });
+  fleet(900);
+  const held = ask(scheduler, "held", { kvNeedTokens: 500 });
+  memory.disconnected();
+  clock.advance(9_999);
+  assert.equal(await isSettled(held), false, "the last snapshot still holds it back");
+  clock.advance(1);
+  await granted(held);
+  await granted(ask(scheduler, "next", { kvNeedTokens: 500 }));
+  const capped = ask(scheduler, "capped", { kvNeedTokens: 1 });
+  assert.equal(await isSettled(capped), false, "the concurrency cap still applies");
+});

@@ -1,0 +1,317 @@
+import type { Clock } from "../common/clock.js";
+import { Throttle } from "../common/throttle.js";
+import { FairQueue } from "./fair-queue.js";
+import type { Rejection } from "./outcomes.js";
+import { classNames, perClass, urgencyOf, type ClassName, type PerClass } from "./priority-classes.js";
+
+/** What a request asks of the scheduler. */
+export interface SlotRequest {
+  readonly tenantId: string;
+  readonly className: ClassName;
+  /** KV cells the request can grow to: its input estimate plus its output bound. */
+  readonly kvNeedTokens: number;
+  readonly queueTimeoutMs: number;
+}
+
+/** A granted slot; release it when the work ends (idempotent). */
+export interface Slot {
+  readonly id: string;
+  readonly queuedMs: number;
+  release(): void;
+}
+
+/** The scheduler's own rejections (rate limits are decided before it). */
+export type SchedulerRejection = Exclude<Rejection, "rate_limited">;
+
+/** How a request for a slot ended. */
+export type SlotOutcome =
+  | { kind: "granted"; slot: Slot }
+  | { kind: "rejected"; rejection: SchedulerRejection; retryAfterMs: number };
+
+/** A waiting request's place, as the Queued event reports it. */
+export interface QueuePlace {
+  readonly position: number;
+  readonly estimatedWaitMs: number;
+}
+
+/** What memory-aware admission tells the scheduler (services/admission/memory-gate.ts). */
+export interface KvGate {
+  /** Whether a request that can grow to `needTokens` KV cells may start now. */
+  admits(needTokens: number, batch: boolean): boolean;
+  /** Counts a grant against the free KV until the next snapshot; the result un-counts it at release. */
+  reserve(needTokens: number): () => void;
+  /** Batch requests are refused and shed (the fleet is at WARN or above). */
+  readonly shedsBatch: boolean;
+  /** Calls `listener` whenever a decision above may have changed. */
+  onChange(listener: () => void): void;
+}
+
+export interface SchedulerOptions {
+  /** Slots granted at once. */
+  readonly capacity: number;
+  /** Waiters of all classes together. */
+  readonly maxQueue: number;
+  readonly maxQueuePerClass: PerClass<number>;
+  /** Least time between two Queued updates of one request. */
+  readonly queuedUpdateMs: number;
+  readonly clock: Clock;
+  /** Memory-aware admission; without it only the concurrency cap gates. */
+  readonly memory?: KvGate;
+}
+
+interface Waiter {
+  readonly tenantId: string;
+  readonly enqueuedAtMs: number;
+  readonly request: SlotRequest;
+  updates: Throttle;
+  lastPosition: number | undefined;
+  settle(outcome: SlotOutcome): void;
+}
+
+/** Mean hold time assumed for wait estimates until a slot was released. */
+const assumedHoldMs = 1_000;
+
+/**
+ * Grants up to `capacity` slots. A freed slot goes to the most urgent class with a
+ * waiter (strict priority); inside a class tenants take turns (FairQueue). Queues are
+ * bounded per class and in all; a more urgent arrival at a full queue takes the place
+ * of the waiter served last in the least urgent class below it. A request whose
+ * estimated wait already exceeds its queue timeout is refused at arrival rather than
+ * left to time out. The next request in that order waits while memory-aware admission
+ * says its KV does not fit, and nothing behind it passes it: a large request is not
+ * starved by a stream of small ones. Every decision is taken synchronously.
+ */
+export class Scheduler {
+  private readonly queues = perClass(() => new FairQueue<Waiter>());
+  private readonly inFlight = perClass(() => 0);
+  private totalInFlight = 0;
+  private nextSlotId = 1;
+  private meanHold = assumedHoldMs;
+  private holdsMeasured = 0;
+  private closed = false;
+
+  constructor(private readonly options: SchedulerOptions) {
+    options.memory?.onChange(() => this.reexamine());
+  }
+
+  get capacity(): number {
+    return this.options.capacity;
+  }
+
+  /** Mean time a slot is held (moving average over releases). */
+  get meanHoldMs(): number {
+    return this.meanHold;
+  }
+
+  inFlightOf(className: ClassName): number {
+    return this.inFlight[className];
+  }
+
+  queuedOf(className: ClassName): number {
+    return this.queues[className].size;
+  }
+
+  /** How long the class's longest waiter has waited; 0 when none waits. */
+  oldestQueuedAgeMs(className: ClassName): number {
+    const oldest = this.queues[className].oldestEnqueuedAtMs();
+    return oldest === undefined ? 0 : this.options.clock.now() - oldest;
+  }
+
+  /**
+   * Decides at once: a grant, a rejection, or a place in the queue (reported through
+   * `onQueued` at once and whenever the position changes, throttled). Settles with the
+   * outcome; rejects with the abort reason if `signal` aborts while queued.
+   */
+  request(request: SlotRequest, signal: AbortSignal, onQueued: (place: QueuePlace) => void): Promise<SlotOutcome> {
+    if (this.closed) return rejected("shutting_down", 1_000);
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const { className } = request;
+    if (className === "batch" && this.options.memory?.shedsBatch) return rejected("shed_memory", this.memoryRetryMs());
+    const ahead = this.aheadOfArrival(request);
+    if (ahead === 0 && this.totalInFlight < this.capacity && this.memoryAdmits(request)) {
+      return Promise.resolve({ kind: "granted", slot: this.grant(request, this.options.clock.now()) });
+    }
+    if (this.queues[className].size >= this.options.maxQueuePerClass[className]) {
+      return rejected("queue_full", this.estimateWaitMs(this.totalQueued));
+    }
+    const estimatedWaitMs = this.estimateWaitMs(ahead);
+    // Only once a hold time was measured: the assumed one could refuse a whole burst.
+    if (this.holdsMeasured > 0 && estimatedWaitMs > request.queueTimeoutMs) {
+      return rejected("shed_early", estimatedWaitMs - request.queueTimeoutMs);
+    }
+    if (this.totalQueued >= this.options.maxQueue && !this.shedForUrgent(className)) {
+      return rejected("queue_full", this.estimateWaitMs(this.totalQueued));
+    }
+    return this.enqueue(request, signal, onQueued);
+  }
+
+  /** Rejects everything queued and every later request. Granted slots stay until released. */
+  close(): void {
+    this.closed = true;
+    for (const className of classNames) {
+      for (const waiter of [...this.queues[className]]) waiter.settle({ kind: "rejected", rejection: "shutting_down", retryAfterMs: 1_000 });
+    }
+  }
+
+  private get totalQueued(): number {
+    return classNames.reduce((sum, className) => sum + this.queues[className].size, 0);
+  }
+
+  private enqueue(request: SlotRequest, signal: AbortSignal, onQueued: (place: QueuePlace) => void): Promise<SlotOutcome> {
+    const { clock } = this.options;
+    const queue = this.queues[request.className];
+    return new Promise<SlotOutcome>((resolve, reject) => {
+      const leave = () => {
+        queue.remove(waiter);
+        timer.cancel();
+        waiter.updates.cancel();
+        signal.removeEventListener("abort", onAbort);
+      };
+      const waiter: Waiter = {
+        tenantId: request.tenantId,
+        enqueuedAtMs: clock.now(),
+        request,
+        lastPosition: undefined,
+        updates: new Throttle(
+          () => {
+            const position = this.positionOf(waiter);
+            if (position === waiter.lastPosition) return;
+            waiter.lastPosition = position;
+            onQueued({ position, estimatedWaitMs: this.estimateWaitMs(position) });
+          },
+          this.options.queuedUpdateMs,
+          clock,
+        ),
+        settle: (outcome) => {
+          leave();
+          resolve(outcome);
+        },
+      };
+      const onAbort = () => {
+        leave();
+        reject(signal.reason);
+        this.afterLeaving(request.className);
+      };
+      const timer = clock.setTimer(() => {
+        waiter.settle({ kind: "rejected", rejection: "queue_timeout", retryAfterMs: this.estimateWaitMs(this.totalQueued) });
+        this.afterLeaving(request.className);
+      }, request.queueTimeoutMs);
+      signal.addEventListener("abort", onAbort, { once: true });
+      queue.push(waiter);
+      waiter.updates.flush();
+      this.positionsChanged(urgencyOf(request.className));
+    });
+  }
+
+  /** Requests served before one arriving now: every waiter of more urgent classes, and its class's turns ahead. */
+  private aheadOfArrival(request: SlotRequest): number {
+    return this.waitersMoreUrgentThan(request.className) + this.queues[request.className].positionOfNext(request.tenantId);
+  }
+
+  private positionOf(waiter: Waiter): number {
+    return this.waitersMoreUrgentThan(waiter.request.className) + this.queues[waiter.request.className].positionOf(waiter);
+  }
+
+  private waitersMoreUrgentThan(className: ClassName): number {
+    let waiters = 0;
+    for (const other of classNames) {
+      if (other === className) return waiters;
+      waiters += this.queues[other].size;
+    }
+    return waiters;
+  }
+
+  /**
+   * Slots free up at about `capacity / meanHold` per millisecond, so the request with
+   * `ahead` waiters before it is granted at the (ahead + 1)-th release.
+   */
+  private estimateWaitMs(ahead: number): number {
+    return Math.round(((ahead + 1) * this.meanHold) / this.capacity);
+  }
+
+  /** Memory pressure eases as running requests end: about one hold time. */
+  private memoryRetryMs(): number {
+    return Math.max(1_000, Math.round(this.meanHold));
+  }
+
+  private memoryAdmits(request: SlotRequest): boolean {
+    return this.options.memory?.admits(request.kvNeedTokens, request.className === "batch") ?? true;
+  }
+
+  /** Makes room in the full queue for an arrival of `className`; false when only as or more urgent waiters are queued. */
+  private shedForUrgent(className: ClassName): boolean {
+    for (const victimClass of [...classNames].reverse()) {
+      if (urgencyOf(victimClass) <= urgencyOf(className)) return false;
+      const victim = this.queues[victimClass].lastServed();
+      if (!victim) continue;
+      victim.settle({ kind: "rejected", rejection: "shed_for_urgent", retryAfterMs: this.estimateWaitMs(this.positionOf(victim)) });
+      this.positionsChanged(urgencyOf(victimClass));
+      return true;
+    }
+    return false;
+  }
+
+  private grant(request: SlotRequest, enqueuedAtMs: number): Slot {
+    const { clock } = this.options;
+    this.inFlight[request.className] += 1;
+    this.totalInFlight += 1;
+    const unreserve = this.options.memory?.reserve(request.kvNeedTokens);
+    const grantedAtMs = clock.now();
+    let released = false;
+    return {
+      id: `slot-${this.nextSlotId++}`,
+      queuedMs: Math.round(grantedAtMs - enqueuedAtMs),
+      release: () => {
+        if (released) return;
+        released = true;
+        this.inFlight[request.className] -= 1;
+        this.totalInFlight -= 1;
+        unreserve?.();
+        const heldMs = clock.now() - grantedAtMs;
+        this.meanHold = this.holdsMeasured === 0 ? heldMs : 0.9 * this.meanHold + 0.1 * heldMs;
+        this.holdsMeasured += 1;
+        this.dispatch();
+      },
+    };
+  }
+
+  /** Grants free slots in order (most urgent class, then the tenant whose turn it is) while memory allows. */
+  private dispatch(): void {
+    let changedFrom: number | undefined;
+    while (this.totalInFlight < this.capacity) {
+      const className = classNames.find((candidate) => this.queues[candidate].size > 0);
+      if (className === undefined) break;
+      const next = this.queues[className].peek()!;
+      if (!this.memoryAdmits(next.request)) break;
+      this.queues[className].take();
+      next.settle({ kind: "granted", slot: this.grant(next.request, next.enqueuedAtMs) });
+      changedFrom = Math.min(changedFrom ?? Infinity, urgencyOf(className));
+    }
+    if (changedFrom !== undefined) this.positionsChanged(changedFrom);
+  }
+
+  /** Memory's view changed: shed batch if it must go, then grant what now fits. */
+  private reexamine(): void {
+    if (this.options.memory?.shedsBatch) {
+      const retryAfterMs = this.memoryRetryMs();
+      for (const waiter of [...this.queues.batch]) waiter.settle({ kind: "rejected", rejection: "shed_memory", retryAfterMs });
+    }
+    this.dispatch();
+  }
+
+  /** A waiter left without a grant: those behind it moved up, and it may have been the one memory held back. */
+  private afterLeaving(className: ClassName): void {
+    this.positionsChanged(urgencyOf(className));
+    this.dispatch();
+  }
+
+  /** Positions in classes from `fromUrgency` down may have changed: each waiter's throttle sends a changed one. */
+  private positionsChanged(fromUrgency: number): void {
+    for (const className of classNames.slice(fromUrgency)) {
+      for (const waiter of this.queues[className]) waiter.updates.trigger();
+    }
+  }
+}
+
+const rejected = (rejection: SchedulerRejection, retryAfterMs: number): Promise<SlotOutcome> =>
+  Promise.resolve({ kind: "rejected", rejection, retryAfterMs });
