@@ -11,6 +11,7 @@ import type { HttpDeps } from "./deps.js";
 import { registerEmbeddings } from "./embeddings/route.js";
 import { sendError } from "./errors.js";
 import { registerModelAdmin } from "./admin/model-admin.js";
+import { registerTrafficSplitAdmin } from "./admin/traffic-split-admin.js";
 import { registerWorkerAdmin } from "./admin/worker-admin.js";
 import { registerModels } from "./models/route.js";
 
@@ -94,6 +95,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   registerModels(app, deps.flow.catalog, Math.floor(Date.now() / 1000));
   registerModelAdmin(app, deps.flow.clients, deps.flow.catalog);
   registerWorkerAdmin(app, deps.flow.clients);
+  registerTrafficSplitAdmin(app, deps.flow.clients);
 
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_request, reply) => {

@@ -37,6 +37,8 @@ export interface MeshLayout {
   readonly workers: number;
   /** Extra flags for every worker (e.g. --model-path). */
   readonly workerArgs: readonly string[];
+  /** Extra flags for worker i alone, after the shared ones. */
+  readonly workerArgsOf?: (index: number) => readonly string[];
   /** Worker i gets --gpu-index i: one worker per GPU. */
   readonly gpuPerWorker?: boolean;
   /** Extra flags for the gateway. */
@@ -95,6 +97,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
         "--memory-guard-address", at(ports.memoryGuard),
         ...(layout.gpuPerWorker ? ["--gpu-index", String(index)] : []),
         ...layout.workerArgs,
+        ...(layout.workerArgsOf?.(index) ?? []),
       ],
       env: otel("worker"),
     });

@@ -39,6 +39,10 @@ export const routerConfigSchema = z.object({
   weightContext: decimal(0, 100).default(0.5),
   /** Prefix and session affinity count only while outstanding requests are below this share of a worker's sequences. */
   affinitySaturation: decimal(0, 10).default(0.8),
+  /** They also stop counting past this multiple of the eligible workers' mean outstanding requests, plus affinitySlack. */
+  affinityImbalance: decimal(1, 100).default(1.5),
+  /** Outstanding requests above the fleet's share a worker may hold and keep its affinity (small fleets, light load). */
+  affinitySlack: decimal(0, 1_000_000).default(8),
   /** Workers below this health score are avoided while healthier ones exist. */
   minHealth: decimal(0, 1).default(0.7),
   /** Candidates a pick returns; the gateway tries at most three. */
@@ -71,6 +75,8 @@ export function pickerConfig(config: RouterConfig): PickerConfig {
       context: config.weightContext,
     },
     affinitySaturation: config.affinitySaturation,
+    affinityImbalance: config.affinityImbalance,
+    affinitySlack: config.affinitySlack,
     minHealth: config.minHealth,
     longPromptTokens: config.longPromptTokens,
     candidates: config.pickCandidates,

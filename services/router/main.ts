@@ -11,6 +11,7 @@ import { Fleet } from "./fleet.js";
 import { Picker } from "./picker.js";
 import { PrefixTable } from "./prefix-table.js";
 import { SessionTable } from "./session-table.js";
+import { TrafficSplits } from "./traffic-split.js";
 import { watchPressure } from "./pressure-watch.js";
 import { createRouterService } from "./router-service.js";
 
@@ -27,7 +28,7 @@ try {
   const prefixes = new PrefixTable(config.prefixBlocksPerWorker);
   const picker = new Picker(fleet, prefixes, new SessionTable(config.sessionCapacity), pickerConfig(config));
   const lifetime = new AbortController();
-  const service = createRouterService({ fleet, picker, prefixes, reportIntervalMs: config.reportIntervalMs, registry, logger, lifetime: lifetime.signal });
+  const service = createRouterService({ fleet, picker, prefixes, splits: new TrafficSplits(), reportIntervalMs: config.reportIntervalMs, registry, logger, lifetime: lifetime.signal });
   const grpc = await startGrpcServer({
     address: config.listen,
     serviceNames: [RouterServiceDefinition.fullName],

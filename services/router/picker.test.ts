@@ -15,6 +15,8 @@ const defaults: PickerConfig = {
   policy: "score",
   weights: { queue: 2, kv: 1, prefix: 3, session: 2, health: 1, context: 0.5 },
   affinitySaturation: 0.8,
+  affinityImbalance: 1.5,
+  affinitySlack: 8,
   minHealth: 0.7,
   longPromptTokens: 8_000,
   candidates: 3,
@@ -156,6 +158,19 @@ test("sticky until saturated: a hot prefix spreads once its worker passes the sa
   const result = picker.pick(query({ text }));
   assert.equal(result.placements[0]!.member.registration.workerId, "cold");
   assert.equal(result.placements[1]!.scores.prefix, 0);
+});
+
+test("sticky until saturated relative to the fleet: a worker far above the others' load loses its affinity long before its sequence limit", () => {
+  const workers = ["hot", "a", "b", "c"].map((id) => ({ id, sequences: 1_024, running: 30 }));
+  const { picker, prefixes, setLoad } = setup(workers);
+  const text = `${systemPrompt}user: hello`;
+  prefixes.record("hot", blockHashes(text));
+  setLoad("hot", { sequences: 1_024, running: 60 }); // mean 37.5: 1.5 × 37.5 + 8 = 64 allowed
+  assert.equal(firstId(picker, query({ text })), "hot");
+  setLoad("hot", { sequences: 1_024, running: 70 }); // mean 40: 68 allowed, 70 is past it
+  const result = picker.pick(query({ text }));
+  assert.notEqual(result.placements[0]!.member.registration.workerId, "hot");
+  assert.equal(result.placements.find((placement) => placement.member.registration.workerId === "hot")?.scores.prefix ?? 0, 0);
 });
 
 test("a session's next turn goes back to its worker while that worker has room", () => {

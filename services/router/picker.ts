@@ -31,6 +31,15 @@ export interface PickerConfig {
    * Past it a hot shared prefix spreads to the next worker instead of piling up.
    */
   readonly affinitySaturation: number;
+  /**
+   * Sticky until saturated, relative to the fleet: affinity also stops counting for a
+   * worker whose outstanding requests exceed this multiple of the eligible workers'
+   * mean plus `affinitySlack`. A GPU's sequence limit (1,024 in vLLM) is far above the
+   * load where one worker holding a popular prompt starts to fall behind the rest, so
+   * without this a tenant's shared system prompt piles its traffic onto one worker.
+   */
+  readonly affinityImbalance: number;
+  readonly affinitySlack: number;
   /** Workers less healthy than this are avoided while healthier ones exist (seeds: 0.7). */
   readonly minHealth: number;
   /** Prompts at least this long go to tensor-parallel groups when there are any, and prefer the largest context. */
@@ -117,12 +126,15 @@ export class Picker {
     const stride = scorerNames.length;
     if (this.scratch.length < pool.length * stride) this.scratch = new Float64Array(pool.length * stride * 2);
     const { weights } = this.config;
+    let requests = 0;
+    for (const candidate of pool) requests += requestsOf(candidate.member);
+    const mostForAffinity = (this.config.affinityImbalance * requests) / pool.length + this.config.affinitySlack;
     for (let index = 0; index < pool.length; index += 1) {
       const candidate = pool[index]!;
       const { member } = candidate;
       const load = member.load;
       const outstanding = outstandingOf(member);
-      const sticky = outstanding < this.config.affinitySaturation;
+      const sticky = outstanding < this.config.affinitySaturation && requestsOf(member) <= mostForAffinity;
       const contextTokens = contextOf(member, candidate.model);
       const base = index * stride;
       const s = this.scratch;
@@ -290,10 +302,15 @@ function topK<T>(items: readonly T[], k: number, order: (a: T, b: T) => number):
   return best;
 }
 
-/** Requests running, waiting and picked but not yet reported, per sequence the worker runs at once. */
-function outstandingOf(member: FleetMember): number {
+/** Requests running, waiting and picked but not yet reported. */
+function requestsOf(member: FleetMember): number {
   const { load } = member;
-  return (load.runningRequests + load.waitingRequests + member.inFlightPicks) / Math.max(1, member.registration.maxSequences);
+  return load.runningRequests + load.waitingRequests + member.inFlightPicks;
+}
+
+/** Outstanding requests per sequence the worker runs at once. */
+function outstandingOf(member: FleetMember): number {
+  return requestsOf(member) / Math.max(1, member.registration.maxSequences);
 }
 
 /** The context window of `model` on `member`; 0 when unknown. */

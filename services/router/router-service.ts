@@ -12,11 +12,13 @@ import type { Logger } from "../common/logger.js";
 import type { Fleet, FleetMember } from "./fleet.js";
 import type { Picker, PickQuery } from "./picker.js";
 import type { PrefixTable } from "./prefix-table.js";
+import type { TrafficSplits } from "./traffic-split.js";
 
 export interface RouterServiceDeps {
   readonly fleet: Fleet;
   readonly picker: Picker;
   readonly prefixes: PrefixTable;
+  readonly splits: TrafficSplits;
   readonly reportIntervalMs: number;
   readonly registry: Registry;
   readonly logger: Logger;
@@ -26,13 +28,19 @@ export interface RouterServiceDeps {
 
 /** RouterService: the fleet from workers' Connect streams, and filter → score → pick. */
 export function createRouterService(deps: RouterServiceDeps): ServiceImplementation<typeof RouterServiceDefinition> {
-  const { fleet, picker, prefixes, logger } = deps;
+  const { fleet, picker, prefixes, splits, logger } = deps;
   // Each connected worker's command channel, by the Connect stream that owns it.
   const commandsOf = new Map<number, Pushable<ConnectResponse>>();
   const picks = new Counter({
     name: "infermesh_router_picks_total",
     help: "Pick outcomes, and for picks the reason the first candidate won",
     labelNames: ["outcome", "reason"] as const,
+    registers: [deps.registry],
+  });
+  const splitPicks = new Counter({
+    name: "infermesh_router_split_picks_total",
+    help: "Picks for a model with a traffic split, by the version that got the request",
+    labelNames: ["model", "target"] as const,
     registers: [deps.registry],
   });
   new Gauge({
@@ -47,8 +55,9 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
   return {
     async pick(request: PickRequest) {
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
+      const versions = splits.route(request.model, request.sessionId);
       const query: PickQuery = {
-        models: [request.model, ...request.alternativeModels],
+        models: [...(versions ?? [request.model]), ...request.alternativeModels],
         estimatedInputTokens: request.estimatedInputTokens,
         maxOutputTokens: request.maxOutputTokens,
         sessionId: request.sessionId,
@@ -66,6 +75,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       const chosen = placements[0]!;
       picker.commit(query, chosen);
       picks.inc({ outcome: "picked", reason });
+      if (versions) splitPicks.inc({ model: request.model, target: chosen.model });
       const span = trace.getActiveSpan();
       if (span) {
         span.setAttributes({
@@ -145,6 +155,18 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
 
     async listWorkers() {
       return { workers: fleet.list() };
+    },
+
+    async setTrafficSplit(request) {
+      const split = request.split ?? { model: "", targets: [] };
+      const problem = splits.set(split);
+      if (problem) throw new ServerError(Status.INVALID_ARGUMENT, problem);
+      logger.info({ model: split.model, targets: split.targets }, split.targets.length > 0 ? "traffic split set" : "traffic split removed");
+      return { splits: splits.list() };
+    },
+
+    async listTrafficSplits() {
+      return { splits: splits.list() };
     },
 
     async drainWorker(request) {

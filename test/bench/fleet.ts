@@ -9,6 +9,10 @@
  *   a  tenants share long system prompts; each session is several turns, each turn
  *      sending the whole conversation back (the shape of a chat product).
  *   b  short one-off chats mixed with ~10k-token documents asked several questions.
+ *   c  open loop: one-turn chats of three priority classes (x-infermesh-priority),
+ *      first a closed loop at admission's cap to measure capacity, then a quarter of
+ *      it (the unloaded interactive TTFT), then a spike to three times it. Every
+ *      request must complete or get a clean 429/503; anything else counts as lost.
  *
  * The simulated GPUs run `--time-scale` times slower than an H100 (the default 10), so
  * the mesh's own cost on this 2-core machine stays small against the simulated one and
@@ -22,6 +26,9 @@
  *
  *   npm run bench:fleet
  *   npm run bench:fleet -- --traces a --policies score,round-robin --users 64 --sessions 120
+ *
+ * "busiest worker" is the requests the busiest worker finished over the mean: 1.00 is
+ * an even spread; a shared prompt piling onto one worker shows here.
  */
 import { parseArgs } from "node:util";
 import { blockHashes, canonicalPrompt, prefixBlockChars } from "../../services/common/prefix-hash.js";
@@ -32,15 +39,21 @@ const { values } = parseArgs({
     traces: { type: "string", default: "a,b" },
     policies: { type: "string", default: "score,round-robin,least-loaded" },
     workers: { type: "string", default: "8" },
-    users: { type: "string", default: "96" },
-    sessions: { type: "string", default: "160" },
+    users: { type: "string", default: "256" },
+    sessions: { type: "string", default: "480" },
+    tenants: { type: "string", default: "64" },
+    turns: { type: "string", default: "3-10" },
     "time-scale": { type: "string", default: "10" },
     seed: { type: "string", default: "1" },
+    "spike-concurrency": { type: "string", default: "192" },
+    "spike-seconds": { type: "string", default: "60" },
   },
 });
 const workers = Number(values.workers);
 const users = Number(values.users);
 const sessionCount = Number(values.sessions);
+const tenantCount = Number(values.tenants);
+const [fewestTurns, mostTurns] = values.turns.split("-").map(Number) as [number, number];
 const timeScale = Number(values["time-scale"]);
 const model = "sim-gpt-oss-20b";
 
@@ -95,17 +108,17 @@ function text(next: () => number, tokens: number): string {
 
 const between = (next: () => number, low: number, high: number) => low + Math.floor(next() * (high - low + 1));
 
-/** Trace a: 24 tenants (a few big, many small), system prompts of 1.5k–6k tokens, 3–8 turns of 40–300 tokens. */
+/** Trace a: `--tenants` (a few big, many small) with system prompts of 1.5k–6k tokens; sessions of `--turns` turns of 40–300 tokens. */
 function sharedPromptTrace(seed: number): Session[] {
   const next = random(seed);
-  const tenants = Array.from({ length: 24 }, (_, index) => `You are the assistant of tenant ${index}. ${text(next, between(next, 1_500, 6_000))}`);
+  const tenants = Array.from({ length: tenantCount }, (_, index) => `You are the assistant of tenant ${index}. ${text(next, between(next, 1_500, 6_000))}`);
   return Array.from({ length: sessionCount }, (_, index) => {
     // Zipf-like: tenant k is chosen about 1/(k+1) as often as tenant 0.
     const weights = tenants.map((_, k) => 1 / (k + 1));
     let pick = next() * weights.reduce((sum, weight) => sum + weight, 0);
     let tenant = 0;
     while (pick > weights[tenant]!) pick -= weights[tenant++]!;
-    const turns = Array.from({ length: between(next, 3, 8) }, () => text(next, between(next, 40, 300)));
+    const turns = Array.from({ length: between(next, fewestTurns, mostTurns) }, () => text(next, between(next, 40, 300)));
     return { id: `a-${seed}-${index}`, system: tenants[tenant]!, turns };
   });
 }
@@ -191,14 +204,27 @@ interface RunResult {
   readonly outcomes: Outcome[];
   readonly failures: string[];
   readonly wallMs: number;
+  /** Requests each worker finished. */
+  readonly perWorker: number[];
 }
 
-/** Replays `sessions` with `users` clients against a fresh mesh whose router uses `policy`. */
-async function run(sessions: readonly Session[], policy: string): Promise<RunResult> {
-  const mesh = await startTestMesh({
+/** Generations each worker finished, from its own metrics. */
+async function finishedPerWorker(metricsBase: number): Promise<number[]> {
+  return Promise.all(
+    Array.from({ length: workers }, async (_, index) => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsBase + index}/metrics`)).text();
+      const line = text.split("\n").find((row) => row.startsWith("infermesh_worker_generations_total") && row.includes('outcome="finished"'));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
+    }),
+  );
+}
+
+/** A fresh mesh of sim workers whose router uses `policy`. */
+function startMesh(policy: string, admissionArgs: string[]) {
+  return startTestMesh({
     workers,
     routerArgs: ["--policy", policy],
-    admissionArgs: ["--max-concurrency", "100000", "--max-queue", "100000"],
+    admissionArgs,
     workerArgs: [
       "--engine", "sim",
       "--sim-preset", "h100-gpt-oss-20b",
@@ -208,6 +234,11 @@ async function run(sessions: readonly Session[], policy: string): Promise<RunRes
       "--log-level", "info",
     ],
   });
+}
+
+/** Replays `sessions` with `users` clients against a fresh mesh whose router uses `policy`. */
+async function run(sessions: readonly Session[], policy: string): Promise<RunResult> {
+  const mesh = await startMesh(policy, ["--max-concurrency", "100000", "--max-queue", "100000"]);
   const oracle = new Oracle();
   const outcomes: Outcome[] = [];
   const failures: string[] = [];
@@ -238,7 +269,8 @@ async function run(sessions: readonly Session[], policy: string): Promise<RunRes
         }
       }),
     );
-    return { outcomes, failures, wallMs: performance.now() - begin };
+    const wallMs = performance.now() - begin;
+    return { outcomes, failures, wallMs, perWorker: await finishedPerWorker(mesh.ports.workerMetricsBase) };
   } finally {
     await mesh.stop();
   }
@@ -260,6 +292,7 @@ interface Summary {
   readonly tokensPerSecond: number;
   readonly hitRate: number;
   readonly oracleHitRate: number;
+  readonly busiestShare: number;
 }
 
 function summarize(policy: string, result: RunResult): Summary {
@@ -275,6 +308,7 @@ function summarize(policy: string, result: RunResult): Summary {
     tokensPerSecond: (sum(outcomes.map((outcome) => outcome.completionTokens)) * 1000) / result.wallMs,
     hitRate: sum(outcomes.map((outcome) => outcome.cachedTokens)) / promptTokens,
     oracleHitRate: sum(outcomes.map((outcome) => outcome.oracleCachedTokens)) / promptTokens,
+    busiestShare: (Math.max(...result.perWorker) * workers) / Math.max(1, sum(result.perWorker)),
   };
 }
 
@@ -283,22 +317,200 @@ function print(trace: string, summaries: readonly Summary[]): void {
   const ratio = (value: number, base: number | undefined, higherIsBetter: boolean) =>
     base === undefined ? "" : ` (${(higherIsBetter ? value / base : base / value).toFixed(2)}×)`;
   console.log(`\ntrace ${trace}: ${workers} sim workers (h100-gpt-oss-20b, time scale ${timeScale}), ${users} users; ratios against round-robin, >1 is better`);
-  console.log("| policy | requests | failed | TTFT p50 ms | TTFT p90 ms | e2e p50 ms | output tok/s | prefix hit | oracle hit |");
-  console.log("|---|---|---|---|---|---|---|---|---|");
+  console.log("| policy | requests | failed | TTFT p50 ms | TTFT p90 ms | e2e p50 ms | output tok/s | prefix hit | oracle hit | busiest worker |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const s of summaries) {
     console.log(
       `| ${s.policy} | ${s.requests} | ${s.failures} | ${s.ttftP50.toFixed(0)}${ratio(s.ttftP50, baseline?.ttftP50, false)} | ` +
         `${s.ttftP90.toFixed(0)}${ratio(s.ttftP90, baseline?.ttftP90, false)} | ${s.e2eP50.toFixed(0)} | ` +
         `${s.tokensPerSecond.toFixed(0)}${ratio(s.tokensPerSecond, baseline?.tokensPerSecond, true)} | ` +
-        `${(100 * s.hitRate).toFixed(1)} % | ${(100 * s.oracleHitRate).toFixed(1)} % |`,
+        `${(100 * s.hitRate).toFixed(1)} % | ${(100 * s.oracleHitRate).toFixed(1)} % | ${s.busiestShare.toFixed(2)}× mean |`,
+    );
+  }
+}
+
+type Priority = "interactive" | "standard" | "batch";
+
+/** One request of trace c, as the client saw it. */
+interface SpikeOutcome {
+  readonly priority: Priority;
+  /** When it was sent and ended, ms from the phase's start. */
+  readonly sentAt: number;
+  readonly endedAt: number;
+  /** HTTP status; 200 with `broken` set means the stream failed after it began. */
+  readonly status: number;
+  readonly broken?: string;
+  readonly ttftMs: number;
+  readonly completionTokens: number;
+}
+
+/** Trace c's requests: one-turn chats under 16 shared system prompts, 30 % interactive, 40 % standard, 30 % batch. */
+function spikeRequest(next: () => number, systems: readonly string[]): { priority: Priority; messages: Message[]; user: string } {
+  const draw = next();
+  const priority: Priority = draw < 0.3 ? "interactive" : draw < 0.7 ? "standard" : "batch";
+  const system = systems[Math.floor(next() * systems.length)]!;
+  return { priority, messages: [{ role: "system", content: system }, { role: "user", content: text(next, between(next, 50, 300)) }], user: `c-${Math.floor(next() * 1e9)}` };
+}
+
+/** Sends one chat of trace c; never throws: a failure is an outcome. */
+async function spikeChat(baseUrl: string, request: ReturnType<typeof spikeRequest>, phaseStart: number): Promise<SpikeOutcome> {
+  const sentAt = performance.now() - phaseStart;
+  const base = { priority: request.priority, sentAt };
+  try {
+    const response = await fetch(`${baseUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-infermesh-priority": request.priority },
+      body: JSON.stringify({ model, messages: request.messages, stream: true, stream_options: { include_usage: true }, max_tokens: 1_024, reasoning_effort: "low", user: request.user }),
+    });
+    if (response.status !== 200) {
+      await response.arrayBuffer();
+      return { ...base, endedAt: performance.now() - phaseStart, status: response.status, ttftMs: -1, completionTokens: 0 };
+    }
+    let ttftMs = -1;
+    let completionTokens = 0;
+    let broken: string | undefined;
+    let buffered = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of response.body!) {
+      buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+      let end: number;
+      while ((end = buffered.indexOf("\n\n")) >= 0) {
+        const event = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
+        const data = JSON.parse(event.slice(6));
+        if (data.error) broken = JSON.stringify(data.error);
+        const delta = data.choices?.[0]?.delta;
+        if (delta && ttftMs < 0 && (delta.content || delta.reasoning_content || delta.reasoning)) ttftMs = performance.now() - phaseStart - sentAt;
+        if (data.usage) completionTokens = data.usage.completion_tokens;
+      }
+    }
+    return { ...base, endedAt: performance.now() - phaseStart, status: 200, ttftMs, completionTokens, ...(broken && { broken }) };
+  } catch (error) {
+    return { ...base, endedAt: performance.now() - phaseStart, status: 0, broken: (error as Error).message, ttftMs: -1, completionTokens: 0 };
+  }
+}
+
+/** Poisson arrivals at `perSecond` for `seconds`; resolves when every request has ended. */
+async function openLoop(baseUrl: string, perSecond: number, seconds: number, next: () => number, systems: readonly string[]): Promise<SpikeOutcome[]> {
+  const phaseStart = performance.now();
+  const pending: Promise<SpikeOutcome>[] = [];
+  let due = 0;
+  while (due < seconds * 1000) {
+    const wait = due - (performance.now() - phaseStart);
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    pending.push(spikeChat(baseUrl, spikeRequest(next, systems), phaseStart));
+    due += (-Math.log(1 - next()) * 1000) / perSecond;
+  }
+  return Promise.all(pending);
+}
+
+interface SpikeSummary {
+  readonly policy: string;
+  readonly capacityPerSecond: number;
+  readonly capacityTokensPerSecond: number;
+  readonly unloadedInteractiveP99: number;
+  readonly spikeInteractiveP99: number;
+  readonly spikeInteractiveP50: number;
+  readonly goodputPerSecond: number;
+  readonly goodputTokensPerSecond: number;
+  readonly sent: number;
+  readonly completed: Record<Priority, number>;
+  readonly rejected: Record<string, number>;
+  readonly lost: number;
+  readonly firstLost?: string;
+}
+
+/**
+ * Trace c on a fresh mesh: the capacity (closed loop of `--spike-concurrency` clients,
+ * admission's cap), then an unloaded phase at a quarter of it (interactive TTFT
+ * baseline), then a spike to three times it. Goodput counts requests that completed
+ * within the spike window.
+ */
+async function spikeRun(policy: string): Promise<SpikeSummary> {
+  const cap = Number(values["spike-concurrency"]);
+  const seconds = Number(values["spike-seconds"]);
+  const next = random(Number(values.seed) + 2_000);
+  const systems = Array.from({ length: 16 }, (_, index) => `Assistant ${index}. ${text(next, between(next, 500, 2_000))}`);
+  const mesh = await startMesh(policy, ["--max-concurrency", String(cap), "--max-queue", String(cap * 8)]);
+  try {
+    // Capacity: `cap` clients back to back, the cache warm from the first round.
+    const capacityStart = performance.now();
+    const capacityOutcomes: SpikeOutcome[] = [];
+    await Promise.all(
+      Array.from({ length: cap }, async () => {
+        while (performance.now() - capacityStart < seconds * 1000) capacityOutcomes.push(await spikeChat(mesh.baseUrl, spikeRequest(next, systems), capacityStart));
+      }),
+    );
+    const measured = capacityOutcomes.filter((outcome) => outcome.status === 200 && !outcome.broken && outcome.endedAt > (seconds * 1000) / 3 && outcome.endedAt <= seconds * 1000);
+    const window = ((seconds * 2) / 3) * 1000;
+    const capacityPerSecond = (measured.length * 1000) / window;
+    const capacityTokensPerSecond = (sum(measured.map((outcome) => outcome.completionTokens)) * 1000) / window;
+
+    const unloaded = await openLoop(mesh.baseUrl, capacityPerSecond / 4, seconds / 2, next, systems);
+    const spike = await openLoop(mesh.baseUrl, capacityPerSecond * 3, seconds, next, systems);
+    const interactiveTtft = (outcomes: readonly SpikeOutcome[]) =>
+      outcomes.filter((outcome) => outcome.priority === "interactive" && outcome.status === 200 && outcome.ttftMs >= 0).map((outcome) => outcome.ttftMs);
+    const inWindow = spike.filter((outcome) => outcome.status === 200 && !outcome.broken && outcome.endedAt <= seconds * 1000);
+    const rejected: Record<string, number> = {};
+    const completed: Record<Priority, number> = { interactive: 0, standard: 0, batch: 0 };
+    let lost = 0;
+    let firstLost: string | undefined;
+    for (const outcome of [...unloaded, ...spike]) {
+      if (outcome.status === 200 && !outcome.broken) completed[outcome.priority] += 1;
+      else if (outcome.status === 429 || outcome.status === 503) rejected[`${outcome.priority} ${outcome.status}`] = (rejected[`${outcome.priority} ${outcome.status}`] ?? 0) + 1;
+      else {
+        lost += 1;
+        firstLost ??= `${outcome.status} ${outcome.broken ?? ""}`;
+      }
+    }
+    return {
+      policy,
+      capacityPerSecond,
+      capacityTokensPerSecond,
+      unloadedInteractiveP99: percentile(interactiveTtft(unloaded), 99),
+      spikeInteractiveP99: percentile(interactiveTtft(spike), 99),
+      spikeInteractiveP50: percentile(interactiveTtft(spike), 50),
+      goodputPerSecond: (inWindow.length * 1000) / (seconds * 1000),
+      goodputTokensPerSecond: (sum(inWindow.map((outcome) => outcome.completionTokens)) * 1000) / (seconds * 1000),
+      sent: unloaded.length + spike.length,
+      completed,
+      rejected,
+      lost,
+      ...(firstLost && { firstLost }),
+    };
+  } finally {
+    await mesh.stop();
+  }
+}
+
+function printSpike(summaries: readonly SpikeSummary[]): void {
+  console.log(`\ntrace c: ${workers} sim workers (h100-gpt-oss-20b, time scale ${timeScale}), admission cap ${values["spike-concurrency"]}, spike to 3× the measured capacity for ${values["spike-seconds"]} s`);
+  console.log("| policy | capacity req/s | goodput req/s (share) | capacity tok/s | goodput tok/s (share) | interactive TTFT p99 unloaded | spike p50 / p99 (× unloaded p99) | completed i/s/b | rejected | lost |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  for (const s of summaries) {
+    console.log(
+      `| ${s.policy} | ${s.capacityPerSecond.toFixed(1)} | ${s.goodputPerSecond.toFixed(1)} (${((100 * s.goodputPerSecond) / s.capacityPerSecond).toFixed(0)} %) | ` +
+        `${s.capacityTokensPerSecond.toFixed(0)} | ${s.goodputTokensPerSecond.toFixed(0)} (${((100 * s.goodputTokensPerSecond) / s.capacityTokensPerSecond).toFixed(0)} %) | ` +
+        `${s.unloadedInteractiveP99.toFixed(0)} ms | ${s.spikeInteractiveP50.toFixed(0)} / ${s.spikeInteractiveP99.toFixed(0)} ms (${(s.spikeInteractiveP99 / s.unloadedInteractiveP99).toFixed(2)}×) | ` +
+        `${s.completed.interactive}/${s.completed.standard}/${s.completed.batch} | ${Object.entries(s.rejected).map(([key, count]) => `${key}: ${count}`).join(", ") || "none"} | ${s.lost}${s.firstLost ? ` (${s.firstLost})` : ""} |`,
     );
   }
 }
 
 const traces: Record<string, (seed: number) => Session[]> = { a: sharedPromptTrace, b: documentTrace };
 for (const trace of values.traces.split(",")) {
+  if (trace === "c") {
+    const summaries: SpikeSummary[] = [];
+    for (const policy of values.policies.split(",")) {
+      summaries.push(await spikeRun(policy));
+      console.error(`trace c, ${policy}: done`);
+    }
+    printSpike(summaries);
+    continue;
+  }
   const build = traces[trace];
-  if (!build) throw new Error(`unknown trace ${trace}; known: ${Object.keys(traces).join(", ")}`);
+  if (!build) throw new Error(`unknown trace ${trace}; known: ${Object.keys(traces).join(", ")}, c`);
   const sessions = build(Number(values.seed));
   const summaries: Summary[] = [];
   for (const policy of values.policies.split(",")) {

@@ -53,6 +53,8 @@ function buildFleet(size: number) {
     policy: "score",
     weights: { queue: 2, kv: 1, prefix: 3, session: 2, health: 1, context: 0.5 },
     affinitySaturation: 0.8,
+    affinityImbalance: 1.5,
+    affinitySlack: 8,
     minHealth: 0.7,
     longPromptTokens: 8_000,
     candidates: 3,

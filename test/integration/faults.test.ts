@@ -8,7 +8,7 @@ import test, { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { createChannel, createClient } from "nice-grpc";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
-import { startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
+import { metricSum, metricValue, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
 
 const workers = 3;
 let mesh: TestMesh;
@@ -26,15 +26,6 @@ before(async () => {
 after(async () => {
   await mesh?.stop();
 });
-
-/** The sum of every sample of a Prometheus metric (all label sets). */
-async function metricSum(url: string, name: string): Promise<number> {
-  const text = await (await fetch(url)).text();
-  return text
-    .split("\n")
-    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
-}
 
 /** Opens a long streamed chat and resolves once its first chunk arrived; `rest` is the remaining body. */
 async function startLongStream(content: string): Promise<{ rest: Promise<string> }> {
@@ -81,7 +72,7 @@ async function finishedPerWorker(): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   for (let index = 0; index < workers; index += 1) {
     const url = `http://127.0.0.1:${mesh.ports.workerMetricsBase + index}/metrics`;
-    counts.set(`worker-${index}`, await metricSum(url, 'infermesh_worker_generations_total{outcome="finished"').catch(() => 0));
+    counts.set(`worker-${index}`, (await metricValue(url, 'infermesh_worker_generations_total{outcome="finished"').catch(() => undefined)) ?? 0);
   }
   return counts;
 }
@@ -134,6 +125,7 @@ test("a drained worker finishes its answer and takes no new work", async () => {
   for (let index = 0; index < 12; index += 1) assert.equal(await shortChat(), 200);
   const after = await finishedPerWorker();
   assert.equal(after.get(drained)! - before.get(drained)!, 0, "nothing new reached the drained worker");
+  assert.equal([...after.values()].reduce((sum, count) => sum + count, 0) - [...before.values()].reduce((sum, count) => sum + count, 0), 12, "the others served all 12");
 
   const body = await rest;
   assert.doesNotMatch(body, /"error"/);

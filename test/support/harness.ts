@@ -130,6 +130,8 @@ export async function startTestMesh(options: {
   admissionArgs?: string[];
   routerArgs?: string[];
   workerArgs?: string[];
+  /** Extra flags for worker i alone. */
+  workerArgsOf?: (index: number) => string[];
   gatewayArgs?: string[];
   /** Workers to start (ports workerBase + i); 1 unless given. */
   workers?: number;
@@ -176,6 +178,7 @@ export async function startTestMesh(options: {
     workerArgs: ["--test-model-size", "tiny", "--gpu", "cpu", "--context-tokens", "2048", ...(options.workerArgs ?? [])],
     admissionArgs: options.admissionArgs,
     routerArgs: options.routerArgs,
+    workerArgsOf: options.workerArgsOf,
     gatewayArgs: options.gatewayArgs,
   }).map((child) => ({ ...child, env: { ...child.env, ...otel, INFERMESH_WORKER_LOG_LEVEL: "debug" } }));
   supervisor.start(children);

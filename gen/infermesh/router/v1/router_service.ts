@@ -230,6 +230,48 @@ export interface DrainWorkerResponse {
   worker: WorkerStatus | undefined;
 }
 
+/** SplitTarget is one model version of a split and its share. */
+export interface SplitTarget {
+  /** The model id that serves this share. */
+  model: string;
+  /** Relative weight; the share is weight over the sum of the split's weights. */
+  weight: number;
+}
+
+/** TrafficSplit divides the requests for one model among versions. */
+export interface TrafficSplit {
+  /** The model id requests ask for (after the gateway resolved aliases). */
+  model: string;
+  /**
+   * The versions, in a fixed order: each takes the next slice of the session-hash
+   * range, so keep the order between updates and a session moves only one way as the
+   * weights ramp. A target with no serving worker passes its share to the others.
+   */
+  targets: SplitTarget[];
+}
+
+/** SetTrafficSplitRequest sets (or, with no targets, removes) one model's split. */
+export interface SetTrafficSplitRequest {
+  /** The split. */
+  split: TrafficSplit | undefined;
+}
+
+/** SetTrafficSplitResponse is every split now in force. */
+export interface SetTrafficSplitResponse {
+  /** The splits, by model. */
+  splits: TrafficSplit[];
+}
+
+/** ListTrafficSplitsRequest has no parameters yet. */
+export interface ListTrafficSplitsRequest {
+}
+
+/** ListTrafficSplitsResponse is every split in force. */
+export interface ListTrafficSplitsResponse {
+  /** The splits, by model. */
+  splits: TrafficSplit[];
+}
+
 function createBasePickRequest(): PickRequest {
   return {
     requestId: "",
@@ -2247,6 +2289,435 @@ export const DrainWorkerResponse: MessageFns<DrainWorkerResponse> = {
   },
 };
 
+function createBaseSplitTarget(): SplitTarget {
+  return { model: "", weight: 0 };
+}
+
+export const SplitTarget: MessageFns<SplitTarget> = {
+  encode(message: SplitTarget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(16).uint32(message.weight);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SplitTarget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSplitTarget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.weight = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SplitTarget {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+    };
+  },
+
+  toJSON(message: SplitTarget): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.weight !== 0) {
+      obj.weight = Math.round(message.weight);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SplitTarget>): SplitTarget {
+    return SplitTarget.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SplitTarget>): SplitTarget {
+    const message = createBaseSplitTarget();
+    message.model = object.model ?? "";
+    message.weight = object.weight ?? 0;
+    return message;
+  },
+};
+
+function createBaseTrafficSplit(): TrafficSplit {
+  return { model: "", targets: [] };
+}
+
+export const TrafficSplit: MessageFns<TrafficSplit> = {
+  encode(message: TrafficSplit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    for (const v of message.targets) {
+      SplitTarget.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrafficSplit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrafficSplit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.targets.push(SplitTarget.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrafficSplit {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => SplitTarget.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: TrafficSplit): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.targets?.length) {
+      obj.targets = message.targets.map((e) => SplitTarget.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TrafficSplit>): TrafficSplit {
+    return TrafficSplit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TrafficSplit>): TrafficSplit {
+    const message = createBaseTrafficSplit();
+    message.model = object.model ?? "";
+    message.targets = object.targets?.map((e) => SplitTarget.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSetTrafficSplitRequest(): SetTrafficSplitRequest {
+  return { split: undefined };
+}
+
+export const SetTrafficSplitRequest: MessageFns<SetTrafficSplitRequest> = {
+  encode(message: SetTrafficSplitRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.split !== undefined) {
+      TrafficSplit.encode(message.split, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetTrafficSplitRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetTrafficSplitRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.split = TrafficSplit.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetTrafficSplitRequest {
+    return { split: isSet(object.split) ? TrafficSplit.fromJSON(object.split) : undefined };
+  },
+
+  toJSON(message: SetTrafficSplitRequest): unknown {
+    const obj: any = {};
+    if (message.split !== undefined) {
+      obj.split = TrafficSplit.toJSON(message.split);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetTrafficSplitRequest>): SetTrafficSplitRequest {
+    return SetTrafficSplitRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetTrafficSplitRequest>): SetTrafficSplitRequest {
+    const message = createBaseSetTrafficSplitRequest();
+    message.split = (object.split !== undefined && object.split !== null)
+      ? TrafficSplit.fromPartial(object.split)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSetTrafficSplitResponse(): SetTrafficSplitResponse {
+  return { splits: [] };
+}
+
+export const SetTrafficSplitResponse: MessageFns<SetTrafficSplitResponse> = {
+  encode(message: SetTrafficSplitResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.splits) {
+      TrafficSplit.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetTrafficSplitResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetTrafficSplitResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.splits.push(TrafficSplit.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetTrafficSplitResponse {
+    return {
+      splits: globalThis.Array.isArray(object?.splits) ? object.splits.map((e: any) => TrafficSplit.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SetTrafficSplitResponse): unknown {
+    const obj: any = {};
+    if (message.splits?.length) {
+      obj.splits = message.splits.map((e) => TrafficSplit.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetTrafficSplitResponse>): SetTrafficSplitResponse {
+    return SetTrafficSplitResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetTrafficSplitResponse>): SetTrafficSplitResponse {
+    const message = createBaseSetTrafficSplitResponse();
+    message.splits = object.splits?.map((e) => TrafficSplit.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListTrafficSplitsRequest(): ListTrafficSplitsRequest {
+  return {};
+}
+
+export const ListTrafficSplitsRequest: MessageFns<ListTrafficSplitsRequest> = {
+  encode(_: ListTrafficSplitsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTrafficSplitsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTrafficSplitsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListTrafficSplitsRequest {
+    return {};
+  },
+
+  toJSON(_: ListTrafficSplitsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTrafficSplitsRequest>): ListTrafficSplitsRequest {
+    return ListTrafficSplitsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListTrafficSplitsRequest>): ListTrafficSplitsRequest {
+    const message = createBaseListTrafficSplitsRequest();
+    return message;
+  },
+};
+
+function createBaseListTrafficSplitsResponse(): ListTrafficSplitsResponse {
+  return { splits: [] };
+}
+
+export const ListTrafficSplitsResponse: MessageFns<ListTrafficSplitsResponse> = {
+  encode(message: ListTrafficSplitsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.splits) {
+      TrafficSplit.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTrafficSplitsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTrafficSplitsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.splits.push(TrafficSplit.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTrafficSplitsResponse {
+    return {
+      splits: globalThis.Array.isArray(object?.splits) ? object.splits.map((e: any) => TrafficSplit.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListTrafficSplitsResponse): unknown {
+    const obj: any = {};
+    if (message.splits?.length) {
+      obj.splits = message.splits.map((e) => TrafficSplit.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTrafficSplitsResponse>): ListTrafficSplitsResponse {
+    return ListTrafficSplitsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListTrafficSplitsResponse>): ListTrafficSplitsResponse {
+    const message = createBaseListTrafficSplitsResponse();
+    message.splits = object.splits?.map((e) => TrafficSplit.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** RouterService picks workers. Workers join the fleet through Connect. */
 export type RouterServiceDefinition = typeof RouterServiceDefinition;
 export const RouterServiceDefinition = {
@@ -2305,6 +2776,29 @@ export const RouterServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * SetTrafficSplit sends a share of a model's traffic to other model versions (a
+     * canary: 10 %, then 50 %, then 100 %). A session keeps its version while the
+     * weights ramp one way. Empty targets remove the split. INVALID_ARGUMENT for a
+     * split without positive weight, a repeated target or an empty model. Idempotent.
+     */
+    setTrafficSplit: {
+      name: "SetTrafficSplit",
+      requestType: SetTrafficSplitRequest as typeof SetTrafficSplitRequest,
+      requestStream: false,
+      responseType: SetTrafficSplitResponse as typeof SetTrafficSplitResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** ListTrafficSplits returns every split in force. Idempotent. */
+    listTrafficSplits: {
+      name: "ListTrafficSplits",
+      requestType: ListTrafficSplitsRequest as typeof ListTrafficSplitsRequest,
+      requestStream: false,
+      responseType: ListTrafficSplitsResponse as typeof ListTrafficSplitsResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -2342,6 +2836,21 @@ export interface RouterServiceImplementation<CallContextExt = {}> {
     request: DrainWorkerRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<DrainWorkerResponse>>;
+  /**
+   * SetTrafficSplit sends a share of a model's traffic to other model versions (a
+   * canary: 10 %, then 50 %, then 100 %). A session keeps its version while the
+   * weights ramp one way. Empty targets remove the split. INVALID_ARGUMENT for a
+   * split without positive weight, a repeated target or an empty model. Idempotent.
+   */
+  setTrafficSplit(
+    request: SetTrafficSplitRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<SetTrafficSplitResponse>>;
+  /** ListTrafficSplits returns every split in force. Idempotent. */
+  listTrafficSplits(
+    request: ListTrafficSplitsRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<ListTrafficSplitsResponse>>;
 }
 
 export interface RouterServiceClient<CallOptionsExt = {}> {
@@ -2378,6 +2887,21 @@ export interface RouterServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<DrainWorkerRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<DrainWorkerResponse>;
+  /**
+   * SetTrafficSplit sends a share of a model's traffic to other model versions (a
+   * canary: 10 %, then 50 %, then 100 %). A session keeps its version while the
+   * weights ramp one way. Empty targets remove the split. INVALID_ARGUMENT for a
+   * split without positive weight, a repeated target or an empty model. Idempotent.
+   */
+  setTrafficSplit(
+    request: DeepPartial<SetTrafficSplitRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<SetTrafficSplitResponse>;
+  /** ListTrafficSplits returns every split in force. Idempotent. */
+  listTrafficSplits(
+    request: DeepPartial<ListTrafficSplitsRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<ListTrafficSplitsResponse>;
 }
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
