@@ -203,7 +203,8 @@ export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequ
     const output = new OutputReport(slot);
     try {
       let firstText = true;
-      for await (const event of generate(deps.clients, work, pick, signal)) {
+      // The worker tracks the KV a session leaves behind, for memory-guard's evictions.
+      for await (const event of generate(deps.clients, { ...work, sessionId: request.sessionId }, pick, signal)) {
         if (event.$case === "delta") {
           output.add(event.value.tokenCount);
           if (firstText) {

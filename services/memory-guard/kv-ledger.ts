@@ -15,6 +15,10 @@ export interface KvUsage {
   readonly idleSequences: number;
   /** Prompt plus output bound of every running generation. */
   readonly reservedTokens: number;
+  /** Idle sessions holding KV on the device, least recently used first (the oldest few). */
+  readonly idleSessions?: readonly { readonly sessionId: string; readonly kvTokens: number; readonly idleMs: number }[];
+  /** Sessions holding KV on the device, running or idle. */
+  readonly residentSessions?: number;
 }
 
 interface DeviceAccount extends KvUsage {
@@ -60,6 +64,26 @@ export class KvLedger {
 
   totalTokens(workerId: string): number {
     return this.devices.get(workerId)?.totalTokens ?? 0;
+  }
+
+  /** Sessions holding KV on the device, as its worker last reported. */
+  residentSessions(workerId: string): number {
+    return this.devices.get(workerId)?.residentSessions ?? 0;
+  }
+
+  /**
+   * The idle sessions to evict to free `tokens` cells, least recently used first; fewer
+   * (or none) when the device's idle sessions do not hold that much.
+   */
+  sessionsToEvict(workerId: string, tokens: number): string[] {
+    const chosen: string[] = [];
+    let freed = 0;
+    for (const session of this.devices.get(workerId)?.idleSessions ?? []) {
+      if (freed >= tokens) break;
+      chosen.push(session.sessionId);
+      freed += session.kvTokens;
+    }
+    return chosen;
   }
 
   /** Cells to free to get the device back below the warn threshold (to NORMAL). */

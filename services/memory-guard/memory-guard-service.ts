@@ -29,7 +29,19 @@ export function createMemoryGuardService(
     help: "EvictIdle commands sent to workers",
     registers: [deps.registry],
   });
+  const sessionEvictions = new Counter({
+    name: "infermesh_memory_session_evictions_total",
+    help: "Idle sessions whose KV memory-guard asked their worker to evict, least recently used first",
+    labelNames: ["worker_id"] as const,
+    registers: [deps.registry],
+  });
   const labels = ["worker_id", "device"] as const;
+  const sessionsGauge = new Gauge({
+    name: "infermesh_memory_resident_sessions",
+    help: "Sessions holding KV per device, as its worker reports",
+    labelNames: labels,
+    registers: [deps.registry],
+  });
   const usedGauge = new Gauge({ name: "infermesh_memory_kv_used_tokens", help: "KV cells in use per device", labelNames: labels, registers: [deps.registry] });
   const totalGauge = new Gauge({ name: "infermesh_memory_kv_total_tokens", help: "KV cells per device", labelNames: labels, registers: [deps.registry] });
   const levelGauge = new Gauge({
@@ -42,8 +54,10 @@ export function createMemoryGuardService(
     usedGauge.reset();
     totalGauge.reset();
     levelGauge.reset();
+    sessionsGauge.reset();
     for (const device of ledger.snapshot().devices) {
       const deviceLabels = { worker_id: device.workerId, device: device.device };
+      sessionsGauge.set(deviceLabels, ledger.residentSessions(device.workerId));
       usedGauge.set(deviceLabels, device.kvUsedTokens);
       totalGauge.set(deviceLabels, device.kvTotalTokens);
       levelGauge.set(deviceLabels, device.level);
@@ -73,17 +87,29 @@ export function createMemoryGuardService(
             totalTokens: report.kvTotalTokens,
             idleSequences: report.idleSequences,
             reservedTokens: report.kvReservedTokens,
+            idleSessions: report.idleSessions,
+            residentSessions: report.residentSessions,
           });
           const level = ledger.levelOf(workerId);
           if (level !== lastLevel) {
             lastLevel = level;
             commands.push({ event: { $case: "pressureChanged", value: { level } } });
           }
+          // Under warn: the least recently used idle sessions go first; an engine that
+          // cannot name its sessions frees idle sequences instead.
           const excess = ledger.excessOverWarn(workerId);
-          if (excess > 0 && report.idleSequences > 0 && Date.now() - evictAskedAt > 1_000) {
-            evictAskedAt = Date.now();
-            evictions.inc();
-            commands.push({ event: { $case: "evictIdle", value: { targetFreeTokens: excess } } });
+          if (excess > 0 && Date.now() - evictAskedAt > 1_000) {
+            const sessions = ledger.sessionsToEvict(workerId, excess);
+            if (sessions.length > 0) {
+              evictAskedAt = Date.now();
+              sessionEvictions.inc({ worker_id: workerId }, sessions.length);
+              commands.push({ event: { $case: "evictSessions", value: { sessionIds: sessions } } });
+              logger.info({ worker_id: workerId, excess, sessions: sessions.length }, "asked the worker to evict idle sessions");
+            } else if (report.idleSequences > 0) {
+              evictAskedAt = Date.now();
+              evictions.inc();
+              commands.push({ event: { $case: "evictIdle", value: { targetFreeTokens: excess } } });
+            }
           }
         }
       };

@@ -21,7 +21,7 @@ function registration(workerId: string, models = ["m1"], state = SERVING): Regis
 }
 
 function load(state = SERVING, runningRequests = 0): LoadReport {
-  return { runningRequests, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, state };
+  return { runningRequests, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, recentFailureRatio: 0, state };
 }
 
 function setup(staleAfterMs = 5_000) {

@@ -60,6 +60,7 @@ export class Fleet {
         tokensPerSecond: 0,
         prefixCacheQueries: 0,
         prefixCacheHits: 0,
+        recentFailureRatio: 0,
         state: registration.state,
       },
       lastReportAtMs: this.clock.now(),
@@ -110,13 +111,15 @@ export class Fleet {
   /**
    * How far the router trusts a member, in [0,1]: 1 while its reports are fresh,
    * falling to 0.5 as the last one nears staleness; memory pressure at warn takes a
-   * fifth off. The router avoids members below 0.7.
+   * fifth off; and it is scaled by the share of its recent generations that succeeded
+   * (a worker failing a third of them is avoided). The router avoids members below 0.7.
    */
   health(member: FleetMember, now = this.clock.now()): number {
     const { freshReportMs, staleAfterMs } = this.timing;
     const age = now - member.lastReportAtMs;
     const freshness = age <= freshReportMs ? 1 : Math.max(0.5, 1 - (0.5 * (age - freshReportMs)) / Math.max(1, staleAfterMs - freshReportMs));
-    return member.pressure === PressureLevel.PRESSURE_LEVEL_WARN ? freshness * 0.8 : freshness;
+    const succeeding = 1 - Math.min(1, Math.max(0, member.load.recentFailureRatio));
+    return (member.pressure === PressureLevel.PRESSURE_LEVEL_WARN ? freshness * 0.8 : freshness) * succeeding;
   }
 
   /** The member now serves exactly `models`. */

@@ -32,6 +32,7 @@ interface WorkerSpec {
   kvUsed?: number;
   kvTotal?: number;
   tensorParallel?: number;
+  failureRatio?: number;
 }
 
 function setup(workers: WorkerSpec[], config: Partial<PickerConfig> = {}, random: () => number = Math.random) {
@@ -67,6 +68,7 @@ function loadOf(spec: Omit<WorkerSpec, "id">): LoadReport {
     tokensPerSecond: 0,
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
+    recentFailureRatio: spec.failureRatio ?? 0,
     state: SERVING,
   };
 }
@@ -171,6 +173,15 @@ test("sticky until saturated relative to the fleet: a worker far above the other
   const result = picker.pick(query({ text }));
   assert.notEqual(result.placements[0]!.member.registration.workerId, "hot");
   assert.equal(result.placements.find((placement) => placement.member.registration.workerId === "hot")?.scores.prefix ?? 0, 0);
+});
+
+test("a worker failing a third of its generations is avoided while a healthy one can serve", () => {
+  const { picker, setLoad } = setup([{ id: "failing", failureRatio: 0.35 }, { id: "busy", running: 6 }]);
+  assert.equal(firstId(picker, query()), "busy", "health 0.65 is below 0.7");
+  setLoad("failing", { failureRatio: 0.1 });
+  const result = picker.pick(query());
+  assert.equal(result.placements[0]!.member.registration.workerId, "failing", "0.9 is healthy enough, and it is idle");
+  assert.equal(result.placements[0]!.scores.health, 0.9);
 });
 
 test("a session's next turn goes back to its worker while that worker has room", () => {

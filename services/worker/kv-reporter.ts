@@ -7,10 +7,14 @@ import { Throttle } from "../common/throttle.js";
 import type { EngineHost } from "./engine-host.js";
 import type { KvReservations } from "./kv-reservations.js";
 
+/** Idle sessions a report lists at most, oldest first: enough for memory-guard to pick what to evict. */
+const reportedIdleSessions = 64;
+
 /**
  * Streams the engine's KV usage and the running generations' reservations to
  * memory-guard (on change, at most every `minIntervalMs`, and at least every
- * `maxIntervalMs`) and carries out its eviction commands. Reconnects with backoff.
+ * `maxIntervalMs`), with the sessions it keeps KV for, and carries out memory-guard's
+ * eviction commands. Reconnects with backoff.
  */
 export function keepReportingKv(options: {
   client: Client<typeof MemoryGuardServiceDefinition>;
@@ -32,6 +36,7 @@ export function keepReportingKv(options: {
       const report = () => {
         const load = runtime.engine?.load();
         if (!load || !runtime.engine) return;
+        const sessions = runtime.engine.residentSessions?.();
         outgoing.push({
           event: {
             $case: "kvReport",
@@ -42,6 +47,12 @@ export function keepReportingKv(options: {
               kvTotalTokens: load.kvTotalTokens,
               idleSequences: load.idleSequences,
               kvReservedTokens: options.reservations.reservedTokens,
+              idleSessions: (sessions?.idle ?? []).slice(0, reportedIdleSessions).map((session) => ({
+                sessionId: session.sessionId,
+                kvTokens: session.kvTokens,
+                idleMs: Math.max(0, Math.round(session.idleMs)),
+              })),
+              residentSessions: sessions?.count ?? 0,
             },
           },
         });
@@ -54,6 +65,10 @@ export function keepReportingKv(options: {
           if (command.event?.$case === "evictIdle" && runtime.engine) {
             const freed = await runtime.engine.evictIdle(command.event.value.targetFreeTokens);
             logger.info({ asked: command.event.value.targetFreeTokens, freed }, "evicted idle sequences for memory-guard");
+          } else if (command.event?.$case === "evictSessions" && runtime.engine?.evictSessions) {
+            const { sessionIds } = command.event.value;
+            const freed = await runtime.engine.evictSessions(sessionIds);
+            logger.info({ sessions: sessionIds.length, freed }, "evicted idle sessions for memory-guard");
           }
         }
       } finally {

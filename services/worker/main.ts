@@ -10,6 +10,7 @@ import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
 import { loadWorkerConfig } from "./config.js";
 import { loadEngine } from "./engine-loader.js";
+import { FailureWindow } from "./failure-window.js";
 import { KvReservations } from "./kv-reservations.js";
 import { keepReportingKv } from "./kv-reporter.js";
 import { keepRegistered } from "./membership.js";
@@ -35,11 +36,12 @@ try {
     ? createGrpcClient(MemoryGuardServiceDefinition, openChannel(config.memoryGuardAddress), 2_000)
     : undefined;
   const reservations = new KvReservations();
+  const failures = new FailureWindow();
   const grpc = await startGrpcServer({
     address: config.listen,
     serviceNames: [WorkerServiceDefinition.fullName],
     logger: log,
-    addServices: (server) => server.add(WorkerServiceDefinition, createWorkerService({ workerId, runtime, reservations, registry, logger: log })),
+    addServices: (server) => server.add(WorkerServiceDefinition, createWorkerService({ workerId, runtime, reservations, failures, registry, logger: log })),
   });
   // Health says NOT_SERVING until a model has loaded, and follows the serving state
   // through whatever an admin loads or unloads.
@@ -88,6 +90,7 @@ try {
       signal: lifetime.signal,
       minReportIntervalMs: config.reportMinIntervalMs,
       tensorParallelSize: config.tensorParallelSize,
+      failureRatio: () => failures.ratio(),
     });
     if (memoryGuard) {
       void keepReportingKv({

@@ -24,6 +24,8 @@ export function keepRegistered(options: {
   minReportIntervalMs: number;
   /** GPUs the model is split across; see the worker's `tensorParallelSize`. */
   tensorParallelSize: number;
+  /** Recent generations' failure ratio, reported with the load. */
+  failureRatio: () => number;
 }): Promise<void> {
   const { runtime, logger } = options;
   let throttle: Throttle | undefined;
@@ -50,6 +52,7 @@ export function keepRegistered(options: {
       prefixCacheQueries: load?.prefixCacheQueries ?? 0,
       prefixCacheHits: load?.prefixCacheHits ?? 0,
       state: runtime.state,
+      recentFailureRatio: options.failureRatio(),
     };
   };
 

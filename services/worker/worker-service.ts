@@ -12,12 +12,15 @@ import type { Logger } from "../common/logger.js";
 import { coalesceDeltas, mergeChoices } from "./choices.js";
 import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
 import type { EngineHost } from "./engine-host.js";
+import type { FailureWindow } from "./failure-window.js";
 import type { KvReservations } from "./kv-reservations.js";
 
 export interface WorkerServiceDeps {
   readonly workerId: string;
   readonly runtime: EngineHost;
   readonly reservations: KvReservations;
+  /** Where generations' outcomes go, for the health the router sees. */
+  readonly failures: FailureWindow;
   readonly registry: Registry;
   readonly logger: Logger;
 }
@@ -103,6 +106,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
               tools: request.tools,
               toolChoice: request.toolChoice,
               reasoningEffort: request.reasoningEffort,
+              sessionId: request.sessionId,
             },
             cancel.signal,
           )
@@ -121,6 +125,9 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         await closeAll();
         generations.inc({ outcome: "rejected" });
         const error = refused.reason;
+        // The engine's own faults count against its health; a bad request or a cancel does not.
+        const enginesFault = !isAbortError(error) && (!(error instanceof EngineError) || error.kind === "internal" || error.kind === "unavailable");
+        if (enginesFault) deps.failures.record(true);
         if (error instanceof EngineError || isAbortError(error)) throw asServerError(error);
         logger.error({ err: error, request_id: request.requestId }, "generation failed to start");
         throw new ServerError(Status.INTERNAL, "the engine failed to start the generation");
@@ -129,6 +136,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       const started = starts[0]!.value;
       if (starts.some((first) => first.done || first.value.kind !== "started") || started.kind !== "started") {
         await closeAll();
+        deps.failures.record(true);
         throw new ServerError(Status.INTERNAL, "the engine did not start");
       }
       // Every choice holds the prompt and its own output in KV.
@@ -184,6 +192,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       } finally {
         // A caller that cancels stops reading before any terminal event.
         generations.inc({ outcome: outcome ?? "cancelled" });
+        if (outcome !== undefined && outcome !== "cancelled") deps.failures.record(outcome === "failed");
         release();
         await closeAll();
       }

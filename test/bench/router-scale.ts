@@ -81,6 +81,7 @@ function buildFleet(size: number) {
       tokensPerSecond: 0,
       prefixCacheQueries: 0,
       prefixCacheHits: 0,
+      recentFailureRatio: 0,
       state: ServingState.SERVING_STATE_SERVING,
     });
     members.push(member);

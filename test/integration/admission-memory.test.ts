@@ -84,7 +84,7 @@ async function reportUsed(usedTokens: number, wait = true): Promise<void> {
   reports.push({
     event: {
       $case: "kvReport",
-      value: { workerId: "w0", device: "cuda:0", kvUsedTokens: usedTokens, kvTotalTokens: fleetTokens, idleSequences: 0, kvReservedTokens: 0 },
+      value: { workerId: "w0", device: "cuda:0", kvUsedTokens: usedTokens, kvTotalTokens: fleetTokens, idleSequences: 0, kvReservedTokens: 0, idleSessions: [], residentSessions: 0 },
     },
   });
   if (!wait) return;

@@ -23,6 +23,8 @@ export interface GenerationInput {
   readonly tools: readonly Tool[];
   /** "auto" (or ""), "none", "required", or one tool's name. */
   readonly toolChoice: string;
+  /** The caller's session, "" for none: the engine tracks the KV it leaves behind (residentSessions). */
+  readonly sessionId?: string;
   readonly reasoningEffort: ReasoningEffort;
 }
 
@@ -85,6 +87,14 @@ export interface Embeddings {
   readonly promptTokens: number;
 }
 
+/** The sessions whose KV an engine keeps. */
+export interface SessionResidency {
+  /** Sessions with KV on the device, running or idle. */
+  readonly count: number;
+  /** Idle ones, least recently used first: what evicting each would free, and for how long it has been idle. */
+  readonly idle: readonly { readonly sessionId: string; readonly kvTokens: number; readonly idleMs: number }[];
+}
+
 /** A failure the worker maps to a gRPC status; `kind` is a closed set. */
 export class EngineError extends Error {
   override readonly name = "EngineError";
@@ -138,5 +148,9 @@ export interface Engine {
   onKvEvent(listener: (event: KvBlockEvent) => void): void;
   /** Every prefix block held now, for a router that just (re)connected; absent when the engine cannot tell. */
   heldBlocks?(): readonly number[];
+  /** Sessions whose KV the engine keeps; absent when it cannot tell (an upstream server). */
+  residentSessions?(): SessionResidency;
+  /** Drops the KV of these sessions where nothing runs on them; returns cells freed. */
+  evictSessions?(sessionIds: readonly string[]): Promise<number>;
   close(): Promise<void>;
 }

@@ -41,6 +41,23 @@ export interface KvReport {
    * kv_used_tokens, so work just started counts before its tokens exist.
    */
   kvReservedTokens: number;
+  /**
+   * Sessions whose KV the device keeps while nothing runs on them, least recently used
+   * first; at most the 64 oldest (memory-guard evicts from the front).
+   */
+  idleSessions: ResidentSession[];
+  /** All sessions with KV on the device, running or idle. */
+  residentSessions: number;
+}
+
+/** ResidentSession is one session's KV kept on a device. */
+export interface ResidentSession {
+  /** The session id (the OpenAI `user`). */
+  sessionId: string;
+  /** KV cells that evicting it would free (what it shares with others stays). */
+  kvTokens: number;
+  /** Milliseconds since its last request ended. */
+  idleMs: number;
 }
 
 /** ReportResponse is one message from memory-guard to a worker. */
@@ -53,7 +70,16 @@ export interface ReportResponse {
     | //
     /** Evict idle sequences until this many KV cells are free. */
     { $case: "evictIdle"; value: EvictIdle }
+    | //
+    /** Evict these idle sessions' KV (least recently used first). */
+    { $case: "evictSessions"; value: EvictSessions }
     | undefined;
+}
+
+/** EvictSessions names idle sessions whose KV the worker should drop. */
+export interface EvictSessions {
+  /** The sessions, least recently used first. */
+  sessionIds: string[];
 }
 
 /** PressureChanged tells a worker its device's level. */
@@ -179,7 +205,16 @@ export const ReportRequest: MessageFns<ReportRequest> = {
 };
 
 function createBaseKvReport(): KvReport {
-  return { workerId: "", device: "", kvUsedTokens: 0, kvTotalTokens: 0, idleSequences: 0, kvReservedTokens: 0 };
+  return {
+    workerId: "",
+    device: "",
+    kvUsedTokens: 0,
+    kvTotalTokens: 0,
+    idleSequences: 0,
+    kvReservedTokens: 0,
+    idleSessions: [],
+    residentSessions: 0,
+  };
 }
 
 export const KvReport: MessageFns<KvReport> = {
@@ -201,6 +236,12 @@ export const KvReport: MessageFns<KvReport> = {
     }
     if (message.kvReservedTokens !== 0) {
       writer.uint32(48).uint64(message.kvReservedTokens);
+    }
+    for (const v of message.idleSessions) {
+      ResidentSession.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.residentSessions !== 0) {
+      writer.uint32(64).uint32(message.residentSessions);
     }
     return writer;
   },
@@ -266,6 +307,22 @@ export const KvReport: MessageFns<KvReport> = {
             message.kvReservedTokens = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.idleSessions.push(ResidentSession.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.residentSessions = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -306,6 +363,16 @@ export const KvReport: MessageFns<KvReport> = {
         : isSet(object.kv_reserved_tokens)
         ? globalThis.Number(object.kv_reserved_tokens)
         : 0,
+      idleSessions: globalThis.Array.isArray(object?.idleSessions)
+        ? object.idleSessions.map((e: any) => ResidentSession.fromJSON(e))
+        : globalThis.Array.isArray(object?.idle_sessions)
+        ? object.idle_sessions.map((e: any) => ResidentSession.fromJSON(e))
+        : [],
+      residentSessions: isSet(object.residentSessions)
+        ? globalThis.Number(object.residentSessions)
+        : isSet(object.resident_sessions)
+        ? globalThis.Number(object.resident_sessions)
+        : 0,
     };
   },
 
@@ -329,6 +396,12 @@ export const KvReport: MessageFns<KvReport> = {
     if (message.kvReservedTokens !== 0) {
       obj.kvReservedTokens = Math.round(message.kvReservedTokens);
     }
+    if (message.idleSessions?.length) {
+      obj.idleSessions = message.idleSessions.map((e) => ResidentSession.toJSON(e));
+    }
+    if (message.residentSessions !== 0) {
+      obj.residentSessions = Math.round(message.residentSessions);
+    }
     return obj;
   },
 
@@ -343,6 +416,121 @@ export const KvReport: MessageFns<KvReport> = {
     message.kvTotalTokens = object.kvTotalTokens ?? 0;
     message.idleSequences = object.idleSequences ?? 0;
     message.kvReservedTokens = object.kvReservedTokens ?? 0;
+    message.idleSessions = object.idleSessions?.map((e) => ResidentSession.fromPartial(e)) || [];
+    message.residentSessions = object.residentSessions ?? 0;
+    return message;
+  },
+};
+
+function createBaseResidentSession(): ResidentSession {
+  return { sessionId: "", kvTokens: 0, idleMs: 0 };
+}
+
+export const ResidentSession: MessageFns<ResidentSession> = {
+  encode(message: ResidentSession, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.kvTokens !== 0) {
+      writer.uint32(16).uint64(message.kvTokens);
+    }
+    if (message.idleMs !== 0) {
+      writer.uint32(24).uint64(message.idleMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResidentSession {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResidentSession();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kvTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.idleMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResidentSession {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      kvTokens: isSet(object.kvTokens)
+        ? globalThis.Number(object.kvTokens)
+        : isSet(object.kv_tokens)
+        ? globalThis.Number(object.kv_tokens)
+        : 0,
+      idleMs: isSet(object.idleMs)
+        ? globalThis.Number(object.idleMs)
+        : isSet(object.idle_ms)
+        ? globalThis.Number(object.idle_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ResidentSession): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.kvTokens !== 0) {
+      obj.kvTokens = Math.round(message.kvTokens);
+    }
+    if (message.idleMs !== 0) {
+      obj.idleMs = Math.round(message.idleMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResidentSession>): ResidentSession {
+    return ResidentSession.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResidentSession>): ResidentSession {
+    const message = createBaseResidentSession();
+    message.sessionId = object.sessionId ?? "";
+    message.kvTokens = object.kvTokens ?? 0;
+    message.idleMs = object.idleMs ?? 0;
     return message;
   },
 };
@@ -359,6 +547,9 @@ export const ReportResponse: MessageFns<ReportResponse> = {
         break;
       case "evictIdle":
         EvictIdle.encode(message.event.value, writer.uint32(18).fork()).join();
+        break;
+      case "evictSessions":
+        EvictSessions.encode(message.event.value, writer.uint32(26).fork()).join();
         break;
     }
     return writer;
@@ -393,6 +584,14 @@ export const ReportResponse: MessageFns<ReportResponse> = {
             message.event = { $case: "evictIdle", value: EvictIdle.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = { $case: "evictSessions", value: EvictSessions.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -415,6 +614,10 @@ export const ReportResponse: MessageFns<ReportResponse> = {
         ? { $case: "evictIdle", value: EvictIdle.fromJSON(object.evictIdle) }
         : isSet(object.evict_idle)
         ? { $case: "evictIdle", value: EvictIdle.fromJSON(object.evict_idle) }
+        : isSet(object.evictSessions)
+        ? { $case: "evictSessions", value: EvictSessions.fromJSON(object.evictSessions) }
+        : isSet(object.evict_sessions)
+        ? { $case: "evictSessions", value: EvictSessions.fromJSON(object.evict_sessions) }
         : undefined,
     };
   },
@@ -425,6 +628,8 @@ export const ReportResponse: MessageFns<ReportResponse> = {
       obj.pressureChanged = PressureChanged.toJSON(message.event.value);
     } else if (message.event?.$case === "evictIdle") {
       obj.evictIdle = EvictIdle.toJSON(message.event.value);
+    } else if (message.event?.$case === "evictSessions") {
+      obj.evictSessions = EvictSessions.toJSON(message.event.value);
     }
     return obj;
   },
@@ -447,7 +652,86 @@ export const ReportResponse: MessageFns<ReportResponse> = {
         }
         break;
       }
+      case "evictSessions": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "evictSessions", value: EvictSessions.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseEvictSessions(): EvictSessions {
+  return { sessionIds: [] };
+}
+
+export const EvictSessions: MessageFns<EvictSessions> = {
+  encode(message: EvictSessions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sessionIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvictSessions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvictSessions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EvictSessions {
+    return {
+      sessionIds: globalThis.Array.isArray(object?.sessionIds)
+        ? object.sessionIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.session_ids)
+        ? object.session_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: EvictSessions): unknown {
+    const obj: any = {};
+    if (message.sessionIds?.length) {
+      obj.sessionIds = message.sessionIds;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EvictSessions>): EvictSessions {
+    return EvictSessions.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EvictSessions>): EvictSessions {
+    const message = createBaseEvictSessions();
+    message.sessionIds = object.sessionIds?.map((e) => e) || [];
     return message;
   },
 };

@@ -161,6 +161,12 @@ export interface LoadReport {
   prefixCacheQueries: number;
   /** Of those, tokens found cached (vLLM's prefix_cache_hits). */
   prefixCacheHits: number;
+  /**
+   * Share of the generations that ended in the last minute that failed for the
+   * engine's sake (not bad requests, not cancellations), 0 to 1. The router's health
+   * score falls with it, and a worker below 0.7 is avoided.
+   */
+  recentFailureRatio: number;
 }
 
 /** ConnectResponse is one message from the router to a worker. */
@@ -1414,6 +1420,7 @@ function createBaseLoadReport(): LoadReport {
     state: 0,
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
+    recentFailureRatio: 0,
   };
 }
 
@@ -1442,6 +1449,9 @@ export const LoadReport: MessageFns<LoadReport> = {
     }
     if (message.prefixCacheHits !== 0) {
       writer.uint32(64).uint64(message.prefixCacheHits);
+    }
+    if (message.recentFailureRatio !== 0) {
+      writer.uint32(73).double(message.recentFailureRatio);
     }
     return writer;
   },
@@ -1523,6 +1533,14 @@ export const LoadReport: MessageFns<LoadReport> = {
             message.prefixCacheHits = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.recentFailureRatio = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1573,6 +1591,11 @@ export const LoadReport: MessageFns<LoadReport> = {
         : isSet(object.prefix_cache_hits)
         ? globalThis.Number(object.prefix_cache_hits)
         : 0,
+      recentFailureRatio: isSet(object.recentFailureRatio)
+        ? globalThis.Number(object.recentFailureRatio)
+        : isSet(object.recent_failure_ratio)
+        ? globalThis.Number(object.recent_failure_ratio)
+        : 0,
     };
   },
 
@@ -1602,6 +1625,9 @@ export const LoadReport: MessageFns<LoadReport> = {
     if (message.prefixCacheHits !== 0) {
       obj.prefixCacheHits = Math.round(message.prefixCacheHits);
     }
+    if (message.recentFailureRatio !== 0) {
+      obj.recentFailureRatio = floatToJson(message.recentFailureRatio);
+    }
     return obj;
   },
 
@@ -1618,6 +1644,7 @@ export const LoadReport: MessageFns<LoadReport> = {
     message.state = object.state ?? 0;
     message.prefixCacheQueries = object.prefixCacheQueries ?? 0;
     message.prefixCacheHits = object.prefixCacheHits ?? 0;
+    message.recentFailureRatio = object.recentFailureRatio ?? 0;
     return message;
   },
 };

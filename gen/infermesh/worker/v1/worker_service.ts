@@ -77,6 +77,12 @@ export interface GenerateRequest {
   toolChoice: string;
   /** How much a reasoning model thinks. */
   reasoningEffort: ReasoningEffort;
+  /**
+   * The caller's session (the OpenAI `user`); may be empty. The engine remembers which
+   * of its cached KV belongs to the session, reports it to memory-guard while idle,
+   * and evicts it when memory-guard asks.
+   */
+  sessionId: string;
 }
 
 /** GenerateResponse is one event of a generation. */
@@ -529,6 +535,7 @@ function createBaseGenerateRequest(): GenerateRequest {
     tools: [],
     toolChoice: "",
     reasoningEffort: 0,
+    sessionId: "",
   };
 }
 
@@ -557,6 +564,9 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     }
     if (message.reasoningEffort !== 0) {
       writer.uint32(64).int32(message.reasoningEffort);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(74).string(message.sessionId);
     }
     return writer;
   },
@@ -638,6 +648,14 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
             message.reasoningEffort = reader.int32() as any;
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -674,6 +692,11 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
         : isSet(object.reasoning_effort)
         ? reasoningEffortFromJSON(object.reasoning_effort)
         : 0,
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
     };
   },
 
@@ -703,6 +726,9 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     if (message.reasoningEffort !== 0) {
       obj.reasoningEffort = reasoningEffortToJSON(message.reasoningEffort);
     }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
     return obj;
   },
 
@@ -721,6 +747,7 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     message.tools = object.tools?.map((e) => Tool.fromPartial(e)) || [];
     message.toolChoice = object.toolChoice ?? "";
     message.reasoningEffort = object.reasoningEffort ?? 0;
+    message.sessionId = object.sessionId ?? "";
     return message;
   },
 };

@@ -230,3 +230,19 @@ test("prefix blocks are announced when stored and when evicted", async () => {
   const evicted = new Set(kvEvents.flatMap((event) => event.evicted));
   for (const hash of stored) assert.ok(evicted.has(hash));
 });
+
+test("a session's sequence is reported idle, least recently used first, and evicting it clears that sequence only", async () => {
+  await engine.evictIdle(Number.MAX_SAFE_INTEGER);
+  // Raw prompts that share no prefix, so each session keeps a sequence of its own.
+  await run(input({ prompt: "Alpha particles are", sessionId: "alice", sampling: { maxTokens: 4 } }));
+  await run(input({ prompt: "Zebras in the wild", sessionId: "bob", sampling: { maxTokens: 4 } }));
+  const resident = engine.residentSessions();
+  assert.equal(resident.count, 2);
+  assert.deepEqual(resident.idle.map((session) => session.sessionId), ["alice", "bob"]);
+  assert.ok(resident.idle.every((session) => session.kvTokens > 0));
+  const freed = await engine.evictSessions(["alice"]);
+  assert.equal(freed, resident.idle[0]!.kvTokens);
+  assert.deepEqual(engine.residentSessions().idle.map((session) => session.sessionId), ["bob"]);
+  await engine.evictIdle(Number.MAX_SAFE_INTEGER);
+  assert.equal(engine.residentSessions().count, 0);
+});

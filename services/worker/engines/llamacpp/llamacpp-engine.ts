@@ -35,6 +35,7 @@ import {
   type GenerationEvent,
   type GenerationInput,
   type KvBlockEvent,
+  type SessionResidency,
 } from "../engine.js";
 import { queuedSequenceIds, sequenceOrderedStrategy } from "./batch-strategy.js";
 import { forcingFunctionCall, requiresToolCall, toChatHistory, toFunctions } from "./chat-history.js";
@@ -132,7 +133,7 @@ export class LlamaCppEngine implements Engine {
     created = context;
     const sequences: PooledSequence[] = [];
     for (let index = 0; index < options.sequences; index += 1) {
-      sequences.push({ sequence: context.getSequence(), busy: false, lastUsedAtMs: 0, promptTokens: 0 });
+      sequences.push({ sequence: context.getSequence(), busy: false, lastUsedAtMs: 0, promptTokens: 0, sessionId: "" });
     }
     pool = new SequencePool(sequences);
     const modelInfo: ModelInfo = {
@@ -245,8 +246,37 @@ export class LlamaCppEngine implements Engine {
       if (held === 0) continue;
       await pooled.sequence.clearHistory();
       pooled.promptTokens = 0;
+      pooled.sessionId = "";
       this.emitKv(this.held.set(pooled, []));
       freed += held;
+    }
+    this.changed();
+    return freed;
+  }
+
+  /** One session per sequence: the sessions of sequences holding KV, and the idle ones least recently used first. */
+  residentSessions(): SessionResidency {
+    const now = performance.now();
+    const holding = (pooled: PooledSequence) => pooled.sessionId !== "" && pooled.sequence.contextTokens.length > 0;
+    return {
+      count: this.pool.sequences.filter(holding).length,
+      idle: this.pool
+        .idle()
+        .filter(holding)
+        .map((pooled) => ({ sessionId: pooled.sessionId, kvTokens: pooled.sequence.contextTokens.length, idleMs: now - pooled.lastUsedAtMs })),
+    };
+  }
+
+  async evictSessions(sessionIds: readonly string[]): Promise<number> {
+    const evict = new Set(sessionIds);
+    let freed = 0;
+    for (const pooled of this.pool.idle()) {
+      if (!evict.has(pooled.sessionId)) continue;
+      freed += pooled.sequence.contextTokens.length;
+      await pooled.sequence.clearHistory();
+      pooled.promptTokens = 0;
+      pooled.sessionId = "";
+      this.emitKv(this.held.set(pooled, []));
     }
     this.changed();
     return freed;
@@ -255,6 +285,7 @@ export class LlamaCppEngine implements Engine {
   async *generate(input: GenerationInput, signal: AbortSignal): AsyncIterable<GenerationEvent> {
     const plan = await this.plan(input);
     const pooled = await this.pool.acquire((candidate) => reuseScore(candidate, plan.promptTokens), signal);
+    pooled.sessionId = input.sessionId ?? "";
     this.changed();
     // Stops decoding when the caller cancels or stops reading; the sequence goes back
     // to the pool only after decoding on it has ended.

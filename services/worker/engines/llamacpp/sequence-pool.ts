@@ -7,6 +7,8 @@ export interface PooledSequence {
   lastUsedAtMs: number;
   /** Length of the prompt it last ran: the part of its cache worth keeping for others. */
   promptTokens: number;
+  /** The session of the generation it last ran ("" for none): whose KV it keeps. */
+  sessionId: string;
 }
 
 /**

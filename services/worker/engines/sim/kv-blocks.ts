@@ -126,6 +126,37 @@ export class KvBlocks {
     return evicted;
   }
 
+  /**
+   * Blocks at the end of the chain `hashes` that no one else needs: idle, and continued
+   * by no cached block but the next one of the chain. Evicting `hashes` frees these.
+   */
+  exclusiveTail(hashes: readonly number[]): number {
+    let tail = 0;
+    for (let index = hashes.length - 1; index >= 0; index -= 1) {
+      const block = this.cached.get(hashes[index]!);
+      if (!block || block.refs > 0 || block.children > (tail > 0 ? 1 : 0)) break;
+      tail += 1;
+    }
+    return tail;
+  }
+
+  /** Evicts the exclusive tail of the chain `hashes` (a session's own KV); returns the blocks freed. */
+  evictChain(hashes: readonly number[]): number {
+    let evicted = 0;
+    for (let index = hashes.length - 1; index >= 0; index -= 1) {
+      const block = this.cached.get(hashes[index]!);
+      if (!block || block.refs > 0 || block.children > 0) break;
+      this.evict(block);
+      evicted += 1;
+    }
+    return evicted;
+  }
+
+  /** Whether the block `hash` is cached. */
+  holds(hash: number): boolean {
+    return this.cached.has(hash);
+  }
+
   /** Hashes stored and evicted since the last call, or undefined when none. */
   takeEvents(): KvBlockEvent | undefined {
     if (this.stored.size === 0 && this.evicted.size === 0) return undefined;
@@ -136,7 +167,11 @@ export class KvBlocks {
   }
 
   private evictOldest(): void {
-    const block = this.idle.values().next().value!;
+    this.evict(this.idle.values().next().value!);
+  }
+
+  /** Drops an idle block. */
+  private evict(block: CachedBlock): void {
     this.changeEnd(block, () => {
       this.idle.delete(block.hash);
       this.cached.delete(block.hash);

@@ -17,6 +17,8 @@ export interface SequencePlan {
   /** For a chat: the hashes of the conversation with this answer appended, which the next turn will share. */
   readonly continuation: ((answer: string) => number[]) | undefined;
   readonly maxTokens: number;
+  /** The caller's session ("" for none), whose KV the scheduler tracks. */
+  readonly sessionId: string;
   readonly writer: OutputWriter;
   readonly stops: StopStrings;
   readonly logprobs: boolean;
@@ -62,6 +64,9 @@ export class Sequence {
   }
 }
 
+/** Sessions tracked at most: the least recently used beyond it are forgotten (their KV stays, evictable by LRU). */
+const maxTrackedSessions = 100_000;
+
 interface PlannedStep {
   readonly endsAt: number;
   readonly prefill: readonly (readonly [Sequence, number])[];
@@ -93,6 +98,8 @@ export class Scheduler {
   private prefixCacheHits = 0;
   private readonly throughput: { atMs: number; tokens: number }[] = [];
   private tokensThisWake = 0;
+  /** Sessions whose last generation left KV behind, least recently used first: the blocks it held, and when it ended. */
+  private readonly sessions = new Map<string, { hashes: readonly number[]; endedAt: number }>();
 
   constructor(
     private readonly options: SimOptions,
@@ -156,6 +163,44 @@ export class Scheduler {
   /** Evicts idle prefix blocks, least recently used first, until `tokens` are freed or none are idle. */
   evictIdle(tokens: number): number {
     const freed = this.kv.evictIdle(Math.ceil(tokens / blockTokens)) * blockTokens;
+    this.publishKv();
+    if (freed > 0) this.notify.loadChanged();
+    return freed;
+  }
+
+  /**
+   * Sessions whose KV may still be here (`count`, pruned as their blocks go), and the
+   * idle ones, least recently used first, with the blocks only they hold: at most `limit`.
+   */
+  residentSessions(limit: number): { count: number; idle: { sessionId: string; kvTokens: number; idleMs: number }[] } {
+    const busy = new Set<string>();
+    for (const sequence of [...this.running, ...this.waiting]) if (sequence.plan.sessionId !== "") busy.add(sequence.plan.sessionId);
+    const now = this.clock.now();
+    const idle: { sessionId: string; kvTokens: number; idleMs: number }[] = [];
+    for (const [sessionId, session] of this.sessions) {
+      if (idle.length >= limit) break;
+      if (session.hashes.length === 0 || !this.kv.holds(session.hashes[0]!)) {
+        this.sessions.delete(sessionId);
+        continue;
+      }
+      if (busy.has(sessionId)) continue;
+      const tail = this.kv.exclusiveTail(session.hashes);
+      if (tail > 0) idle.push({ sessionId, kvTokens: tail * blockTokens, idleMs: now - session.endedAt });
+    }
+    return { count: this.sessions.size, idle };
+  }
+
+  /** Drops the KV only these idle sessions hold (a shared prefix stays); returns the tokens freed. */
+  evictSessions(sessionIds: readonly string[]): number {
+    const busy = new Set<string>();
+    for (const sequence of [...this.running, ...this.waiting]) busy.add(sequence.plan.sessionId);
+    let freed = 0;
+    for (const sessionId of sessionIds) {
+      const session = this.sessions.get(sessionId);
+      if (!session || busy.has(sessionId)) continue;
+      freed += this.kv.evictChain(session.hashes) * blockTokens;
+      this.sessions.delete(sessionId);
+    }
     this.publishKv();
     if (freed > 0) this.notify.loadChanged();
     return freed;
@@ -354,6 +399,12 @@ export class Scheduler {
         sequence.shared.push(this.kv.store(hashes[index]!, hashes[index - 1]));
         sequence.privateBlocks -= 1;
       }
+    }
+    if (plan.sessionId !== "" && sequence.shared.length > 0) {
+      // Its KV stays cached after it: the session's, until evicted.
+      this.sessions.delete(plan.sessionId);
+      this.sessions.set(plan.sessionId, { hashes: sequence.shared.map((block) => block.hash), endedAt: this.clock.now() });
+      if (this.sessions.size > maxTrackedSessions) this.sessions.delete(this.sessions.keys().next().value!);
     }
     this.releaseKv(sequence);
     sequence.state = "done";

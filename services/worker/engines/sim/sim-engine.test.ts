@@ -484,3 +484,27 @@ test("close() ends running generations CANCELLED, fails queued ones and refuses 
   assert.ok(queued.error instanceof EngineError && queued.error.kind === "unavailable");
   await assert.rejects(collect(engine, input(model, "c")), (error: unknown) => error instanceof EngineError && error.kind === "unavailable");
 });
+
+test("sessions' KV is tracked: idle sessions least recently used first, and evicting one frees only what it alone holds", async () => {
+  const { engine, model, clock } = setup({ timeScale: 0 });
+  const system = { role: "system", content: "s".repeat(640) }; // 10 shared blocks
+  const turn = (sessionId: string, question: string) => collect(engine, input(model, [system, { role: "user", content: question }], {}, { sessionId }));
+  await turn("alice", "a".repeat(320));
+  clock.advance(1_000);
+  await turn("bob", "b".repeat(320));
+  await collect(engine, input(model, [system, { role: "user", content: "c".repeat(320) }])); // no session
+
+  const resident = engine.residentSessions();
+  assert.equal(resident.count, 2);
+  assert.deepEqual(resident.idle.map((session) => session.sessionId), ["alice", "bob"], "least recently used first");
+  const [alice, bob] = resident.idle;
+  assert.ok(alice!.idleMs >= 1_000 && bob!.idleMs < alice!.idleMs);
+  // Each holds its question and answer beyond the shared system prompt, not the prompt itself.
+  assert.ok(alice!.kvTokens > 0 && alice!.kvTokens < 10 * 16 + 20 * 16, `alice holds ${alice!.kvTokens}`);
+
+  assert.equal(await engine.evictSessions(["alice", "nobody"]), alice!.kvTokens);
+  assert.deepEqual(engine.residentSessions().idle.map((session) => session.sessionId), ["bob"]);
+  const cachedOf = async (sessionId: string, question: string) => (startOf(await turn(sessionId, question)) as { cachedTokens: number }).cachedTokens;
+  assert.equal(await cachedOf("carol", "a".repeat(320)), 160, "the shared system prompt (10 blocks) is still cached; alice's own blocks are not");
+  assert.ok((await cachedOf("dave", "b".repeat(320))) > 160, "bob's blocks stay");
+});

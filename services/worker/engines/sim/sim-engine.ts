@@ -9,6 +9,7 @@ import {
   type GenerationEvent,
   type GenerationInput,
   type KvBlockEvent,
+  type SessionResidency,
 } from "../engine.js";
 import { StopStrings } from "../stop-strings.js";
 import { Scheduler, type SequencePlan } from "./scheduler.js";
@@ -119,6 +120,14 @@ export class SimEngine implements Engine {
     return { vectors, promptTokens };
   }
 
+  residentSessions(): SessionResidency {
+    return this.scheduler.residentSessions(64);
+  }
+
+  async evictSessions(sessionIds: readonly string[]): Promise<number> {
+    return this.scheduler.evictSessions(sessionIds);
+  }
+
   async evictIdle(tokens: number): Promise<number> {
     return this.scheduler.evictIdle(tokens);
   }
@@ -154,6 +163,7 @@ export class SimEngine implements Engine {
       promptHashes: blockHashes(canonical),
       continuation: input.prompt === undefined ? (text) => blockHashes(canonicalPrompt({ messages: [...messages, { role: "assistant", content: text }] })) : undefined,
       maxTokens: Math.min(sampling.maxTokens ?? this.options.defaultMaxTokens, contextTokens - promptTokens),
+      sessionId: input.sessionId ?? "",
       writer: new OutputWriter(random, this.reasoningTokens(input.reasoningEffort), answer, sampling.logprobs ? sampling.topLogprobs : undefined),
       stops: new StopStrings(sampling.stop),
       logprobs: sampling.logprobs,
