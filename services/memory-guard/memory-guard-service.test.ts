@@ -36,9 +36,11 @@ test("under warn, memory-guard asks the worker to evict its least recently used 
   const { send, commands, registry, stop } = setup();
   send({ kvUsedTokens: 5_000, residentSessions: 3, idleSessions: [session("old", 400, 9_000), session("mid", 400, 5_000)] });
   assert.deepEqual((await commands.next()).value, { event: { $case: "pressureChanged", value: { level: 1 } } });
-  // 9,000 of 10,000 in use: 8,499 is the most NORMAL allows, so 501 must go: two sessions of 400.
+  // 9,000 of 10,000 in use: the worker learns it is at warn, and only then lists its idle sessions.
+  send({ kvUsedTokens: 9_000, residentSessions: 4 });
+  assert.deepEqual((await commands.next()).value, { event: { $case: "pressureChanged", value: { level: 2 } } });
+  // 8,499 is the most NORMAL allows, so 501 must go: two sessions of 400.
   send({ kvUsedTokens: 9_000, residentSessions: 4, idleSessions: [session("old", 400, 9_000), session("mid", 400, 5_000), session("new", 400, 10)] });
-  assert.equal((await commands.next()).value.event.$case, "pressureChanged");
   assert.deepEqual((await commands.next()).value, { event: { $case: "evictSessions", value: { sessionIds: ["old", "mid"] } } });
   const metrics = await registry.metrics();
   assert.match(metrics, /infermesh_memory_session_evictions_total\{worker_id="w0"\} 2/);

@@ -94,6 +94,8 @@ export function createMemoryGuardService(
           if (level !== lastLevel) {
             lastLevel = level;
             commands.push({ event: { $case: "pressureChanged", value: { level } } });
+            // A worker lists its idle sessions only once it knows it is at warn: its next report.
+            if (report.residentSessions > 0) continue;
           }
           // Under warn: the least recently used idle sessions go first; an engine that
           // cannot name its sessions frees idle sequences instead.

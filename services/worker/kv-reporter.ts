@@ -1,5 +1,6 @@
 import type { Client } from "nice-grpc";
 import { pushable } from "it-pushable";
+import { PressureLevel } from "../../gen/infermesh/common/v1/common.js";
 import type { MemoryGuardServiceDefinition, ReportRequest } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
@@ -7,7 +8,7 @@ import { Throttle } from "../common/throttle.js";
 import type { EngineHost } from "./engine-host.js";
 import type { KvReservations } from "./kv-reservations.js";
 
-/** Idle sessions a report lists at most, oldest first: enough for memory-guard to pick what to evict. */
+/** Idle sessions a report lists at most (at warn), oldest first: enough for memory-guard to pick what to evict. */
 const reportedIdleSessions = 64;
 
 /**
@@ -33,10 +34,13 @@ export function keepReportingKv(options: {
   return keepConnected(
     async (signal) => {
       const outgoing = pushable<ReportRequest>({ objectMode: true });
+      let level = PressureLevel.PRESSURE_LEVEL_NORMAL;
       const report = () => {
         const load = runtime.engine?.load();
         if (!load || !runtime.engine) return;
-        const sessions = runtime.engine.residentSessions?.();
+        // Idle sessions only while the device is at warn or above: memory-guard needs them
+        // only then, and a fleet's reports stay small the rest of the time.
+        const sessions = runtime.engine.residentSessions?.(level >= PressureLevel.PRESSURE_LEVEL_WARN ? reportedIdleSessions : 0);
         outgoing.push({
           event: {
             $case: "kvReport",
@@ -47,7 +51,7 @@ export function keepReportingKv(options: {
               kvTotalTokens: load.kvTotalTokens,
               idleSequences: load.idleSequences,
               kvReservedTokens: options.reservations.reservedTokens,
-              idleSessions: (sessions?.idle ?? []).slice(0, reportedIdleSessions).map((session) => ({
+              idleSessions: (sessions?.idle ?? []).map((session) => ({
                 sessionId: session.sessionId,
                 kvTokens: session.kvTokens,
                 idleMs: Math.max(0, Math.round(session.idleMs)),
@@ -62,7 +66,11 @@ export function keepReportingKv(options: {
       const timer = setInterval(() => throttle?.flush(), options.maxIntervalMs ?? 1_000);
       try {
         for await (const command of options.client.report(outgoing, { signal })) {
-          if (command.event?.$case === "evictIdle" && runtime.engine) {
+          if (command.event?.$case === "pressureChanged") {
+            // At warn the next report lists the idle sessions memory-guard may evict: send it now.
+            level = command.event.value.level;
+            throttle?.flush();
+          } else if (command.event?.$case === "evictIdle" && runtime.engine) {
             const freed = await runtime.engine.evictIdle(command.event.value.targetFreeTokens);
             logger.info({ asked: command.event.value.targetFreeTokens, freed }, "evicted idle sequences for memory-guard");
           } else if (command.event?.$case === "evictSessions" && runtime.engine?.evictSessions) {

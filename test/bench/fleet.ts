@@ -152,6 +152,32 @@ class Oracle {
   }
 }
 
+/** The fields of an OpenAI chat chunk the bench reads. */
+interface ChatChunk {
+  readonly error?: unknown;
+  readonly choices?: { readonly delta?: { content?: string; reasoning_content?: string; reasoning?: string } }[];
+  readonly usage?: { prompt_tokens: number; completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } };
+}
+
+/** The JSON of each `data:` event of an OpenAI chat stream, up to `[DONE]`. */
+async function* chunksOf(body: AsyncIterable<Uint8Array>): AsyncGenerator<ChatChunk> {
+  let buffered = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of body) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let end: number;
+    while ((end = buffered.indexOf("\n\n")) >= 0) {
+      const event = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      if (event.startsWith("data: ") && event !== "data: [DONE]") yield JSON.parse(event.slice(6));
+    }
+  }
+}
+
+/** Whether a chunk's delta carries a token: answer or reasoning text. */
+const carriesToken = (delta: NonNullable<ChatChunk["choices"]>[number]["delta"]) =>
+  Boolean(delta?.content || delta?.reasoning_content || delta?.reasoning);
+
 /** One streamed chat: time to the first token, the answer and the usage. */
 async function chat(baseUrl: string, sessionId: string, messages: readonly Message[]): Promise<Omit<Outcome, "oracleCachedTokens">> {
   const begin = performance.now();
@@ -171,23 +197,13 @@ async function chat(baseUrl: string, sessionId: string, messages: readonly Messa
   if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
   let ttftMs = -1;
   let answer = "";
-  let usage: { prompt_tokens: number; completion_tokens: number; prompt_tokens_details?: { cached_tokens?: number } } | undefined;
-  let buffered = "";
-  const decoder = new TextDecoder();
-  for await (const chunk of response.body) {
-    buffered += decoder.decode(chunk as Uint8Array, { stream: true });
-    let end: number;
-    while ((end = buffered.indexOf("\n\n")) >= 0) {
-      const event = buffered.slice(0, end);
-      buffered = buffered.slice(end + 2);
-      if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
-      const data = JSON.parse(event.slice(6));
-      if (data.error) throw new Error(JSON.stringify(data.error));
-      const delta = data.choices?.[0]?.delta;
-      if (delta && ttftMs < 0 && (delta.content || delta.reasoning_content || delta.reasoning)) ttftMs = performance.now() - begin;
-      if (typeof delta?.content === "string") answer += delta.content;
-      if (data.usage) usage = data.usage;
-    }
+  let usage: ChatChunk["usage"];
+  for await (const data of chunksOf(response.body)) {
+    if (data.error) throw new Error(JSON.stringify(data.error));
+    const delta = data.choices?.[0]?.delta;
+    if (ttftMs < 0 && carriesToken(delta)) ttftMs = performance.now() - begin;
+    if (typeof delta?.content === "string") answer += delta.content;
+    if (data.usage) usage = data.usage;
   }
   if (!usage) throw new Error("the stream ended without usage");
   return {
@@ -369,21 +385,10 @@ async function spikeChat(baseUrl: string, request: ReturnType<typeof spikeReques
     let ttftMs = -1;
     let completionTokens = 0;
     let broken: string | undefined;
-    let buffered = "";
-    const decoder = new TextDecoder();
-    for await (const chunk of response.body!) {
-      buffered += decoder.decode(chunk as Uint8Array, { stream: true });
-      let end: number;
-      while ((end = buffered.indexOf("\n\n")) >= 0) {
-        const event = buffered.slice(0, end);
-        buffered = buffered.slice(end + 2);
-        if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
-        const data = JSON.parse(event.slice(6));
-        if (data.error) broken = JSON.stringify(data.error);
-        const delta = data.choices?.[0]?.delta;
-        if (delta && ttftMs < 0 && (delta.content || delta.reasoning_content || delta.reasoning)) ttftMs = performance.now() - phaseStart - sentAt;
-        if (data.usage) completionTokens = data.usage.completion_tokens;
-      }
+    for await (const data of chunksOf(response.body!)) {
+      if (data.error) broken = JSON.stringify(data.error);
+      if (ttftMs < 0 && carriesToken(data.choices?.[0]?.delta)) ttftMs = performance.now() - phaseStart - sentAt;
+      if (data.usage) completionTokens = data.usage.completion_tokens;
     }
     return { ...base, endedAt: performance.now() - phaseStart, status: 200, ttftMs, completionTokens, ...(broken && { broken }) };
   } catch (error) {

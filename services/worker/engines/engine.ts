@@ -148,8 +148,8 @@ export interface Engine {
   onKvEvent(listener: (event: KvBlockEvent) => void): void;
   /** Every prefix block held now, for a router that just (re)connected; absent when the engine cannot tell. */
   heldBlocks?(): readonly number[];
-  /** Sessions whose KV the engine keeps; absent when it cannot tell (an upstream server). */
-  residentSessions?(): SessionResidency;
+  /** Sessions whose KV the engine keeps, with at most `idleLimit` idle ones listed; absent when it cannot tell (an upstream server). */
+  residentSessions?(idleLimit: number): SessionResidency;
   /** Drops the KV of these sessions where nothing runs on them; returns cells freed. */
   evictSessions?(sessionIds: readonly string[]): Promise<number>;
   close(): Promise<void>;

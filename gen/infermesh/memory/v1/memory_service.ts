@@ -43,7 +43,8 @@ export interface KvReport {
   kvReservedTokens: number;
   /**
    * Sessions whose KV the device keeps while nothing runs on them, least recently used
-   * first; at most the 64 oldest (memory-guard evicts from the front).
+   * first; at most the 64 oldest (memory-guard evicts from the front). Listed only while
+   * memory-guard has told the worker its device is at WARN or above, when it may evict.
    */
   idleSessions: ResidentSession[];
   /** All sessions with KV on the device, running or idle. */

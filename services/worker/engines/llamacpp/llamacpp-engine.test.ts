@@ -236,13 +236,13 @@ test("a session's sequence is reported idle, least recently used first, and evic
   // Raw prompts that share no prefix, so each session keeps a sequence of its own.
   await run(input({ prompt: "Alpha particles are", sessionId: "alice", sampling: { maxTokens: 4 } }));
   await run(input({ prompt: "Zebras in the wild", sessionId: "bob", sampling: { maxTokens: 4 } }));
-  const resident = engine.residentSessions();
+  const resident = engine.residentSessions(64);
   assert.equal(resident.count, 2);
   assert.deepEqual(resident.idle.map((session) => session.sessionId), ["alice", "bob"]);
   assert.ok(resident.idle.every((session) => session.kvTokens > 0));
   const freed = await engine.evictSessions(["alice"]);
   assert.equal(freed, resident.idle[0]!.kvTokens);
-  assert.deepEqual(engine.residentSessions().idle.map((session) => session.sessionId), ["bob"]);
+  assert.deepEqual(engine.residentSessions(64).idle.map((session) => session.sessionId), ["bob"]);
   await engine.evictIdle(Number.MAX_SAFE_INTEGER);
-  assert.equal(engine.residentSessions().count, 0);
+  assert.equal(engine.residentSessions(64).count, 0);
 });

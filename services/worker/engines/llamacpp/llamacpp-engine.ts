@@ -255,7 +255,7 @@ export class LlamaCppEngine implements Engine {
   }
 
   /** One session per sequence: the sessions of sequences holding KV, and the idle ones least recently used first. */
-  residentSessions(): SessionResidency {
+  residentSessions(idleLimit: number): SessionResidency {
     const now = performance.now();
     const holding = (pooled: PooledSequence) => pooled.sessionId !== "" && pooled.sequence.contextTokens.length > 0;
     return {
@@ -263,6 +263,7 @@ export class LlamaCppEngine implements Engine {
       idle: this.pool
         .idle()
         .filter(holding)
+        .slice(0, idleLimit)
         .map((pooled) => ({ sessionId: pooled.sessionId, kvTokens: pooled.sequence.contextTokens.length, idleMs: now - pooled.lastUsedAtMs })),
     };
   }

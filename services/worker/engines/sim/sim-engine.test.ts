@@ -494,7 +494,7 @@ test("sessions' KV is tracked: idle sessions least recently used first, and evic
   await turn("bob", "b".repeat(320));
   await collect(engine, input(model, [system, { role: "user", content: "c".repeat(320) }])); // no session
 
-  const resident = engine.residentSessions();
+  const resident = engine.residentSessions(64);
   assert.equal(resident.count, 2);
   assert.deepEqual(resident.idle.map((session) => session.sessionId), ["alice", "bob"], "least recently used first");
   const [alice, bob] = resident.idle;
@@ -502,8 +502,9 @@ test("sessions' KV is tracked: idle sessions least recently used first, and evic
   // Each holds its question and answer beyond the shared system prompt, not the prompt itself.
   assert.ok(alice!.kvTokens > 0 && alice!.kvTokens < 10 * 16 + 20 * 16, `alice holds ${alice!.kvTokens}`);
 
+  assert.deepEqual(engine.residentSessions(0), { count: 2, idle: [] }, "the list only when asked for");
   assert.equal(await engine.evictSessions(["alice", "nobody"]), alice!.kvTokens);
-  assert.deepEqual(engine.residentSessions().idle.map((session) => session.sessionId), ["bob"]);
+  assert.deepEqual(engine.residentSessions(64).idle.map((session) => session.sessionId), ["bob"]);
   const cachedOf = async (sessionId: string, question: string) => (startOf(await turn(sessionId, question)) as { cachedTokens: number }).cachedTokens;
   assert.equal(await cachedOf("carol", "a".repeat(320)), 160, "the shared system prompt (10 blocks) is still cached; alice's own blocks are not");
   assert.ok((await cachedOf("dave", "b".repeat(320))) > 160, "bob's blocks stay");

@@ -120,8 +120,8 @@ export class SimEngine implements Engine {
     return { vectors, promptTokens };
   }
 
-  residentSessions(): SessionResidency {
-    return this.scheduler.residentSessions(64);
+  residentSessions(idleLimit: number): SessionResidency {
+    return this.scheduler.residentSessions(idleLimit);
   }
 
   async evictSessions(sessionIds: readonly string[]): Promise<number> {
