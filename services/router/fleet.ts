@@ -40,6 +40,8 @@ export interface FleetTiming {
  */
 export class Fleet {
   private readonly members = new Map<string, FleetMember>();
+  /** Members by a model they serve; rebuilt when membership or models change, not per pick. */
+  private servingCache: Map<string, FleetMember[]> | undefined;
   private readonly modelsEverServed = new Set<string>();
   private nextConnectionId = 1;
 
@@ -73,6 +75,7 @@ export class Fleet {
       draining: false,
     };
     this.members.set(registration.workerId, member);
+    this.servingCache = undefined;
     for (const model of registration.models) this.modelsEverServed.add(model.id);
     return member;
   }
@@ -85,6 +88,7 @@ export class Fleet {
   /** Removes the member if `connectionId` still owns it. */
   leave(workerId: string, connectionId: number): boolean {
     if (this.members.get(workerId)?.connectionId !== connectionId) return false;
+    this.servingCache = undefined;
     return this.members.delete(workerId);
   }
 
@@ -125,6 +129,7 @@ export class Fleet {
   /** The member now serves exactly `models`. */
   setModels(member: FleetMember, models: readonly ModelInfo[]): void {
     member.registration = { ...member.registration, models: [...models] };
+    this.servingCache = undefined;
     for (const model of models) this.modelsEverServed.add(model.id);
   }
 
@@ -136,13 +141,31 @@ export class Fleet {
   /** Members that may take new work for `model` now. */
   eligible(model: string): FleetMember[] {
     const now = this.clock.now();
-    return [...this.members.values()].filter(
-      (member) =>
-        member.load.state === ServingState.SERVING_STATE_SERVING &&
-        !member.draining &&
-        member.pressure !== PressureLevel.PRESSURE_LEVEL_CRITICAL &&
-        now - member.lastReportAtMs <= this.timing.staleAfterMs &&
-        member.registration.models.some((served) => served.id === model),
+    return this.serving(model).filter((member) => this.takesWork(member, now));
+  }
+
+  /** Members whose registration lists `model`, whatever their state. */
+  serving(model: string): readonly FleetMember[] {
+    if (!this.servingCache) {
+      this.servingCache = new Map();
+      for (const member of this.members.values()) {
+        for (const served of member.registration.models) {
+          const list = this.servingCache.get(served.id);
+          if (list) list.push(member);
+          else this.servingCache.set(served.id, [member]);
+        }
+      }
+    }
+    return this.servingCache.get(model) ?? [];
+  }
+
+  /** Whether a member takes new work now: serving, not drained, not at critical pressure, reporting. */
+  takesWork(member: FleetMember, now = this.clock.now()): boolean {
+    return (
+      member.load.state === ServingState.SERVING_STATE_SERVING &&
+      !member.draining &&
+      member.pressure !== PressureLevel.PRESSURE_LEVEL_CRITICAL &&
+      now - member.lastReportAtMs <= this.timing.staleAfterMs
     );
   }
 

@@ -308,6 +308,22 @@ test("prefix table: matches the leading blocks held, trims least recently used, 
   assert.equal(depth(capped, prompt), 4);
 });
 
+test("prefix table: past an eighth over its share a worker keeps exactly its most recently touched blocks", () => {
+  const table = new PrefixTable(100);
+  const prompts = Array.from({ length: 300 }, (_, index) => blockHashes(`prompt ${index} `.padEnd(64, "x")));
+  for (let index = 0; index < 300; index += 1) {
+    table.record("w", prompts[index]!);
+    if (index % 10 === 0) table.record("w", prompts[0]!); // prompt 0 stays recent
+    assert.ok(table.size("w") <= 112, `at most an eighth over: ${table.size("w")}`);
+  }
+  const held = (index: number) => depth(table, prompts[index]!) === 1;
+  assert.ok(held(0), "touched often, never evicted");
+  for (let index = 201; index < 300; index += 1) assert.ok(held(index), `recent prompt ${index} is held`);
+  const oldestKept = prompts.findIndex((_, index) => index > 0 && held(index));
+  assert.ok(oldestKept > 150, `the old ones went first: the oldest kept is ${oldestKept}`);
+  for (let index = oldestKept; index < 300; index += 1) assert.ok(held(index), `nothing newer than ${oldestKept} is missing (${index})`);
+});
+
 test("prefix table: blocks shared by several workers stay held by the others when one forgets or evicts them", () => {
   const table = new PrefixTable(100);
   const shared = blockHashes("s".repeat(64 * 6));

@@ -87,6 +87,7 @@ interface Scored {
   score: number;
   tieBreak: number;
   slot: number;
+  health: number;
 }
 
 const reasons: Readonly<Record<ScorerName, string>> = {
@@ -102,6 +103,8 @@ export class Picker {
   private readonly weightSum: number;
   private scratch = new Float64Array(0);
   private turn = 0;
+  /** Candidates of the pick in progress, reused from pick to pick so a pick allocates little. */
+  private readonly candidates: Scored[] = [];
 
   constructor(
     private readonly fleet: Fleet,
@@ -118,18 +121,19 @@ export class Picker {
     const now = this.fleet.now();
     const preference = this.preferenceOrder(query);
     if (this.config.policy !== "score") return this.pickBaseline(query, preference);
-    const pool = this.filter(query, preference, now);
-    if (pool.length === 0) return { placements: [], reason: "no-eligible-worker" };
+    const size = this.filter(query, preference, now);
+    if (size === 0) return { placements: [], reason: "no-eligible-worker" };
+    const pool = this.candidates;
     const affinityWorker = this.sessions.workerOf(query.sessionId);
     const matchable = Math.min(query.prefixHashes.length, this.prefixes.maxMatchBlocks);
     const matched = this.prefixes.match(query.prefixHashes);
     const stride = scorerNames.length;
-    if (this.scratch.length < pool.length * stride) this.scratch = new Float64Array(pool.length * stride * 2);
+    if (this.scratch.length < size * stride) this.scratch = new Float64Array(size * stride * 2);
     const { weights } = this.config;
     let requests = 0;
-    for (const candidate of pool) requests += requestsOf(candidate.member);
-    const mostForAffinity = (this.config.affinityImbalance * requests) / pool.length + this.config.affinitySlack;
-    for (let index = 0; index < pool.length; index += 1) {
+    for (let index = 0; index < size; index += 1) requests += requestsOf(pool[index]!.member);
+    const mostForAffinity = (this.config.affinityImbalance * requests) / size + this.config.affinitySlack;
+    for (let index = 0; index < size; index += 1) {
       const candidate = pool[index]!;
       const { member } = candidate;
       const load = member.load;
@@ -142,7 +146,7 @@ export class Picker {
       s[base + 1] = load.kvTotalTokens > 0 ? 1 - Math.min(1, (load.kvUsedTokens + member.inFlightTokens) / load.kvTotalTokens) : 1;
       s[base + 2] = sticky && matched.size > 0 ? (matched.get(member.registration.workerId) ?? 0) / matchable : 0;
       s[base + 3] = sticky && affinityWorker === member.registration.workerId ? 1 : 0;
-      s[base + 4] = this.fleet.health(member, now);
+      s[base + 4] = candidate.health;
       s[base + 5] = contextTokens > 0 ? 1 - Math.min(1, query.estimatedInputTokens / contextTokens) : 1;
       candidate.score =
         (weights.queue * s[base]! + weights.kv * s[base + 1]! + weights.prefix * s[base + 2]! +
@@ -150,14 +154,14 @@ export class Picker {
       candidate.saturated = outstanding >= 1 ? 1 : 0;
       candidate.slot = index;
     }
-    const best = topK(pool, this.config.candidates, compare);
+    const best = topK(pool, size, this.config.candidates, compare);
     const placements = best.map((candidate) => ({
       member: candidate.member,
       model: candidate.model,
       score: candidate.score,
       scores: this.scoresAt(candidate.slot),
     }));
-    return { placements, reason: this.reason(query, placements, pool.length) };
+    return { placements, reason: this.reason(query, placements, size) };
   }
 
   /** The request went to `placement`: count it there and remember its prefix and session. */
@@ -194,7 +198,7 @@ export class Picker {
       return { placements, reason: "round-robin" };
     }
     const ranked = pool.map((member) => ({ member, outstanding: outstandingOf(member), tieBreak: this.random() }));
-    const best = topK(ranked, count, (a, b) => a.outstanding - b.outstanding || a.tieBreak - b.tieBreak);
+    const best = topK(ranked, ranked.length, count, (a, b) => a.outstanding - b.outstanding || a.tieBreak - b.tieBreak);
     return { placements: best.map((entry) => placed(entry.member)), reason: "least-loaded" };
   }
 
@@ -212,31 +216,51 @@ export class Picker {
    * Serving, fresh, not critical, not excluded (hard); then, each only if someone is
    * left: prompt fits the context, healthy enough, a tensor-parallel group for a long
    * prompt. A worker serving several of the models is listed under the one it prefers.
+   * Fills `this.candidates` from the front, reusing its objects, and returns how many.
    */
-  private filter(query: PickQuery, preference: readonly string[], now: number): Scored[] {
+  private filter(query: PickQuery, preference: readonly string[], now: number): number {
     // Only a pick among several models can meet a worker twice.
     const seen = preference.length > 1 ? new Set<string>() : undefined;
-    let pool: Scored[] = [];
-    preference.forEach((model, rank) => {
-      for (const member of this.fleet.eligible(model)) {
+    const pool = this.candidates;
+    let size = 0;
+    for (let rank = 0; rank < preference.length; rank += 1) {
+      const model = preference[rank]!;
+      for (const member of this.fleet.serving(model)) {
+        if (!this.fleet.takesWork(member, now)) continue;
         const workerId = member.registration.workerId;
         if (query.excludedWorkerIds.has(workerId) || seen?.has(workerId)) continue;
         seen?.add(workerId);
-        pool.push({ member, model, saturated: 0, rank, score: 0, tieBreak: this.random(), slot: 0 });
+        const candidate = (pool[size] ??= { member, model, saturated: 0, rank, score: 0, tieBreak: 0, slot: 0, health: 0 });
+        candidate.member = member;
+        candidate.model = model;
+        candidate.rank = rank;
+        candidate.tieBreak = this.random();
+        candidate.health = this.fleet.health(member, now);
+        size += 1;
       }
-    });
+    }
+    // Keeps the candidates that pass, in place, unless none or all do.
     const narrow = (keep: (candidate: Scored) => boolean) => {
-      if (pool.every(keep)) return;
-      const kept = pool.filter(keep);
-      if (kept.length > 0) pool = kept;
+      let kept = 0;
+      for (let index = 0; index < size; index += 1) if (keep(pool[index]!)) kept += 1;
+      if (kept === 0 || kept === size) return;
+      let to = 0;
+      for (let index = 0; index < size; index += 1) {
+        const candidate = pool[index]!;
+        if (!keep(candidate)) continue;
+        pool[index] = pool[to]!;
+        pool[to] = candidate;
+        to += 1;
+      }
+      size = kept;
     };
     narrow((candidate) => {
       const context = contextOf(candidate.member, candidate.model);
       return context === 0 || query.estimatedInputTokens < context;
     });
-    narrow((candidate) => this.fleet.health(candidate.member, now) >= this.config.minHealth);
+    narrow((candidate) => candidate.health >= this.config.minHealth);
     if (query.estimatedInputTokens >= this.config.longPromptTokens) narrow((candidate) => candidate.member.registration.tensorParallelSize > 1);
-    return pool;
+    return size;
   }
 
   private scoresAt(slot: number): Record<ScorerName, number> {
@@ -286,10 +310,11 @@ function compare(a: Scored, b: Scored): number {
   );
 }
 
-/** The `k` smallest items by `order`, sorted; one pass, no full sort of a large fleet. */
-function topK<T>(items: readonly T[], k: number, order: (a: T, b: T) => number): T[] {
+/** The `k` smallest of the first `count` items by `order`, sorted; one pass, no full sort of a large fleet. */
+function topK<T>(items: readonly T[], count: number, k: number, order: (a: T, b: T) => number): T[] {
   const best: T[] = [];
-  for (const item of items) {
+  for (let index = 0; index < count; index += 1) {
+    const item = items[index]!;
     if (best.length === k && order(item, best[k - 1]!) >= 0) continue;
     let at = best.length < k ? best.length : k - 1;
     if (best.length < k) best.push(item);

@@ -17,10 +17,16 @@
  * without allocating): a million-worker-block table then costs tens of megabytes and
  * little garbage collection. The price is a false match once in about 10^9 / (blocks
  * held) lookups, which at worst nudges one score.
+ *
+ * Recency is a per-worker counter stored with each block, not the order of a Map: a
+ * touch overwrites a value in place instead of deleting and re-inserting the key, which
+ * would churn the Map's storage (and the garbage collector) on every pick. The least
+ * recently used go in batches, once a worker holds an eighth more than its share.
  */
 export class PrefixTable {
-  /** Each worker's blocks, least recently used first. */
-  private readonly byWorker = new Map<string, Map<number, true>>();
+  /** Each worker's blocks with the tick of their last touch. */
+  private readonly byWorker = new Map<string, WorkerBlocks>();
+  private selectScratch = new Int32Array(0);
   /** Who holds each block: one worker's index inline, or the set of them; sharded, as a Map holds at most 2^24 keys. */
   private readonly holderShards = Array.from({ length: 8 }, () => new Map<number, number | Set<number>>());
   private readonly indexOf = new Map<string, number>();
@@ -40,7 +46,7 @@ export class PrefixTable {
     const blocks = this.blocksOf(workerId);
     for (let index = Math.min(hashes.length, this.maxMatchBlocks) - 1; index >= 0; index -= 1) {
       const hash = blockKey(hashes[index]!);
-      if (blocks.delete(hash)) blocks.set(hash, true);
+      if (blocks.ticks.has(hash)) blocks.ticks.set(hash, blocks.clock++);
       else this.add(blocks, worker, hash);
     }
     this.trim(blocks, worker);
@@ -53,12 +59,12 @@ export class PrefixTable {
     const blocks = this.blocksOf(workerId);
     for (const evicted of events.evicted) {
       const hash = blockKey(evicted);
-      if (blocks.delete(hash)) this.unhold(worker, hash);
+      if (blocks.ticks.delete(hash)) this.unhold(worker, hash);
     }
     // Stored blocks come in prompt order; add them deepest first, as record() does.
     for (let index = events.stored.length - 1; index >= 0; index -= 1) {
       const hash = blockKey(events.stored[index]!);
-      if (!blocks.has(hash)) this.add(blocks, worker, hash);
+      if (!blocks.ticks.has(hash)) this.add(blocks, worker, hash);
     }
     this.trim(blocks, worker);
   }
@@ -96,13 +102,13 @@ export class PrefixTable {
     const blocks = this.byWorker.get(workerId);
     if (blocks === undefined) return;
     const worker = this.indexOf.get(workerId)!;
-    for (const hash of blocks.keys()) this.unhold(worker, hash);
+    for (const hash of blocks.ticks.keys()) this.unhold(worker, hash);
     this.byWorker.delete(workerId);
   }
 
-  /** Blocks remembered for a worker. */
+  /** Blocks remembered for a worker (up to an eighth over `blocksPerWorker` between trims). */
   size(workerId: string): number {
-    return this.byWorker.get(workerId)?.size ?? 0;
+    return this.byWorker.get(workerId)?.ticks.size ?? 0;
   }
 
   private workerIndex(workerId: string): number {
@@ -115,10 +121,10 @@ export class PrefixTable {
     return index;
   }
 
-  private blocksOf(workerId: string): Map<number, true> {
+  private blocksOf(workerId: string): WorkerBlocks {
     let blocks = this.byWorker.get(workerId);
     if (blocks === undefined) {
-      blocks = new Map();
+      blocks = { ticks: new Map(), clock: 0 };
       this.byWorker.set(workerId, blocks);
     }
     return blocks;
@@ -137,8 +143,8 @@ export class PrefixTable {
     return held === worker || (typeof held === "object" && held.has(worker));
   }
 
-  private add(blocks: Map<number, true>, worker: number, hash: number): void {
-    blocks.set(hash, true);
+  private add(blocks: WorkerBlocks, worker: number, hash: number): void {
+    blocks.ticks.set(hash, blocks.clock++);
     const shard = this.shard(hash);
     const held = shard.get(hash);
     if (held === undefined) shard.set(hash, worker);
@@ -157,16 +163,75 @@ export class PrefixTable {
     }
   }
 
-  private trim(blocks: Map<number, true>, worker: number): void {
-    let excess = blocks.size - this.blocksPerWorker;
-    if (excess <= 0) return;
-    for (const hash of blocks.keys()) {
-      blocks.delete(hash);
-      this.unhold(worker, hash);
-      excess -= 1;
-      if (excess === 0) break;
+  /**
+   * Past an eighth over its share, a worker's least recently used blocks go until it
+   * holds its share: the ones whose tick is below the (excess)-th smallest. Ticks are
+   * renumbered from 0 before they leave the small-integer range.
+   */
+  private trim(blocks: WorkerBlocks, worker: number): void {
+    const { ticks } = blocks;
+    const excess = ticks.size - this.blocksPerWorker;
+    if (excess > this.blocksPerWorker >> 3 || (excess > 0 && blocks.clock >= maxTick)) {
+      const threshold = this.kthSmallestTick(ticks, excess);
+      for (const [hash, tick] of ticks) {
+        if (tick >= threshold) continue;
+        ticks.delete(hash);
+        this.unhold(worker, hash);
+      }
     }
+    if (blocks.clock >= maxTick) this.renumber(blocks);
   }
+
+  /** The tick that `count` ticks are below (ticks are distinct within a worker). */
+  private kthSmallestTick(ticks: Map<number, number>, count: number): number {
+    if (this.selectScratch.length < ticks.size) this.selectScratch = new Int32Array(ticks.size * 2);
+    const values = this.selectScratch;
+    let size = 0;
+    for (const tick of ticks.values()) values[size++] = tick;
+    return quickselect(values, size, count);
+  }
+
+  /** Gives a worker's blocks the ticks 0, 1, … in their order. */
+  private renumber(blocks: WorkerBlocks): void {
+    const ordered = [...blocks.ticks].sort((a, b) => a[1] - b[1]);
+    blocks.clock = 0;
+    for (const [hash] of ordered) blocks.ticks.set(hash, blocks.clock++);
+  }
+}
+
+/** A worker's blocks: the tick of each one's last touch, and the next tick. */
+interface WorkerBlocks {
+  readonly ticks: Map<number, number>;
+  clock: number;
+}
+
+/** Ticks stay below this (V8's small integers), renumbered when a worker's clock reaches it. */
+const maxTick = 2 ** 30 - 1;
+
+/** The value at sorted position `k` of values[0, size) (k < size), reordering them (Hoare's selection). */
+function quickselect(values: Int32Array, size: number, k: number): number {
+  let low = 0;
+  let high = size - 1;
+  while (low < high) {
+    const pivot = values[(low + high) >>> 1]!;
+    let i = low;
+    let j = high;
+    while (i <= j) {
+      while (values[i]! < pivot) i += 1;
+      while (values[j]! > pivot) j -= 1;
+      if (i <= j) {
+        const swap = values[i]!;
+        values[i] = values[j]!;
+        values[j] = swap;
+        i += 1;
+        j -= 1;
+      }
+    }
+    if (k <= j) high = j;
+    else if (k >= i) low = i;
+    else return values[k]!;
+  }
+  return values[k]!;
 }
 
 /** 30 bits of a block hash (both halves folded in): a small integer key. */
