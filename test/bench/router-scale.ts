@@ -113,7 +113,7 @@ function queries(count: number): PickQuery[] {
 const percentile = (sorted: Float64Array, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const workload = queries(picks);
 console.log(`router scale: Pick (filter, score, pick, commit) in-process, ${picks} picks per fleet, ${blocksPerWorker} prefix blocks per worker`);
-console.log("workers | build s | p50 µs | p90 µs | p99 µs | max µs | picks/s | prefix-affinity share");
+console.log("workers | build s | p50 µs | p90 µs | p99 µs | max µs | picks/s | to a prefix holder");
 for (const size of fleetSizes) {
   const builtAt = performance.now();
   const { picker } = buildFleet(size);
@@ -129,10 +129,10 @@ for (const size of fleetSizes) {
   for (let index = 0; index < picks; index += 1) {
     const query = workload[index]!;
     const start = performance.now();
-    const { placements, reason } = picker.pick(query);
+    const { placements } = picker.pick(query);
     picker.commit(query, placements[0]!);
     latencies[index] = (performance.now() - start) * 1000;
-    if (reason === "prefix-affinity" || reason === "session-affinity") affinity += 1;
+    if (placements[0]!.scores.prefix > 0) affinity += 1;
   }
   const wall = performance.now() - begin;
   latencies.sort();
