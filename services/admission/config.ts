@@ -12,6 +12,14 @@ export const admissionConfigSchema = z.object({
   /** Requests allowed to run at once across the fleet. */
   maxConcurrency: integer(1, 1_000_000).default(16),
   /**
+   * Share of maxConcurrency (rounded up, always leaving one slot) that only interactive
+   * requests may take while interactive requests keep arriving, so a spike of other
+   * work does not make a person wait for a slot to free.
+   */
+  interactiveHeadroom: decimal(0, 0.5).default(0.05),
+  /** How long after the last interactive arrival the headroom stays reserved. */
+  interactiveWindowMs: integer(0, 3_600_000).default(30_000),
+  /**
    * Requests allowed to wait, all classes together. At the bound a more urgent arrival
    * takes the place of the waiter served last in a less urgent class; otherwise the
    * arrival is rejected (503).

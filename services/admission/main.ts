@@ -27,6 +27,8 @@ try {
     queuedUpdateMs: config.queuedUpdateMs,
     clock: systemClock,
     memory,
+    interactiveHeadroom: Math.min(config.maxConcurrency - 1, Math.ceil(config.interactiveHeadroom * config.maxConcurrency)),
+    interactiveWindowMs: config.interactiveWindowMs,
   });
   const lifetime = new AbortController();
   const service = createAdmissionService({

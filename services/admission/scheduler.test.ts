@@ -8,7 +8,9 @@ import { Scheduler, type QueuePlace, type Slot, type SlotOutcome, type SlotReque
 
 const never = new AbortController().signal;
 
-function setup(options: { capacity?: number; maxQueue?: number; maxQueuePerClass?: Partial<PerClass<number>>; queuedUpdateMs?: number } = {}) {
+function setup(
+  options: { capacity?: number; maxQueue?: number; maxQueuePerClass?: Partial<PerClass<number>>; queuedUpdateMs?: number; interactiveHeadroom?: number } = {},
+) {
   const clock = new ManualClock();
   const scheduler = new Scheduler({
     capacity: options.capacity ?? 1,
@@ -16,6 +18,8 @@ function setup(options: { capacity?: number; maxQueue?: number; maxQueuePerClass
     maxQueuePerClass: { interactive: 100, standard: 100, batch: 100, ...options.maxQueuePerClass },
     queuedUpdateMs: options.queuedUpdateMs ?? 500,
     clock,
+    interactiveHeadroom: options.interactiveHeadroom ?? 0,
+    interactiveWindowMs: 30_000,
   });
   return { clock, scheduler };
 }
@@ -384,4 +388,27 @@ test("memory fail-safe: with memory-guard gone the last snapshot gates for stale
   await granted(ask(scheduler, "next", { kvNeedTokens: 500 }));
   const capped = ask(scheduler, "capped", { kvNeedTokens: 1 });
   assert.equal(await isSettled(capped), false, "the concurrency cap still applies");
+});
+
+test("while interactive requests keep coming, the headroom stays free for them: a burst of other work cannot make one wait", async () => {
+  const { clock, scheduler } = setup({ capacity: 10, interactiveHeadroom: 2 });
+  // No interactive traffic yet: standard may fill every slot.
+  const early = Array.from({ length: 10 }, (_, index) => ask(scheduler, `early-${index}`));
+  const earlySlots = await Promise.all(early.map(granted));
+  for (const slot of earlySlots) slot.release();
+
+  await granted(ask(scheduler, "person", { className: "interactive" })).then((slot) => slot.release());
+  const burst = Array.from({ length: 10 }, (_, index) => ask(scheduler, `burst-${index}`, { className: index % 2 ? "batch" : "standard" }));
+  await new Promise((resolve) => setImmediate(resolve));
+  const settled = await Promise.all(burst.map(isSettled));
+  assert.equal(settled.filter(Boolean).length, 8, "the other classes stop two short of capacity");
+  const person = ask(scheduler, "another person", { className: "interactive" });
+  assert.ok(await isSettled(person), "granted at once, not after a release");
+  await granted(person);
+
+  // Half a minute without interactive requests: the headroom goes back to everyone.
+  clock.advance(30_001);
+  const slots = await Promise.all(burst.slice(0, 8).map(granted));
+  slots[0]!.release(); // a release lets the queue use the freed headroom
+  assert.equal((await Promise.all(burst.map(isSettled))).filter(Boolean).length, 10);
 });

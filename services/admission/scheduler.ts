@@ -57,6 +57,14 @@ export interface SchedulerOptions {
   readonly clock: Clock;
   /** Memory-aware admission; without it only the concurrency cap gates. */
   readonly memory?: KvGate;
+  /**
+   * Slots that only `interactive` may take while interactive requests are arriving
+   * (one in the last `interactiveWindowMs`): a burst of standard and batch work then
+   * leaves them free, so a person's request starts at once instead of waiting for the
+   * next release. With no interactive traffic every slot serves the other classes.
+   */
+  readonly interactiveHeadroom?: number;
+  readonly interactiveWindowMs?: number;
 }
 
 interface Waiter {
@@ -89,6 +97,7 @@ export class Scheduler {
   private meanHold = assumedHoldMs;
   private holdsMeasured = 0;
   private closed = false;
+  private lastInteractiveAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: SchedulerOptions) {
     options.memory?.onChange(() => this.reexamine());
@@ -126,9 +135,10 @@ export class Scheduler {
     if (this.closed) return rejected("shutting_down", 1_000);
     if (signal.aborted) return Promise.reject(signal.reason);
     const { className } = request;
+    if (className === "interactive") this.lastInteractiveAtMs = this.options.clock.now();
     if (className === "batch" && this.options.memory?.shedsBatch) return rejected("shed_memory", this.memoryRetryMs());
     const ahead = this.aheadOfArrival(request);
-    if (ahead === 0 && this.totalInFlight < this.capacity && this.memoryAdmits(request)) {
+    if (ahead === 0 && this.totalInFlight < this.slotsFor(className) && this.memoryAdmits(request)) {
       return Promise.resolve({ kind: "granted", slot: this.grant(request, this.options.clock.now()) });
     }
     if (this.queues[className].size >= this.options.maxQueuePerClass[className]) {
@@ -229,6 +239,14 @@ export class Scheduler {
     return Math.round(((ahead + 1) * this.meanHold) / this.capacity);
   }
 
+  /** Slots a class may fill: all of them for interactive, or while no interactive request came lately. */
+  private slotsFor(className: ClassName): number {
+    const headroom = this.options.interactiveHeadroom ?? 0;
+    if (className === "interactive" || headroom === 0) return this.capacity;
+    const recent = this.options.clock.now() - this.lastInteractiveAtMs <= (this.options.interactiveWindowMs ?? 30_000);
+    return recent ? this.capacity - headroom : this.capacity;
+  }
+
   /** Memory pressure eases as running requests end: about one hold time. */
   private memoryRetryMs(): number {
     return Math.max(1_000, Math.round(this.meanHold));
@@ -281,6 +299,8 @@ export class Scheduler {
     while (this.totalInFlight < this.capacity) {
       const className = classNames.find((candidate) => this.queues[candidate].size > 0);
       if (className === undefined) break;
+      // The most urgent waiter is not interactive, so none is: the headroom stays free.
+      if (this.totalInFlight >= this.slotsFor(className)) break;
       const next = this.queues[className].peek()!;
       if (!this.memoryAdmits(next.request)) break;
       this.queues[className].take();

@@ -47,6 +47,7 @@ const { values } = parseArgs({
     seed: { type: "string", default: "1" },
     "spike-concurrency": { type: "string", default: "192" },
     "spike-seconds": { type: "string", default: "60" },
+    "spike-interactive": { type: "string", default: "0.15" },
   },
 });
 const workers = Number(values.workers);
@@ -360,10 +361,15 @@ interface SpikeOutcome {
   readonly completionTokens: number;
 }
 
-/** Trace c's requests: one-turn chats under 16 shared system prompts, 30 % interactive, 40 % standard, 30 % batch. */
+/**
+ * Trace c's requests: one-turn chats under 16 shared system prompts; `--spike-interactive`
+ * of them interactive (15 % by default: the spike is bulk work), the rest split 45:40
+ * between standard and batch.
+ */
 function spikeRequest(next: () => number, systems: readonly string[]): { priority: Priority; messages: Message[]; user: string } {
   const draw = next();
-  const priority: Priority = draw < 0.3 ? "interactive" : draw < 0.7 ? "standard" : "batch";
+  const interactive = Number(values["spike-interactive"]);
+  const priority: Priority = draw < interactive ? "interactive" : draw < interactive + ((1 - interactive) * 45) / 85 ? "standard" : "batch";
   const system = systems[Math.floor(next() * systems.length)]!;
   return { priority, messages: [{ role: "system", content: system }, { role: "user", content: text(next, between(next, 50, 300)) }], user: `c-${Math.floor(next() * 1e9)}` };
 }
@@ -490,7 +496,10 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
 }
 
 function printSpike(summaries: readonly SpikeSummary[]): void {
-  console.log(`\ntrace c: ${workers} sim workers (h100-gpt-oss-20b, time scale ${timeScale}), admission cap ${values["spike-concurrency"]}, spike to 3× the measured capacity for ${values["spike-seconds"]} s`);
+  console.log(
+    `\ntrace c: ${workers} sim workers (h100-gpt-oss-20b, time scale ${timeScale}), admission cap ${values["spike-concurrency"]}, ` +
+      `${(100 * Number(values["spike-interactive"])).toFixed(0)} % interactive, spike to 3× the measured capacity for ${values["spike-seconds"]} s`,
+  );
   console.log("| policy | capacity req/s | goodput req/s (share) | capacity tok/s | goodput tok/s (share) | interactive TTFT p99 unloaded | spike p50 / p99 (× unloaded p99) | completed i/s/b | rejected | lost |");
   console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const s of summaries) {
