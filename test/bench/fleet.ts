@@ -435,8 +435,9 @@ interface SpikeSummary {
 /**
  * Trace c on a fresh mesh: the capacity (closed loop of `--spike-concurrency` clients,
  * admission's cap), then an unloaded phase at a quarter of it (interactive TTFT
- * baseline), then a spike to three times it. Goodput counts requests that completed
- * within the spike window.
+ * baseline), then a spike to three times it. Capacity and goodput are measured the same
+ * way: requests that completed in the last two thirds of their phase (the first third
+ * is the fleet filling up), per second.
  */
 async function spikeRun(policy: string): Promise<SpikeSummary> {
   const cap = Number(values["spike-concurrency"]);
@@ -453,8 +454,11 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
         while (performance.now() - capacityStart < seconds * 1000) capacityOutcomes.push(await spikeChat(mesh.baseUrl, spikeRequest(next, systems), capacityStart));
       }),
     );
-    const measured = capacityOutcomes.filter((outcome) => outcome.status === 200 && !outcome.broken && outcome.endedAt > (seconds * 1000) / 3 && outcome.endedAt <= seconds * 1000);
+    // Completed in the last two thirds of a phase of `seconds`: the steady state.
+    const steady = (outcomes: readonly SpikeOutcome[]) =>
+      outcomes.filter((outcome) => outcome.status === 200 && !outcome.broken && outcome.endedAt > (seconds * 1000) / 3 && outcome.endedAt <= seconds * 1000);
     const window = ((seconds * 2) / 3) * 1000;
+    const measured = steady(capacityOutcomes);
     const capacityPerSecond = (measured.length * 1000) / window;
     const capacityTokensPerSecond = (sum(measured.map((outcome) => outcome.completionTokens)) * 1000) / window;
 
@@ -462,7 +466,7 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
     const spike = await openLoop(mesh.baseUrl, capacityPerSecond * 3, seconds, next, systems);
     const interactiveTtft = (outcomes: readonly SpikeOutcome[]) =>
       outcomes.filter((outcome) => outcome.priority === "interactive" && outcome.status === 200 && outcome.ttftMs >= 0).map((outcome) => outcome.ttftMs);
-    const inWindow = spike.filter((outcome) => outcome.status === 200 && !outcome.broken && outcome.endedAt <= seconds * 1000);
+    const inWindow = steady(spike);
     const rejected: Record<string, number> = {};
     const completed: Record<Priority, number> = { interactive: 0, standard: 0, batch: 0 };
     let lost = 0;
@@ -482,8 +486,8 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
       unloadedInteractiveP99: percentile(interactiveTtft(unloaded), 99),
       spikeInteractiveP99: percentile(interactiveTtft(spike), 99),
       spikeInteractiveP50: percentile(interactiveTtft(spike), 50),
-      goodputPerSecond: (inWindow.length * 1000) / (seconds * 1000),
-      goodputTokensPerSecond: (sum(inWindow.map((outcome) => outcome.completionTokens)) * 1000) / (seconds * 1000),
+      goodputPerSecond: (inWindow.length * 1000) / window,
+      goodputTokensPerSecond: (sum(inWindow.map((outcome) => outcome.completionTokens)) * 1000) / window,
       sent: unloaded.length + spike.length,
       completed,
       rejected,
