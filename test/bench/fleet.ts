@@ -430,6 +430,9 @@ interface SpikeSummary {
   readonly rejected: Record<string, number>;
   readonly lost: number;
   readonly firstLost?: string;
+  /** How long a 429/503 took to come back during the spike, p50 and p99 (ms). */
+  readonly rejectionP50: number;
+  readonly rejectionP99: number;
 }
 
 /**
@@ -479,8 +482,11 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
         firstLost ??= `${outcome.status} ${outcome.broken ?? ""}`;
       }
     }
+    const rejectionMs = spike.filter((outcome) => outcome.status === 429 || outcome.status === 503).map((outcome) => outcome.endedAt - outcome.sentAt);
     return {
       policy,
+      rejectionP50: percentile(rejectionMs, 50),
+      rejectionP99: percentile(rejectionMs, 99),
       capacityPerSecond,
       capacityTokensPerSecond,
       unloadedInteractiveP99: percentile(interactiveTtft(unloaded), 99),
@@ -504,14 +510,17 @@ function printSpike(summaries: readonly SpikeSummary[]): void {
     `\ntrace c: ${workers} sim workers (h100-gpt-oss-20b, time scale ${timeScale}), admission cap ${values["spike-concurrency"]}, ` +
       `${(100 * Number(values["spike-interactive"])).toFixed(0)} % interactive, spike to 3× the measured capacity for ${values["spike-seconds"]} s`,
   );
-  console.log("| policy | capacity req/s | goodput req/s (share) | capacity tok/s | goodput tok/s (share) | interactive TTFT p99 unloaded | spike p50 / p99 (× unloaded p99) | completed i/s/b | rejected | lost |");
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  console.log(
+    "| policy | capacity req/s | goodput req/s (share) | capacity tok/s | goodput tok/s (share) | interactive TTFT p99 unloaded | spike p50 / p99 (× unloaded p99) | completed i/s/b | rejected | rejection p50 / p99 | lost |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const s of summaries) {
     console.log(
       `| ${s.policy} | ${s.capacityPerSecond.toFixed(1)} | ${s.goodputPerSecond.toFixed(1)} (${((100 * s.goodputPerSecond) / s.capacityPerSecond).toFixed(0)} %) | ` +
         `${s.capacityTokensPerSecond.toFixed(0)} | ${s.goodputTokensPerSecond.toFixed(0)} (${((100 * s.goodputTokensPerSecond) / s.capacityTokensPerSecond).toFixed(0)} %) | ` +
         `${s.unloadedInteractiveP99.toFixed(0)} ms | ${s.spikeInteractiveP50.toFixed(0)} / ${s.spikeInteractiveP99.toFixed(0)} ms (${(s.spikeInteractiveP99 / s.unloadedInteractiveP99).toFixed(2)}×) | ` +
-        `${s.completed.interactive}/${s.completed.standard}/${s.completed.batch} | ${Object.entries(s.rejected).map(([key, count]) => `${key}: ${count}`).join(", ") || "none"} | ${s.lost}${s.firstLost ? ` (${s.firstLost})` : ""} |`,
+        `${s.completed.interactive}/${s.completed.standard}/${s.completed.batch} | ${Object.entries(s.rejected).map(([key, count]) => `${key}: ${count}`).join(", ") || "none"} | ` +
+        `${s.rejectionP50.toFixed(1)} / ${s.rejectionP99.toFixed(1)} ms | ${s.lost}${s.firstLost ? ` (${s.firstLost})` : ""} |`,
     );
   }
 }
