@@ -412,3 +412,21 @@ test("while interactive requests keep coming, the headroom stays free for them: 
   slots[0]!.release(); // a release lets the queue use the freed headroom
   assert.equal((await Promise.all(burst.map(isSettled))).filter(Boolean).length, 10);
 });
+
+test("a waiter that more urgent arrivals push back past its deadline is shed then, not when its timeout fires", async () => {
+  const { clock, scheduler } = setup({ capacity: 1 });
+  // One measured hold of 1 s: a waiter's estimated wait is (position + 1) seconds.
+  const first = await granted(ask(scheduler, "first"));
+  clock.advance(1_000);
+  first.release();
+  const holder = await granted(ask(scheduler, "holder"));
+  const patient = ask(scheduler, "batch job", { className: "batch", queueTimeoutMs: 10_000 });
+  assert.equal(await isSettled(patient), false, "an estimated 2 s fits its 10 s");
+  for (let index = 0; index < 12; index += 1) ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
+  clock.advance(500); // its next position update
+  assert.ok(await isSettled(patient), "shed 0.5 s in, not at its 10 s timeout");
+  const outcome = await rejected(patient);
+  assert.equal(outcome.rejection, "shed_early");
+  assert.ok(outcome.retryAfterMs > 0);
+  holder.release();
+});

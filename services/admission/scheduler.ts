@@ -171,6 +171,7 @@ export class Scheduler {
     const { clock } = this.options;
     const queue = this.queues[request.className];
     return new Promise<SlotOutcome>((resolve, reject) => {
+      let settled = false;
       const leave = () => {
         queue.remove(waiter);
         timer.cancel();
@@ -185,19 +186,34 @@ export class Scheduler {
         updates: new Throttle(
           () => {
             const position = this.positionOf(waiter);
+            const estimatedWaitMs = this.estimateWaitMs(position);
+            const leftMs = request.queueTimeoutMs - (clock.now() - waiter.enqueuedAtMs);
+            if (this.holdsMeasured > 0 && estimatedWaitMs > leftMs) {
+              // More urgent arrivals pushed it back past its deadline: say so now rather
+              // than when the timer fires (after the queue has settled, not inside its loop).
+              queueMicrotask(() => {
+                if (settled) return;
+                waiter.settle({ kind: "rejected", rejection: "shed_early", retryAfterMs: estimatedWaitMs - leftMs });
+                this.afterLeaving(request.className);
+              });
+              return;
+            }
             if (position === waiter.lastPosition) return;
             waiter.lastPosition = position;
-            onQueued({ position, estimatedWaitMs: this.estimateWaitMs(position) });
+            onQueued({ position, estimatedWaitMs });
           },
           this.options.queuedUpdateMs,
           clock,
         ),
         settle: (outcome) => {
+          if (settled) return;
+          settled = true;
           leave();
           resolve(outcome);
         },
       };
       const onAbort = () => {
+        settled = true;
         leave();
         reject(signal.reason);
         this.afterLeaving(request.className);
