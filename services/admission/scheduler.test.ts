@@ -430,3 +430,18 @@ test("a waiter that more urgent arrivals push back past its deadline is shed the
   assert.ok(outcome.retryAfterMs > 0);
   holder.release();
 });
+
+test("a less urgent arrival's wait counts the releases that more urgent arrivals will take first", async () => {
+  const { clock, scheduler } = setup({ capacity: 1 });
+  const first = await granted(ask(scheduler, "first"));
+  clock.advance(1_000); // one release a second
+  first.release();
+  await granted(ask(scheduler, "holder", { className: "interactive", tenantId: "p" }));
+  // Five interactive arrivals in the last 10 s take half the releases ahead of standard.
+  for (let index = 0; index < 4; index += 1) ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
+  // Four waiters ahead: (4 + 1) releases at 0.5 a second for standard is 10 s, not 5 s.
+  const hasty = ask(scheduler, "hasty", { queueTimeoutMs: 8_000 });
+  assert.equal((await rejected(hasty)).rejection, "shed_early");
+  const patient = ask(scheduler, "patient", { queueTimeoutMs: 12_000 });
+  assert.equal(await isSettled(patient), false, "10 s fits its 12 s");
+});

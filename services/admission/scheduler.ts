@@ -76,6 +76,14 @@ interface Waiter {
   settle(outcome: SlotOutcome): void;
 }
 
+/** The longest Retry-After an estimate gives: past it the estimate says little. */
+const maxRetryAfterMs = 60_000;
+
+/** The window over which more urgent classes' arrival rates are measured. */
+const arrivalWindowMs = 10_000;
+/** Arrival times kept per class at most (a rate above 10,000 per 10 s reads as 10,000). */
+const maxArrivalsKept = 10_000;
+
 /** Mean hold time assumed for wait estimates until a slot was released. */
 const assumedHoldMs = 1_000;
 
@@ -98,6 +106,8 @@ export class Scheduler {
   private holdsMeasured = 0;
   private closed = false;
   private lastInteractiveAtMs = Number.NEGATIVE_INFINITY;
+  /** When each class's recent requests arrived, oldest first. */
+  private readonly arrivals = perClass((): number[] => []);
 
   constructor(private readonly options: SchedulerOptions) {
     options.memory?.onChange(() => this.reexamine());
@@ -135,7 +145,10 @@ export class Scheduler {
     if (this.closed) return rejected("shutting_down", 1_000);
     if (signal.aborted) return Promise.reject(signal.reason);
     const { className } = request;
-    if (className === "interactive") this.lastInteractiveAtMs = this.options.clock.now();
+    const now = this.options.clock.now();
+    if (className === "interactive") this.lastInteractiveAtMs = now;
+    this.arrivals[className].push(now);
+    if (this.arrivals[className].length > maxArrivalsKept) this.arrivals[className].shift();
     if (className === "batch" && this.options.memory?.shedsBatch) return rejected("shed_memory", this.memoryRetryMs());
     const ahead = this.aheadOfArrival(request);
     if (ahead === 0 && this.totalInFlight < this.slotsFor(className) && this.memoryAdmits(request)) {
@@ -144,10 +157,10 @@ export class Scheduler {
     if (this.queues[className].size >= this.options.maxQueuePerClass[className]) {
       return rejected("queue_full", this.estimateWaitMs(this.totalQueued));
     }
-    const estimatedWaitMs = this.estimateWaitMs(ahead);
+    const estimatedWaitMs = this.estimateWaitMs(ahead, className);
     // Only once a hold time was measured: the assumed one could refuse a whole burst.
     if (this.holdsMeasured > 0 && estimatedWaitMs > request.queueTimeoutMs) {
-      return rejected("shed_early", estimatedWaitMs - request.queueTimeoutMs);
+      return rejected("shed_early", Math.min(maxRetryAfterMs, estimatedWaitMs - request.queueTimeoutMs));
     }
     if (this.totalQueued >= this.options.maxQueue && !this.shedForUrgent(className)) {
       return rejected("queue_full", this.estimateWaitMs(this.totalQueued));
@@ -186,14 +199,14 @@ export class Scheduler {
         updates: new Throttle(
           () => {
             const position = this.positionOf(waiter);
-            const estimatedWaitMs = this.estimateWaitMs(position);
+            const estimatedWaitMs = this.estimateWaitMs(position, request.className);
             const leftMs = request.queueTimeoutMs - (clock.now() - waiter.enqueuedAtMs);
             if (this.holdsMeasured > 0 && estimatedWaitMs > leftMs) {
               // More urgent arrivals pushed it back past its deadline: say so now rather
               // than when the timer fires (after the queue has settled, not inside its loop).
               queueMicrotask(() => {
                 if (settled) return;
-                waiter.settle({ kind: "rejected", rejection: "shed_early", retryAfterMs: estimatedWaitMs - leftMs });
+                waiter.settle({ kind: "rejected", rejection: "shed_early", retryAfterMs: Math.min(maxRetryAfterMs, estimatedWaitMs - leftMs) });
                 this.afterLeaving(request.className);
               });
               return;
@@ -249,10 +262,28 @@ export class Scheduler {
 
   /**
    * Slots free up at about `capacity / meanHold` per millisecond, so the request with
-   * `ahead` waiters before it is granted at the (ahead + 1)-th release.
+   * `ahead` waiters before it is granted at the (ahead + 1)-th release, except that
+   * requests of more urgent classes arriving meanwhile take releases first: a class
+   * gets the release rate less their arrival rate (over the last `arrivalWindowMs`).
+   * When they take it all, the wait has no bound.
    */
-  private estimateWaitMs(ahead: number): number {
-    return Math.round(((ahead + 1) * this.meanHold) / this.capacity);
+  private estimateWaitMs(ahead: number, className: ClassName = "interactive"): number {
+    const releasesPerMs = this.capacity / Math.max(1, this.meanHold);
+    let urgentPerMs = 0;
+    for (const other of classNames) {
+      if (other === className) break;
+      urgentPerMs += this.arrivalsPerMs(other);
+    }
+    const perMs = releasesPerMs - urgentPerMs;
+    return perMs <= releasesPerMs / 100 ? Number.MAX_SAFE_INTEGER : Math.round((ahead + 1) / perMs);
+  }
+
+  /** Arrivals of a class per millisecond over the last `arrivalWindowMs`. */
+  private arrivalsPerMs(className: ClassName): number {
+    const times = this.arrivals[className];
+    const since = this.options.clock.now() - arrivalWindowMs;
+    while (times.length > 0 && times[0]! < since) times.shift();
+    return times.length / arrivalWindowMs;
   }
 
   /** Slots a class may fill: all of them for interactive, or while no interactive request came lately. */
@@ -278,7 +309,7 @@ export class Scheduler {
       if (urgencyOf(victimClass) <= urgencyOf(className)) return false;
       const victim = this.queues[victimClass].lastServed();
       if (!victim) continue;
-      victim.settle({ kind: "rejected", rejection: "shed_for_urgent", retryAfterMs: this.estimateWaitMs(this.positionOf(victim)) });
+      victim.settle({ kind: "rejected", rejection: "shed_for_urgent", retryAfterMs: this.estimateWaitMs(this.positionOf(victim), victimClass) });
       this.positionsChanged(urgencyOf(victimClass));
       return true;
     }
