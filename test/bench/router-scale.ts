@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { ServingState } from "../../gen/infermesh/common/v1/common.js";
 import { ManualClock } from "../../services/common/clock.js";
 import { blockHashes } from "../../services/common/prefix-hash.js";
+import { loadRouterConfig, pickerConfig } from "../../services/router/config.js";
 import { Fleet, type FleetMember } from "../../services/router/fleet.js";
 import { Picker, type PickQuery } from "../../services/router/picker.js";
 import { PrefixTable } from "../../services/router/prefix-table.js";
@@ -49,16 +50,8 @@ function buildFleet(size: number) {
   const clock = new ManualClock();
   const fleet = new Fleet(clock, { staleAfterMs: 5_000, freshReportMs: 2_000, pickSettleMs: 10 });
   const prefixes = new PrefixTable(blocksPerWorker);
-  const picker = new Picker(fleet, prefixes, new SessionTable(1_000_000), {
-    policy: "score",
-    weights: { queue: 2, kv: 1, prefix: 3, session: 2, health: 1, context: 0.5 },
-    affinitySaturation: 0.8,
-    affinityImbalance: 1.5,
-    affinitySlack: 8,
-    minHealth: 0.7,
-    longPromptTokens: 8_000,
-    candidates: 3,
-  });
+  // The router's own defaults, so the bench measures what a deployment runs.
+  const picker = new Picker(fleet, prefixes, new SessionTable(1_000_000), pickerConfig(loadRouterConfig({ argv: [], env: {} })));
   const random = seeded(size);
   const members: FleetMember[] = [];
   for (let index = 0; index < size; index += 1) {
