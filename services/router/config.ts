@@ -47,6 +47,11 @@ export const routerConfigSchema = z.object({
   minHealth: decimal(0, 1).default(0.7),
   /** Candidates a pick returns; the gateway tries at most three. */
   pickCandidates: integer(1, 16).default(3),
+  /**
+   * A fleet larger than this is not scored whole: a pick scores the prefix holders, the
+   * session's worker and this many of the least loaded workers (services/router/picker.ts).
+   */
+  pickScoreAtMost: integer(4, 1_000_000).default(64),
   /** Prefix blocks (64 characters each) remembered per worker. */
   prefixBlocksPerWorker: integer(16, 10_000_000).default(32_768),
   /** Sessions whose last worker is remembered. */
@@ -80,5 +85,6 @@ export function pickerConfig(config: RouterConfig): PickerConfig {
     minHealth: config.minHealth,
     longPromptTokens: config.longPromptTokens,
     candidates: config.pickCandidates,
+    scoreAtMost: config.pickScoreAtMost,
   };
 }

@@ -20,6 +20,7 @@ const defaults: PickerConfig = {
   minHealth: 0.7,
   longPromptTokens: 8_000,
   candidates: 3,
+  scoreAtMost: 64,
 };
 
 interface WorkerSpec {
@@ -367,4 +368,41 @@ test("the least-loaded baseline takes the fewest outstanding requests and ignore
   assert.equal(result.reason, "least-loaded");
   assert.deepEqual(result.placements.map((placement) => placement.member.registration.workerId), ["b", "a"]);
   assert.equal(result.placements[0]!.scores.prefix, 0);
+});
+
+/** `count` workers named `${prefix}0`…, each with `spec`. */
+const many = (prefix: string, count: number, spec: Omit<WorkerSpec, "id"> = {}): WorkerSpec[] =>
+  Array.from({ length: count }, (_, index) => ({ id: `${prefix}${index}`, ...spec }));
+
+test("a fleet larger than scoreAtMost is scored in part: the least loaded, but never without the prefix holder or the session's worker", () => {
+  const { picker, prefixes } = setup([...many("idle", 150), ...many("busy", 150, { running: 4 })], { scoreAtMost: 16 });
+  // busy7 holds the prompt and busy9 had the session: both are more loaded than the 16 least loaded.
+  prefixes.record("busy7", blockHashes(`${systemPrompt}billing question`));
+  assert.equal(firstId(picker, query({ text: `${systemPrompt}another billing question` })), "busy7");
+  picker.commit(query({ sessionId: "carol" }), picker.pick(query()).placements[0]!);
+  const sessionWorker = picker.pick(query({ sessionId: "carol" })).placements[0]!.member.registration.workerId;
+  assert.match(sessionWorker, /^idle/);
+  // Without affinity, a pick goes to one of the idle half.
+  for (let index = 0; index < 50; index += 1) assert.match(firstId(picker, query())!, /^idle/);
+});
+
+test("a partly scored fleet spreads equal cache misses over all its idle workers, not the same few", () => {
+  const { picker } = setup(many("w", 200), { scoreAtMost: 8 });
+  const firsts = new Set<string>();
+  for (let index = 0; index < 400; index += 1) firsts.add(firstId(picker, query())!);
+  assert.ok(firsts.size > 100, `misses reached ${firsts.size} of 200 workers`);
+});
+
+test("in a partly scored fleet, idle but failing workers do not crowd out healthy ones", () => {
+  const { picker } = setup([...many("failing", 100, { failureRatio: 0.5 }), ...many("healthy", 100, { running: 6 })], { scoreAtMost: 16 });
+  for (let index = 0; index < 50; index += 1) assert.match(firstId(picker, query())!, /^healthy/);
+});
+
+test("in a partly scored fleet, a long prompt still finds the tensor-parallel group and a big prompt the big context", () => {
+  const { picker } = setup(
+    [...many("small", 100), { id: "tp", tensorParallel: 4, running: 8 }, { id: "wide", contextTokens: 200_000, running: 9 }],
+    { scoreAtMost: 8 },
+  );
+  assert.equal(firstId(picker, query({ estimatedInputTokens: 9_000 })), "tp");
+  assert.equal(firstId(picker, query({ estimatedInputTokens: 50_000 })), "wide");
 });

@@ -1,6 +1,7 @@
 import type { Fleet, FleetMember } from "./fleet.js";
 import type { PrefixTable } from "./prefix-table.js";
 import type { SessionTable } from "./session-table.js";
+import { quickselect } from "../common/quickselect.js";
 
 /**
  * Filter → score → pick, as the Gateway API Inference Extension's endpoint picker does
@@ -46,6 +47,11 @@ export interface PickerConfig {
   readonly longPromptTokens: number;
   /** Candidates returned, best first: the gateway tries down this list. */
   readonly candidates: number;
+  /**
+   * Workers scored at most, besides the prefix holders and the session's worker; a
+   * larger fleet is narrowed to its least loaded first (see `Picker.filter`).
+   */
+  readonly scoreAtMost: number;
 }
 
 /** One request to place. */
@@ -105,6 +111,13 @@ export class Picker {
   private turn = 0;
   /** Candidates of the pick in progress, reused from pick to pick so a pick allocates little. */
   private readonly candidates: Scored[] = [];
+  /** The workers that pass the hard filters, with the preference rank of their model; reused likewise. */
+  private readonly eligible: FleetMember[] = [];
+  private ranks = new Int32Array(0);
+  /** Their mean outstanding requests: what relative saturation compares against. */
+  private meanRequests = 0;
+  private keys = new Float64Array(0);
+  private selectScratch = new Float64Array(0);
 
   constructor(
     private readonly fleet: Fleet,
@@ -121,18 +134,16 @@ export class Picker {
     const now = this.fleet.now();
     const preference = this.preferenceOrder(query);
     if (this.config.policy !== "score") return this.pickBaseline(query, preference);
-    const size = this.filter(query, preference, now);
-    if (size === 0) return { placements: [], reason: "no-eligible-worker" };
-    const pool = this.candidates;
     const affinityWorker = this.sessions.workerOf(query.sessionId);
     const matchable = Math.min(query.prefixHashes.length, this.prefixes.maxMatchBlocks);
     const matched = this.prefixes.match(query.prefixHashes);
+    const size = this.filter(query, preference, now, matched, affinityWorker);
+    if (size === 0) return { placements: [], reason: "no-eligible-worker" };
+    const pool = this.candidates;
     const stride = scorerNames.length;
     if (this.scratch.length < size * stride) this.scratch = new Float64Array(size * stride * 2);
     const { weights } = this.config;
-    let requests = 0;
-    for (let index = 0; index < size; index += 1) requests += requestsOf(pool[index]!.member);
-    const mostForAffinity = (this.config.affinityImbalance * requests) / size + this.config.affinitySlack;
+    const mostForAffinity = this.config.affinityImbalance * this.meanRequests + this.config.affinitySlack;
     for (let index = 0; index < size; index += 1) {
       const candidate = pool[index]!;
       const { member } = candidate;
@@ -217,28 +228,58 @@ export class Picker {
    * left: prompt fits the context, healthy enough, a tensor-parallel group for a long
    * prompt. A worker serving several of the models is listed under the one it prefers.
    * Fills `this.candidates` from the front, reusing its objects, and returns how many.
+   *
+   * A fleet larger than `scoreAtMost` is not scored whole: the candidates are the
+   * prefix holders, the session's worker, and the `scoreAtMost` workers a filter-aware
+   * load key ranks first (see `bound`). A worker outside those has no affinity and more
+   * outstanding requests per sequence than each of them, so it could win only on KV
+   * headroom, health or context fit, which weigh less than the queue; scoring it costs
+   * more than that rare gain is worth at a thousand workers.
    */
-  private filter(query: PickQuery, preference: readonly string[], now: number): number {
+  private filter(query: PickQuery, preference: readonly string[], now: number, matched: ReadonlyMap<string, number>, affinityWorker: string | undefined): number {
     // Only a pick among several models can meet a worker twice.
     const seen = preference.length > 1 ? new Set<string>() : undefined;
-    const pool = this.candidates;
-    let size = 0;
+    const excluded = query.excludedWorkerIds.size > 0 ? query.excludedWorkerIds : undefined;
+    const eligible = this.eligible;
+    let total = 0;
+    for (const model of preference) total += this.fleet.serving(model).length;
+    if (this.ranks.length < total) this.ranks = new Int32Array(total * 2);
+    let count = 0;
+    let requests = 0;
     for (let rank = 0; rank < preference.length; rank += 1) {
-      const model = preference[rank]!;
-      for (const member of this.fleet.serving(model)) {
+      const members = this.fleet.serving(preference[rank]!);
+      // Start at a random member, so a bounded pick among equally idle workers does not always take the same ones.
+      const offset = members.length > this.config.scoreAtMost ? Math.floor(this.random() * members.length) : 0;
+      for (let step = 0; step < members.length; step += 1) {
+        const member = members[(offset + step) % members.length]!;
         if (!this.fleet.takesWork(member, now)) continue;
         const workerId = member.registration.workerId;
-        if (query.excludedWorkerIds.has(workerId) || seen?.has(workerId)) continue;
+        if (excluded?.has(workerId) || seen?.has(workerId)) continue;
         seen?.add(workerId);
-        const candidate = (pool[size] ??= { member, model, saturated: 0, rank, score: 0, tieBreak: 0, slot: 0, health: 0 });
-        candidate.member = member;
-        candidate.model = model;
-        candidate.rank = rank;
-        candidate.tieBreak = this.random();
-        candidate.health = this.fleet.health(member, now);
-        size += 1;
+        eligible[count] = member;
+        this.ranks[count] = rank;
+        requests += requestsOf(member);
+        count += 1;
       }
     }
+    eligible.length = count;
+    this.meanRequests = count > 0 ? requests / count : 0;
+    const pool = this.candidates;
+    let size = 0;
+    const take = (index: number) => {
+      const member = eligible[index]!;
+      const rank = this.ranks[index]!;
+      const model = preference[rank]!;
+      const candidate = (pool[size] ??= { member, model, saturated: 0, rank, score: 0, tieBreak: 0, slot: 0, health: 0 });
+      candidate.member = member;
+      candidate.model = model;
+      candidate.rank = rank;
+      candidate.tieBreak = this.random();
+      candidate.health = this.fleet.health(member, now);
+      size += 1;
+    };
+    if (count <= this.config.scoreAtMost) for (let index = 0; index < count; index += 1) take(index);
+    else this.bound(query, preference, now, matched, affinityWorker, take);
     // Keeps the candidates that pass, in place, unless none or all do.
     const narrow = (keep: (candidate: Scored) => boolean) => {
       let kept = 0;
@@ -254,13 +295,52 @@ export class Picker {
       }
       size = kept;
     };
-    narrow((candidate) => {
-      const context = contextOf(candidate.member, candidate.model);
-      return context === 0 || query.estimatedInputTokens < context;
-    });
+    narrow((candidate) => fitsContext(candidate.member, candidate.model, query));
     narrow((candidate) => candidate.health >= this.config.minHealth);
     if (query.estimatedInputTokens >= this.config.longPromptTokens) narrow((candidate) => candidate.member.registration.tensorParallelSize > 1);
     return size;
+  }
+
+  /**
+   * Takes the eligible workers worth scoring in a large fleet: every prefix holder, the
+   * session's worker, and the `scoreAtMost` with the smallest key. The key orders as the
+   * soft filters and the ranking do: a worker the prompt does not fit, then an unhealthy
+   * one, then (for a long prompt) one that is not a tensor-parallel group, then a
+   * saturated one, then a less preferred model, go after every other; within a tier the
+   * fewer outstanding requests per sequence, the sooner.
+   */
+  private bound(query: PickQuery, preference: readonly string[], now: number, matched: ReadonlyMap<string, number>, affinityWorker: string | undefined, take: (index: number) => void): void {
+    const eligible = this.eligible;
+    const count = eligible.length;
+    if (this.keys.length < count) {
+      this.keys = new Float64Array(count * 2);
+      this.selectScratch = new Float64Array(count * 2);
+    }
+    const long = query.estimatedInputTokens >= this.config.longPromptTokens;
+    for (let index = 0; index < count; index += 1) {
+      const member = eligible[index]!;
+      const outstanding = outstandingOf(member);
+      let key = Math.min(outstanding, 99) + 100 * this.ranks[index]!;
+      if (outstanding >= 1) key += 1e4;
+      if (long && member.registration.tensorParallelSize <= 1) key += 1e6;
+      if (this.fleet.health(member, now) < this.config.minHealth) key += 1e7;
+      if (!fitsContext(member, preference[this.ranks[index]!]!, query)) key += 1e8;
+      this.keys[index] = key;
+      this.selectScratch[index] = key;
+    }
+    const limit = this.config.scoreAtMost;
+    const threshold = quickselect(this.selectScratch, count, limit - 1);
+    let below = 0;
+    for (let index = 0; index < count; index += 1) if (this.keys[index]! < threshold) below += 1;
+    let ties = limit - below;
+    for (let index = 0; index < count; index += 1) {
+      const key = this.keys[index]!;
+      if (key < threshold || (key === threshold && ties-- > 0)) take(index);
+      else {
+        const workerId = eligible[index]!.registration.workerId;
+        if (workerId === affinityWorker || matched.has(workerId)) take(index);
+      }
+    }
   }
 
   private scoresAt(slot: number): Record<ScorerName, number> {
@@ -336,6 +416,12 @@ function requestsOf(member: FleetMember): number {
 /** Outstanding requests per sequence the worker runs at once. */
 function outstandingOf(member: FleetMember): number {
   return requestsOf(member) / Math.max(1, member.registration.maxSequences);
+}
+
+/** Whether the prompt fits `model`'s context window on `member` (an unknown window fits anything). */
+function fitsContext(member: FleetMember, model: string, query: PickQuery): boolean {
+  const context = contextOf(member, model);
+  return context === 0 || query.estimatedInputTokens < context;
 }
 
 /** The context window of `model` on `member`; 0 when unknown. */

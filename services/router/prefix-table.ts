@@ -1,3 +1,5 @@
+import { quickselect } from "../common/quickselect.js";
+
 /**
  * Which prompt prefixes each worker's KV cache is likely to hold, as chained block
  * hashes (services/common/prefix-hash.ts), LRU-bounded per worker.
@@ -207,32 +209,6 @@ interface WorkerBlocks {
 
 /** Ticks stay below this (V8's small integers), renumbered when a worker's clock reaches it. */
 const maxTick = 2 ** 30 - 1;
-
-/** The value at sorted position `k` of values[0, size) (k < size), reordering them (Hoare's selection). */
-function quickselect(values: Int32Array, size: number, k: number): number {
-  let low = 0;
-  let high = size - 1;
-  while (low < high) {
-    const pivot = values[(low + high) >>> 1]!;
-    let i = low;
-    let j = high;
-    while (i <= j) {
-      while (values[i]! < pivot) i += 1;
-      while (values[j]! > pivot) j -= 1;
-      if (i <= j) {
-        const swap = values[i]!;
-        values[i] = values[j]!;
-        values[j] = swap;
-        i += 1;
-        j -= 1;
-      }
-    }
-    if (k <= j) high = j;
-    else if (k >= i) low = i;
-    else return values[k]!;
-  }
-  return values[k]!;
-}
 
 /** 30 bits of a block hash (both halves folded in): a small integer key. */
 function blockKey(hash: number): number {
