@@ -14,7 +14,7 @@ function routerWith(workers: { current: WorkerStatus[] }) {
 
 const worker = (model: string, state = ServingState.SERVING_STATE_SERVING): WorkerStatus => ({
   registration: { workerId: `w-${model}`, address: "a:1", models: [{ id: model, engine: "llamacpp", contextTokens: 512, description: "" }], device: "cpu", maxSequences: 1, state, sendsKvEvents: false, tensorParallelSize: 1 },
-  load: { runningRequests: 0, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, recentFailureRatio: 0, state },
+  load: { runningRequests: 0, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, recentFailureRatio: 0, pendingPrefillTokens: 0, arrivedRequestIds: [], state },
   reportAgeMs: 0,
   draining: false,
   inFlightPicks: 0,

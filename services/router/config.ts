@@ -25,14 +25,21 @@ export const routerConfigSchema = z.object({
    * least-loaded are plain load balancers' choices, for comparing against.
    */
   policy: z.enum(pickPolicies).default("score"),
-  /** Scorer weights (services/router/picker.ts): outstanding requests per sequence. */
+  /** Scorer weights (services/router/picker.ts): outstanding requests per sequence, against the least loaded candidate's. */
   weightQueue: decimal(0, 100).default(2),
   /** KV headroom, counting the picks not yet reported. */
   weightKv: decimal(0, 100).default(1),
   /** Share of the prompt's leading blocks the worker's KV cache holds. */
-  weightPrefix: decimal(0, 100).default(3),
+  weightPrefix: decimal(0, 100).default(1),
   /** The worker this session's last turn went to. */
   weightSession: decimal(0, 100).default(2),
+  /**
+   * Prefill the request would wait behind and do there (the worker's queued prefill plus
+   * the prompt its cache lacks), against the candidate where that is least.
+   */
+  weightPrefill: decimal(0, 100).default(3),
+  /** Tokens added to both sides of the prefill comparison, so a few hundred tokens' difference counts little. */
+  prefillFloorTokens: integer(1, 10_000_000).default(2_048),
   /** Report freshness and memory pressure. */
   weightHealth: decimal(0, 100).default(1),
   /** Room the prompt leaves in the context window. */
@@ -56,8 +63,8 @@ export const routerConfigSchema = z.object({
   prefixBlocksPerWorker: integer(16, 10_000_000).default(32_768),
   /** Sessions whose last worker is remembered. */
   sessionCapacity: integer(0, 100_000_000).default(1_000_000),
-  /** A pick younger than this at a load report still counts as in flight. */
-  pickSettleMs: integer(0, 10_000).default(10),
+  /** A pick counts as in flight until a worker's report lists its request as arrived, or for at most this long. */
+  pickExpireMs: integer(0, 60_000).default(1_000),
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(2_000),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
@@ -78,7 +85,9 @@ export function pickerConfig(config: RouterConfig): PickerConfig {
       session: config.weightSession,
       health: config.weightHealth,
       context: config.weightContext,
+      prefill: config.weightPrefill,
     },
+    prefillFloorTokens: config.prefillFloorTokens,
     affinitySaturation: config.affinitySaturation,
     affinityImbalance: config.affinityImbalance,
     affinitySlack: config.affinitySlack,

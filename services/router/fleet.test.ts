@@ -21,12 +21,12 @@ function registration(workerId: string, models = ["m1"], state = SERVING): Regis
 }
 
 function load(state = SERVING, runningRequests = 0): LoadReport {
-  return { runningRequests, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, recentFailureRatio: 0, state };
+  return { runningRequests, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, recentFailureRatio: 0, pendingPrefillTokens: 0, arrivedRequestIds: [], state };
 }
 
 function setup(staleAfterMs = 5_000) {
   const clock = new ManualClock();
-  return { clock, fleet: new Fleet(clock, { staleAfterMs, freshReportMs: 1_000, pickSettleMs: 10 }) };
+  return { clock, fleet: new Fleet(clock, { staleAfterMs, freshReportMs: 1_000, pickExpireMs: 1_000 }) };
 }
 
 const ids = (fleet: Fleet, model = "m1") => fleet.eligible(model).map((member) => member.registration.workerId).sort();
@@ -89,23 +89,26 @@ test("leave() with an old connectionId does not remove a re-joined worker", () =
   assert.equal(fleet.list().length, 0);
 });
 
-test("a load report clears the picks it covers and keeps the ones too recent to be in it", () => {
+test("a load report clears the picks whose requests it lists as arrived; a pick never listed expires", () => {
   const { clock, fleet } = setup();
   const member = fleet.join(registration("a"));
-  fleet.notePick(member, 100);
+  fleet.notePick(member, "first", 100, 80);
   clock.advance(20);
-  fleet.notePick(member, 50);
+  fleet.notePick(member, "second", 50, 40);
   clock.advance(5);
   assert.equal(fleet.list()[0]?.inFlightPicks, 2);
-  assert.equal(member.inFlightTokens, 150);
-  // The report was made 25 ms after the first pick (in it) and 5 ms after the second (maybe not).
-  fleet.report(member, load(SERVING, 2));
+  assert.deepEqual([member.inFlightTokens, member.inFlightPrefill], [150, 120]);
+  // The report's load includes "first" (it arrived), not "second" (still on its way).
+  fleet.report(member, { ...load(SERVING, 1), arrivedRequestIds: ["first"] });
   assert.equal(member.inFlightPicks, 1);
-  assert.equal(member.inFlightTokens, 50);
-  assert.equal(fleet.list()[0]?.load?.runningRequests, 2);
-  clock.advance(10);
-  fleet.report(member, load(SERVING, 2));
-  assert.equal(member.inFlightPicks, 0);
+  assert.deepEqual([member.inFlightTokens, member.inFlightPrefill], [50, 40]);
+  assert.equal(fleet.list()[0]?.load?.runningRequests, 1);
+  clock.advance(500);
+  fleet.report(member, load(SERVING, 1));
+  assert.equal(member.inFlightPicks, 1, "a report that does not list it keeps it, however late");
+  clock.advance(500);
+  fleet.report(member, load(SERVING, 1));
+  assert.equal(member.inFlightPicks, 0, "after pickExpireMs it went elsewhere, or nowhere");
   assert.equal(member.inFlightTokens, 0);
 });
 

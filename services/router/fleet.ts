@@ -13,8 +13,10 @@ export class FleetMember {
   lastReportAtMs: number;
   /** Prompt and output tokens of the picks in `recentPicks`. */
   inFlightTokens = 0;
-  /** When each pick the last load report may not include yet was made, and its tokens, oldest first. */
-  readonly recentPicks: { atMs: number; tokens: number }[] = [];
+  /** Prompt tokens those picks will compute (what the worker's cache was thought not to hold). */
+  inFlightPrefill = 0;
+  /** When each pick the last load report may not include yet was made, its tokens and its prefill, oldest first. */
+  readonly recentPicks: { atMs: number; requestId: string; tokens: number; prefill: number }[] = [];
   /** An admin drained it: no new work until it registers again. */
   draining = false;
 
@@ -35,6 +37,8 @@ export class FleetMember {
       prefixCacheQueries: 0,
       prefixCacheHits: 0,
       recentFailureRatio: 0,
+      pendingPrefillTokens: 0,
+      arrivedRequestIds: [],
       state: registration.state,
     };
     this.lastReportAtMs = now;
@@ -53,10 +57,10 @@ export interface FleetTiming {
   /** Reports younger than this are fresh; health declines from here to staleness. */
   readonly freshReportMs: number;
   /**
-   * A pick younger than this at a load report is kept as in flight: the request may
-   * not have reached the worker when the report was made.
+   * A pick counts as in flight until a load report lists its request as arrived, or
+   * for at most this long: its request may have gone to another candidate, or nowhere.
    */
-  readonly pickSettleMs: number;
+  readonly pickExpireMs: number;
 }
 
 /**
@@ -100,9 +104,19 @@ export class Fleet {
     const now = this.clock.now();
     member.load = load;
     member.lastReportAtMs = now;
-    const settled = member.recentPicks.findIndex((pick) => now - pick.atMs < this.timing.pickSettleMs);
-    member.recentPicks.splice(0, settled === -1 ? member.recentPicks.length : settled);
-    member.inFlightTokens = member.recentPicks.reduce((sum, pick) => sum + pick.tokens, 0);
+    const picks = member.recentPicks;
+    if (picks.length > 0) {
+      const arrived = load.arrivedRequestIds.length > 0 ? new Set(load.arrivedRequestIds) : undefined;
+      let kept = 0;
+      for (const pick of picks) if (now - pick.atMs < this.timing.pickExpireMs && !arrived?.has(pick.requestId)) picks[kept++] = pick;
+      picks.length = kept;
+    }
+    member.inFlightTokens = 0;
+    member.inFlightPrefill = 0;
+    for (const pick of member.recentPicks) {
+      member.inFlightTokens += pick.tokens;
+      member.inFlightPrefill += pick.prefill;
+    }
   }
 
   /** The fleet's clock. */
@@ -110,10 +124,11 @@ export class Fleet {
     return this.clock.now();
   }
 
-  /** Counts a request just sent to `member` until a load report covers it. */
-  notePick(member: FleetMember, tokens: number): void {
-    member.recentPicks.push({ atMs: this.clock.now(), tokens });
+  /** Counts a request just sent to `member` until a load report lists it (or `pickExpireMs` passes). */
+  notePick(member: FleetMember, requestId: string, tokens: number, prefill = 0): void {
+    member.recentPicks.push({ atMs: this.clock.now(), requestId, tokens, prefill });
     member.inFlightTokens += tokens;
+    member.inFlightPrefill += prefill;
   }
 
   /**

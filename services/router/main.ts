@@ -23,7 +23,7 @@ try {
   const fleet = new Fleet(systemClock, {
     staleAfterMs: config.reportIntervalMs * config.staleAfterReports,
     freshReportMs: config.reportIntervalMs * 2,
-    pickSettleMs: config.pickSettleMs,
+    pickExpireMs: config.pickExpireMs,
   });
   const prefixes = new PrefixTable(config.prefixBlocksPerWorker);
   const picker = new Picker(fleet, prefixes, new SessionTable(config.sessionCapacity), pickerConfig(config));

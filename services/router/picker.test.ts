@@ -13,7 +13,7 @@ const SERVING = ServingState.SERVING_STATE_SERVING;
 
 const defaults: PickerConfig = {
   policy: "score",
-  weights: { queue: 2, kv: 1, prefix: 3, session: 2, health: 1, context: 0.5 },
+  weights: { queue: 2, kv: 1, prefix: 1, session: 2, health: 1, context: 0.5, prefill: 3 },
   affinitySaturation: 0.8,
   affinityImbalance: 1.5,
   affinitySlack: 8,
@@ -21,6 +21,7 @@ const defaults: PickerConfig = {
   longPromptTokens: 8_000,
   candidates: 3,
   scoreAtMost: 64,
+  prefillFloorTokens: 2_048,
 };
 
 interface WorkerSpec {
@@ -34,11 +35,12 @@ interface WorkerSpec {
   kvTotal?: number;
   tensorParallel?: number;
   failureRatio?: number;
+  pendingPrefill?: number;
 }
 
 function setup(workers: WorkerSpec[], config: Partial<PickerConfig> = {}, random: () => number = Math.random) {
   const clock = new ManualClock();
-  const fleet = new Fleet(clock, { staleAfterMs: 5_000, freshReportMs: 1_000, pickSettleMs: 10 });
+  const fleet = new Fleet(clock, { staleAfterMs: 5_000, freshReportMs: 1_000, pickExpireMs: 1_000 });
   const prefixes = new PrefixTable(1_000);
   const picker = new Picker(fleet, prefixes, new SessionTable(100), { ...defaults, ...config }, random);
   const members = new Map<string, FleetMember>();
@@ -70,17 +72,23 @@ function loadOf(spec: Omit<WorkerSpec, "id">): LoadReport {
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
     recentFailureRatio: spec.failureRatio ?? 0,
+    pendingPrefillTokens: spec.pendingPrefill ?? 0,
+    arrivedRequestIds: [],
     state: SERVING,
   };
 }
 
-const systemPrompt = "You are a careful assistant for the billing team. ".repeat(40);
+/** About 3,900 tokens: long enough that computing it again costs more than a few requests' queueing. */
+const systemPrompt = "You are a careful assistant for the billing team. ".repeat(300);
+
+let requests = 0;
 
 function query(overrides: Partial<PickQuery> & { text?: string } = {}): PickQuery {
   const { text, ...rest } = overrides;
   return {
+    requestId: `request-${(requests += 1)}`,
     models: ["m"],
-    estimatedInputTokens: 100,
+    estimatedInputTokens: text === undefined ? 100 : Math.ceil(text.length / 4),
     maxOutputTokens: 100,
     sessionId: "",
     prefixHashes: text === undefined ? [] : blockHashes(text),
@@ -105,9 +113,10 @@ test("with nothing cached, the least loaded worker comes first and every scorer'
   assert.deepEqual(result.placements.map((placement) => placement.member.registration.workerId), ["idle", "half", "busy"]);
   assert.equal(result.reason, "least-loaded");
   const scores = result.placements[0]!.scores;
-  assert.deepEqual(Object.keys(scores).sort(), ["context", "health", "kv", "prefix", "queue", "session"]);
+  assert.deepEqual(Object.keys(scores).sort(), ["context", "health", "kv", "prefill", "prefix", "queue", "session"]);
   assert.equal(scores.queue, 1);
-  assert.equal(result.placements[1]!.scores.queue, 1 / 1.5);
+  // Against the least loaded (0), with the mean (7 requests) added to both: 7 / (7 + 5).
+  assert.equal(result.placements[1]!.scores.queue, 7 / 12);
   for (const placement of result.placements) assert.ok(placement.score >= 0 && placement.score <= 1);
 });
 
@@ -138,12 +147,13 @@ test("the reason for a random tie says so", () => {
 });
 
 test("a worker that holds the prompt's prefix wins over an idle one, and the pick records it", () => {
-  const { picker, setLoad } = setup([{ id: "a" }, { id: "b" }, { id: "c" }]);
+  const { picker, fleet, members } = setup([{ id: "a" }, { id: "b" }, { id: "c" }]);
   const first = query({ text: `${systemPrompt}user: first question` });
   const chosen = picker.pick(first).placements[0]!;
   picker.commit(first, chosen);
   const holder = chosen.member.registration.workerId;
-  setLoad(holder, { running: 3 });
+  // The holder's report lists the first request: its prompt is computed, and it runs with two others.
+  fleet.report(members.get(holder)!, { ...loadOf({ running: 3 }), arrivedRequestIds: [first.requestId] });
   const second = picker.pick(query({ text: `${systemPrompt}user: another question entirely` }));
   assert.equal(second.placements[0]!.member.registration.workerId, holder);
   assert.equal(second.reason, "prefix-affinity");
@@ -200,27 +210,28 @@ test("a session's next turn goes back to its worker while that worker has room",
 
 test("exact KV events: stored blocks attract the prompt, evicted ones stop doing so", () => {
   const { picker, prefixes, setLoad } = setup([{ id: "a" }, { id: "b" }]);
-  const hashes = blockHashes(`${systemPrompt}user: q`);
+  const text = `${systemPrompt}user: q`;
+  const hashes = blockHashes(text);
+  const estimatedInputTokens = Math.ceil(text.length / 4);
   prefixes.apply("b", { stored: hashes, evicted: [], cleared: false });
   setLoad("b", { running: 2 });
-  assert.equal(firstId(picker, query({ prefixHashes: hashes })), "b");
+  assert.equal(firstId(picker, query({ prefixHashes: hashes, estimatedInputTokens })), "b");
   prefixes.apply("b", { stored: [], evicted: hashes, cleared: false });
-  assert.equal(firstId(picker, query({ prefixHashes: hashes })), "a");
+  assert.equal(firstId(picker, query({ prefixHashes: hashes, estimatedInputTokens })), "a");
 });
 
-test("in-flight picks count as load until a report covers them", () => {
-  const { picker, clock, fleet, members } = setup([{ id: "a" }, { id: "b" }]);
-  const q = query();
+test("in-flight picks count as load until a report lists their requests", () => {
+  const { picker, fleet, members } = setup([{ id: "a" }, { id: "b" }]);
   for (let index = 0; index < 6; index += 1) {
-    const chosen = picker.pick(q).placements[0]!;
-    picker.commit(q, chosen);
+    const q = query();
+    picker.commit(q, picker.pick(q).placements[0]!);
   }
-  assert.equal(members.get("a")!.inFlightPicks, 3, "picks alternate between the two");
+  const a = members.get("a")!;
+  assert.equal(a.inFlightPicks, 3, "picks alternate between the two");
   assert.equal(members.get("b")!.inFlightPicks, 3);
-  assert.equal(members.get("a")!.inFlightTokens, 600);
-  clock.advance(20);
-  fleet.report(members.get("a")!, loadOf({ running: 3 }));
-  assert.equal(members.get("a")!.inFlightPicks, 0);
+  assert.equal(a.inFlightTokens, 600);
+  fleet.report(a, { ...loadOf({ running: 3 }), arrivedRequestIds: a.recentPicks.map((pick) => pick.requestId) });
+  assert.equal(a.inFlightPicks, 0);
 });
 
 test("KV headroom counts in-flight tokens: a worker near full KV loses to one with room", () => {
@@ -405,4 +416,30 @@ test("in a partly scored fleet, a long prompt still finds the tensor-parallel gr
   );
   assert.equal(firstId(picker, query({ estimatedInputTokens: 9_000 })), "tp");
   assert.equal(firstId(picker, query({ estimatedInputTokens: 50_000 })), "wide");
+});
+
+test("a long new prompt goes where the least prefill waits, even past a worker with fewer requests", () => {
+  const { picker } = setup([
+    { id: "backlogged", running: 1, pendingPrefill: 30_000 },
+    { id: "decoding", running: 4 },
+  ]);
+  const result = picker.pick(query({ estimatedInputTokens: 10_000 }));
+  assert.equal(result.placements[0]!.member.registration.workerId, "decoding");
+  assert.equal(result.reason, "shortest-prefill");
+  // (2,048 + 10,000) / (2,048 + 30,000 + 10,000)
+  assert.ok(Math.abs(result.placements[1]!.scores.prefill - 12_048 / 42_048) < 1e-9);
+});
+
+test("a question on a cached document goes to its holder, unless the holder's prefill backlog costs more than computing the document elsewhere", () => {
+  const { picker, prefixes, setLoad, members } = setup([{ id: "holder" }, { id: "other" }]);
+  const document = `${systemPrompt}${"Quarterly figures, line by line. ".repeat(800)}`;
+  prefixes.record("holder", blockHashes(document));
+  const question = query({ text: `${document}user: what changed?` });
+  setLoad("holder", { pendingPrefill: 4_000 });
+  assert.equal(firstId(picker, question), "holder");
+  setLoad("holder", { pendingPrefill: 40_000 });
+  assert.equal(firstId(picker, question), "other");
+  // The pick counts what it will prefill there until a report covers it: nearly all of the prompt on the other worker.
+  picker.commit(question, picker.pick(question).placements[0]!);
+  assert.ok(members.get("other")!.inFlightPrefill > question.estimatedInputTokens * 0.9);
 });

@@ -11,7 +11,7 @@ import { quickselect } from "../common/quickselect.js";
  */
 
 /** The scorers, by the name Pick reports their scores under. */
-export const scorerNames = ["queue", "kv", "prefix", "session", "health", "context"] as const;
+export const scorerNames = ["queue", "kv", "prefix", "session", "health", "context", "prefill"] as const;
 export type ScorerName = (typeof scorerNames)[number];
 export type ScorerWeights = Readonly<Record<ScorerName, number>>;
 
@@ -48,6 +48,11 @@ export interface PickerConfig {
   /** Candidates returned, best first: the gateway tries down this list. */
   readonly candidates: number;
   /**
+   * The prefill scorer compares (this + tokens to prefill) between workers, so that a
+   * few hundred tokens either way, which cost milliseconds, do not outweigh the rest.
+   */
+  readonly prefillFloorTokens: number;
+  /**
    * Workers scored at most, besides the prefix holders and the session's worker; a
    * larger fleet is narrowed to its least loaded first (see `Picker.filter`).
    */
@@ -56,6 +61,8 @@ export interface PickerConfig {
 
 /** One request to place. */
 export interface PickQuery {
+  /** Its id: the worker's load report names it once it arrived, which ends its pick's in-flight count. */
+  readonly requestId: string;
   /** The model asked for, then the ones that may serve instead (balanced profile). */
   readonly models: readonly string[];
   readonly estimatedInputTokens: number;
@@ -73,6 +80,8 @@ export interface Placement {
   /** Weighted mean of `scores`. */
   readonly score: number;
   readonly scores: Readonly<Record<ScorerName, number>>;
+  /** Prompt tokens it is expected to compute there: what its cache is not thought to hold. */
+  readonly prefillTokens: number;
 }
 
 export interface PickResult {
@@ -94,6 +103,14 @@ interface Scored {
   tieBreak: number;
   slot: number;
   health: number;
+  /** Whether prefix and session affinity count for it (sticky until saturated). */
+  sticky: boolean;
+  /** Share of the prompt its cache is thought to hold (0 when not sticky). */
+  cached: number;
+  /** Prompt tokens it would compute. */
+  prefill: number;
+  /** Outstanding requests, scaled to the widest candidate's sequences. */
+  requests: number;
 }
 
 const reasons: Readonly<Record<ScorerName, string>> = {
@@ -103,6 +120,7 @@ const reasons: Readonly<Record<ScorerName, string>> = {
   session: "session-affinity",
   health: "healthiest",
   context: "best-context-fit",
+  prefill: "shortest-prefill",
 };
 
 export class Picker {
@@ -144,25 +162,45 @@ export class Picker {
     if (this.scratch.length < size * stride) this.scratch = new Float64Array(size * stride * 2);
     const { weights } = this.config;
     const mostForAffinity = this.config.affinityImbalance * this.meanRequests + this.config.affinitySlack;
+    // First pass: what each candidate would cost, and the least of each cost.
+    let widest = 1;
+    for (let index = 0; index < size; index += 1) widest = Math.max(widest, pool[index]!.member.registration.maxSequences);
+    let leastRequests = Infinity;
+    let leastPrefill = Infinity;
+    for (let index = 0; index < size; index += 1) {
+      const candidate = pool[index]!;
+      const { member } = candidate;
+      const outstanding = outstandingOf(member);
+      candidate.sticky = outstanding < this.config.affinitySaturation && requestsOf(member) <= mostForAffinity;
+      candidate.cached = candidate.sticky && matched.size > 0 ? (matched.get(member.registration.workerId) ?? 0) / matchable : 0;
+      candidate.prefill = Math.round(query.estimatedInputTokens * (1 - candidate.cached));
+      candidate.requests = outstanding * widest;
+      leastRequests = Math.min(leastRequests, candidate.requests);
+      leastPrefill = Math.min(leastPrefill, prefillWaitOf(member) + candidate.prefill);
+    }
+    const floor = this.config.prefillFloorTokens;
+    // Load counts against the least loaded relative to the candidates' mean: a few requests apart matter on an idle fleet, not on a busy one.
+    let requestsFloor = 0;
+    for (let index = 0; index < size; index += 1) requestsFloor += pool[index]!.requests;
+    requestsFloor = Math.max(1, requestsFloor / size);
     for (let index = 0; index < size; index += 1) {
       const candidate = pool[index]!;
       const { member } = candidate;
       const load = member.load;
-      const outstanding = outstandingOf(member);
-      const sticky = outstanding < this.config.affinitySaturation && requestsOf(member) <= mostForAffinity;
       const contextTokens = contextOf(member, candidate.model);
       const base = index * stride;
       const s = this.scratch;
-      s[base] = 1 / (1 + outstanding);
+      s[base] = (requestsFloor + leastRequests) / (requestsFloor + candidate.requests);
       s[base + 1] = load.kvTotalTokens > 0 ? 1 - Math.min(1, (load.kvUsedTokens + member.inFlightTokens) / load.kvTotalTokens) : 1;
-      s[base + 2] = sticky && matched.size > 0 ? (matched.get(member.registration.workerId) ?? 0) / matchable : 0;
-      s[base + 3] = sticky && affinityWorker === member.registration.workerId ? 1 : 0;
+      s[base + 2] = candidate.cached;
+      s[base + 3] = candidate.sticky && affinityWorker === member.registration.workerId ? 1 : 0;
       s[base + 4] = candidate.health;
       s[base + 5] = contextTokens > 0 ? 1 - Math.min(1, query.estimatedInputTokens / contextTokens) : 1;
+      s[base + 6] = (floor + leastPrefill) / (floor + prefillWaitOf(member) + candidate.prefill);
       candidate.score =
-        (weights.queue * s[base]! + weights.kv * s[base + 1]! + weights.prefix * s[base + 2]! +
-          weights.session * s[base + 3]! + weights.health * s[base + 4]! + weights.context * s[base + 5]!) / this.weightSum;
-      candidate.saturated = outstanding >= 1 ? 1 : 0;
+        (weights.queue * s[base]! + weights.kv * s[base + 1]! + weights.prefix * s[base + 2]! + weights.session * s[base + 3]! +
+          weights.health * s[base + 4]! + weights.context * s[base + 5]! + weights.prefill * s[base + 6]!) / this.weightSum;
+      candidate.saturated = outstandingOf(member) >= 1 ? 1 : 0;
       candidate.slot = index;
     }
     const best = topK(pool, size, this.config.candidates, compare);
@@ -171,6 +209,7 @@ export class Picker {
       model: candidate.model,
       score: candidate.score,
       scores: this.scoresAt(candidate.slot),
+      prefillTokens: candidate.prefill,
     }));
     return { placements, reason: this.reason(query, placements, size) };
   }
@@ -178,7 +217,7 @@ export class Picker {
   /** The request went to `placement`: count it there and remember its prefix and session. */
   commit(query: PickQuery, placement: Placement): void {
     const workerId = placement.member.registration.workerId;
-    this.fleet.notePick(placement.member, query.estimatedInputTokens + query.maxOutputTokens);
+    this.fleet.notePick(placement.member, query.requestId, query.estimatedInputTokens + query.maxOutputTokens, placement.prefillTokens);
     this.prefixes.record(workerId, query.prefixHashes);
     this.sessions.record(query.sessionId, workerId);
   }
@@ -199,8 +238,8 @@ export class Picker {
     if (pool.length === 0) return { placements: [], reason: "no-eligible-worker" };
     const placed = (member: FleetMember): Placement => {
       const queue = 1 / (1 + outstandingOf(member));
-      const scores = { queue, kv: 0, prefix: 0, session: 0, health: 0, context: 0 };
-      return { member, model, score: queue, scores };
+      const scores = { queue, kv: 0, prefix: 0, session: 0, health: 0, context: 0, prefill: 0 };
+      return { member, model, score: queue, scores, prefillTokens: query.estimatedInputTokens };
     };
     const count = Math.min(this.config.candidates, pool.length);
     if (this.config.policy === "round-robin") {
@@ -270,7 +309,7 @@ export class Picker {
       const member = eligible[index]!;
       const rank = this.ranks[index]!;
       const model = preference[rank]!;
-      const candidate = (pool[size] ??= { member, model, saturated: 0, rank, score: 0, tieBreak: 0, slot: 0, health: 0 });
+      const candidate = (pool[size] ??= { member, model, saturated: 0, rank, score: 0, tieBreak: 0, slot: 0, health: 0, sticky: false, cached: 0, prefill: 0, requests: 0 });
       candidate.member = member;
       candidate.model = model;
       candidate.rank = rank;
@@ -367,7 +406,10 @@ export class Picker {
         best = name;
       }
     }
-    return best === undefined ? "tie-broken-at-random" : reasons[best];
+    if (best === undefined) return "tie-broken-at-random";
+    // Less to prefill because more of the prompt is cached there is prefix affinity at work.
+    if (best === "prefill" && first!.scores.prefix > second.scores.prefix) return reasons.prefix;
+    return reasons[best];
   }
 }
 
@@ -411,6 +453,11 @@ function topK<T>(items: readonly T[], count: number, k: number, order: (a: T, b:
 function requestsOf(member: FleetMember): number {
   const { load } = member;
   return load.runningRequests + load.waitingRequests + member.inFlightPicks;
+}
+
+/** Prompt tokens the worker is computing or has queued, with those of the picks its last report may not include. */
+function prefillWaitOf(member: FleetMember): number {
+  return member.load.pendingPrefillTokens + member.inFlightPrefill;
 }
 
 /** Outstanding requests per sequence the worker runs at once. */

@@ -57,6 +57,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
       const versions = splits.route(request.model, request.sessionId);
       const query: PickQuery = {
+        requestId: request.requestId,
         models: [...(versions ?? [request.model]), ...request.alternativeModels],
         estimatedInputTokens: request.estimatedInputTokens,
         maxOutputTokens: request.maxOutputTokens,

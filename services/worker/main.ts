@@ -10,6 +10,7 @@ import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
 import { loadWorkerConfig } from "./config.js";
 import { loadEngine } from "./engine-loader.js";
+import { Arrivals } from "./arrivals.js";
 import { FailureWindow } from "./failure-window.js";
 import { KvReservations } from "./kv-reservations.js";
 import { keepReportingKv } from "./kv-reporter.js";
@@ -37,11 +38,12 @@ try {
     : undefined;
   const reservations = new KvReservations();
   const failures = new FailureWindow();
+  const arrivals = new Arrivals();
   const grpc = await startGrpcServer({
     address: config.listen,
     serviceNames: [WorkerServiceDefinition.fullName],
     logger: log,
-    addServices: (server) => server.add(WorkerServiceDefinition, createWorkerService({ workerId, runtime, reservations, failures, registry, logger: log })),
+    addServices: (server) => server.add(WorkerServiceDefinition, createWorkerService({ workerId, runtime, reservations, failures, arrivals, registry, logger: log })),
   });
   // Health says NOT_SERVING until a model has loaded, and follows the serving state
   // through whatever an admin loads or unloads.
@@ -91,6 +93,7 @@ try {
       minReportIntervalMs: config.reportMinIntervalMs,
       tensorParallelSize: config.tensorParallelSize,
       failureRatio: () => failures.ratio(),
+      arrivals,
     });
     if (memoryGuard) {
       void keepReportingKv({

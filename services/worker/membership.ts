@@ -4,6 +4,7 @@ import type { ConnectRequest, LoadReport, RouterServiceDefinition } from "../../
 import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import { Throttle } from "../common/throttle.js";
+import type { Arrivals } from "./arrivals.js";
 import type { EngineHost } from "./engine-host.js";
 
 /**
@@ -26,6 +27,8 @@ export function keepRegistered(options: {
   tensorParallelSize: number;
   /** Recent generations' failure ratio, reported with the load. */
   failureRatio: () => number;
+  /** Requests that reached the engine; each report lists those since the last one. */
+  arrivals: Arrivals;
 }): Promise<void> {
   const { runtime, logger } = options;
   let throttle: Throttle | undefined;
@@ -51,6 +54,8 @@ export function keepRegistered(options: {
       tokensPerSecond: load?.tokensPerSecond ?? 0,
       prefixCacheQueries: load?.prefixCacheQueries ?? 0,
       prefixCacheHits: load?.prefixCacheHits ?? 0,
+      pendingPrefillTokens: load?.pendingPrefillTokens ?? 0,
+      arrivedRequestIds: options.arrivals.take(),
       state: runtime.state,
       recentFailureRatio: options.failureRatio(),
     };

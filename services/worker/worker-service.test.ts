@@ -8,6 +8,7 @@ import { createLogger } from "../common/logger.js";
 import { EngineHost } from "./engine-host.js";
 import { EngineError, type Engine, type GenerationEvent, type GenerationInput } from "./engines/engine.js";
 import { SimEngine } from "./engines/sim/sim-engine.js";
+import { Arrivals } from "./arrivals.js";
 import { FailureWindow } from "./failure-window.js";
 import { KvReservations } from "./kv-reservations.js";
 import { createWorkerService } from "./worker-service.js";
@@ -36,17 +37,19 @@ function setup() {
   const engine = faultyEngine();
   runtime.serve(engine);
   const failures = new FailureWindow();
+  const arrivals = new Arrivals();
   const service = createWorkerService({
     workerId: "w",
     runtime,
     reservations: new KvReservations(),
     failures,
+    arrivals,
     registry: new Registry(),
     logger: createLogger("worker", "fatal"),
   });
   const model = engine.models()[0]!.id;
-  const generate = async (content: string) => {
-    const request = GenerateRequest.create({ requestId: "r", model, messages: [ChatMessage.create({ role: "user", content })] });
+  const generate = async (content: string, requestId = "r") => {
+    const request = GenerateRequest.create({ requestId, model, messages: [ChatMessage.create({ role: "user", content })] });
     const context = { signal: new AbortController().signal } as CallContext;
     try {
       for await (const _event of service.generate!(request, context)) {
@@ -57,7 +60,7 @@ function setup() {
       return (error as Error).message;
     }
   };
-  return { generate, failures };
+  return { generate, failures, arrivals };
 }
 
 test("the engine's own failures count against the worker's health; bad requests do not", async () => {
@@ -70,4 +73,15 @@ test("the engine's own failures count against the worker's health; bad requests 
   assert.equal(failures.ratio(), 0.5);
   assert.match(await generate("x".repeat(600_000)), /context/, "a prompt over the context is the request's fault");
   assert.equal(failures.ratio(), 0.5);
+});
+
+test("every request that reaches the worker is listed once for the next load report, refused or not", async () => {
+  const { generate, arrivals } = setup();
+  await generate("hello", "first");
+  await generate("engine-fault-at-start", "second");
+  assert.deepEqual(arrivals.take(), ["first", "second"]);
+  assert.deepEqual(arrivals.take(), [], "a report takes them");
+  const bounded = new Arrivals(2);
+  for (const id of ["a", "b", "c", "d", "e"]) bounded.note(id);
+  assert.deepEqual(bounded.take(), ["d", "e"], "with no router to take them, only the newest are kept");
 });

@@ -12,6 +12,7 @@ import type { Logger } from "../common/logger.js";
 import { coalesceDeltas, mergeChoices } from "./choices.js";
 import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
 import type { EngineHost } from "./engine-host.js";
+import type { Arrivals } from "./arrivals.js";
 import type { FailureWindow } from "./failure-window.js";
 import type { KvReservations } from "./kv-reservations.js";
 
@@ -21,6 +22,8 @@ export interface WorkerServiceDeps {
   readonly reservations: KvReservations;
   /** Where generations' outcomes go, for the health the router sees. */
   readonly failures: FailureWindow;
+  /** Where arriving requests' ids go, for the router's in-flight accounting. */
+  readonly arrivals: Arrivals;
   readonly registry: Registry;
   readonly logger: Logger;
 }
@@ -118,6 +121,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         await Promise.allSettled(choices.map((choice) => choice.return?.()));
       };
 
+      deps.arrivals.note(request.requestId);
       // Errors before "started" are the request's fault or the engine's state: a status.
       const firsts = await Promise.allSettled(choices.map((choice) => choice.next()));
       const refused = firsts.find((first) => first.status === "rejected");

@@ -48,7 +48,7 @@ const systemPrompts = Array.from({ length: tenants }, (_, tenant) => {
 
 function buildFleet(size: number) {
   const clock = new ManualClock();
-  const fleet = new Fleet(clock, { staleAfterMs: 5_000, freshReportMs: 2_000, pickSettleMs: 10 });
+  const fleet = new Fleet(clock, { staleAfterMs: 5_000, freshReportMs: 2_000, pickExpireMs: 1_000 });
   const prefixes = new PrefixTable(blocksPerWorker);
   // The router's own defaults, so the bench measures what a deployment runs.
   const picker = new Picker(fleet, prefixes, new SessionTable(1_000_000), pickerConfig(loadRouterConfig({ argv: [], env: {} })));
@@ -75,6 +75,8 @@ function buildFleet(size: number) {
       prefixCacheQueries: 0,
       prefixCacheHits: 0,
       recentFailureRatio: 0,
+      pendingPrefillTokens: 0,
+      arrivedRequestIds: [],
       state: ServingState.SERVING_STATE_SERVING,
     });
     members.push(member);
@@ -93,6 +95,7 @@ function queries(count: number): PickQuery[] {
     const tenant = Math.floor(random() * tenants);
     const text = `${systemPrompts[tenant]}user ${index}: ${"please summarise the attached notes ".repeat(1 + Math.floor(random() * 20))}`;
     return {
+      requestId: `request-${index}`,
       models: ["gpt-oss-20b"],
       estimatedInputTokens: Math.ceil(text.length / 4),
       maxOutputTokens: 512,

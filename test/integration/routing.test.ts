@@ -86,7 +86,7 @@ test("Pick reports the reason and every scorer's score; the prefix holder is fir
   });
   assert.equal(pick.reason, "prefix-affinity");
   assert.equal(pick.candidates.length, workers);
-  assert.deepEqual(Object.keys(pick.candidates[0]!.scores).sort(), ["context", "health", "kv", "prefix", "queue", "session"]);
+  assert.deepEqual(Object.keys(pick.candidates[0]!.scores).sort(), ["context", "health", "kv", "prefill", "prefix", "queue", "session"]);
   assert.ok(pick.candidates[0]!.scores.prefix! > 0.8);
   assert.equal(pick.candidates[1]!.scores.prefix, 0);
 });

@@ -71,6 +71,8 @@ export interface EngineLoad {
   readonly prefixCacheQueries: number;
   /** Of those, tokens that were found cached. */
   readonly prefixCacheHits: number;
+  /** Prompt tokens queued or running and not yet computed (cached ones not counted); absent when the engine cannot tell. */
+  readonly pendingPrefillTokens?: number;
 }
 
 /**

@@ -167,6 +167,18 @@ export interface LoadReport {
    * score falls with it, and a worker below 0.7 is avoided.
    */
   recentFailureRatio: number;
+  /**
+   * Prompt tokens queued or running and not yet computed, cached ones not counted:
+   * the prefill a new request waits behind. 0 when the engine cannot tell (an
+   * upstream server); the router then counts only its own recent picks.
+   */
+  pendingPrefillTokens: number;
+  /**
+   * Requests that reached the engine since the last report. The router counts its
+   * picks of them as in flight until it sees them here; from then on this report's
+   * load includes them.
+   */
+  arrivedRequestIds: string[];
 }
 
 /** ConnectResponse is one message from the router to a worker. */
@@ -1421,6 +1433,8 @@ function createBaseLoadReport(): LoadReport {
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
     recentFailureRatio: 0,
+    pendingPrefillTokens: 0,
+    arrivedRequestIds: [],
   };
 }
 
@@ -1452,6 +1466,12 @@ export const LoadReport: MessageFns<LoadReport> = {
     }
     if (message.recentFailureRatio !== 0) {
       writer.uint32(73).double(message.recentFailureRatio);
+    }
+    if (message.pendingPrefillTokens !== 0) {
+      writer.uint32(80).uint64(message.pendingPrefillTokens);
+    }
+    for (const v of message.arrivedRequestIds) {
+      writer.uint32(90).string(v!);
     }
     return writer;
   },
@@ -1541,6 +1561,22 @@ export const LoadReport: MessageFns<LoadReport> = {
             message.recentFailureRatio = reader.double();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.pendingPrefillTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.arrivedRequestIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1596,6 +1632,16 @@ export const LoadReport: MessageFns<LoadReport> = {
         : isSet(object.recent_failure_ratio)
         ? globalThis.Number(object.recent_failure_ratio)
         : 0,
+      pendingPrefillTokens: isSet(object.pendingPrefillTokens)
+        ? globalThis.Number(object.pendingPrefillTokens)
+        : isSet(object.pending_prefill_tokens)
+        ? globalThis.Number(object.pending_prefill_tokens)
+        : 0,
+      arrivedRequestIds: globalThis.Array.isArray(object?.arrivedRequestIds)
+        ? object.arrivedRequestIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.arrived_request_ids)
+        ? object.arrived_request_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1628,6 +1674,12 @@ export const LoadReport: MessageFns<LoadReport> = {
     if (message.recentFailureRatio !== 0) {
       obj.recentFailureRatio = floatToJson(message.recentFailureRatio);
     }
+    if (message.pendingPrefillTokens !== 0) {
+      obj.pendingPrefillTokens = Math.round(message.pendingPrefillTokens);
+    }
+    if (message.arrivedRequestIds?.length) {
+      obj.arrivedRequestIds = message.arrivedRequestIds;
+    }
     return obj;
   },
 
@@ -1645,6 +1697,8 @@ export const LoadReport: MessageFns<LoadReport> = {
     message.prefixCacheQueries = object.prefixCacheQueries ?? 0;
     message.prefixCacheHits = object.prefixCacheHits ?? 0;
     message.recentFailureRatio = object.recentFailureRatio ?? 0;
+    message.pendingPrefillTokens = object.pendingPrefillTokens ?? 0;
+    message.arrivedRequestIds = object.arrivedRequestIds?.map((e) => e) || [];
     return message;
   },
 };

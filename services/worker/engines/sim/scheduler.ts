@@ -43,6 +43,8 @@ export class Sequence {
   cachedTokens = 0;
   /** Tokens still to compute before the next token comes out (prompt, or prompt and output after a preemption). */
   prefillLeft = 0;
+  /** While it waits: the prompt tokens it will compute, as the cache held when it arrived (or when it was preempted). */
+  expectedPrefill = 0;
   generated = 0;
   reasoningTokens = 0;
   /** Cached prefix blocks it uses, in prompt order. */
@@ -113,6 +115,7 @@ export class Scheduler {
   submit(plan: SequencePlan): Sequence {
     if (this.closed) throw new EngineError("unavailable", "the engine is shutting down");
     const sequence = new Sequence(plan, this.clock.now());
+    sequence.expectedPrefill = plan.promptTokens - this.kv.match(plan.promptHashes, Math.floor((plan.promptTokens - 1) / blockTokens)).length * blockTokens;
     this.waiting.push(sequence);
     if (!this.step && !this.wakeQueued) {
       // Requests that arrive in the same tick (the n choices of one request) start together.
@@ -157,7 +160,16 @@ export class Scheduler {
       tokensPerSecond: this.tokensPerSecond(),
       prefixCacheQueries: this.prefixCacheQueries,
       prefixCacheHits: this.prefixCacheHits,
+      pendingPrefillTokens: this.pendingPrefillTokens(),
     };
+  }
+
+  /** What is left to prefill of the batch, plus the uncached part of every queued prompt as the cache held on its arrival. */
+  private pendingPrefillTokens(): number {
+    let tokens = 0;
+    for (const sequence of this.running) tokens += sequence.prefillLeft;
+    for (const sequence of this.waiting) tokens += sequence.expectedPrefill;
+    return tokens;
   }
 
   /** Evicts idle prefix blocks, least recently used first, until `tokens` are freed or none are idle. */
@@ -426,6 +438,7 @@ export class Scheduler {
     this.releaseKv(sequence);
     sequence.state = "waiting";
     sequence.role = undefined;
+    sequence.expectedPrefill = sequence.contextTokens;
     this.running.pop();
     this.waiting.unshift(sequence);
     this.loadChanged = true;

@@ -509,3 +509,21 @@ test("sessions' KV is tracked: idle sessions least recently used first, and evic
   assert.equal(await cachedOf("carol", "a".repeat(320)), 160, "the shared system prompt (10 blocks) is still cached; alice's own blocks are not");
   assert.ok((await cachedOf("dave", "b".repeat(320))) > 160, "bob's blocks stay");
 });
+
+test("load() reports the prefill still to do: the batch's prompt chunks left and each queued prompt's uncached part", async () => {
+  // One sequence at a time, 64 prompt tokens a step: a 160-token prompt takes three steps.
+  const { clock, engine, model } = setup({ maxBatch: 1, maxBatchTokens: 64 });
+  const promptA = "a".repeat(640);
+  start(engine, clock, input(model, promptA));
+  start(engine, clock, input(model, "b".repeat(640)));
+  await settle();
+  assert.equal(engine.load().pendingPrefillTokens, 320, "all of a in the batch, all of b queued");
+  await advance(clock, 20 + 64 + 1);
+  assert.equal(engine.load().pendingPrefillTokens, 256, "one chunk of a done");
+  await advance(clock, 2_000);
+  assert.equal(engine.load().pendingPrefillTokens, 0);
+  // a's prompt is cached now (but its last block, whose last token starts the answer): only that is left to compute.
+  start(engine, clock, input(model, promptA));
+  await settle();
+  assert.equal(engine.load().pendingPrefillTokens, 16);
+});
