@@ -33,6 +33,12 @@ export const admissionConfigSchema = z.object({
   maxQueueBatch: integer(0, 1_000_000).default(1_024),
   /** Longest wait in the queue when the request does not say. */
   queueTimeoutMs: integer(1, 3_600_000).default(30_000),
+  /**
+   * A request joins the queue only while its estimated wait is within this share of its
+   * queue timeout, and is refused at once (503) past it. The rest of the timeout is margin
+   * for the estimate's error, so that a queued request is seldom rejected after waiting.
+   */
+  admitWithinShare: decimal(0.05, 1).default(0.5),
   /** Least time between two Queued updates (position, estimated wait) of one request. */
   queuedUpdateMs: integer(0, 60_000).default(500),
   /** host:port of memory-guard, whose KV pressure gates grants; empty to gate by concurrency alone. */

@@ -9,7 +9,7 @@ import { Scheduler, type QueuePlace, type Slot, type SlotOutcome, type SlotReque
 const never = new AbortController().signal;
 
 function setup(
-  options: { capacity?: number; maxQueue?: number; maxQueuePerClass?: Partial<PerClass<number>>; queuedUpdateMs?: number; interactiveHeadroom?: number } = {},
+  options: { capacity?: number; maxQueue?: number; maxQueuePerClass?: Partial<PerClass<number>>; queuedUpdateMs?: number; interactiveHeadroom?: number; admitWithinShare?: number } = {},
 ) {
   const clock = new ManualClock();
   const scheduler = new Scheduler({
@@ -20,6 +20,7 @@ function setup(
     clock,
     interactiveHeadroom: options.interactiveHeadroom ?? 0,
     interactiveWindowMs: 30_000,
+    admitWithinShare: options.admitWithinShare,
   });
   return { clock, scheduler };
 }
@@ -238,6 +239,22 @@ test("early shedding: once holds are measured, a request that would outwait its 
   assert.equal((await rejected(tooFar)).rejection, "shed_early", "second in line: 800 ms does not");
   holder.release();
   await granted(patient);
+});
+
+test("admitWithinShare keeps a margin: a request queues only if its estimated wait is within that share of its timeout", async () => {
+  const { clock, scheduler } = setup({ admitWithinShare: 0.5 });
+  const first = await granted(ask(scheduler, "first"));
+  clock.advance(400);
+  first.release(); // measured hold: 400 ms
+  const holder = await granted(ask(scheduler, "holder"));
+  const tight = ask(scheduler, "tight", { queueTimeoutMs: 600 });
+  const shed = await rejected(tight);
+  assert.equal(shed.rejection, "shed_early", "400 ms would fit 600 ms, but not half of it");
+  assert.equal(shed.retryAfterMs, 100);
+  const roomy = ask(scheduler, "roomy", { queueTimeoutMs: 800 });
+  assert.equal(await isSettled(roomy), false, "400 ms is within half of 800 ms");
+  holder.release();
+  await granted(roomy);
 });
 
 test("queue positions are reported when they change, at most once per interval, and the latest always arrives", async () => {

@@ -65,6 +65,13 @@ export interface SchedulerOptions {
    */
   readonly interactiveHeadroom?: number;
   readonly interactiveWindowMs?: number;
+  /**
+   * A request joins the queue only while its estimated wait is within this share of its
+   * queue timeout (1 when not given); past it, it is refused at arrival. The rest of the
+   * timeout is the margin for the estimate's error (a burst of more urgent arrivals,
+   * holds longer than the mean), so that a request once queued is seldom rejected later.
+   */
+  readonly admitWithinShare?: number;
 }
 
 interface Waiter {
@@ -92,8 +99,8 @@ const assumedHoldMs = 1_000;
  * waiter (strict priority); inside a class tenants take turns (FairQueue). Queues are
  * bounded per class and in all; a more urgent arrival at a full queue takes the place
  * of the waiter served last in the least urgent class below it. A request whose
- * estimated wait already exceeds its queue timeout is refused at arrival rather than
- * left to time out. The next request in that order waits while memory-aware admission
+ * estimated wait already exceeds its share of its queue timeout (`admitWithinShare`) is
+ * refused at arrival rather than left to time out. The next request in that order waits while memory-aware admission
  * says its KV does not fit, and nothing behind it passes it: a large request is not
  * starved by a stream of small ones. Every decision is taken synchronously.
  */
@@ -159,8 +166,9 @@ export class Scheduler {
     }
     const estimatedWaitMs = this.estimateWaitMs(ahead, className);
     // Only once a hold time was measured: the assumed one could refuse a whole burst.
-    if (this.holdsMeasured > 0 && estimatedWaitMs > request.queueTimeoutMs) {
-      return rejected("shed_early", Math.min(maxRetryAfterMs, estimatedWaitMs - request.queueTimeoutMs));
+    const admissibleWaitMs = request.queueTimeoutMs * (this.options.admitWithinShare ?? 1);
+    if (this.holdsMeasured > 0 && estimatedWaitMs > admissibleWaitMs) {
+      return rejected("shed_early", Math.min(maxRetryAfterMs, estimatedWaitMs - admissibleWaitMs));
     }
     if (this.totalQueued >= this.options.maxQueue && !this.shedForUrgent(className)) {
       return rejected("queue_full", this.estimateWaitMs(this.totalQueued));

@@ -37,7 +37,7 @@ export const routerConfigSchema = z.object({
    * Prefill the request would wait behind and do there (the worker's queued prefill plus
    * the prompt its cache lacks), against the candidate where that is least.
    */
-  weightPrefill: decimal(0, 100).default(3),
+  weightPrefill: decimal(0, 100).default(10),
   /** Tokens added to both sides of the prefill comparison, so a few hundred tokens' difference counts little. */
   prefillFloorTokens: integer(1, 10_000_000).default(2_048),
   /** Report freshness and memory pressure. */

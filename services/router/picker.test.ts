@@ -13,7 +13,7 @@ const SERVING = ServingState.SERVING_STATE_SERVING;
 
 const defaults: PickerConfig = {
   policy: "score",
-  weights: { queue: 2, kv: 1, prefix: 1, session: 2, health: 1, context: 0.5, prefill: 3 },
+  weights: { queue: 2, kv: 1, prefix: 1, session: 2, health: 1, context: 0.5, prefill: 10 },
   affinitySaturation: 0.8,
   affinityImbalance: 1.5,
   affinitySlack: 8,
@@ -196,12 +196,12 @@ test("a worker failing a third of its generations is avoided while a healthy one
 });
 
 test("a session's next turn goes back to its worker while that worker has room", () => {
-  const { picker, setLoad } = setup([{ id: "a" }, { id: "b" }, { id: "c" }]);
+  const { picker, fleet, members } = setup([{ id: "a" }, { id: "b" }, { id: "c" }]);
   const turn = query({ sessionId: "alice" });
   const chosen = picker.pick(turn).placements[0]!;
   picker.commit(turn, chosen);
   const home = chosen.member.registration.workerId;
-  setLoad(home, { running: 4 });
+  fleet.report(members.get(home)!, { ...loadOf({ running: 4 }), arrivedRequestIds: [turn.requestId] });
   const next = picker.pick(query({ sessionId: "alice" }));
   assert.equal(next.placements[0]!.member.registration.workerId, home);
   assert.equal(next.reason, "session-affinity");

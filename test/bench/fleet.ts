@@ -359,6 +359,21 @@ interface SpikeOutcome {
   readonly broken?: string;
   readonly ttftMs: number;
   readonly completionTokens: number;
+  /** Why a 429/503 was given, from its message (admission's rejection). */
+  readonly reason?: string;
+}
+
+/** Admission's rejection, told apart by the message the gateway passes on (services/admission/outcomes.ts). */
+function rejectionReason(message: string): string {
+  const known: [RegExp, string][] = [
+    [/queue is full/, "queue_full"],
+    [/waited too long/, "queue_timeout"],
+    [/expected wait/, "shed_early"],
+    [/more urgent/, "shed_for_urgent"],
+    [/KV-cache memory/, "shed_memory"],
+    [/limit/i, "rate_limited"],
+  ];
+  return known.find(([pattern]) => pattern.test(message))?.[1] ?? "other";
 }
 
 /**
@@ -385,8 +400,9 @@ async function spikeChat(baseUrl: string, request: ReturnType<typeof spikeReques
       body: JSON.stringify({ model, messages: request.messages, stream: true, stream_options: { include_usage: true }, max_tokens: 1_024, reasoning_effort: "low", user: request.user }),
     });
     if (response.status !== 200) {
-      await response.arrayBuffer();
-      return { ...base, endedAt: performance.now() - phaseStart, status: response.status, ttftMs: -1, completionTokens: 0 };
+      const body = (await response.json().catch(() => ({}))) as { error?: { message?: string } };
+      const endedAt = performance.now() - phaseStart;
+      return { ...base, endedAt, status: response.status, ttftMs: -1, completionTokens: 0, reason: rejectionReason(body.error?.message ?? "") };
     }
     let ttftMs = -1;
     let completionTokens = 0;
@@ -433,6 +449,8 @@ interface SpikeSummary {
   /** How long a 429/503 took to come back during the spike, p50 and p99 (ms). */
   readonly rejectionP50: number;
   readonly rejectionP99: number;
+  /** Rejections in the spike by admission's reason: how many, and how long the slowest percent took. */
+  readonly rejectionsByReason: Record<string, { count: number; p99: number }>;
 }
 
 /**
@@ -482,8 +500,15 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
         firstLost ??= `${outcome.status} ${outcome.broken ?? ""}`;
       }
     }
-    const rejectionMs = spike.filter((outcome) => outcome.status === 429 || outcome.status === 503).map((outcome) => outcome.endedAt - outcome.sentAt);
+    const spikeRejections = spike.filter((outcome) => outcome.status === 429 || outcome.status === 503);
+    const rejectionMs = spikeRejections.map((outcome) => outcome.endedAt - outcome.sentAt);
+    const rejectionsByReason: Record<string, { count: number; p99: number }> = {};
+    for (const reason of new Set(spikeRejections.map((outcome) => outcome.reason ?? "other"))) {
+      const times = spikeRejections.filter((outcome) => (outcome.reason ?? "other") === reason).map((outcome) => outcome.endedAt - outcome.sentAt);
+      rejectionsByReason[reason] = { count: times.length, p99: percentile(times, 99) };
+    }
     return {
+      rejectionsByReason,
       policy,
       rejectionP50: percentile(rejectionMs, 50),
       rejectionP99: percentile(rejectionMs, 99),
@@ -522,6 +547,10 @@ function printSpike(summaries: readonly SpikeSummary[]): void {
         `${s.completed.interactive}/${s.completed.standard}/${s.completed.batch} | ${Object.entries(s.rejected).map(([key, count]) => `${key}: ${count}`).join(", ") || "none"} | ` +
         `${s.rejectionP50.toFixed(1)} / ${s.rejectionP99.toFixed(1)} ms | ${s.lost}${s.firstLost ? ` (${s.firstLost})` : ""} |`,
     );
+  }
+  for (const s of summaries) {
+    const reasons = Object.entries(s.rejectionsByReason).map(([reason, { count, p99 }]) => `${reason} ${count} (p99 ${p99.toFixed(1)} ms)`);
+    console.log(`${s.policy}: spike rejections by reason: ${reasons.join(", ") || "none"}`);
   }
 }
 
