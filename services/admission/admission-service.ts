@@ -34,6 +34,7 @@ export function createAdmissionService(
       const first = await incoming.next();
       if (first.done) throw new ServerError(Status.INVALID_ARGUMENT, "send one AcquireRequest first");
       const request = first.value;
+      const arrivedAt = performance.now();
       const className = classOf(request.priorityClass);
       if (className === undefined) throw new ServerError(Status.INVALID_ARGUMENT, "priority_class must be set");
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
@@ -70,7 +71,7 @@ export function createAdmissionService(
         .catch(() => undefined)
         .finally(() => release.abort());
       try {
-        yield* holdSlot(request, tenantId, className, charge, release.signal);
+        yield* holdSlot(request, tenantId, className, charge, release.signal, arrivedAt);
       } finally {
         context.signal.removeEventListener("abort", onCancel);
       }
@@ -89,6 +90,7 @@ export function createAdmissionService(
     className: ClassName,
     charge: TenantCharge,
     released: AbortSignal,
+    arrivedAt: number,
   ): AsyncGenerator<AcquireResponse> {
     let slot: Slot | undefined;
     // Ends the request's claim however this generator ends, even closed at a yield
@@ -123,7 +125,7 @@ export function createAdmissionService(
         throw error;
       }
       if (result.kind === "rejected") {
-        stats.record(className, result.rejection);
+        stats.record(className, result.rejection, performance.now() - arrivedAt);
         logger.debug({ request_id: request.requestId, tenant: tenantId, reason: result.rejection }, "rejected");
         yield rejectedEvent(result.rejection, rejectionMessage(result.rejection), result.retryAfterMs);
         return;

@@ -14,6 +14,7 @@ export class AdmissionStats {
   private readonly rejected = perClass(() => 0);
   private readonly outcomes: Counter<"priority_class" | "outcome">;
   private readonly queueWait: Histogram<"priority_class">;
+  private readonly rejectionTime: Histogram<"priority_class" | "outcome">;
 
   constructor(
     private readonly scheduler: Scheduler,
@@ -32,6 +33,13 @@ export class AdmissionStats {
       help: "Time from arrival to the grant",
       labelNames,
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    });
+    this.rejectionTime = new Histogram({
+      name: "infermesh_admission_rejection_seconds",
+      help: "Time from arrival to the rejection: early shedding decides at arrival, a queue timeout after waiting",
+      labelNames: ["priority_class", "outcome"] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5, 15, 30, 60],
       registers: [registry],
     });
     new Gauge({
@@ -74,14 +82,15 @@ export class AdmissionStats {
     }
   }
 
-  /** Counts one Acquire's outcome; `queuedMs` is the wait of a grant. */
-  record(className: ClassName, outcome: Outcome, queuedMs = 0): void {
+  /** Counts one Acquire's outcome; `elapsedMs` is how long it took from arrival (a grant's queue wait, a rejection's delay). */
+  record(className: ClassName, outcome: Outcome, elapsedMs = 0): void {
     this.outcomes.inc({ priority_class: className, outcome });
     if (outcome === "granted") {
       this.granted[className] += 1;
-      this.queueWait.observe({ priority_class: className }, queuedMs / 1000);
+      this.queueWait.observe({ priority_class: className }, elapsedMs / 1000);
     } else if (outcome !== "cancelled") {
       this.rejected[className] += 1;
+      this.rejectionTime.observe({ priority_class: className, outcome }, elapsedMs / 1000);
     }
   }
 

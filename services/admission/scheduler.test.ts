@@ -437,8 +437,9 @@ test("a waiter that more urgent arrivals push back past its deadline is shed the
   clock.advance(1_000);
   first.release();
   const holder = await granted(ask(scheduler, "holder"));
+  clock.advance(2_000); // the two standard arrivals out of the short window
   const patient = ask(scheduler, "batch job", { className: "batch", queueTimeoutMs: 10_000 });
-  assert.equal(await isSettled(patient), false, "an estimated 2 s fits its 10 s");
+  assert.equal(await isSettled(patient), false, "an estimated 1.25 s fits its 10 s");
   for (let index = 0; index < 12; index += 1) ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
   clock.advance(500); // its next position update
   assert.ok(await isSettled(patient), "shed 0.5 s in, not at its 10 s timeout");
@@ -454,11 +455,32 @@ test("a less urgent arrival's wait counts the releases that more urgent arrivals
   clock.advance(1_000); // one release a second
   first.release();
   await granted(ask(scheduler, "holder", { className: "interactive", tenantId: "p" }));
-  // Five interactive arrivals in the last 10 s take half the releases ahead of standard.
-  for (let index = 0; index < 4; index += 1) ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
+  // Five interactive arrivals in the last 10 s, 2.1 s apart, take half the releases ahead of standard.
+  for (let index = 0; index < 4; index += 1) {
+    clock.advance(2_100);
+    ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
+  }
+  clock.advance(1_500);
   // Four waiters ahead: (4 + 1) releases at 0.5 a second for standard is 10 s, not 5 s.
   const hasty = ask(scheduler, "hasty", { queueTimeoutMs: 8_000 });
   assert.equal((await rejected(hasty)).rejection, "shed_early");
   const patient = ask(scheduler, "patient", { queueTimeoutMs: 12_000 });
   assert.equal(await isSettled(patient), false, "10 s fits its 12 s");
+});
+
+test("at the start of a surge the last 2 s decide: an arrival the calm 10 s before would let queue is refused at once", async () => {
+  const { clock, scheduler } = setup({ capacity: 1 });
+  const first = await granted(ask(scheduler, "first"));
+  clock.advance(1_000); // one release a second
+  first.release();
+  await granted(ask(scheduler, "holder"));
+  clock.advance(9_000);
+  // Three interactive arrivals at once: 0.3 a second over 10 s, but 1.5 a second over the last 2 s, more than the releases.
+  for (let index = 0; index < 3; index += 1) ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
+  const standard = ask(scheduler, "standard", { queueTimeoutMs: 60_000 });
+  assert.equal((await rejected(standard)).rejection, "shed_early", "over 10 s it would wait (3 + 1) / 0.7 ≈ 5.7 s and queue");
+  // Once the burst is 2 s old, the long window speaks again.
+  clock.advance(2_001);
+  const later = ask(scheduler, "later", { queueTimeoutMs: 60_000 });
+  assert.equal(await isSettled(later), false);
 });

@@ -88,6 +88,8 @@ const maxRetryAfterMs = 60_000;
 
 /** The window over which more urgent classes' arrival rates are measured. */
 const arrivalWindowMs = 10_000;
+/** The short window a cautious estimate also looks at, to see a surge as it starts. */
+const surgeWindowMs = 2_000;
 /** Arrival times kept per class at most (a rate above 10,000 per 10 s reads as 10,000). */
 const maxArrivalsKept = 10_000;
 
@@ -164,7 +166,7 @@ export class Scheduler {
     if (this.queues[className].size >= this.options.maxQueuePerClass[className]) {
       return rejected("queue_full", this.estimateWaitMs(this.totalQueued));
     }
-    const estimatedWaitMs = this.estimateWaitMs(ahead, className);
+    const estimatedWaitMs = this.estimateWaitMs(ahead, className, "cautious");
     // Only once a hold time was measured: the assumed one could refuse a whole burst.
     const admissibleWaitMs = request.queueTimeoutMs * (this.options.admitWithinShare ?? 1);
     if (this.holdsMeasured > 0 && estimatedWaitMs > admissibleWaitMs) {
@@ -274,24 +276,35 @@ export class Scheduler {
    * requests of more urgent classes arriving meanwhile take releases first: a class
    * gets the release rate less their arrival rate (over the last `arrivalWindowMs`).
    * When they take it all, the wait has no bound.
+   *
+   * A `cautious` estimate (the one that decides whether an arrival may queue) takes the
+   * urgent classes' rate over the last `surgeWindowMs` instead where that is higher: at
+   * the start of a surge the long window still remembers the calm before it, and a
+   * request let in on that memory would be shed later, after waiting. The estimate
+   * that sheds a waiter stays the plain one, so the decision to reject is taken at
+   * arrival where it can be.
    */
-  private estimateWaitMs(ahead: number, className: ClassName = "interactive"): number {
+  private estimateWaitMs(ahead: number, className: ClassName = "interactive", mode: "plain" | "cautious" = "plain"): number {
     const releasesPerMs = this.capacity / Math.max(1, this.meanHold);
     let urgentPerMs = 0;
     for (const other of classNames) {
       if (other === className) break;
-      urgentPerMs += this.arrivalsPerMs(other);
+      urgentPerMs += mode === "cautious" ? Math.max(this.arrivalsPerMs(other), this.arrivalsPerMs(other, surgeWindowMs)) : this.arrivalsPerMs(other);
     }
     const perMs = releasesPerMs - urgentPerMs;
     return perMs <= releasesPerMs / 100 ? Number.MAX_SAFE_INTEGER : Math.round((ahead + 1) / perMs);
   }
 
-  /** Arrivals of a class per millisecond over the last `arrivalWindowMs`. */
-  private arrivalsPerMs(className: ClassName): number {
+  /** Arrivals of a class per millisecond over the last `windowMs` (at most `arrivalWindowMs`). */
+  private arrivalsPerMs(className: ClassName, windowMs = arrivalWindowMs): number {
     const times = this.arrivals[className];
-    const since = this.options.clock.now() - arrivalWindowMs;
-    while (times.length > 0 && times[0]! < since) times.shift();
-    return times.length / arrivalWindowMs;
+    const now = this.options.clock.now();
+    while (times.length > 0 && times[0]! < now - arrivalWindowMs) times.shift();
+    if (windowMs >= arrivalWindowMs) return times.length / arrivalWindowMs;
+    // Newest last: count back from the end.
+    let count = 0;
+    for (let index = times.length - 1; index >= 0 && times[index]! >= now - windowMs; index -= 1) count += 1;
+    return count / windowMs;
   }
 
   /** Slots a class may fill: all of them for interactive, or while no interactive request came lately. */

@@ -201,7 +201,8 @@ export class Fleet {
   status(member: FleetMember, now = this.clock.now()): WorkerStatus {
     return {
       registration: member.registration,
-      load: member.load,
+      // The arrivals were for the in-flight accounting; a listing has no use for them.
+      load: { ...member.load, arrivedRequestIds: [] },
       reportAgeMs: Math.round(now - member.lastReportAtMs),
       inFlightPicks: member.inFlightPicks,
       draining: member.draining,

@@ -451,6 +451,24 @@ interface SpikeSummary {
   readonly rejectionP99: number;
   /** Rejections in the spike by admission's reason: how many, and how long the slowest percent took. */
   readonly rejectionsByReason: Record<string, { count: number; p99: number }>;
+  /** Admission's own time from arrival to rejection, over the whole run: the share within 5 ms, and the bucket holding the p99. */
+  readonly admissionRejections: { count: number; within5ms: number; p99AtMost: number };
+}
+
+/** Admission's rejection-time histogram (all classes and reasons together): the share within 5 ms and the p99's bucket bound, in ms. */
+async function admissionRejectionTimes(metricsUrl: string): Promise<{ count: number; within5ms: number; p99AtMost: number }> {
+  const text = await fetch(metricsUrl).then((response) => response.text());
+  const buckets = new Map<number, number>();
+  for (const line of text.split("\n")) {
+    const match = /^infermesh_admission_rejection_seconds_bucket\{.*le="([^"]+)".*\} (\S+)$/.exec(line);
+    if (!match) continue;
+    const bound = match[1] === "+Inf" ? Infinity : Number(match[1]);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(match[2]));
+  }
+  const count = buckets.get(Infinity) ?? 0;
+  const bounds = [...buckets.keys()].sort((a, b) => a - b);
+  const p99AtMost = bounds.find((bound) => buckets.get(bound)! >= 0.99 * count) ?? Infinity;
+  return { count, within5ms: count === 0 ? 1 : (buckets.get(0.005) ?? 0) / count, p99AtMost: p99AtMost * 1000 };
 }
 
 /**
@@ -485,6 +503,7 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
 
     const unloaded = await openLoop(mesh.baseUrl, capacityPerSecond / 4, seconds / 2, next, systems);
     const spike = await openLoop(mesh.baseUrl, capacityPerSecond * 3, seconds, next, systems);
+    const admissionRejections = await admissionRejectionTimes(`http://127.0.0.1:${mesh.ports.admissionMetrics}/metrics`);
     const interactiveTtft = (outcomes: readonly SpikeOutcome[]) =>
       outcomes.filter((outcome) => outcome.priority === "interactive" && outcome.status === 200 && outcome.ttftMs >= 0).map((outcome) => outcome.ttftMs);
     const inWindow = steady(spike);
@@ -509,6 +528,7 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
     }
     return {
       rejectionsByReason,
+      admissionRejections,
       policy,
       rejectionP50: percentile(rejectionMs, 50),
       rejectionP99: percentile(rejectionMs, 99),
@@ -551,6 +571,11 @@ function printSpike(summaries: readonly SpikeSummary[]): void {
   for (const s of summaries) {
     const reasons = Object.entries(s.rejectionsByReason).map(([reason, { count, p99 }]) => `${reason} ${count} (p99 ${p99.toFixed(1)} ms)`);
     console.log(`${s.policy}: spike rejections by reason: ${reasons.join(", ") || "none"}`);
+    const own = s.admissionRejections;
+    console.log(
+      `${s.policy}: admission's own time to reject (arrival to Rejected, all ${own.count}): ${(100 * own.within5ms).toFixed(1)} % within 5 ms, ` +
+        `p99 ≤ ${own.p99AtMost === Infinity ? "∞" : `${own.p99AtMost} ms`} (histogram bucket)`,
+    );
   }
 }
 

@@ -136,6 +136,10 @@ test("a request that could not be granted within its queue timeout is refused at
   assert.ok(rejected?.$case === "rejected");
   assert.equal(rejected.value.reason, RejectReason.REJECT_REASON_OVERLOADED);
   assert.ok(rejected.value.retryAfterMs > 0);
+  // The decision took admission no time: its rejection histogram has it within 5 ms of arrival.
+  const early = (le: string) => metricValue(metricsUrl, `infermesh_admission_rejection_seconds_bucket{le="${le}",service="admission",priority_class="standard",outcome="shed_early"}`);
+  assert.equal(await early("0.005"), 1);
+  assert.equal(await early("+Inf"), 1);
   holder.close();
   await waitFor("every slot to be free", async () => (await admission.getStats({})).inFlight === 0);
 });

@@ -39,6 +39,7 @@ function workerBody(worker: WorkerStatus) {
     waiting_requests: load?.waitingRequests ?? 0,
     kv_used_tokens: load?.kvUsedTokens ?? 0,
     kv_total_tokens: load?.kvTotalTokens ?? 0,
+    pending_prefill_tokens: load?.pendingPrefillTokens ?? 0,
     report_age_ms: worker.reportAgeMs,
   };
 }
