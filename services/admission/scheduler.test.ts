@@ -437,7 +437,7 @@ test("a waiter that more urgent arrivals push back past its deadline is shed the
   clock.advance(1_000);
   first.release();
   const holder = await granted(ask(scheduler, "holder"));
-  clock.advance(2_000); // the two standard arrivals out of the short window
+  clock.advance(2_000); // the two standard arrivals out of the last second
   const patient = ask(scheduler, "batch job", { className: "batch", queueTimeoutMs: 10_000 });
   assert.equal(await isSettled(patient), false, "an estimated 1.25 s fits its 10 s");
   for (let index = 0; index < 12; index += 1) ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
@@ -468,19 +468,19 @@ test("a less urgent arrival's wait counts the releases that more urgent arrivals
   assert.equal(await isSettled(patient), false, "10 s fits its 12 s");
 });
 
-test("at the start of a surge the last 2 s decide: an arrival the calm 10 s before would let queue is refused at once", async () => {
+test("at the start of a surge the last second decides: an arrival the calm 10 s before would let queue is refused at once", async () => {
   const { clock, scheduler } = setup({ capacity: 1 });
   const first = await granted(ask(scheduler, "first"));
   clock.advance(1_000); // one release a second
   first.release();
   await granted(ask(scheduler, "holder"));
   clock.advance(9_000);
-  // Three interactive arrivals at once: 0.3 a second over 10 s, but 1.5 a second over the last 2 s, more than the releases.
+  // Three interactive arrivals at once: 0.3 a second over 10 s, but 3 a second over the last second, more than the releases.
   for (let index = 0; index < 3; index += 1) ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
   const standard = ask(scheduler, "standard", { queueTimeoutMs: 60_000 });
   assert.equal((await rejected(standard)).rejection, "shed_early", "over 10 s it would wait (3 + 1) / 0.7 ≈ 5.7 s and queue");
-  // Once the burst is 2 s old, the long window speaks again.
-  clock.advance(2_001);
+  // Once the burst is a second old, the long window speaks again.
+  clock.advance(1_001);
   const later = ask(scheduler, "later", { queueTimeoutMs: 60_000 });
   assert.equal(await isSettled(later), false);
 });

@@ -88,8 +88,8 @@ const maxRetryAfterMs = 60_000;
 
 /** The window over which more urgent classes' arrival rates are measured. */
 const arrivalWindowMs = 10_000;
-/** The short window a cautious estimate also looks at, to see a surge as it starts. */
-const surgeWindowMs = 2_000;
+/** The short window a cautious estimate also looks at, to see a surge as it starts (within a second, not ten). */
+const surgeWindowMs = 1_000;
 /** Arrival times kept per class at most (a rate above 10,000 per 10 s reads as 10,000). */
 const maxArrivalsKept = 10_000;
 
@@ -278,7 +278,7 @@ export class Scheduler {
    * When they take it all, the wait has no bound.
    *
    * A `cautious` estimate (the one that decides whether an arrival may queue) takes the
-   * urgent classes' rate over the last `surgeWindowMs` instead where that is higher: at
+   * urgent classes' rate over the last `surgeWindowMs` (1 s) instead where that is higher: at
    * the start of a surge the long window still remembers the calm before it, and a
    * request let in on that memory would be shed later, after waiting. The estimate
    * that sheds a waiter stays the plain one, so the decision to reject is taken at

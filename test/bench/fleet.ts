@@ -449,7 +449,7 @@ interface SpikeSummary {
   /** How long a 429/503 took to come back during the spike, p50 and p99 (ms). */
   readonly rejectionP50: number;
   readonly rejectionP99: number;
-  /** Rejections in the spike by admission's reason: how many, and how long the slowest percent took. */
+  /** Rejections in the spike by class and admission's reason: how many, and how long the slowest percent took. */
   readonly rejectionsByReason: Record<string, { count: number; p99: number }>;
   /** Admission's own time from arrival to rejection, over the whole run: the share within 5 ms, and the bucket holding the p99. */
   readonly admissionRejections: { count: number; within5ms: number; p99AtMost: number };
@@ -522,8 +522,9 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
     const spikeRejections = spike.filter((outcome) => outcome.status === 429 || outcome.status === 503);
     const rejectionMs = spikeRejections.map((outcome) => outcome.endedAt - outcome.sentAt);
     const rejectionsByReason: Record<string, { count: number; p99: number }> = {};
-    for (const reason of new Set(spikeRejections.map((outcome) => outcome.reason ?? "other"))) {
-      const times = spikeRejections.filter((outcome) => (outcome.reason ?? "other") === reason).map((outcome) => outcome.endedAt - outcome.sentAt);
+    const reasonOf = (outcome: SpikeOutcome) => `${outcome.priority} ${outcome.reason ?? "other"}`;
+    for (const reason of new Set(spikeRejections.map(reasonOf))) {
+      const times = spikeRejections.filter((outcome) => reasonOf(outcome) === reason).map((outcome) => outcome.endedAt - outcome.sentAt);
       rejectionsByReason[reason] = { count: times.length, p99: percentile(times, 99) };
     }
     return {
@@ -570,7 +571,7 @@ function printSpike(summaries: readonly SpikeSummary[]): void {
   }
   for (const s of summaries) {
     const reasons = Object.entries(s.rejectionsByReason).map(([reason, { count, p99 }]) => `${reason} ${count} (p99 ${p99.toFixed(1)} ms)`);
-    console.log(`${s.policy}: spike rejections by reason: ${reasons.join(", ") || "none"}`);
+    console.log(`${s.policy}: spike rejections by class and reason: ${reasons.join(", ") || "none"}`);
     const own = s.admissionRejections;
     console.log(
       `${s.policy}: admission's own time to reject (arrival to Rejected, all ${own.count}): ${(100 * own.within5ms).toFixed(1)} % within 5 ms, ` +
