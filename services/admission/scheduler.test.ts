@@ -455,9 +455,9 @@ test("a less urgent arrival's wait counts the releases that more urgent arrivals
   clock.advance(1_000); // one release a second
   first.release();
   await granted(ask(scheduler, "holder", { className: "interactive", tenantId: "p" }));
-  // Five interactive arrivals in the last 10 s, 2.1 s apart, take half the releases ahead of standard.
+  // Five interactive arrivals in the last 10 s, 1.1 s apart (none in the last second), take half the releases ahead of standard.
   for (let index = 0; index < 4; index += 1) {
-    clock.advance(2_100);
+    clock.advance(1_100);
     ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
   }
   clock.advance(1_500);
@@ -474,7 +474,7 @@ test("at the start of a surge the last second decides: an arrival the calm 10 s 
   clock.advance(1_000); // one release a second
   first.release();
   await granted(ask(scheduler, "holder"));
-  clock.advance(9_000);
+  clock.advance(6_000);
   // Three interactive arrivals at once: 0.3 a second over 10 s, but 3 a second over the last second, more than the releases.
   for (let index = 0; index < 3; index += 1) ask(scheduler, `person-${index}`, { className: "interactive", tenantId: `p${index}` });
   const standard = ask(scheduler, "standard", { queueTimeoutMs: 60_000 });
@@ -483,4 +483,26 @@ test("at the start of a surge the last second decides: an arrival the calm 10 s 
   clock.advance(1_001);
   const later = ask(scheduler, "later", { queueTimeoutMs: 60_000 });
   assert.equal(await isSettled(later), false);
+});
+
+test("the cautious estimate believes the releases it sees while full: holds that lengthened under load are not hidden by the old mean", async () => {
+  const { clock, scheduler } = setup({ capacity: 2 });
+  // Short holds first: a mean of 1 s, so two slots promise two releases a second.
+  for (let index = 0; index < 2; index += 1) {
+    const slot = await granted(ask(scheduler, `quick-${index}`));
+    clock.advance(1_000);
+    slot.release();
+  }
+  // Then the load changes: both slots taken, and in 7 s only one of them frees.
+  const slow = [await granted(ask(scheduler, "slow-0")), await granted(ask(scheduler, "slow-1"))];
+  const waiting = [ask(scheduler, "w0", { tenantId: "a" }), ask(scheduler, "w1", { tenantId: "b" })];
+  clock.advance(7_000);
+  slow[0]!.release(); // w0 takes it; the mean hold is 1.6 s now, which promises 8.75 releases in those 7 s
+  await granted(waiting[0]!);
+  // One release in 7 s of full is 0.14 a second, where the mean promises 1.25: with w1 ahead a newcomer waits about 14 s, not 1.6.
+  const newcomer = ask(scheduler, "newcomer", { tenantId: "c", queueTimeoutMs: 6_000 });
+  assert.equal(await isSettled(newcomer), true, "refused at arrival (the mean alone would queue it)");
+  assert.equal((await rejected(newcomer)).rejection, "shed_early");
+  const patient = ask(scheduler, "patient", { tenantId: "d", queueTimeoutMs: 20_000 });
+  assert.equal(await isSettled(patient), false);
 });

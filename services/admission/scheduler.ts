@@ -88,6 +88,8 @@ const maxRetryAfterMs = 60_000;
 
 /** The window over which more urgent classes' arrival rates are measured. */
 const arrivalWindowMs = 10_000;
+/** Releases the mean hold must promise over a span before the releases seen in it are believed instead. */
+const minReleasesObserved = 8;
 /** The short window a cautious estimate also looks at, to see a surge as it starts (within a second, not ten). */
 const surgeWindowMs = 1_000;
 /** Arrival times kept per class at most (a rate above 10,000 per 10 s reads as 10,000). */
@@ -117,6 +119,10 @@ export class Scheduler {
   private lastInteractiveAtMs = Number.NEGATIVE_INFINITY;
   /** When each class's recent requests arrived, oldest first. */
   private readonly arrivals = perClass((): number[] => []);
+  /** Since when every slot but the interactive headroom has been taken; undefined while one is free. */
+  private fullSinceMs: number | undefined;
+  /** When slots were released while full, oldest first (the last `arrivalWindowMs`). */
+  private readonly releasesWhileFull: number[] = [];
 
   constructor(private readonly options: SchedulerOptions) {
     options.memory?.onChange(() => this.reexamine());
@@ -278,14 +284,16 @@ export class Scheduler {
    * When they take it all, the wait has no bound.
    *
    * A `cautious` estimate (the one that decides whether an arrival may queue) takes the
-   * urgent classes' rate over the last `surgeWindowMs` (1 s) instead where that is higher: at
-   * the start of a surge the long window still remembers the calm before it, and a
-   * request let in on that memory would be shed later, after waiting. The estimate
+   * urgent classes' rate over the last `surgeWindowMs` (1 s) instead where that is higher,
+   * and the release rate slots were actually freed at while the fleet was full where
+   * that is lower (`cautiousReleasesPerMs`): at the start of a surge the long windows
+   * still remember the calm before it, and a request let in on that memory would be
+   * shed later, after waiting. The estimate
    * that sheds a waiter stays the plain one, so the decision to reject is taken at
    * arrival where it can be.
    */
   private estimateWaitMs(ahead: number, className: ClassName = "interactive", mode: "plain" | "cautious" = "plain"): number {
-    const releasesPerMs = this.capacity / Math.max(1, this.meanHold);
+    const releasesPerMs = mode === "cautious" ? this.cautiousReleasesPerMs() : this.capacity / Math.max(1, this.meanHold);
     let urgentPerMs = 0;
     for (const other of classNames) {
       if (other === className) break;
@@ -293,6 +301,37 @@ export class Scheduler {
     }
     const perMs = releasesPerMs - urgentPerMs;
     return perMs <= releasesPerMs / 100 ? Number.MAX_SAFE_INTEGER : Math.round((ahead + 1) / perMs);
+  }
+
+  /**
+   * The release rate a cautious estimate assumes: `capacity / meanHold`, or the rate
+   * slots were actually released at while the fleet has been full (over a span of the
+   * last `arrivalWindowMs` in which the mean promises at least `minReleasesObserved`
+   * releases) where that is lower. When load jumps, the
+   * mean hold still remembers the short holds of the lighter load before, and the
+   * releases it promises do not come for a hold time or more.
+   */
+  private cautiousReleasesPerMs(): number {
+    const modelled = this.capacity / Math.max(1, this.meanHold);
+    if (this.fullSinceMs === undefined) return modelled;
+    const now = this.options.clock.now();
+    const since = Math.max(this.fullSinceMs, now - arrivalWindowMs);
+    // Only a span long enough to expect several releases says anything.
+    if (now - since < 1_000 || modelled * (now - since) < minReleasesObserved) return modelled;
+    const times = this.releasesWhileFull;
+    while (times.length > 0 && times[0]! < since) times.shift();
+    return Math.min(modelled, times.length / (now - since));
+  }
+
+  /** Notes whether the fleet is full now (every slot but the interactive headroom taken). */
+  private noteFullness(): void {
+    const full = this.totalInFlight >= this.capacity - (this.options.interactiveHeadroom ?? 0);
+    if (full && this.fullSinceMs === undefined) {
+      this.fullSinceMs = this.options.clock.now();
+      this.releasesWhileFull.length = 0;
+    } else if (!full) {
+      this.fullSinceMs = undefined;
+    }
   }
 
   /** Arrivals of a class per millisecond over the last `windowMs` (at most `arrivalWindowMs`). */
@@ -341,6 +380,7 @@ export class Scheduler {
     const { clock } = this.options;
     this.inFlight[request.className] += 1;
     this.totalInFlight += 1;
+    this.noteFullness();
     const unreserve = this.options.memory?.reserve(request.kvNeedTokens);
     const grantedAtMs = clock.now();
     let released = false;
@@ -356,7 +396,12 @@ export class Scheduler {
         const heldMs = clock.now() - grantedAtMs;
         this.meanHold = this.holdsMeasured === 0 ? heldMs : 0.9 * this.meanHold + 0.1 * heldMs;
         this.holdsMeasured += 1;
+        if (this.fullSinceMs !== undefined) {
+          this.releasesWhileFull.push(clock.now());
+          if (this.releasesWhileFull.length > maxArrivalsKept) this.releasesWhileFull.shift();
+        }
         this.dispatch();
+        this.noteFullness();
       },
     };
   }
