@@ -505,4 +505,7 @@ test("the cautious estimate believes the releases it sees while full: holds that
   assert.equal((await rejected(newcomer)).rejection, "shed_early");
   const patient = ask(scheduler, "patient", { tenantId: "d", queueTimeoutMs: 20_000 });
   assert.equal(await isSettled(patient), false);
+  // A person is refused only on the plain estimate: interactive takes every release first.
+  const person = ask(scheduler, "person", { className: "interactive", tenantId: "e", queueTimeoutMs: 6_000 });
+  assert.equal(await isSettled(person), false);
 });
