@@ -485,7 +485,7 @@ test("at the start of a surge the last second decides: an arrival the calm 10 s 
   assert.equal(await isSettled(later), false);
 });
 
-test("the cautious estimate believes the releases it sees while full: holds that lengthened under load are not hidden by the old mean", async () => {
+test("batch's cautious estimate believes the releases it sees while full: holds that lengthened under load are not hidden by the old mean", async () => {
   const { clock, scheduler } = setup({ capacity: 2 });
   // Short holds first: a mean of 1 s, so two slots promise two releases a second.
   for (let index = 0; index < 2; index += 1) {
@@ -500,12 +500,12 @@ test("the cautious estimate believes the releases it sees while full: holds that
   slow[0]!.release(); // w0 takes it; the mean hold is 1.6 s now, which promises 8.75 releases in those 7 s
   await granted(waiting[0]!);
   // One release in 7 s of full is 0.14 a second, where the mean promises 1.25: with w1 ahead a newcomer waits about 14 s, not 1.6.
-  const newcomer = ask(scheduler, "newcomer", { tenantId: "c", queueTimeoutMs: 6_000 });
+  const newcomer = ask(scheduler, "newcomer", { className: "batch", tenantId: "c", queueTimeoutMs: 6_000 });
   assert.equal(await isSettled(newcomer), true, "refused at arrival (the mean alone would queue it)");
   assert.equal((await rejected(newcomer)).rejection, "shed_early");
-  const patient = ask(scheduler, "patient", { tenantId: "d", queueTimeoutMs: 20_000 });
-  assert.equal(await isSettled(patient), false);
-  // A person is refused only on the plain estimate: interactive takes every release first.
+  // Standard and interactive are refused only on the plain estimate.
+  const standard = ask(scheduler, "standard", { tenantId: "f", queueTimeoutMs: 6_000 });
+  assert.equal(await isSettled(standard), false);
   const person = ask(scheduler, "person", { className: "interactive", tenantId: "e", queueTimeoutMs: 6_000 });
   assert.equal(await isSettled(person), false);
 });

@@ -285,7 +285,7 @@ export class Scheduler {
    *
    * A `cautious` estimate (the one that decides whether an arrival may queue) takes the
    * urgent classes' rate over the last `surgeWindowMs` (1 s) instead where that is higher,
-   * and (for the classes below interactive) the release rate slots were actually freed
+   * and (for batch, the class shed first) the release rate slots were actually freed
    * at while the fleet was full where that is lower (`cautiousReleasesPerMs`): at the start of a surge the long windows
    * still remember the calm before it, and a request let in on that memory would be
    * shed later, after waiting. The estimate
@@ -293,8 +293,8 @@ export class Scheduler {
    * arrival where it can be.
    */
   private estimateWaitMs(ahead: number, className: ClassName = "interactive", mode: "plain" | "cautious" = "plain"): number {
-    // Interactive takes every release first and has its headroom: it is refused only on the plain estimate.
-    const releasesPerMs = mode === "cautious" && className !== "interactive" ? this.cautiousReleasesPerMs() : this.capacity / Math.max(1, this.meanHold);
+    // Batch, the class to shed first, is also judged on the releases seen; the others on the mean alone.
+    const releasesPerMs = mode === "cautious" && className === "batch" ? this.cautiousReleasesPerMs() : this.capacity / Math.max(1, this.meanHold);
     let urgentPerMs = 0;
     for (const other of classNames) {
       if (other === className) break;
