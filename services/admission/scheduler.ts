@@ -104,9 +104,10 @@ const assumedHoldMs = 1_000;
  * bounded per class and in all; a more urgent arrival at a full queue takes the place
  * of the waiter served last in the least urgent class below it. A request whose
  * estimated wait already exceeds its share of its queue timeout (`admitWithinShare`) is
- * refused at arrival rather than left to time out. The next request in that order waits while memory-aware admission
- * says its KV does not fit, and nothing behind it passes it: a large request is not
- * starved by a stream of small ones. Every decision is taken synchronously.
+ * refused at arrival rather than left to time out. The next request in that order
+ * waits while memory-aware admission says its KV does not fit, and nothing behind it
+ * passes it: a large request is not starved by a stream of small ones. Every decision
+ * is taken synchronously.
  */
 export class Scheduler {
   private readonly queues = perClass(() => new FairQueue<Waiter>());
@@ -284,13 +285,12 @@ export class Scheduler {
    * When they take it all, the wait has no bound.
    *
    * A `cautious` estimate (the one that decides whether an arrival may queue) takes the
-   * urgent classes' rate over the last `surgeWindowMs` (1 s) instead where that is higher,
-   * and (for batch, the class shed first) the release rate slots were actually freed
-   * at while the fleet was full where that is lower (`cautiousReleasesPerMs`): at the start of a surge the long windows
-   * still remember the calm before it, and a request let in on that memory would be
-   * shed later, after waiting. The estimate
-   * that sheds a waiter stays the plain one, so the decision to reject is taken at
-   * arrival where it can be.
+   * urgent classes' rate over the last `surgeWindowMs` (1 s) where that is higher and,
+   * for batch (the class shed first), the release rate seen while the fleet was full
+   * where that is lower (`cautiousReleasesPerMs`). At the start of a surge the long
+   * windows still remember the calm before it, and a request let in on that memory
+   * would be shed later, after waiting. The estimate that sheds a waiter stays the plain
+   * one, so the decision to reject is taken at arrival where it can be.
    */
   private estimateWaitMs(ahead: number, className: ClassName = "interactive", mode: "plain" | "cautious" = "plain"): number {
     // Batch, the class to shed first, is also judged on the releases seen; the others on the mean alone.
@@ -306,11 +306,11 @@ export class Scheduler {
 
   /**
    * The release rate a cautious estimate assumes: `capacity / meanHold`, or the rate
-   * slots were actually released at while the fleet has been full (over a span of the
-   * last `arrivalWindowMs` in which the mean promises at least `minReleasesObserved`
-   * releases) where that is lower. When load jumps, the
-   * mean hold still remembers the short holds of the lighter load before, and the
-   * releases it promises do not come for a hold time or more.
+   * slots were actually released at while the fleet has been full where that is lower
+   * (over a span of the last `arrivalWindowMs` in which the mean promises at least
+   * `minReleasesObserved` releases). When load jumps, the mean hold still remembers the
+   * short holds of the lighter load before, and the releases it promises do not come
+   * for a hold time or more.
    */
   private cautiousReleasesPerMs(): number {
     const modelled = this.capacity / Math.max(1, this.meanHold);
