@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ServingState } from "../../gen/infermesh/common/v1/common.js";
-import type { WorkerStatus } from "../../gen/infermesh/router/v1/router_service.js";
+import { LoadReport, type WorkerStatus } from "../../gen/infermesh/router/v1/router_service.js";
 import type { MeshClients } from "./clients.js";
 import { ModelCatalog } from "./models.js";
 
@@ -14,7 +14,7 @@ function routerWith(workers: { current: WorkerStatus[] }) {
 
 const worker = (model: string, state = ServingState.SERVING_STATE_SERVING): WorkerStatus => ({
   registration: { workerId: `w-${model}`, address: "a:1", models: [{ id: model, engine: "llamacpp", contextTokens: 512, description: "" }], device: "cpu", maxSequences: 1, state, sendsKvEvents: false, tensorParallelSize: 1 },
-  load: { runningRequests: 0, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, recentFailureRatio: 0, pendingPrefillTokens: 0, arrivedRequestIds: [], state },
+  load: LoadReport.create({ state }),
   reportAgeMs: 0,
   draining: false,
   inFlightPicks: 0,

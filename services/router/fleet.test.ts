@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { PressureLevel, ServingState } from "../../gen/infermesh/common/v1/common.js";
-import type { LoadReport, Register } from "../../gen/infermesh/router/v1/router_service.js";
+import { LoadReport, type Register } from "../../gen/infermesh/router/v1/router_service.js";
 import { ManualClock } from "../common/clock.js";
 import { Fleet } from "./fleet.js";
 
@@ -21,7 +21,7 @@ function registration(workerId: string, models = ["m1"], state = SERVING): Regis
 }
 
 function load(state = SERVING, runningRequests = 0): LoadReport {
-  return { runningRequests, waitingRequests: 0, kvUsedTokens: 0, kvTotalTokens: 0, tokensPerSecond: 0, prefixCacheQueries: 0, prefixCacheHits: 0, recentFailureRatio: 0, pendingPrefillTokens: 0, arrivedRequestIds: [], state };
+  return LoadReport.create({ runningRequests, state });
 }
 
 function setup(staleAfterMs = 5_000) {

@@ -1,5 +1,5 @@
 import { PressureLevel, ServingState, type ModelInfo } from "../../gen/infermesh/common/v1/common.js";
-import type { LoadReport, Register, WorkerStatus } from "../../gen/infermesh/router/v1/router_service.js";
+import { LoadReport, type Register, type WorkerStatus } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Clock } from "../common/clock.js";
 
 /**
@@ -28,19 +28,7 @@ export class FleetMember {
     public pressure: PressureLevel,
     now: number,
   ) {
-    this.load = {
-      runningRequests: 0,
-      waitingRequests: 0,
-      kvUsedTokens: 0,
-      kvTotalTokens: 0,
-      tokensPerSecond: 0,
-      prefixCacheQueries: 0,
-      prefixCacheHits: 0,
-      recentFailureRatio: 0,
-      pendingPrefillTokens: 0,
-      arrivedRequestIds: [],
-      state: registration.state,
-    };
+    this.load = LoadReport.create({ state: registration.state });
     this.lastReportAtMs = now;
   }
 

@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { PressureLevel, ServingState } from "../../gen/infermesh/common/v1/common.js";
-import type { LoadReport } from "../../gen/infermesh/router/v1/router_service.js";
+import { LoadReport } from "../../gen/infermesh/router/v1/router_service.js";
 import { ManualClock } from "../common/clock.js";
 import { blockHashes } from "../common/prefix-hash.js";
 import { Fleet, type FleetMember } from "./fleet.js";
@@ -63,19 +63,15 @@ function setup(workers: WorkerSpec[], config: Partial<PickerConfig> = {}, random
 }
 
 function loadOf(spec: Omit<WorkerSpec, "id">): LoadReport {
-  return {
+  return LoadReport.create({
     runningRequests: spec.running ?? 0,
     waitingRequests: spec.waiting ?? 0,
     kvUsedTokens: spec.kvUsed ?? 0,
     kvTotalTokens: spec.kvTotal ?? 100_000,
-    tokensPerSecond: 0,
-    prefixCacheQueries: 0,
-    prefixCacheHits: 0,
     recentFailureRatio: spec.failureRatio ?? 0,
     pendingPrefillTokens: spec.pendingPrefill ?? 0,
-    arrivedRequestIds: [],
     state: SERVING,
-  };
+  });
 }
 
 /** About 3,900 tokens: long enough that computing it again costs more than a few requests' queueing. */

@@ -166,6 +166,7 @@ export class Picker {
     let widest = 1;
     for (let index = 0; index < size; index += 1) widest = Math.max(widest, pool[index]!.member.registration.maxSequences);
     let leastRequests = Infinity;
+    let totalRequests = 0;
     let leastPrefill = Infinity;
     for (let index = 0; index < size; index += 1) {
       const candidate = pool[index]!;
@@ -176,13 +177,12 @@ export class Picker {
       candidate.prefill = Math.round(query.estimatedInputTokens * (1 - candidate.cached));
       candidate.requests = outstanding * widest;
       leastRequests = Math.min(leastRequests, candidate.requests);
+      totalRequests += candidate.requests;
       leastPrefill = Math.min(leastPrefill, prefillWaitOf(member) + candidate.prefill);
     }
     const floor = this.config.prefillFloorTokens;
     // Load counts against the least loaded relative to the candidates' mean: a few requests apart matter on an idle fleet, not on a busy one.
-    let requestsFloor = 0;
-    for (let index = 0; index < size; index += 1) requestsFloor += pool[index]!.requests;
-    requestsFloor = Math.max(1, requestsFloor / size);
+    const requestsFloor = Math.max(1, totalRequests / size);
     for (let index = 0; index < size; index += 1) {
       const candidate = pool[index]!;
       const { member } = candidate;
@@ -200,7 +200,7 @@ export class Picker {
       candidate.score =
         (weights.queue * s[base]! + weights.kv * s[base + 1]! + weights.prefix * s[base + 2]! + weights.session * s[base + 3]! +
           weights.health * s[base + 4]! + weights.context * s[base + 5]! + weights.prefill * s[base + 6]!) / this.weightSum;
-      candidate.saturated = outstandingOf(member) >= 1 ? 1 : 0;
+      candidate.saturated = candidate.requests >= widest ? 1 : 0;
       candidate.slot = index;
     }
     const best = topK(pool, size, this.config.candidates, compare);

@@ -9,6 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { ServingState } from "../../gen/infermesh/common/v1/common.js";
+import { LoadReport } from "../../gen/infermesh/router/v1/router_service.js";
 import { ManualClock } from "../../services/common/clock.js";
 import { blockHashes } from "../../services/common/prefix-hash.js";
 import { loadRouterConfig, pickerConfig } from "../../services/router/config.js";
@@ -66,19 +67,16 @@ function buildFleet(size: number) {
       sendsKvEvents: true,
       tensorParallelSize: 1,
     });
-    fleet.report(member, {
-      runningRequests: Math.floor(random() * 200),
-      waitingRequests: Math.floor(random() * 8),
-      kvUsedTokens: Math.floor(random() * 900_000),
-      kvTotalTokens: 1_000_000,
-      tokensPerSecond: 0,
-      prefixCacheQueries: 0,
-      prefixCacheHits: 0,
-      recentFailureRatio: 0,
-      pendingPrefillTokens: 0,
-      arrivedRequestIds: [],
-      state: ServingState.SERVING_STATE_SERVING,
-    });
+    fleet.report(
+      member,
+      LoadReport.create({
+        runningRequests: Math.floor(random() * 200),
+        waitingRequests: Math.floor(random() * 8),
+        kvUsedTokens: Math.floor(random() * 900_000),
+        kvTotalTokens: 1_000_000,
+        state: ServingState.SERVING_STATE_SERVING,
+      }),
+    );
     members.push(member);
     // Full table: a few tenants' system prompts, then filler blocks up to capacity.
     for (let held = 0; held < 4; held += 1) prefixes.record(workerId, blockHashes(systemPrompts[Math.floor(random() * tenants)]!));
