@@ -453,22 +453,36 @@ interface SpikeSummary {
   readonly rejectionsByReason: Record<string, { count: number; p99: number }>;
   /** Admission's own time from arrival to rejection, over the whole run: the share within 5 ms, and the bucket holding the p99. */
   readonly admissionRejections: { count: number; within5ms: number; p99AtMost: number };
+  /** Admission's wait before the grant of the spike's interactive requests: how many, the share within 10 ms, the p50's and p99's bucket bounds (ms). */
+  readonly interactiveWait: { granted: number; within10ms: number; p50AtMost: number; p99AtMost: number };
+}
+
+/** A histogram's cumulative buckets (upper bound in seconds → count), summed over the series whose labels contain `labels`. */
+async function histogramBuckets(metricsUrl: string, name: string, labels = ""): Promise<Map<number, number>> {
+  const text = await fetch(metricsUrl).then((response) => response.text());
+  const buckets = new Map<number, number>();
+  const pattern = new RegExp(`^${name}_bucket\\{(.*)le="([^"]+)".*\\} (\\S+)$`);
+  for (const line of text.split("\n")) {
+    const match = pattern.exec(line);
+    if (!match || !match[1]!.includes(labels)) continue;
+    const bound = match[2] === "+Inf" ? Infinity : Number(match[2]);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(match[3]));
+  }
+  return buckets;
+}
+
+/** The bound (ms) of the bucket holding `share` of the observations of `after` less `before`. */
+function bucketAtMost(after: Map<number, number>, before: Map<number, number>, share: number): number {
+  const count = (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0);
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  return 1000 * (bounds.find((bound) => after.get(bound)! - (before.get(bound) ?? 0) >= share * count) ?? Infinity);
 }
 
 /** Admission's rejection-time histogram (all classes and reasons together): the share within 5 ms and the p99's bucket bound, in ms. */
 async function admissionRejectionTimes(metricsUrl: string): Promise<{ count: number; within5ms: number; p99AtMost: number }> {
-  const text = await fetch(metricsUrl).then((response) => response.text());
-  const buckets = new Map<number, number>();
-  for (const line of text.split("\n")) {
-    const match = /^infermesh_admission_rejection_seconds_bucket\{.*le="([^"]+)".*\} (\S+)$/.exec(line);
-    if (!match) continue;
-    const bound = match[1] === "+Inf" ? Infinity : Number(match[1]);
-    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(match[2]));
-  }
+  const buckets = await histogramBuckets(metricsUrl, "infermesh_admission_rejection_seconds");
   const count = buckets.get(Infinity) ?? 0;
-  const bounds = [...buckets.keys()].sort((a, b) => a - b);
-  const p99AtMost = bounds.find((bound) => buckets.get(bound)! >= 0.99 * count) ?? Infinity;
-  return { count, within5ms: count === 0 ? 1 : (buckets.get(0.005) ?? 0) / count, p99AtMost: p99AtMost * 1000 };
+  return { count, within5ms: count === 0 ? 1 : (buckets.get(0.005) ?? 0) / count, p99AtMost: bucketAtMost(buckets, new Map(), 0.99) };
 }
 
 /**
@@ -502,8 +516,11 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
     const capacityTokensPerSecond = (sum(measured.map((outcome) => outcome.completionTokens)) * 1000) / window;
 
     const unloaded = await openLoop(mesh.baseUrl, capacityPerSecond / 4, seconds / 2, next, systems);
+    const admissionMetrics = `http://127.0.0.1:${mesh.ports.admissionMetrics}/metrics`;
+    const waitBefore = await histogramBuckets(admissionMetrics, "infermesh_admission_queue_wait_seconds", 'priority_class="interactive"');
     const spike = await openLoop(mesh.baseUrl, capacityPerSecond * 3, seconds, next, systems);
-    const admissionRejections = await admissionRejectionTimes(`http://127.0.0.1:${mesh.ports.admissionMetrics}/metrics`);
+    const waitAfter = await histogramBuckets(admissionMetrics, "infermesh_admission_queue_wait_seconds", 'priority_class="interactive"');
+    const admissionRejections = await admissionRejectionTimes(admissionMetrics);
     const interactiveTtft = (outcomes: readonly SpikeOutcome[]) =>
       outcomes.filter((outcome) => outcome.priority === "interactive" && outcome.status === 200 && outcome.ttftMs >= 0).map((outcome) => outcome.ttftMs);
     const inWindow = steady(spike);
@@ -527,9 +544,16 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
       const times = spikeRejections.filter((outcome) => reasonOf(outcome) === reason).map((outcome) => outcome.endedAt - outcome.sentAt);
       rejectionsByReason[reason] = { count: times.length, p99: percentile(times, 99) };
     }
+    const granted = (waitAfter.get(Infinity) ?? 0) - (waitBefore.get(Infinity) ?? 0);
     return {
       rejectionsByReason,
       admissionRejections,
+      interactiveWait: {
+        granted,
+        within10ms: granted === 0 ? 1 : ((waitAfter.get(0.01) ?? 0) - (waitBefore.get(0.01) ?? 0)) / granted,
+        p50AtMost: bucketAtMost(waitAfter, waitBefore, 0.5),
+        p99AtMost: bucketAtMost(waitAfter, waitBefore, 0.99),
+      },
       policy,
       rejectionP50: percentile(rejectionMs, 50),
       rejectionP99: percentile(rejectionMs, 99),
@@ -576,6 +600,11 @@ function printSpike(summaries: readonly SpikeSummary[]): void {
     console.log(
       `${s.policy}: admission's own time to reject (arrival to Rejected, all ${own.count}): ${(100 * own.within5ms).toFixed(1)} % within 5 ms, ` +
         `p99 ≤ ${own.p99AtMost === Infinity ? "∞" : `${own.p99AtMost} ms`} (histogram bucket)`,
+    );
+    const wait = s.interactiveWait;
+    console.log(
+      `${s.policy}: spike's interactive wait in admission (${wait.granted} granted): ${(100 * wait.within10ms).toFixed(1)} % within 10 ms, ` +
+        `p50 ≤ ${wait.p50AtMost} ms, p99 ≤ ${wait.p99AtMost} ms (histogram buckets)`,
     );
   }
 }
