@@ -461,12 +461,13 @@ interface SpikeSummary {
 async function histogramBuckets(metricsUrl: string, name: string, labels = ""): Promise<Map<number, number>> {
   const text = await fetch(metricsUrl).then((response) => response.text());
   const buckets = new Map<number, number>();
-  const pattern = new RegExp(`^${name}_bucket\\{(.*)le="([^"]+)".*\\} (\\S+)$`);
+  const pattern = new RegExp(`^${name}_bucket\\{(.*)\\} (\\S+)$`);
   for (const line of text.split("\n")) {
     const match = pattern.exec(line);
     if (!match || !match[1]!.includes(labels)) continue;
-    const bound = match[2] === "+Inf" ? Infinity : Number(match[2]);
-    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(match[3]));
+    const le = /le="([^"]+)"/.exec(match[1]!)![1];
+    const bound = le === "+Inf" ? Infinity : Number(le);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(match[2]));
   }
   return buckets;
 }
