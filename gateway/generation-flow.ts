@@ -204,7 +204,7 @@ export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequ
     try {
       let firstText = true;
       // The worker tracks the KV a session leaves behind, for memory-guard's evictions.
-      for await (const event of generate(deps.clients, { ...work, sessionId: request.sessionId }, pick, signal)) {
+      for await (const event of generate(deps.clients, { ...work, sessionId: request.sessionId, priorityClass: request.caller.priorityClass }, pick, signal)) {
         if (event.$case === "delta") {
           output.add(event.value.tokenCount);
           if (firstText) {

@@ -10,7 +10,7 @@ import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import type { Logger } from "../common/logger.js";
 import type { AdmissionStats } from "./admission-stats.js";
 import { rejectionMessage, rejectReasonOf, type Rejection } from "./outcomes.js";
-import { classOf, type ClassName } from "./priority-classes.js";
+import { classOf, type ClassName } from "../common/priority-classes.js";
 import type { Scheduler, Slot } from "./scheduler.js";
 import type { TenantCharge, TenantLimiter } from "./tenant-limits.js";
 

@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { GetStatsResponse } from "../../gen/infermesh/admission/v1/admission_service.js";
 import type { MemoryGate } from "./memory-gate.js";
 import type { Outcome } from "./outcomes.js";
-import { classNames, perClass, priorityClassOf, type ClassName } from "./priority-classes.js";
+import { classNames, perClass, priorityClassOf, type ClassName } from "../common/priority-classes.js";
 import type { Scheduler } from "./scheduler.js";
 
 /**

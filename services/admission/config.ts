@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
-import type { PerClass } from "./priority-classes.js";
+import type { PerClass } from "../common/priority-classes.js";
 
 export const admissionConfigSchema = z.object({
   /** host:port of the gRPC server. */

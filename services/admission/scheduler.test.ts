@@ -3,7 +3,7 @@ import test from "node:test";
 import { PressureLevel } from "../../gen/infermesh/common/v1/common.js";
 import { ManualClock } from "../common/clock.js";
 import { MemoryGate } from "./memory-gate.js";
-import type { PerClass } from "./priority-classes.js";
+import type { PerClass } from "../common/priority-classes.js";
 import { Scheduler, type QueuePlace, type Slot, type SlotOutcome, type SlotRequest } from "./scheduler.js";
 
 const never = new AbortController().signal;

@@ -2,7 +2,7 @@ import type { Clock } from "../common/clock.js";
 import { Throttle } from "../common/throttle.js";
 import { FairQueue } from "./fair-queue.js";
 import type { Rejection } from "./outcomes.js";
-import { classNames, perClass, urgencyOf, type ClassName, type PerClass } from "./priority-classes.js";
+import { classNames, perClass, urgencyOf, type ClassName, type PerClass } from "../common/priority-classes.js";
 
 /** What a request asks of the scheduler. */
 export interface SlotRequest {

@@ -42,6 +42,8 @@ export const workerConfigSchema = z.object({
   upstreamModelIds: z.string().default(""),
   /** openai engine: which server it is (decides metric names); auto tells by its metrics. */
   upstreamFlavor: z.enum(["auto", "vllm", "sglang", "trtllm", "llamacpp"]).default("auto"),
+  /** openai engine: send each request's priority class as `priority`, ordered as the upstream orders it (see the openai engine's README). */
+  upstreamPriority: z.enum(["off", "lower-first", "higher-first"]).default("off"),
   /** openai engine: the upstream's Prometheus URL; empty tries {upstreamUrl}/metrics. */
   upstreamMetricsUrl: z.string().default(""),
   /** sim engine: the simulated GPU and model. */
@@ -55,6 +57,8 @@ export const workerConfigSchema = z.object({
   simAnswerTokensMax: integer(0, 16_777_216).optional(),
   /** sim engine: seed of the synthetic text when a request has none. */
   simSeed: integer(0, 4_294_967_295).default(0),
+  /** sim engine: sequences one step runs at most (the preset's is vLLM's 1,024); a smaller batch queues sooner. */
+  simMaxBatch: integer(1, 65_536).optional(),
   /** sim engine: most tokens one delta carries at time scale 0 (1 streams token by token). */
   simMaxTokensPerDelta: integer(1, 4_096).optional(),
   /** Path of a GGUF file; empty serves the generated test model. */

@@ -22,6 +22,7 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
       maxTokensPerDelta: config.simMaxTokensPerDelta,
       answerTokensMin: config.simAnswerTokensMin,
       answerTokensMax: config.simAnswerTokensMax,
+      maxBatch: config.simMaxBatch,
     });
     logger.warn({ preset: config.simPreset, models: engine.models().map((model) => model.id) }, "serving the GPU simulator: its text is synthetic, its timing simulated");
     return engine;
@@ -36,6 +37,7 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
         modelIds: config.upstreamModelIds,
         metricsUrl: config.upstreamMetricsUrl,
         flavor: config.upstreamFlavor,
+        priorityOrder: config.upstreamPriority,
         defaultMaxTokens: config.defaultMaxTokens,
       },
       { logger },

@@ -9,6 +9,7 @@ import {
   WorkerServiceDefinition,
 } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Logger } from "../common/logger.js";
+import { classOf } from "../common/priority-classes.js";
 import { coalesceDeltas, mergeChoices } from "./choices.js";
 import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
 import type { EngineHost } from "./engine-host.js";
@@ -110,6 +111,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
               toolChoice: request.toolChoice,
               reasoningEffort: request.reasoningEffort,
               sessionId: request.sessionId,
+              priority: classOf(request.priorityClass) ?? "standard",
             },
             cancel.signal,
           )

@@ -460,7 +460,9 @@ interface SpikeSummary {
   readonly spikeInteractiveP50: number;
   readonly spikeInteractiveCount: number;
   /** The spike's interactive requests slower than twice the unloaded p99, and the mean uncached prompt tokens of those and of all. */
-  readonly spikeSlow: { count: number; uncachedSlow: number; uncachedAll: number };
+  readonly spikeSlow: { count: number; uncachedSlow: number; uncachedAll: number; slowest: string };
+  /** Prefix-cache hit rate (cached over prompt tokens) of the unloaded phase and of the spike, all classes and interactive alone. */
+  readonly hitRates: { unloaded: number; spike: number; spikeInteractive: number };
   readonly goodputPerSecond: number;
   readonly goodputTokensPerSecond: number;
   readonly sent: number;
@@ -550,6 +552,8 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
     const unloadedTtft = unloaded.filter((outcome) => outcome.status === 200 && outcome.ttftMs >= 0).map((outcome) => outcome.ttftMs);
     const spikeInteractive = spike.filter((outcome) => outcome.priority === "interactive" && outcome.status === 200 && outcome.ttftMs >= 0);
     const slow = spikeInteractive.filter((outcome) => outcome.ttftMs > 2 * percentile(unloadedTtft, 99));
+    const hitRate = (outcomes: readonly SpikeOutcome[]) =>
+      sum(outcomes.map((outcome) => outcome.cachedTokens)) / Math.max(1, sum(outcomes.map((outcome) => outcome.promptTokens)));
     const meanUncached = (outcomes: readonly SpikeOutcome[]) => (outcomes.length === 0 ? 0 : sum(outcomes.map((outcome) => outcome.promptTokens - outcome.cachedTokens)) / outcomes.length);
     const rejected: Record<string, number> = {};
     const completed: Record<Priority, number> = { interactive: 0, standard: 0, batch: 0 };
@@ -594,7 +598,17 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
       spikeInteractiveP99: percentile(interactiveTtft(spike), 99),
       spikeInteractiveP50: percentile(interactiveTtft(spike), 50),
       spikeInteractiveCount: interactiveTtft(spike).length,
-      spikeSlow: { count: slow.length, uncachedSlow: meanUncached(slow), uncachedAll: meanUncached(spikeInteractive) },
+      hitRates: { unloaded: hitRate(unloaded), spike: hitRate(spike), spikeInteractive: hitRate(spikeInteractive) },
+      spikeSlow: {
+        count: slow.length,
+        uncachedSlow: meanUncached(slow),
+        uncachedAll: meanUncached(spikeInteractive),
+        slowest: [...slow]
+          .sort((a, b) => b.ttftMs - a.ttftMs)
+          .slice(0, 8)
+          .map((outcome) => `${outcome.ttftMs.toFixed(0)} ms at ${(outcome.sentAt / 1000).toFixed(1)} s (${outcome.promptTokens - outcome.cachedTokens}/${outcome.promptTokens} uncached)`)
+          .join(", "),
+      },
       goodputPerSecond: (inWindow.length * 1000) / window,
       goodputTokensPerSecond: (sum(inWindow.map((outcome) => outcome.completionTokens)) * 1000) / window,
       sent: unloaded.length + spike.length,
@@ -639,6 +653,11 @@ function printSpike(summaries: readonly SpikeSummary[]): void {
         `(interactive alone: p99 ${s.unloadedInteractiveP99.toFixed(0)} ms over ${s.unloadedInteractiveCount}); spike interactive over ${s.spikeInteractiveCount}; ` +
         `${s.spikeSlow.count} slower than 2× the unloaded p99, mean uncached prompt tokens ${s.spikeSlow.uncachedSlow.toFixed(0)} (all interactive: ${s.spikeSlow.uncachedAll.toFixed(0)})`,
     );
+    const hits = s.hitRates;
+    console.log(
+      `${s.policy}: prefix hit rate unloaded ${(100 * hits.unloaded).toFixed(1)} %, spike ${(100 * hits.spike).toFixed(1)} % (interactive ${(100 * hits.spikeInteractive).toFixed(1)} %)`,
+    );
+    if (s.spikeSlow.slowest) console.log(`${s.policy}: slowest interactive in the spike: ${s.spikeSlow.slowest}`);
     const wait = s.interactiveWait;
     console.log(
       `${s.policy}: spike's interactive wait in admission (${wait.granted} granted): ${(100 * wait.within10ms).toFixed(1)} % within 10 ms, ` +

@@ -8,6 +8,7 @@ import type {
   Tool,
   ToolCall,
 } from "../../../gen/infermesh/common/v1/common.js";
+import type { ClassName } from "../../common/priority-classes.js";
 
 /**
  * One generation as an engine receives it: one choice (the worker runs `n` of them
@@ -26,6 +27,8 @@ export interface GenerationInput {
   /** The caller's session, "" for none: the engine tracks the KV it leaves behind (residentSessions). */
   readonly sessionId?: string;
   readonly reasoningEffort: ReasoningEffort;
+  /** The class admission granted it under (standard when the caller named none): engines that schedule by priority serve more urgent classes first. */
+  readonly priority?: ClassName;
 }
 
 /** What an engine emits for one generation, in order: started, deltas, finished. */

@@ -13,6 +13,9 @@ import {
   finishReasonFromJSON,
   finishReasonToJSON,
   ModelInfo,
+  PriorityClass,
+  priorityClassFromJSON,
+  priorityClassToJSON,
   ReasoningEffort,
   reasoningEffortFromJSON,
   reasoningEffortToJSON,
@@ -83,6 +86,13 @@ export interface GenerateRequest {
    * and evicts it when memory-guard asks.
    */
   sessionId: string;
+  /**
+   * The class admission granted the request under; UNSPECIFIED counts as standard. An
+   * engine that schedules by priority computes more urgent prompts first and preempts
+   * less urgent generations first (the sim always; an upstream server when the worker
+   * is told its priority convention).
+   */
+  priorityClass: PriorityClass;
 }
 
 /** GenerateResponse is one event of a generation. */
@@ -536,6 +546,7 @@ function createBaseGenerateRequest(): GenerateRequest {
     toolChoice: "",
     reasoningEffort: 0,
     sessionId: "",
+    priorityClass: 0,
   };
 }
 
@@ -567,6 +578,9 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     }
     if (message.sessionId !== "") {
       writer.uint32(74).string(message.sessionId);
+    }
+    if (message.priorityClass !== 0) {
+      writer.uint32(80).int32(message.priorityClass);
     }
     return writer;
   },
@@ -656,6 +670,14 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
             message.sessionId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.priorityClass = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -697,6 +719,11 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
         : isSet(object.session_id)
         ? globalThis.String(object.session_id)
         : "",
+      priorityClass: isSet(object.priorityClass)
+        ? priorityClassFromJSON(object.priorityClass)
+        : isSet(object.priority_class)
+        ? priorityClassFromJSON(object.priority_class)
+        : 0,
     };
   },
 
@@ -729,6 +756,9 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     if (message.sessionId !== "") {
       obj.sessionId = message.sessionId;
     }
+    if (message.priorityClass !== 0) {
+      obj.priorityClass = priorityClassToJSON(message.priorityClass);
+    }
     return obj;
   },
 
@@ -748,6 +778,7 @@ export const GenerateRequest: MessageFns<GenerateRequest> = {
     message.toolChoice = object.toolChoice ?? "";
     message.reasoningEffort = object.reasoningEffort ?? 0;
     message.sessionId = object.sessionId ?? "";
+    message.priorityClass = object.priorityClass ?? 0;
     return message;
   },
 };

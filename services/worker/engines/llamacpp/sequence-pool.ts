@@ -18,10 +18,10 @@ export interface PooledSequence {
  * caller scores best (the engine scores reuse of a shared prefix against the cache it
  * would destroy); when none scores above 0 it takes an empty sequence, else the least
  * recently used one, whose cache is the one given up. When all are busy, generations
- * wait first come first served.
+ * wait by urgency (their priority class), first come first served within one.
  */
 export class SequencePool {
-  private readonly waiters: { resolve: (pooled: PooledSequence) => void }[] = [];
+  private readonly waiters: { urgency: number; resolve: (pooled: PooledSequence) => void }[] = [];
 
   constructor(readonly sequences: readonly PooledSequence[]) {}
 
@@ -36,9 +36,10 @@ export class SequencePool {
   /**
    * Lends the idle sequence with the highest `score` above 0 (the least recently used
    * among equals), else an empty one, else the least recently used; waits for one if
-   * all are busy; rejects if `signal` aborts.
+   * all are busy, behind the waiters as urgent or more (0 is the most urgent); rejects if
+   * `signal` aborts.
    */
-  acquire(score: (pooled: PooledSequence) => number, signal: AbortSignal): Promise<PooledSequence> {
+  acquire(score: (pooled: PooledSequence) => number, signal: AbortSignal, urgency = 0): Promise<PooledSequence> {
     if (signal.aborted) return Promise.reject(signal.reason);
     const idle = this.idle();
     let best: PooledSequence | undefined;
@@ -57,6 +58,7 @@ export class SequencePool {
     }
     return new Promise((resolve, reject) => {
       const waiter = {
+        urgency,
         resolve: (pooled: PooledSequence) => {
           signal.removeEventListener("abort", onAbort);
           resolve(pooled);
@@ -68,7 +70,9 @@ export class SequencePool {
         reject(signal.reason);
       };
       signal.addEventListener("abort", onAbort, { once: true });
-      this.waiters.push(waiter);
+      let index = this.waiters.length;
+      while (index > 0 && this.waiters[index - 1]!.urgency > urgency) index -= 1;
+      this.waiters.splice(index, 0, waiter);
     });
   }
 

@@ -334,6 +334,23 @@ test("a raw prompt goes to /v1/completions; without known metrics no vLLM-only s
   assert.equal(finished.completionTokens, 2);
 });
 
+test("priorityOrder sends the priority class as the upstream's priority: lower first for vLLM, higher first for SGLang; off sends none", async () => {
+  reset();
+  const stream = [{ choices: [{ index: 0, delta: { content: "ok" }, finish_reason: "stop" }] }, { choices: [], usage: { prompt_tokens: 3, completion_tokens: 1 } }, "[DONE]"];
+  upstream.routes.set("POST /v1/chat/completions", sse(stream));
+  const sentPriorities = async (priorityOrder: "off" | "lower-first" | "higher-first") => {
+    const engine = await startEngine({ priorityOrder });
+    upstream.seen.length = 0;
+    for (const priority of ["interactive", "standard", "batch", undefined] as const) {
+      await collect(engine.generate(input(priority === undefined ? {} : { priority }), new AbortController().signal));
+    }
+    return upstream.requests("POST", "/v1/chat/completions").map((request) => request.body.priority);
+  };
+  assert.deepEqual(await sentPriorities("lower-first"), [0, 1, 2, 1], "interactive first; a request without a class is standard");
+  assert.deepEqual(await sentPriorities("higher-first"), [2, 1, 0, 1]);
+  assert.deepEqual(await sentPriorities("off"), [undefined, undefined, undefined, undefined]);
+});
+
 test("upstream HTTP errors become the matching EngineError before started, with the upstream's message and no key", async () => {
   reset();
   const engine = await startEngine({ apiKey: "sk-secret-123" });

@@ -120,6 +120,7 @@ export class OpenAiEngine implements Engine {
       defaultMaxTokens: this.options.defaultMaxTokens,
       contextTokens: model.contextTokens,
       continuousUsage: flavor === "vllm" || flavor === "sglang",
+      priorityOrder: this.options.priorityOrder,
     });
     const upstream = new AbortController();
     const onAbort = () => upstream.abort(signal.reason);

@@ -14,12 +14,14 @@ test("defaults, a trimmed base URL, comma-separated model ids and numbers writte
     requestTimeoutMs: 30_000,
     contextTokens: 8_192,
     defaultMaxTokens: 1_024,
+    priorityOrder: "off",
     maxSequences: 256,
   });
 });
 
-test("rejects a base URL that is not http(s), an unknown flavor and a poll interval below 50 ms", () => {
-  for (const bad of [{ baseUrl: "ftp://x" }, { baseUrl: "localhost:8000" }, { baseUrl: "http://x", flavor: "tgi" }, { baseUrl: "http://x", pollIntervalMs: 10 }]) {
+test("rejects a base URL that is not http(s), an unknown flavor or priority order and a poll interval below 50 ms", () => {
+  const bads = [{ baseUrl: "ftp://x" }, { baseUrl: "localhost:8000" }, { baseUrl: "http://x", flavor: "tgi" }, { baseUrl: "http://x", priorityOrder: "highest" }, { baseUrl: "http://x", pollIntervalMs: 10 }];
+  for (const bad of bads) {
     assert.equal(openAiEngineOptionsSchema.safeParse(bad).success, false, JSON.stringify(bad));
   }
 });

@@ -31,6 +31,15 @@ export const openAiEngineOptionsSchema = z.object({
   contextTokens: integer(1, 16_777_216).default(8_192),
   /** Output bound sent when a request sets none. */
   defaultMaxTokens: integer(1, 16_777_216).default(1_024),
+  /**
+   * Whether each request carries its priority class as the upstream's `priority` field,
+   * and which way the upstream orders it: vLLM run with `--scheduling-policy priority`
+   * serves lower values first ("lower-first"); SGLang run with
+   * `--enable-priority-scheduling` serves higher values first ("higher-first") unless
+   * also run with `--schedule-low-priority-values-first`. vLLM without priority scheduling
+   * refuses a non-zero priority, so it is off unless set.
+   */
+  priorityOrder: z.enum(["off", "lower-first", "higher-first"]).default("off"),
   /** Sequences the upstream decodes at once, reported to the router. */
   maxSequences: integer(1, 65_536).default(256),
 });

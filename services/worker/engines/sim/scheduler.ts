@@ -19,6 +19,8 @@ export interface SequencePlan {
   readonly maxTokens: number;
   /** The caller's session ("" for none), whose KV the scheduler tracks. */
   readonly sessionId: string;
+  /** 0 for the most urgent priority class: it queues, computes its prompt and keeps its KV ahead of less urgent ones. */
+  readonly urgency: number;
   readonly writer: OutputWriter;
   readonly stops: StopStrings;
   readonly logprobs: boolean;
@@ -75,15 +77,18 @@ interface PlannedStep {
 }
 
 /**
- * Continuous batching on a simulated GPU. Requests queue first come first served and
- * join the batch at a step boundary when a batch slot and the KV blocks for their
- * prompt are free (idle prefix blocks are evicted for them). Each step decodes one
- * token for every sequence past its prompt and computes prompt chunks within the
- * step's token budget; it lasts what `stepDurationMs` says, times `timeScale`. A
- * sequence that cannot grow its KV preempts the newest one, which queues again at the
- * front and recomputes. One timer runs per step; steps run back to back on simulated
- * time, so a late timer does not slow the simulated GPU, and with timeScale 0 all work
- * runs at once.
+ * Continuous batching on a simulated GPU. Requests queue by priority, first come first
+ * served within a class, and join the batch at a step boundary when a batch slot and
+ * the KV blocks for their prompt are free (idle prefix blocks are evicted for them).
+ * Each step decodes one token for every sequence past its prompt and computes prompt
+ * chunks, more urgent classes first, within the step's token budget; it lasts what
+ * `stepDurationMs` says, times `timeScale`. The batch is kept in that order (class,
+ * then admission), and its last sequence is the one given up when KV runs short: a
+ * sequence that cannot grow its KV preempts it, and a queued request that does not fit
+ * preempts it while it is of a less urgent class (vLLM's priority policy). A preempted
+ * sequence queues again at the front of its class and recomputes. One timer runs per
+ * step; steps run back to back on simulated time, so a late timer does not slow the
+ * simulated GPU, and with timeScale 0 all work runs at once.
  */
 export class Scheduler {
   private readonly waiting: Sequence[] = [];
@@ -116,7 +121,8 @@ export class Scheduler {
     if (this.closed) throw new EngineError("unavailable", "the engine is shutting down");
     const sequence = new Sequence(plan, this.clock.now());
     sequence.expectedPrefill = plan.promptTokens - this.kv.match(plan.promptHashes, Math.floor((plan.promptTokens - 1) / blockTokens)).length * blockTokens;
-    this.waiting.push(sequence);
+    // Behind every queued request of its class or a more urgent one.
+    insertAt(this.waiting, sequence, (queued) => queued.plan.urgency > plan.urgency);
     if (!this.step && !this.wakeQueued) {
       // Requests that arrive in the same tick (the n choices of one request) start together.
       this.wakeQueued = true;
@@ -275,9 +281,12 @@ export class Scheduler {
     }
   }
 
-  /** Moves queued sequences into the batch, first come first served, while they fit. */
+  /**
+   * Moves queued sequences into the batch in queue order while they fit; one that does
+   * not fit preempts the batch's last sequence while that one is of a less urgent class.
+   */
   private admit(boundary: number): void {
-    while (this.waiting.length > 0 && this.running.length < this.options.maxBatch) {
+    while (this.waiting.length > 0) {
       const sequence = this.waiting[0]!;
       if (sequence.arrivedAt > boundary) break;
       const plan = sequence.plan;
@@ -285,7 +294,12 @@ export class Scheduler {
       // At least the last prompt token is computed again: its output starts the answer.
       const matched = this.kv.match(plan.promptHashes, Math.floor((plan.promptTokens - 1) / blockTokens));
       const needed = Math.ceil((toCompute + 1) / blockTokens) - matched.length;
-      if (!this.kv.fits(needed, matched)) break;
+      if (this.running.length >= this.options.maxBatch || !this.kv.fits(needed, matched)) {
+        const last = this.running[this.running.length - 1];
+        if (last === undefined || last.plan.urgency <= plan.urgency) break;
+        this.preempt(last);
+        continue;
+      }
       this.waiting.shift();
       this.kv.acquire(matched);
       this.kv.allocate(needed);
@@ -293,7 +307,7 @@ export class Scheduler {
       sequence.privateBlocks = needed;
       sequence.prefillLeft = toCompute - matched.length * blockTokens;
       sequence.state = "running";
-      this.running.push(sequence);
+      insertAt(this.running, sequence, (running) => running.plan.urgency > plan.urgency);
       this.loadChanged = true;
       if (!sequence.started) {
         sequence.started = true;
@@ -432,7 +446,7 @@ export class Scheduler {
     this.loadChanged = true;
   }
 
-  /** Takes a sequence out of the batch and queues it first, to recompute what it had. */
+  /** Takes the batch's last sequence out and queues it first in its class, to recompute what it had. */
   private preempt(sequence: Sequence): void {
     this.flushDelta(sequence);
     this.releaseKv(sequence);
@@ -440,7 +454,7 @@ export class Scheduler {
     sequence.role = undefined;
     sequence.expectedPrefill = sequence.contextTokens;
     this.running.pop();
-    this.waiting.unshift(sequence);
+    insertAt(this.waiting, sequence, (queued) => queued.plan.urgency >= sequence.plan.urgency);
     this.loadChanged = true;
   }
 
@@ -484,6 +498,13 @@ export class Scheduler {
     for (const sample of this.throughput) tokens += sample.tokens;
     return (tokens * 1000) / windowMs;
   }
+}
+
+/** Inserts `item` before the first element for which `before` holds (at the end when none does). */
+function insertAt<T>(list: T[], item: T, before: (element: T) => boolean): void {
+  let index = list.length;
+  while (index > 0 && before(list[index - 1]!)) index -= 1;
+  list.splice(index, 0, item);
 }
 
 function toError(reason: unknown): Error {

@@ -257,6 +257,55 @@ test("a sequence that outgrows the KV preempts the newest one, which resumes and
   assert.deepEqual([engine.load().runningRequests, engine.load().waitingRequests, engine.load().idleSequences], [0, 0, 2]);
 });
 
+test("queued requests start by priority class, first come first served within one", async () => {
+  const { clock, engine, model } = setup({ maxBatch: 1, answerTokensMin: 20, answerTokensMax: 20 });
+  const a = start(engine, clock, input(model, "a".repeat(40), {}, { priority: "interactive" }));
+  const b = start(engine, clock, input(model, "b".repeat(40), {}, { priority: "batch" }));
+  const c = start(engine, clock, input(model, "c".repeat(40), {}, { priority: "standard" }));
+  const d = start(engine, clock, input(model, "d".repeat(40), {}, { priority: "standard" }));
+  await advance(clock, 4_000);
+  const startedAt = (run: ReturnType<typeof start>) => run.events.find(({ event }) => event.kind === "started")!.at;
+  const finishedAt = (run: ReturnType<typeof start>) => run.events.at(-1)!.at;
+  assert.ok([a, b, c, d].every((run) => run.events.at(-1)?.event.kind === "finished"));
+  assert.equal(startedAt(c), finishedAt(a), "standard c takes the slot a freed, ahead of batch b that came before it");
+  assert.equal(startedAt(d), finishedAt(c), "then d, the next standard");
+  assert.equal(startedAt(b), finishedAt(d), "batch last");
+});
+
+test("a more urgent request that does not fit preempts the least urgent running one, which resumes and completes", async () => {
+  const { clock, engine, model } = setup({ maxBatch: 1, answerTokensMin: 40, answerTokensMax: 40 });
+  const bulk = start(engine, clock, input(model, "b".repeat(40), {}, { priority: "batch" }));
+  await advance(clock, 200);
+  const person = start(engine, clock, input(model, "p".repeat(40), {}, { priority: "interactive" }));
+  await advance(clock, 100);
+  assert.equal(person.events[0]?.event.kind, "started", "the interactive request started within a few steps, not after the batch one's 40 tokens");
+  assert.equal(engine.load().waitingRequests, 1, "the batch one waits to recompute");
+  const same = start(engine, clock, input(model, "s".repeat(40), {}, { priority: "interactive" }));
+  await advance(clock, 100);
+  assert.equal(same.events.length, 0, "a request as urgent as the running one does not preempt it");
+  await advance(clock, 6_000);
+  for (const run of [bulk, person, same]) {
+    const events = run.events.map(({ event }) => event);
+    assert.equal(finishOf(events).completionTokens, 40);
+    assert.equal(events.filter((event) => event.kind === "started").length, 1);
+  }
+  assert.ok(bulk.events.at(-1)!.at > same.events.at(-1)!.at, "the batch request finished last");
+});
+
+test("prompt chunks of more urgent classes are computed first within a step's token budget", async () => {
+  // 100 tokens a step: the 500-token batch prompt, first come, would take every step's budget until its fifth.
+  const { clock, engine, model } = setup({ maxBatchTokens: 100, contextTokens: 2048, kvCapacityTokens: 8192 });
+  const bulk = start(engine, clock, input(model, "b".repeat(2_000), {}, { priority: "batch" }));
+  await advance(clock, 1);
+  const person = start(engine, clock, input(model, "p".repeat(200), {}, { priority: "interactive" }));
+  await advance(clock, 1_500);
+  const firstDelta = (run: ReturnType<typeof start>) => deltaTimes(run)[0]!;
+  // Step 1 (0–120 ms): 100 batch prompt tokens. Step 2: the interactive prompt's 50 first, then 50 of the batch one's.
+  assert.equal(firstDelta(person), 240);
+  assert.ok(firstDelta(bulk) > firstDelta(person));
+  assert.equal(finishOf(bulk.events.map(({ event }) => event)).completionTokens, 8);
+});
+
 test("cancelling a running generation ends it within one step and frees its slot; cancelling a queued one removes it at once", async () => {
   const { clock, engine, model } = setup({ maxBatch: 1, answerTokensMin: 100, answerTokensMax: 100 });
   const abortA = new AbortController();

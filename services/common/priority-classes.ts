@@ -1,6 +1,6 @@
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 
-/** The admission classes, most urgent first; the names double as metrics labels. */
+/** The priority classes, most urgent first (admission orders by them, engines may too); the names double as metrics labels. */
 export const classNames = ["interactive", "standard", "batch"] as const;
 
 export type ClassName = (typeof classNames)[number];
