@@ -17,6 +17,14 @@ export const admissionConfigSchema = z.object({
    * work does not make a person wait for a slot to free.
    */
   interactiveHeadroom: decimal(0, 0.5).default(0.05),
+  /**
+   * Share of maxConcurrency (rounded up) that interactive requests may run beyond it.
+   * After a surge of other work fills the fleet at once, those requests hold their slots
+   * for about one hold time and few are released; interactive arrivals can outrun the
+   * releases and empty the headroom. The burst lets them in anyway (the KV gate still
+   * applies), so the fleet briefly runs a little over its cap instead of a person waiting.
+   */
+  interactiveBurst: decimal(0, 1).default(0.1),
   /** How long after the last interactive arrival the headroom stays reserved. */
   interactiveWindowMs: integer(0, 3_600_000).default(30_000),
   /**

@@ -29,6 +29,7 @@ try {
     memory,
     interactiveHeadroom: Math.min(config.maxConcurrency - 1, Math.ceil(config.interactiveHeadroom * config.maxConcurrency)),
     interactiveWindowMs: config.interactiveWindowMs,
+    interactiveBurst: Math.ceil(config.interactiveBurst * config.maxConcurrency),
     admitWithinShare: config.admitWithinShare,
   });
   const lifetime = new AbortController();

@@ -9,7 +9,15 @@ import { Scheduler, type QueuePlace, type Slot, type SlotOutcome, type SlotReque
 const never = new AbortController().signal;
 
 function setup(
-  options: { capacity?: number; maxQueue?: number; maxQueuePerClass?: Partial<PerClass<number>>; queuedUpdateMs?: number; interactiveHeadroom?: number; admitWithinShare?: number } = {},
+  options: {
+    capacity?: number;
+    maxQueue?: number;
+    maxQueuePerClass?: Partial<PerClass<number>>;
+    queuedUpdateMs?: number;
+    interactiveHeadroom?: number;
+    interactiveBurst?: number;
+    admitWithinShare?: number;
+  } = {},
 ) {
   const clock = new ManualClock();
   const scheduler = new Scheduler({
@@ -20,6 +28,7 @@ function setup(
     clock,
     interactiveHeadroom: options.interactiveHeadroom ?? 0,
     interactiveWindowMs: 30_000,
+    interactiveBurst: options.interactiveBurst,
     admitWithinShare: options.admitWithinShare,
   });
   return { clock, scheduler };
@@ -428,6 +437,25 @@ test("while interactive requests keep coming, the headroom stays free for them: 
   const slots = await Promise.all(burst.slice(0, 8).map(granted));
   slots[0]!.release(); // a release lets the queue use the freed headroom
   assert.equal((await Promise.all(burst.map(isSettled))).filter(Boolean).length, 10);
+});
+
+test("interactive requests may overdraw the cap by the burst once the headroom is gone; the fleet comes back under it before other work starts", async () => {
+  const { scheduler } = setup({ capacity: 10, interactiveHeadroom: 2, interactiveBurst: 2 });
+  await granted(ask(scheduler, "first person", { className: "interactive" })).then((slot) => slot.release());
+  const others = await Promise.all(Array.from({ length: 8 }, (_, index) => granted(ask(scheduler, `other-${index}`))));
+  const people = await Promise.all(Array.from({ length: 4 }, (_, index) => granted(ask(scheduler, `person-${index}`, { className: "interactive" }))));
+  assert.equal(scheduler.inFlightOf("interactive"), 4, "two in the headroom, two over the cap");
+  const waitingPerson = ask(scheduler, "fifth person", { className: "interactive" });
+  const waitingOther = ask(scheduler, "waiting other");
+  assert.equal(await isSettled(waitingPerson), false, "the burst is bounded");
+
+  others[0]!.release();
+  await granted(waitingPerson);
+  // 12 in flight: other work waits until fewer than 8 (the cap less the headroom) are.
+  for (const slot of [others[1]!, others[2]!, people[0]!, people[1]!]) slot.release();
+  assert.equal(await isSettled(waitingOther), false, "other work waits while the fleet is over its cap or in the headroom");
+  people[2]!.release();
+  await granted(waitingOther);
 });
 
 test("a waiter that more urgent arrivals push back past its deadline is shed then, not when its timeout fires", async () => {

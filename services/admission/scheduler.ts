@@ -66,6 +66,14 @@ export interface SchedulerOptions {
   readonly interactiveHeadroom?: number;
   readonly interactiveWindowMs?: number;
   /**
+   * Slots interactive requests may take beyond `capacity`. When a surge of other work
+   * has filled the fleet within a few seconds, those requests all hold their slots for
+   * about one hold time and few are released meanwhile; a steady interactive stream then
+   * outruns the releases, and the headroom alone runs dry. Overdrawing the cap by a
+   * little keeps a person from waiting out that drought (the memory gate still applies).
+   */
+  readonly interactiveBurst?: number;
+  /**
    * A request joins the queue only while its estimated wait is within this share of its
    * queue timeout (1 when not given); past it, it is refused at arrival. The rest of the
    * timeout is the margin for the estimate's error (a burst of more urgent arrivals,
@@ -347,10 +355,11 @@ export class Scheduler {
     return count / windowMs;
   }
 
-  /** Slots a class may fill: all of them for interactive, or while no interactive request came lately. */
+  /** Slots a class may fill: all of them and the burst for interactive; all but the headroom for the others while interactive requests come. */
   private slotsFor(className: ClassName): number {
+    if (className === "interactive") return this.capacity + (this.options.interactiveBurst ?? 0);
     const headroom = this.options.interactiveHeadroom ?? 0;
-    if (className === "interactive" || headroom === 0) return this.capacity;
+    if (headroom === 0) return this.capacity;
     const recent = this.options.clock.now() - this.lastInteractiveAtMs <= (this.options.interactiveWindowMs ?? 30_000);
     return recent ? this.capacity - headroom : this.capacity;
   }
@@ -410,10 +419,10 @@ export class Scheduler {
   /** Grants free slots in order (most urgent class, then the tenant whose turn it is) while memory allows. */
   private dispatch(): void {
     let changedFrom: number | undefined;
-    while (this.totalInFlight < this.capacity) {
+    for (;;) {
       const className = classNames.find((candidate) => this.queues[candidate].size > 0);
       if (className === undefined) break;
-      // The most urgent waiter is not interactive, so none is: the headroom stays free.
+      // Strict priority: when the most urgent waiter may not take a slot, no one behind it may.
       if (this.totalInFlight >= this.slotsFor(className)) break;
       const next = this.queues[className].peek()!;
       if (!this.memoryAdmits(next.request)) break;

@@ -56,7 +56,7 @@ export interface Candidate {
   model: string;
   /**
    * Each scorer's score in [0,1] for this worker, by scorer name ("queue", "kv",
-   * "prefix", "session", "health", "context"); `score` is their weighted mean.
+   * "prefix", "session", "health", "context", "prefill"); `score` is their weighted mean.
    */
   scores: { [key: string]: number };
 }
