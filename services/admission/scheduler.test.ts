@@ -458,6 +458,20 @@ test("interactive requests may overdraw the cap by the burst once the headroom i
   await granted(waitingOther);
 });
 
+test("an arrival's estimated wait counts the releases that bring the fleet back under its class's limit", async () => {
+  const { clock, scheduler } = setup({ capacity: 10, interactiveHeadroom: 2, interactiveBurst: 2 });
+  const probe = await granted(ask(scheduler, "probe", { className: "interactive" }));
+  clock.advance(1_000); // one hold of 1 s measured: 10 releases a second
+  probe.release();
+  clock.advance(10_001); // the probe's arrival leaves the 10-s window; its headroom stays for 30 s
+  await Promise.all(Array.from({ length: 8 }, (_, index) => granted(ask(scheduler, `other-${index}`))));
+  await Promise.all(Array.from({ length: 4 }, (_, index) => granted(ask(scheduler, `person-${index}`, { className: "interactive" }))));
+  clock.advance(10_001); // and so do the people's: no urgent arrivals to count
+  // 12 in flight, 8 allowed to standard: the 5th release lets it in.
+  const waiting = ask(scheduler, "standard");
+  assert.deepEqual(waiting.places, [{ position: 0, estimatedWaitMs: 500 }]);
+});
+
 test("a waiter that more urgent arrivals push back past its deadline is shed then, not when its timeout fires", async () => {
   const { clock, scheduler } = setup({ capacity: 1 });
   // One measured hold of 1 s: a waiter's estimated wait is (position + 1) seconds.

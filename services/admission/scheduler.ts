@@ -287,10 +287,12 @@ export class Scheduler {
 
   /**
    * Slots free up at about `capacity / meanHold` per millisecond, so the request with
-   * `ahead` waiters before it is granted at the (ahead + 1)-th release, except that
-   * requests of more urgent classes arriving meanwhile take releases first: a class
-   * gets the release rate less their arrival rate (over the last `arrivalWindowMs`).
-   * When they take it all, the wait has no bound.
+   * `ahead` waiters before it is granted at the (ahead + 1)-th release, or later while
+   * more slots are taken than its class may fill (the interactive headroom and burst):
+   * the releases that bring the fleet back under its limit come first. Requests of more
+   * urgent classes arriving meanwhile take releases first too: a class gets the release
+   * rate less their arrival rate (over the last `arrivalWindowMs`). When they take it
+   * all, the wait has no bound.
    *
    * A `cautious` estimate (the one that decides whether an arrival may queue) takes the
    * urgent classes' rate over the last `surgeWindowMs` (1 s) where that is higher and,
@@ -309,7 +311,8 @@ export class Scheduler {
       urgentPerMs += mode === "cautious" ? Math.max(this.arrivalsPerMs(other), this.arrivalsPerMs(other, surgeWindowMs)) : this.arrivalsPerMs(other);
     }
     const perMs = releasesPerMs - urgentPerMs;
-    return perMs <= releasesPerMs / 100 ? Number.MAX_SAFE_INTEGER : Math.round((ahead + 1) / perMs);
+    const releases = ahead + Math.max(1, this.totalInFlight - this.slotsFor(className) + 1);
+    return perMs <= releasesPerMs / 100 ? Number.MAX_SAFE_INTEGER : Math.round(releases / perMs);
   }
 
   /**

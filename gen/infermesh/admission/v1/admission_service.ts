@@ -206,11 +206,11 @@ export interface GetStatsRequest {
 
 /** GetStatsResponse is a snapshot of admission's occupancy. */
 export interface GetStatsResponse {
-  /** Slots currently granted. */
+  /** Slots currently granted; up to the interactive burst above capacity. */
   inFlight: number;
   /** Requests waiting. */
   queued: number;
-  /** Configured concurrency. */
+  /** Configured concurrency (interactive requests may overdraw it by the configured burst). */
   capacity: number;
   /** Grants since start. */
   grantedTotal: number;
