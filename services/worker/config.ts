@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { boolean, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import { priorityOrders } from "./engines/openai/options.js";
 
 export const workerConfigSchema = z.object({
   /** Unique id of this worker, stable across restarts; defaults to worker-<port>. */
@@ -43,7 +44,7 @@ export const workerConfigSchema = z.object({
   /** openai engine: which server it is (decides metric names); auto tells by its metrics. */
   upstreamFlavor: z.enum(["auto", "vllm", "sglang", "trtllm", "llamacpp"]).default("auto"),
   /** openai engine: send each request's priority class as `priority`, ordered as the upstream orders it (see the openai engine's README). */
-  upstreamPriority: z.enum(["off", "lower-first", "higher-first"]).default("off"),
+  upstreamPriority: z.enum(priorityOrders).default("off"),
   /** openai engine: the upstream's Prometheus URL; empty tries {upstreamUrl}/metrics. */
   upstreamMetricsUrl: z.string().default(""),
   /** sim engine: the simulated GPU and model. */

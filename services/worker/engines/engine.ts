@@ -8,7 +8,7 @@ import type {
   Tool,
   ToolCall,
 } from "../../../gen/infermesh/common/v1/common.js";
-import type { ClassName } from "../../common/priority-classes.js";
+import { urgencyOf, type ClassName } from "../../common/priority-classes.js";
 
 /**
  * One generation as an engine receives it: one choice (the worker runs `n` of them
@@ -30,6 +30,9 @@ export interface GenerationInput {
   /** The class admission granted it under (standard when the caller named none): engines that schedule by priority serve more urgent classes first. */
   readonly priority?: ClassName;
 }
+
+/** 0 for the most urgent class; a generation without one is standard. */
+export const generationUrgency = (input: GenerationInput): number => urgencyOf(input.priority ?? "standard");
 
 /** What an engine emits for one generation, in order: started, deltas, finished. */
 export type GenerationEvent =

@@ -27,9 +27,9 @@ import {
   type ToolCall,
 } from "../../../../gen/infermesh/common/v1/common.js";
 import { blockHashes, canonicalPrompt, HeldBlocks } from "../../../common/prefix-hash.js";
-import { urgencyOf } from "../../../common/priority-classes.js";
 import {
   EngineError,
+  generationUrgency,
   type Embeddings,
   type Engine,
   type EngineLoad,
@@ -286,7 +286,7 @@ export class LlamaCppEngine implements Engine {
 
   async *generate(input: GenerationInput, signal: AbortSignal): AsyncIterable<GenerationEvent> {
     const plan = await this.plan(input);
-    const pooled = await this.pool.acquire((candidate) => reuseScore(candidate, plan.promptTokens), signal, urgencyOf(input.priority ?? "standard"));
+    const pooled = await this.pool.acquire((candidate) => reuseScore(candidate, plan.promptTokens), signal, generationUrgency(input));
     pooled.sessionId = input.sessionId ?? "";
     this.changed();
     // Stops decoding when the caller cancels or stops reading; the sequence goes back

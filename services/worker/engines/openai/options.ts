@@ -1,6 +1,10 @@
 import { z } from "zod";
 import { integer } from "../../../common/config.js";
 
+/** Whether requests carry their class as the upstream's `priority`, and which values it serves first. */
+export const priorityOrders = ["off", "lower-first", "higher-first"] as const;
+export type PriorityOrder = (typeof priorityOrders)[number];
+
 /** Which engine server sits behind the base URL; "auto" tells by its metric names. */
 export const upstreamFlavors = ["auto", "vllm", "sglang", "trtllm", "llamacpp"] as const;
 export type UpstreamFlavor = (typeof upstreamFlavors)[number];
@@ -39,7 +43,7 @@ export const openAiEngineOptionsSchema = z.object({
    * also run with `--schedule-low-priority-values-first`. vLLM without priority scheduling
    * refuses a non-zero priority, so it is off unless set.
    */
-  priorityOrder: z.enum(["off", "lower-first", "higher-first"]).default("off"),
+  priorityOrder: z.enum(priorityOrders).default("off"),
   /** Sequences the upstream decodes at once, reported to the router. */
   maxSequences: integer(1, 65_536).default(256),
 });

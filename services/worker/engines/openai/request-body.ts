@@ -1,6 +1,7 @@
 import { ReasoningEffort, type ChatMessage, type SamplingParams, type Tool } from "../../../../gen/infermesh/common/v1/common.js";
-import { classNames, urgencyOf } from "../../../common/priority-classes.js";
-import { EngineError, type GenerationInput } from "../engine.js";
+import { classNames } from "../../../common/priority-classes.js";
+import { EngineError, generationUrgency, type GenerationInput } from "../engine.js";
+import type { PriorityOrder } from "./options.js";
 
 /** One upstream generation request: which endpoint, and its JSON body. */
 export interface UpstreamRequest {
@@ -19,7 +20,7 @@ export interface RequestDefaults {
   /** Ask for usage on every chunk (vLLM's and SGLang's stream_options.continuous_usage_stats). */
   readonly continuousUsage: boolean;
   /** Send the priority class as `priority`: interactive 0, standard 1, batch 2, or the reverse for "higher-first". */
-  readonly priorityOrder: "off" | "lower-first" | "higher-first";
+  readonly priorityOrder: PriorityOrder;
 }
 
 /** Builds the OpenAI body for one choice of `input`; invalid JSON in tools or schemas is an invalid_argument. */
@@ -46,7 +47,7 @@ export function buildUpstreamRequest(input: GenerationInput, defaults: RequestDe
     if (effort !== undefined) body.reasoning_effort = effort;
   }
   if (defaults.priorityOrder !== "off") {
-    const urgency = urgencyOf(input.priority ?? "standard");
+    const urgency = generationUrgency(input);
     body.priority = defaults.priorityOrder === "lower-first" ? urgency : classNames.length - 1 - urgency;
   }
   return { path: chat ? "/v1/chat/completions" : "/v1/completions", body, maxTokens, estimatedPromptTokens };

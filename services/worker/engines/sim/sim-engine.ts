@@ -1,9 +1,9 @@
 import { ReasoningEffort, type ChatMessage, type ModelInfo, type ToolCall } from "../../../../gen/infermesh/common/v1/common.js";
 import { systemClock, type Clock } from "../../../common/clock.js";
 import { blockHashes, canonicalPrompt } from "../../../common/prefix-hash.js";
-import { urgencyOf } from "../../../common/priority-classes.js";
 import {
   EngineError,
+  generationUrgency,
   type Embeddings,
   type Engine,
   type EngineLoad,
@@ -165,7 +165,7 @@ export class SimEngine implements Engine {
       continuation: input.prompt === undefined ? (text) => blockHashes(canonicalPrompt({ messages: [...messages, { role: "assistant", content: text }] })) : undefined,
       maxTokens: Math.min(sampling.maxTokens ?? this.options.defaultMaxTokens, contextTokens - promptTokens),
       sessionId: input.sessionId ?? "",
-      urgency: urgencyOf(input.priority ?? "standard"),
+      urgency: generationUrgency(input),
       writer: new OutputWriter(random, this.reasoningTokens(input.reasoningEffort), answer, sampling.logprobs ? sampling.topLogprobs : undefined),
       stops: new StopStrings(sampling.stop),
       logprobs: sampling.logprobs,
