@@ -1,4 +1,5 @@
 import { ClientError, Status } from "nice-grpc";
+import type { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import type { PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
 import type { GenerateRequest, GenerateResponse, WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Client } from "nice-grpc";
@@ -114,7 +115,7 @@ export async function withWorker<T>(
 }
 
 /** Asks the router for the ordered candidates of a request. */
-export function pickWorkers(clients: MeshClients, request: PlacedRequest, signal: AbortSignal): Promise<PickResponse> {
+export function pickWorkers(clients: MeshClients, request: PlacedRequest, priorityClass: PriorityClass, signal: AbortSignal): Promise<PickResponse> {
   return clients.router.pick(
     {
       requestId: request.requestId,
@@ -125,6 +126,7 @@ export function pickWorkers(clients: MeshClients, request: PlacedRequest, signal
       alternativeModels: [...request.alternativeModels],
       prefixBlockHashes: [...request.prefixBlockHashes],
       maxOutputTokens: request.maxOutputTokens,
+      priorityClass,
     },
     { signal },
   );
