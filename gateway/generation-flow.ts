@@ -142,7 +142,7 @@ export async function requireModel(deps: FlowDeps, model: string, signal: AbortS
  */
 async function admitAndPick(deps: FlowDeps, placed: PlacedRequest, caller: Caller, signal: AbortSignal) {
   const arrivedAt = performance.now();
-  const earlyPick = pickWorkers(deps.clients, placed, caller.priorityClass, signal);
+  const earlyPick = pickWorkers(deps.clients, placed, signal);
   earlyPick.catch(() => undefined);
   const slot: AdmissionSlot = await acquireSlot(
     deps.clients,
@@ -165,7 +165,7 @@ async function admitAndPick(deps: FlowDeps, placed: PlacedRequest, caller: Calle
   );
   deps.metrics.queueSeconds.observe((performance.now() - arrivedAt) / 1000);
   try {
-    const pick = slot.queuedMs > freshPickMs ? await pickWorkers(deps.clients, placed, caller.priorityClass, signal) : await earlyPick;
+    const pick = slot.queuedMs > freshPickMs ? await pickWorkers(deps.clients, placed, signal) : await earlyPick;
     return { slot, pick };
   } catch (error) {
     slot.release();

@@ -1,5 +1,4 @@
 import { ClientError, Status } from "nice-grpc";
-import type { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import type { PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
 import type { GenerateRequest, GenerateResponse, WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Client } from "nice-grpc";
@@ -115,7 +114,7 @@ export async function withWorker<T>(
 }
 
 /** Asks the router for the ordered candidates of a request. */
-export function pickWorkers(clients: MeshClients, request: PlacedRequest, priorityClass: PriorityClass, signal: AbortSignal): Promise<PickResponse> {
+export function pickWorkers(clients: MeshClients, request: PlacedRequest, signal: AbortSignal): Promise<PickResponse> {
   return clients.router.pick(
     {
       requestId: request.requestId,
@@ -126,7 +125,6 @@ export function pickWorkers(clients: MeshClients, request: PlacedRequest, priori
       alternativeModels: [...request.alternativeModels],
       prefixBlockHashes: [...request.prefixBlockHashes],
       maxOutputTokens: request.maxOutputTokens,
-      priorityClass,
     },
     { signal },
   );

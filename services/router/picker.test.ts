@@ -182,20 +182,6 @@ test("sticky until saturated relative to the fleet: a worker far above the other
   assert.equal(result.placements.find((placement) => placement.member.registration.workerId === "hot")?.scores.prefix ?? 0, 0);
 });
 
-test("past the fleet-relative bound, an interactive request keeps its affinity: the less urgent ones spread the prefix", () => {
-  const workers = ["hot", "a", "b", "c"].map((id) => ({ id, sequences: 1_024, running: 30 }));
-  const { picker, prefixes, setLoad } = setup(workers);
-  const text = `${systemPrompt}user: hello`;
-  prefixes.record("hot", blockHashes(text));
-  setLoad("hot", { sequences: 1_024, running: 70 }); // mean 40: 68 allowed, 70 is past it
-  assert.notEqual(firstId(picker, query({ text })), "hot", "a standard request spreads it");
-  const person = picker.pick(query({ text, interactive: true })).placements[0]!;
-  assert.equal(person.member.registration.workerId, "hot", "a person's request is not the one to pay for a whole prompt elsewhere");
-  assert.ok(person.scores.prefix > 0);
-  setLoad("hot", { sequences: 1_024, running: 900 }); // past the absolute saturation share (0.8 of its sequences)
-  assert.notEqual(firstId(picker, query({ text, interactive: true })), "hot", "a saturated worker is left even for interactive");
-});
-
 test("a worker failing a third of its generations is avoided while a healthy one can serve", () => {
   const { picker, setLoad } = setup([{ id: "failing", failureRatio: 0.35 }, { id: "busy", running: 6 }]);
   assert.equal(firstId(picker, query()), "busy", "health 0.65 is below 0.7");

@@ -71,8 +71,6 @@ export interface PickQuery {
   readonly sessionId: string;
   readonly prefixHashes: readonly number[];
   readonly excludedWorkerIds: ReadonlySet<string>;
-  /** An interactive request keeps its affinity past the fleet-relative bound: less urgent ones spread a hot prefix. */
-  readonly interactive?: boolean;
 }
 
 /** A worker the request may go to, with the model it would run. */
@@ -174,7 +172,7 @@ export class Picker {
       const candidate = pool[index]!;
       const { member } = candidate;
       const outstanding = outstandingOf(member);
-      candidate.sticky = outstanding < this.config.affinitySaturation && (query.interactive === true || requestsOf(member) <= mostForAffinity);
+      candidate.sticky = outstanding < this.config.affinitySaturation && requestsOf(member) <= mostForAffinity;
       candidate.cached = candidate.sticky && matched.size > 0 ? (matched.get(member.registration.workerId) ?? 0) / matchable : 0;
       candidate.prefill = Math.round(query.estimatedInputTokens * (1 - candidate.cached));
       candidate.requests = outstanding * widest;

@@ -2,7 +2,6 @@ import { trace } from "@opentelemetry/api";
 import { pushable, type Pushable } from "it-pushable";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import {
   type ConnectRequest,
   type ConnectResponse,
@@ -65,7 +64,6 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
         sessionId: request.sessionId,
         prefixHashes: request.prefixBlockHashes,
         excludedWorkerIds: new Set(request.excludeWorkerIds),
-        interactive: request.priorityClass === PriorityClass.PRIORITY_CLASS_INTERACTIVE,
       };
       const { placements, reason } = picker.pick(query);
       if (placements.length === 0) {

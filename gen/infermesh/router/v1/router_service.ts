@@ -7,15 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
-import {
-  ModelInfo,
-  PriorityClass,
-  priorityClassFromJSON,
-  priorityClassToJSON,
-  ServingState,
-  servingStateFromJSON,
-  servingStateToJSON,
-} from "../../common/v1/common.js";
+import { ModelInfo, ServingState, servingStateFromJSON, servingStateToJSON } from "../../common/v1/common.js";
 
 export const protobufPackage = "infermesh.router.v1";
 
@@ -50,13 +42,6 @@ export interface PickRequest {
    * it may take on the chosen worker until that worker reports it.
    */
   maxOutputTokens: number;
-  /**
-   * The class admission grants it under. An interactive request keeps its prefix and
-   * session affinity on a worker loaded above the fleet's mean (the relative "sticky until
-   * saturated" bound), so the requests that spread a hot prefix, and pay its whole
-   * prefill where it is not cached yet, are the less urgent ones.
-   */
-  priorityClass: PriorityClass;
 }
 
 /** Candidate is one worker the request may go to. */
@@ -315,7 +300,6 @@ function createBasePickRequest(): PickRequest {
     alternativeModels: [],
     prefixBlockHashes: [],
     maxOutputTokens: 0,
-    priorityClass: 0,
   };
 }
 
@@ -348,9 +332,6 @@ export const PickRequest: MessageFns<PickRequest> = {
     }
     if (message.maxOutputTokens !== 0) {
       writer.uint32(64).uint32(message.maxOutputTokens);
-    }
-    if (message.priorityClass !== 0) {
-      writer.uint32(72).int32(message.priorityClass);
     }
     return writer;
   },
@@ -442,14 +423,6 @@ export const PickRequest: MessageFns<PickRequest> = {
             message.maxOutputTokens = reader.uint32();
             continue;
           }
-          case 9: {
-            if (tag !== 72) {
-              break;
-            }
-
-            message.priorityClass = reader.int32() as any;
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -500,11 +473,6 @@ export const PickRequest: MessageFns<PickRequest> = {
         : isSet(object.max_output_tokens)
         ? globalThis.Number(object.max_output_tokens)
         : 0,
-      priorityClass: isSet(object.priorityClass)
-        ? priorityClassFromJSON(object.priorityClass)
-        : isSet(object.priority_class)
-        ? priorityClassFromJSON(object.priority_class)
-        : 0,
     };
   },
 
@@ -534,9 +502,6 @@ export const PickRequest: MessageFns<PickRequest> = {
     if (message.maxOutputTokens !== 0) {
       obj.maxOutputTokens = Math.round(message.maxOutputTokens);
     }
-    if (message.priorityClass !== 0) {
-      obj.priorityClass = priorityClassToJSON(message.priorityClass);
-    }
     return obj;
   },
 
@@ -553,7 +518,6 @@ export const PickRequest: MessageFns<PickRequest> = {
     message.alternativeModels = object.alternativeModels?.map((e) => e) || [];
     message.prefixBlockHashes = object.prefixBlockHashes?.map((e) => e) || [];
     message.maxOutputTokens = object.maxOutputTokens ?? 0;
-    message.priorityClass = object.priorityClass ?? 0;
     return message;
   },
 };
