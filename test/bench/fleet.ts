@@ -546,12 +546,16 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
     const spike = await openLoop(mesh.baseUrl, capacityPerSecond * 3, seconds, next, systems);
     const waitAfter = await histogramBuckets(admissionMetrics, "infermesh_admission_queue_wait_seconds", 'priority_class="interactive"');
     const admissionRejections = await admissionRejectionTimes(admissionMetrics);
-    const interactiveTtft = (outcomes: readonly SpikeOutcome[]) =>
-      outcomes.filter((outcome) => outcome.priority === "interactive" && outcome.status === 200 && outcome.ttftMs >= 0).map((outcome) => outcome.ttftMs);
+    const answered = (outcomes: readonly SpikeOutcome[]) => outcomes.filter((outcome) => outcome.status === 200 && outcome.ttftMs >= 0);
+    const interactive = (outcomes: readonly SpikeOutcome[]) => answered(outcomes).filter((outcome) => outcome.priority === "interactive");
+    const ttfts = (outcomes: readonly SpikeOutcome[]) => outcomes.map((outcome) => outcome.ttftMs);
     const inWindow = steady(spike);
-    const unloadedTtft = unloaded.filter((outcome) => outcome.status === 200 && outcome.ttftMs >= 0).map((outcome) => outcome.ttftMs);
-    const spikeInteractive = spike.filter((outcome) => outcome.priority === "interactive" && outcome.status === 200 && outcome.ttftMs >= 0);
-    const slow = spikeInteractive.filter((outcome) => outcome.ttftMs > 2 * percentile(unloadedTtft, 99));
+    const unloadedTtft = ttfts(answered(unloaded));
+    const unloadedP99 = percentile(unloadedTtft, 99);
+    const unloadedInteractiveTtft = ttfts(interactive(unloaded));
+    const spikeInteractive = interactive(spike);
+    const spikeInteractiveTtft = ttfts(spikeInteractive);
+    const slow = spikeInteractive.filter((outcome) => outcome.ttftMs > 2 * unloadedP99);
     const hitRate = (outcomes: readonly SpikeOutcome[]) =>
       sum(outcomes.map((outcome) => outcome.cachedTokens)) / Math.max(1, sum(outcomes.map((outcome) => outcome.promptTokens)));
     const meanUncached = (outcomes: readonly SpikeOutcome[]) => (outcomes.length === 0 ? 0 : sum(outcomes.map((outcome) => outcome.promptTokens - outcome.cachedTokens)) / outcomes.length);
@@ -590,14 +594,14 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
       rejectionP99: percentile(rejectionMs, 99),
       capacityPerSecond,
       capacityTokensPerSecond,
-      unloadedP99: percentile(unloadedTtft, 99),
+      unloadedP99,
       unloadedP50: percentile(unloadedTtft, 50),
       unloadedCount: unloadedTtft.length,
-      unloadedInteractiveP99: percentile(interactiveTtft(unloaded), 99),
-      unloadedInteractiveCount: interactiveTtft(unloaded).length,
-      spikeInteractiveP99: percentile(interactiveTtft(spike), 99),
-      spikeInteractiveP50: percentile(interactiveTtft(spike), 50),
-      spikeInteractiveCount: interactiveTtft(spike).length,
+      unloadedInteractiveP99: percentile(unloadedInteractiveTtft, 99),
+      unloadedInteractiveCount: unloadedInteractiveTtft.length,
+      spikeInteractiveP99: percentile(spikeInteractiveTtft, 99),
+      spikeInteractiveP50: percentile(spikeInteractiveTtft, 50),
+      spikeInteractiveCount: spikeInteractiveTtft.length,
       hitRates: { unloaded: hitRate(unloaded), spike: hitRate(spike), spikeInteractive: hitRate(spikeInteractive) },
       spikeSlow: {
         count: slow.length,

@@ -1,4 +1,5 @@
 import type { LlamaContextSequence } from "node-llama-cpp";
+import { insertAfterLast } from "../../../common/ordered-insert.js";
 
 /** A sequence of the shared context, lent to one generation at a time. */
 export interface PooledSequence {
@@ -70,9 +71,7 @@ export class SequencePool {
         reject(signal.reason);
       };
       signal.addEventListener("abort", onAbort, { once: true });
-      let index = this.waiters.length;
-      while (index > 0 && this.waiters[index - 1]!.urgency > urgency) index -= 1;
-      this.waiters.splice(index, 0, waiter);
+      insertAfterLast(this.waiters, waiter, (queued) => queued.urgency > urgency);
     });
   }
 

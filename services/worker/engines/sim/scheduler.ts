@@ -1,6 +1,7 @@
 import { pushable, type Pushable } from "it-pushable";
 import { FinishReason, type TokenLogprob, type ToolCall } from "../../../../gen/infermesh/common/v1/common.js";
 import type { Clock } from "../../../common/clock.js";
+import { insertAfterLast } from "../../../common/ordered-insert.js";
 import { EngineError, type EngineLoad, type GenerationEvent, type KvBlockEvent } from "../engine.js";
 import type { StopStrings } from "../stop-strings.js";
 import { KvBlocks, type CachedBlock } from "./kv-blocks.js";
@@ -122,7 +123,7 @@ export class Scheduler {
     const sequence = new Sequence(plan, this.clock.now());
     sequence.expectedPrefill = plan.promptTokens - this.kv.match(plan.promptHashes, Math.floor((plan.promptTokens - 1) / blockTokens)).length * blockTokens;
     // Behind every queued request of its class or a more urgent one.
-    insertAt(this.waiting, sequence, (queued) => queued.plan.urgency > plan.urgency);
+    insertAfterLast(this.waiting, sequence, (queued) => queued.plan.urgency > plan.urgency);
     if (!this.step && !this.wakeQueued) {
       // Requests that arrive in the same tick (the n choices of one request) start together.
       this.wakeQueued = true;
@@ -307,7 +308,7 @@ export class Scheduler {
       sequence.privateBlocks = needed;
       sequence.prefillLeft = toCompute - matched.length * blockTokens;
       sequence.state = "running";
-      insertAt(this.running, sequence, (running) => running.plan.urgency > plan.urgency);
+      insertAfterLast(this.running, sequence, (running) => running.plan.urgency > plan.urgency);
       this.loadChanged = true;
       if (!sequence.started) {
         sequence.started = true;
@@ -454,7 +455,7 @@ export class Scheduler {
     sequence.role = undefined;
     sequence.expectedPrefill = sequence.contextTokens;
     this.running.pop();
-    insertAt(this.waiting, sequence, (queued) => queued.plan.urgency >= sequence.plan.urgency);
+    insertAfterLast(this.waiting, sequence, (queued) => queued.plan.urgency >= sequence.plan.urgency);
     this.loadChanged = true;
   }
 
@@ -498,13 +499,6 @@ export class Scheduler {
     for (const sample of this.throughput) tokens += sample.tokens;
     return (tokens * 1000) / windowMs;
   }
-}
-
-/** Inserts `item` before the first element for which `before` holds (at the end when none does). */
-function insertAt<T>(list: T[], item: T, before: (element: T) => boolean): void {
-  let index = list.length;
-  while (index > 0 && before(list[index - 1]!)) index -= 1;
-  list.splice(index, 0, item);
 }
 
 function toError(reason: unknown): Error {
