@@ -4,8 +4,14 @@
  * round-robin and least-loaded baselines. Each policy gets a fresh mesh, so every run
  * starts with cold caches.
  *
- * Traces (closed loop: `--users` clients, each sending its next request when the last
- * one ends, so the figures are what the fleet sustains at that concurrency):
+ * Traces a and b run in one of two loops:
+ *   closed (the default): `--users` clients, each sending its next request when the last
+ *      one ends, so the figures are what the fleet sustains at that concurrency;
+ *   open (`--session-rate`): sessions arrive at that many a second (Poisson), and each
+ *      sends its next turn `--think-ms` (exponential mean) after the last answer. New
+ *      users do not wait for the fleet, so a policy that serves slower builds a queue:
+ *      the way the published router comparisons (llm-d, Dynamo) load their fleets, at a
+ *      fixed request rate.
  *   a  tenants share long system prompts; each session is several turns, each turn
  *      sending the whole conversation back (the shape of a chat product).
  *   b  short one-off chats mixed with ~10k-token documents asked several questions.
@@ -26,10 +32,12 @@
  *
  *   npm run bench:fleet
  *   npm run bench:fleet -- --traces a --policies score,round-robin --users 64 --sessions 120
+ *   npm run bench:fleet -- --traces a --session-rate 1.5 --think-ms 2000
  *
  * "busiest worker" is the requests the busiest worker finished over the mean: 1.00 is
  * an even spread; a shared prompt piling onto one worker shows here.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { blockHashes, canonicalPrompt, prefixBlockChars } from "../../services/common/prefix-hash.js";
 import { startTestMesh } from "../support/harness.js";
@@ -40,6 +48,8 @@ const { values } = parseArgs({
     policies: { type: "string", default: "score,round-robin,least-loaded" },
     workers: { type: "string", default: "8" },
     users: { type: "string", default: "256" },
+    "session-rate": { type: "string", default: "0" },
+    "think-ms": { type: "string", default: "0" },
     sessions: { type: "string", default: "480" },
     tenants: { type: "string", default: "64" },
     turns: { type: "string", default: "3-10" },
@@ -52,6 +62,9 @@ const { values } = parseArgs({
 });
 const workers = Number(values.workers);
 const users = Number(values.users);
+/** Sessions arriving a second in the open loop; 0 runs the closed loop of `users`. */
+const sessionRate = Number(values["session-rate"]);
+const thinkMs = Number(values["think-ms"]);
 const sessionCount = Number(values.sessions);
 const tenantCount = Number(values.tenants);
 const [fewestTurns, mostTurns] = values.turns.split("-").map(Number) as [number, number];
@@ -253,39 +266,66 @@ function startMesh(policy: string, admissionArgs: string[]) {
   });
 }
 
-/** Replays `sessions` with `users` clients against a fresh mesh whose router uses `policy`. */
+/** An exponentially distributed wait of mean `meanMs`, from `next`. */
+const exponential = (next: () => number, meanMs: number) => -Math.log(1 - next()) * meanMs;
+
+/**
+ * Replays `sessions` against a fresh mesh whose router uses `policy`: with `users`
+ * clients (closed loop), or arriving at `sessionRate` a second (open loop).
+ */
 async function run(sessions: readonly Session[], policy: string): Promise<RunResult> {
   const mesh = await startMesh(policy, ["--max-concurrency", "100000", "--max-queue", "100000"]);
   const oracle = new Oracle();
   const outcomes: Outcome[] = [];
   const failures: string[] = [];
-  let nextSession = 0;
+  const seed = Number(values.seed);
   const begin = performance.now();
+
+  const replay = async (session: Session, sessionIndex: number) => {
+    // The same think times for every policy, whatever order the sessions end in.
+    const think = random(seed + 3_000 + sessionIndex);
+    const messages: Message[] = [{ role: "system", content: session.system }];
+    for (const [index, turn] of session.turns.entries()) {
+      if (index > 0 && thinkMs > 0) await sleep(exponential(think, thinkMs));
+      messages.push({ role: "user", content: turn });
+      try {
+        const promptTokens = Math.ceil(canonicalPrompt({ messages }).length / 4);
+        const oracleCachedTokens = oracle.cachedTokens(messages, promptTokens);
+        // The oracle has the prompt at once: an upper bound, as a real cache has it only after prefill.
+        oracle.remember(messages);
+        const outcome = await chat(mesh.baseUrl, session.id, messages);
+        outcomes.push({ ...outcome, oracleCachedTokens });
+        messages.push({ role: "assistant", content: outcome.answer });
+        oracle.remember(messages);
+      } catch (error) {
+        failures.push((error as Error).message);
+        return;
+      }
+    }
+  };
+
   try {
-    await Promise.all(
-      Array.from({ length: users }, async () => {
-        while (nextSession < sessions.length) {
-          const session = sessions[nextSession++]!;
-          const messages: Message[] = [{ role: "system", content: session.system }];
-          for (const turn of session.turns) {
-            messages.push({ role: "user", content: turn });
-            try {
-              const promptTokens = Math.ceil(canonicalPrompt({ messages }).length / 4);
-              const oracleCachedTokens = oracle.cachedTokens(messages, promptTokens);
-              // The oracle has the prompt at once: an upper bound, as a real cache has it only after prefill.
-              oracle.remember(messages);
-              const outcome = await chat(mesh.baseUrl, session.id, messages);
-              outcomes.push({ ...outcome, oracleCachedTokens });
-              messages.push({ role: "assistant", content: outcome.answer });
-              oracle.remember(messages);
-            } catch (error) {
-              failures.push((error as Error).message);
-              break;
-            }
+    if (sessionRate > 0) {
+      const next = random(seed + 2_000);
+      let arrival = 0;
+      const arrivals = sessions.map(() => (arrival += exponential(next, 1000 / sessionRate)));
+      await Promise.all(
+        sessions.map(async (session, index) => {
+          await sleep(arrivals[index]! - (performance.now() - begin));
+          await replay(session, index);
+        }),
+      );
+    } else {
+      let nextSession = 0;
+      await Promise.all(
+        Array.from({ length: users }, async () => {
+          while (nextSession < sessions.length) {
+            const index = nextSession++;
+            await replay(sessions[index]!, index);
           }
-        }
-      }),
-    );
+        }),
+      );
+    }
     const wallMs = performance.now() - begin;
     return { outcomes, failures, wallMs, perWorker: await finishedPerWorker(mesh.ports.workerMetricsBase) };
   } finally {
@@ -306,6 +346,8 @@ interface Summary {
   readonly ttftP50: number;
   readonly ttftP90: number;
   readonly e2eP50: number;
+  /** Requests in flight on average over the run (Little's law: their total time over the wall time). */
+  readonly meanInFlight: number;
   readonly tokensPerSecond: number;
   readonly hitRate: number;
   readonly oracleHitRate: number;
@@ -322,6 +364,7 @@ function summarize(policy: string, result: RunResult): Summary {
     ttftP50: percentile(outcomes.map((outcome) => outcome.ttftMs), 50),
     ttftP90: percentile(outcomes.map((outcome) => outcome.ttftMs), 90),
     e2eP50: percentile(outcomes.map((outcome) => outcome.e2eMs), 50),
+    meanInFlight: sum(outcomes.map((outcome) => outcome.e2eMs)) / result.wallMs,
     tokensPerSecond: (sum(outcomes.map((outcome) => outcome.completionTokens)) * 1000) / result.wallMs,
     hitRate: sum(outcomes.map((outcome) => outcome.cachedTokens)) / promptTokens,
     oracleHitRate: sum(outcomes.map((outcome) => outcome.oracleCachedTokens)) / promptTokens,
@@ -333,13 +376,17 @@ function print(trace: string, summaries: readonly Summary[]): void {
   const baseline = summaries.find((summary) => summary.policy === "round-robin");
   const ratio = (value: number, base: number | undefined, higherIsBetter: boolean) =>
     base === undefined ? "" : ` (${(higherIsBetter ? value / base : base / value).toFixed(2)}×)`;
-  console.log(`\ntrace ${trace}: ${workers} sim workers (h100-gpt-oss-20b, time scale ${timeScale}), ${users} users; ratios against round-robin, >1 is better`);
-  console.log("| policy | requests | failed | TTFT p50 ms | TTFT p90 ms | e2e p50 ms | output tok/s | prefix hit | oracle hit | busiest worker |");
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  const load =
+    sessionRate > 0
+      ? `open loop, ${sessionRate} sessions/s, think ${thinkMs} ms (output tok/s is then the offered load's, unless a policy falls behind)`
+      : `closed loop, ${users} users`;
+  console.log(`\ntrace ${trace}: ${workers} sim workers (h100-gpt-oss-20b, time scale ${timeScale}), ${load}; ratios against round-robin, >1 is better`);
+  console.log("| policy | requests | failed | TTFT p50 ms | TTFT p90 ms | e2e p50 ms | mean in flight | output tok/s | prefix hit | oracle hit | busiest worker |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const s of summaries) {
     console.log(
       `| ${s.policy} | ${s.requests} | ${s.failures} | ${s.ttftP50.toFixed(0)}${ratio(s.ttftP50, baseline?.ttftP50, false)} | ` +
-        `${s.ttftP90.toFixed(0)}${ratio(s.ttftP90, baseline?.ttftP90, false)} | ${s.e2eP50.toFixed(0)} | ` +
+        `${s.ttftP90.toFixed(0)}${ratio(s.ttftP90, baseline?.ttftP90, false)} | ${s.e2eP50.toFixed(0)} | ${s.meanInFlight.toFixed(0)} | ` +
         `${s.tokensPerSecond.toFixed(0)}${ratio(s.tokensPerSecond, baseline?.tokensPerSecond, true)} | ` +
         `${(100 * s.hitRate).toFixed(1)} % | ${(100 * s.oracleHitRate).toFixed(1)} % | ${s.busiestShare.toFixed(2)}× mean |`,
     );
