@@ -78,11 +78,12 @@ function buildFleet(size: number) {
       }),
     );
     members.push(member);
-    // Full table: a few tenants' system prompts, then filler blocks up to capacity.
-    for (let held = 0; held < 4; held += 1) prefixes.record(workerId, blockHashes(systemPrompts[Math.floor(random() * tenants)]!));
+    // Full table: filler blocks up to capacity, then a few tenants' system prompts, the most recent.
     while (prefixes.size(workerId) < blocksPerWorker) {
-      prefixes.apply(workerId, { stored: Array.from({ length: 256 }, () => Math.floor(random() * 2 ** 53)), evicted: [], cleared: false });
+      const count = Math.min(256, blocksPerWorker - prefixes.size(workerId));
+      prefixes.apply(workerId, { stored: Array.from({ length: count }, () => Math.floor(random() * 2 ** 53)), evicted: [], cleared: false });
     }
+    for (let held = 0; held < 4; held += 1) prefixes.record(workerId, blockHashes(systemPrompts[Math.floor(random() * tenants)]!));
   }
   return { fleet, picker, prefixes, members };
 }
