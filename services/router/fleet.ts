@@ -19,6 +19,13 @@ export class FleetMember {
   readonly recentPicks: { atMs: number; requestId: string; tokens: number; prefill: number }[] = [];
   /** An admin drained it: no new work until it registers again. */
   draining = false;
+  /**
+   * The picker's scratch: the pick (`pickEpoch`) that last found this member eligible,
+   * and its place among that pick's eligible members, so a prefix holder is found
+   * among a thousand without a lookup per member.
+   */
+  pickEpoch = 0;
+  pickSlot = 0;
 
   constructor(
     /** What the worker registered with; its models change when an admin loads or unloads one. */

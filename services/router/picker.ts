@@ -136,6 +136,11 @@ export class Picker {
   private meanRequests = 0;
   private keys = new Float64Array(0);
   private selectScratch = new Float64Array(0);
+  /** The eligible members' outstanding requests (`requestsOf`), and which of them a bounded pick took. */
+  private requestsAt = new Float64Array(0);
+  private taken = new Uint8Array(0);
+  /** Numbers the picks, for `FleetMember.pickEpoch`. */
+  private epoch = 0;
 
   constructor(
     private readonly fleet: Fleet,
@@ -282,7 +287,11 @@ export class Picker {
     const eligible = this.eligible;
     let total = 0;
     for (const model of preference) total += this.fleet.serving(model).length;
-    if (this.ranks.length < total) this.ranks = new Int32Array(total * 2);
+    if (this.ranks.length < total) {
+      this.ranks = new Int32Array(total * 2);
+      this.requestsAt = new Float64Array(total * 2);
+    }
+    const epoch = ++this.epoch;
     let count = 0;
     let requests = 0;
     for (let rank = 0; rank < preference.length; rank += 1) {
@@ -297,7 +306,11 @@ export class Picker {
         seen?.add(workerId);
         eligible[count] = member;
         this.ranks[count] = rank;
-        requests += requestsOf(member);
+        const outstanding = requestsOf(member);
+        this.requestsAt[count] = outstanding;
+        requests += outstanding;
+        member.pickEpoch = epoch;
+        member.pickSlot = count;
         count += 1;
       }
     }
@@ -354,11 +367,12 @@ export class Picker {
     if (this.keys.length < count) {
       this.keys = new Float64Array(count * 2);
       this.selectScratch = new Float64Array(count * 2);
+      this.taken = new Uint8Array(count * 2);
     }
     const long = query.estimatedInputTokens >= this.config.longPromptTokens;
     for (let index = 0; index < count; index += 1) {
       const member = eligible[index]!;
-      const outstanding = outstandingOf(member);
+      const outstanding = this.requestsAt[index]! / Math.max(1, member.registration.maxSequences);
       let key = Math.min(outstanding, 99) + 100 * this.ranks[index]!;
       if (outstanding >= 1) key += 1e4;
       if (long && member.registration.tensorParallelSize <= 1) key += 1e6;
@@ -372,14 +386,22 @@ export class Picker {
     let below = 0;
     for (let index = 0; index < count; index += 1) if (this.keys[index]! < threshold) below += 1;
     let ties = limit - below;
+    const taken = this.taken;
     for (let index = 0; index < count; index += 1) {
       const key = this.keys[index]!;
-      if (key < threshold || (key === threshold && ties-- > 0)) take(index);
-      else {
-        const workerId = eligible[index]!.registration.workerId;
-        if (workerId === affinityWorker || matched.has(workerId)) take(index);
-      }
+      const chosen = key < threshold || (key === threshold && ties-- > 0);
+      taken[index] = chosen ? 1 : 0;
+      if (chosen) take(index);
     }
+    // Then the prefix holders and the session's worker the load key left out: a few, found by id.
+    const takeWorker = (workerId: string) => {
+      const member = this.fleet.member(workerId);
+      if (member === undefined || member.pickEpoch !== this.epoch || eligible[member.pickSlot] !== member || taken[member.pickSlot] === 1) return;
+      taken[member.pickSlot] = 1;
+      take(member.pickSlot);
+    };
+    for (const workerId of matched.keys()) takeWorker(workerId);
+    if (affinityWorker !== undefined) takeWorker(affinityWorker);
   }
 
   private scoresAt(slot: number): Record<ScorerName, number> {
