@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { boolean, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
-import { priorityOrders } from "./engines/openai/options.js";
+import { priorityOrders, upstreamFlavors } from "./engines/openai/options.js";
 
 export const workerConfigSchema = z.object({
   /** Unique id of this worker, stable across restarts; defaults to worker-<port>. */
@@ -42,7 +42,7 @@ export const workerConfigSchema = z.object({
   /** openai engine: comma-separated model ids; empty takes every model the upstream lists. */
   upstreamModelIds: z.string().default(""),
   /** openai engine: which server it is (decides metric names); auto tells by its metrics. */
-  upstreamFlavor: z.enum(["auto", "vllm", "sglang", "trtllm", "llamacpp"]).default("auto"),
+  upstreamFlavor: z.enum(upstreamFlavors).default("auto"),
   /** openai engine: send each request's priority class as `priority`, ordered as the upstream orders it (see the openai engine's README). */
   upstreamPriority: z.enum(priorityOrders).default("off"),
   /** openai engine: the upstream's Prometheus URL; empty tries {upstreamUrl}/metrics. */
