@@ -1,6 +1,7 @@
 /**
- * Fleet benchmark: the same trace through the same mesh of `sim` workers (H100 preset,
- * gpt-oss-20b), once per router policy: infermesh's scoring picker against the plain
+ * Fleet benchmark: the same trace through the same mesh of `sim` workers (an H100 preset,
+ * gpt-oss-20b by default, `--preset h100-gpt-oss-120b` for a GPU whose KV cache cannot
+ * hold every tenant's prompt), once per router policy: infermesh's scoring picker against the plain
  * round-robin and least-loaded baselines. Each policy gets a fresh mesh, so every run
  * starts with cold caches.
  *
@@ -33,6 +34,7 @@
  *   npm run bench:fleet
  *   npm run bench:fleet -- --traces a --policies score,round-robin --users 64 --sessions 120
  *   npm run bench:fleet -- --traces a --session-rate 1.5 --think-ms 2000
+ *   npm run bench:fleet -- --traces a --preset h100-gpt-oss-120b --users 64
  *
  * "busiest worker" is the requests the busiest worker finished over the mean: 1.00 is
  * an even spread; a shared prompt piling onto one worker shows here.
@@ -40,6 +42,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { blockHashes, canonicalPrompt, prefixBlockChars } from "../../services/common/prefix-hash.js";
+import { simPresets, type SimPresetName } from "../../services/worker/engines/sim/sim-options.js";
 import { startTestMesh } from "../support/harness.js";
 
 const { values } = parseArgs({
@@ -54,6 +57,7 @@ const { values } = parseArgs({
     tenants: { type: "string", default: "64" },
     turns: { type: "string", default: "3-10" },
     "time-scale": { type: "string", default: "10" },
+    preset: { type: "string", default: "h100-gpt-oss-20b" },
     seed: { type: "string", default: "1" },
     "spike-concurrency": { type: "string", default: "192" },
     "spike-seconds": { type: "string", default: "60" },
@@ -69,7 +73,10 @@ const sessionCount = Number(values.sessions);
 const tenantCount = Number(values.tenants);
 const [fewestTurns, mostTurns] = values.turns.split("-").map(Number) as [number, number];
 const timeScale = Number(values["time-scale"]);
-const model = "sim-gpt-oss-20b";
+if (!Object.hasOwn(simPresets, values.preset)) throw new Error(`--preset must be one of ${Object.keys(simPresets).join(", ")}`);
+/** The simulated GPU and model: gpt-oss-20b leaves an H100 room for ~2.4M tokens of KV, gpt-oss-120b for ~197k. */
+const preset = values.preset as SimPresetName;
+const model = simPresets[preset].modelId;
 
 interface Message {
   role: "system" | "user" | "assistant";
@@ -257,7 +264,7 @@ function startMesh(policy: string, admissionArgs: string[]) {
     admissionArgs,
     workerArgs: [
       "--engine", "sim",
-      "--sim-preset", "h100-gpt-oss-20b",
+      "--sim-preset", preset,
       "--sim-time-scale", String(timeScale),
       "--sim-answer-tokens-min", "40",
       "--sim-answer-tokens-max", "240",
@@ -380,7 +387,7 @@ function print(trace: string, summaries: readonly Summary[]): void {
     sessionRate > 0
       ? `open loop, ${sessionRate} sessions/s, think ${thinkMs} ms (output tok/s is then the offered load's, unless a policy falls behind)`
       : `closed loop, ${users} users`;
-  console.log(`\ntrace ${trace}: ${workers} sim workers (h100-gpt-oss-20b, time scale ${timeScale}), ${load}; ratios against round-robin, >1 is better`);
+  console.log(`\ntrace ${trace}: ${workers} sim workers (${preset}, time scale ${timeScale}), ${load}; ratios against round-robin, >1 is better`);
   console.log("| policy | requests | failed | TTFT p50 ms | TTFT p90 ms | e2e p50 ms | mean in flight | output tok/s | prefix hit | oracle hit | busiest worker |");
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const s of summaries) {
@@ -675,7 +682,7 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
 
 function printSpike(summaries: readonly SpikeSummary[]): void {
   console.log(
-    `\ntrace c: ${workers} sim workers (h100-gpt-oss-20b, time scale ${timeScale}), admission cap ${values["spike-concurrency"]}, ` +
+    `\ntrace c: ${workers} sim workers (${preset}, time scale ${timeScale}), admission cap ${values["spike-concurrency"]}, ` +
       `${(100 * Number(values["spike-interactive"])).toFixed(0)} % interactive, spike to 3× the measured capacity for ${values["spike-seconds"]} s`,
   );
   console.log(
