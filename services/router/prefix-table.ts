@@ -164,7 +164,6 @@ export class PrefixTable {
       if (held.size === 1) shard.set(hash, held.values().next().value!);
     }
   }
-
 }
 
 /** No slot: the end of a list. */

@@ -318,7 +318,7 @@ async function run(sessions: readonly Session[], policy: string): Promise<RunRes
       const arrivals = sessions.map(() => (arrival += exponential(next, 1000 / sessionRate)));
       await Promise.all(
         sessions.map(async (session, index) => {
-          await sleep(arrivals[index]! - (performance.now() - begin));
+          await sleep(Math.max(0, arrivals[index]! - (performance.now() - begin)));
           await replay(session, index);
         }),
       );
