@@ -58,6 +58,8 @@ const { values } = parseArgs({
     turns: { type: "string", default: "3-10" },
     "time-scale": { type: "string", default: "10" },
     preset: { type: "string", default: "h100-gpt-oss-20b" },
+    /** Extra router flags for every policy, e.g. "--affinity-slack 2", to try a setting. */
+    "router-args": { type: "string", default: "" },
     seed: { type: "string", default: "1" },
     "spike-concurrency": { type: "string", default: "192" },
     "spike-seconds": { type: "string", default: "60" },
@@ -260,7 +262,7 @@ async function finishedPerWorker(metricsBase: number): Promise<number[]> {
 function startMesh(policy: string, admissionArgs: string[]) {
   return startTestMesh({
     workers,
-    routerArgs: ["--policy", policy],
+    routerArgs: ["--policy", policy, ...values["router-args"].split(" ").filter(Boolean)],
     admissionArgs,
     workerArgs: [
       "--engine", "sim",
