@@ -79,6 +79,7 @@ if (!Object.hasOwn(simPresets, values.preset)) throw new Error(`--preset must be
 /** The simulated GPU and model: gpt-oss-20b leaves an H100 room for ~2.4M tokens of KV, gpt-oss-120b for ~197k. */
 const preset = values.preset as SimPresetName;
 const model = simPresets[preset].modelId;
+const routerSetting = values["router-args"] === "" ? "" : `, router ${values["router-args"]}`;
 
 interface Message {
   role: "system" | "user" | "assistant";
@@ -389,7 +390,7 @@ function print(trace: string, summaries: readonly Summary[]): void {
     sessionRate > 0
       ? `open loop, ${sessionRate} sessions/s, think ${thinkMs} ms (output tok/s is then the offered load's, unless a policy falls behind)`
       : `closed loop, ${users} users`;
-  console.log(`\ntrace ${trace}: ${workers} sim workers (${preset}, time scale ${timeScale}), ${load}; ratios against round-robin, >1 is better`);
+  console.log(`\ntrace ${trace}: ${workers} sim workers (${preset}, time scale ${timeScale}), ${load}${routerSetting}; ratios against round-robin, >1 is better`);
   console.log("| policy | requests | failed | TTFT p50 ms | TTFT p90 ms | e2e p50 ms | mean in flight | output tok/s | prefix hit | oracle hit | busiest worker |");
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const s of summaries) {
@@ -685,7 +686,7 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
 function printSpike(summaries: readonly SpikeSummary[]): void {
   console.log(
     `\ntrace c: ${workers} sim workers (${preset}, time scale ${timeScale}), admission cap ${values["spike-concurrency"]}, ` +
-      `${(100 * Number(values["spike-interactive"])).toFixed(0)} % interactive, spike to 3× the measured capacity for ${values["spike-seconds"]} s`,
+      `${(100 * Number(values["spike-interactive"])).toFixed(0)} % interactive, spike to 3× the measured capacity for ${values["spike-seconds"]} s${routerSetting}`,
   );
   console.log(
     "| policy | capacity req/s | goodput req/s (share) | capacity tok/s | goodput tok/s (share) | TTFT p99 unloaded | interactive spike p50 / p99 (× unloaded p99) | completed i/s/b | rejected | rejection p50 / p99 | lost |",
