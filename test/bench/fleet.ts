@@ -58,7 +58,7 @@ const { values } = parseArgs({
     turns: { type: "string", default: "3-10" },
     "time-scale": { type: "string", default: "10" },
     preset: { type: "string", default: "h100-gpt-oss-20b" },
-    /** Extra router flags for every policy, e.g. "--affinity-slack 2", to try a setting. */
+    /** Extra router flags for every policy, to try a setting: --router-args="--affinity-slack 2". */
     "router-args": { type: "string", default: "" },
     seed: { type: "string", default: "1" },
     "spike-concurrency": { type: "string", default: "192" },
