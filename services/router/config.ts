@@ -48,8 +48,13 @@ export const routerConfigSchema = z.object({
   affinitySaturation: decimal(0, 10).default(0.8),
   /** They also stop counting past this multiple of the eligible workers' mean outstanding requests, plus affinitySlack. */
   affinityImbalance: decimal(1, 100).default(1.5),
-  /** Outstanding requests above the fleet's share a worker may hold and keep its affinity (small fleets, light load). */
-  affinitySlack: decimal(0, 1_000_000).default(8),
+  /**
+   * Outstanding requests above the fleet's share a worker may hold and keep its affinity
+   * (small fleets, light load). 2, not 8: at 8 outstanding a worker (gpt-oss-120b, 64
+   * users on 8 GPUs) affinity held up to 2.5× the mean on one worker, which finished
+   * 1.38× the mean and cost 9 % of the fleet's tokens/s (bench:fleet, session 5 notes).
+   */
+  affinitySlack: decimal(0, 1_000_000).default(2),
   /** Workers below this health score are avoided while healthier ones exist. */
   minHealth: decimal(0, 1).default(0.7),
   /** Candidates a pick returns; the gateway tries at most three. */
