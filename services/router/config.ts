@@ -52,7 +52,8 @@ export const routerConfigSchema = z.object({
    * Outstanding requests above the fleet's share a worker may hold and keep its affinity
    * (small fleets, light load). 2, not 8: at 8 outstanding a worker (gpt-oss-120b, 64
    * users on 8 GPUs) affinity held up to 2.5× the mean on one worker, which finished
-   * 1.38× the mean and cost 9 % of the fleet's tokens/s (bench:fleet, session 5 notes).
+   * 1.38× the mean and cost 9 % of the fleet's tokens/s (bench:fleet --traces a
+   * --preset h100-gpt-oss-120b --users 64).
    */
   affinitySlack: decimal(0, 1_000_000).default(2),
   /** Workers below this health score are avoided while healthier ones exist. */
