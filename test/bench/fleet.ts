@@ -1,9 +1,9 @@
 /**
- * Fleet benchmark: the same trace through the same mesh of `sim` workers (an H100 preset,
- * gpt-oss-20b by default, `--preset h100-gpt-oss-120b` for a GPU whose KV cache cannot
- * hold every tenant's prompt), once per router policy: infermesh's scoring picker against the plain
- * round-robin and least-loaded baselines. Each policy gets a fresh mesh, so every run
- * starts with cold caches.
+ * Fleet benchmark: the same trace through the same mesh of `sim` workers (an H100
+ * preset: gpt-oss-20b by default, `--preset h100-gpt-oss-120b` for a GPU whose KV cache
+ * cannot hold every tenant's prompt), once per router policy: infermesh's scoring picker
+ * against the plain round-robin and least-loaded baselines. Each policy gets a fresh
+ * mesh, so every run starts with cold caches.
  *
  * Traces a and b run in one of two loops:
  *   closed (the default): `--users` clients, each sending its next request when the last
@@ -79,7 +79,8 @@ if (!Object.hasOwn(simPresets, values.preset)) throw new Error(`--preset must be
 /** The simulated GPU and model: gpt-oss-20b leaves an H100 room for ~2.4M tokens of KV, gpt-oss-120b for ~197k. */
 const preset = values.preset as SimPresetName;
 const model = simPresets[preset].modelId;
-const routerSetting = values["router-args"] === "" ? "" : `, router ${values["router-args"]}`;
+const routerArgs = values["router-args"].split(/\s+/).filter(Boolean);
+const routerSetting = routerArgs.length === 0 ? "" : `, router ${routerArgs.join(" ")}`;
 
 interface Message {
   role: "system" | "user" | "assistant";
@@ -263,7 +264,7 @@ async function finishedPerWorker(metricsBase: number): Promise<number[]> {
 function startMesh(policy: string, admissionArgs: string[]) {
   return startTestMesh({
     workers,
-    routerArgs: ["--policy", policy, ...values["router-args"].split(" ").filter(Boolean)],
+    routerArgs: ["--policy", policy, ...routerArgs],
     admissionArgs,
     workerArgs: [
       "--engine", "sim",
