@@ -551,3 +551,25 @@ test("batch's cautious estimate believes the releases it sees while full: holds 
   const person = ask(scheduler, "person", { className: "interactive", tenantId: "e", queueTimeoutMs: 6_000 });
   assert.equal(await isSettled(person), false);
 });
+
+test("waits are estimated from the holds seen while the fleet was full, not from the quick holds of a calm spell before", async () => {
+  const { clock, scheduler } = setup({ capacity: 2 });
+  // Full: two slots held 4 s (the second grant of the pair fills the fleet).
+  const full = [await granted(ask(scheduler, "full-0")), await granted(ask(scheduler, "full-1"))];
+  clock.advance(4_000);
+  for (const slot of full) slot.release();
+  // Calm: one request at a time, held 0.5 s; the mean over all holds falls to about 1.6 s.
+  for (let index = 0; index < 10; index += 1) {
+    const slot = await granted(ask(scheduler, `calm-${index}`));
+    clock.advance(500);
+    slot.release();
+  }
+  assert.ok(scheduler.meanHoldMs < 2_000, `mean hold ${scheduler.meanHoldMs}`);
+  // A surge fills the fleet again. The next request waits for one of two releases of a 4 s hold: about 2 s, where the mean says 0.8 s.
+  await granted(ask(scheduler, "surge-0"));
+  await granted(ask(scheduler, "surge-1"));
+  const hasty = ask(scheduler, "hasty", { queueTimeoutMs: 1_500 });
+  assert.equal((await rejected(hasty)).rejection, "shed_early");
+  const patient = ask(scheduler, "patient", { queueTimeoutMs: 2_500 });
+  assert.equal(await isSettled(patient), false, "2 s fits its 2.5 s");
+});

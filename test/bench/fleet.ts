@@ -42,6 +42,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { blockHashes, canonicalPrompt, prefixBlockChars } from "../../services/common/prefix-hash.js";
+import { Random } from "../../services/common/random.js";
 import { simPresets, type SimPresetName } from "../../services/worker/engines/sim/sim-options.js";
 import { startTestMesh } from "../support/harness.js";
 
@@ -107,14 +108,8 @@ interface Outcome {
 
 /** A deterministic stream of numbers in [0,1) (mulberry32). */
 function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
+  const generator = new Random(seed);
+  return () => generator.next();
 }
 
 const vocabulary = "the of and to in is for on that with as by at from this be are or an it was which not can has have will data user team order policy account billing report request service system value record".split(" ");

@@ -1,6 +1,7 @@
 import { ReasoningEffort, type ChatMessage, type ModelInfo, type ToolCall } from "../../../../gen/infermesh/common/v1/common.js";
 import { systemClock, type Clock } from "../../../common/clock.js";
 import { blockHashes, canonicalPrompt } from "../../../common/prefix-hash.js";
+import { Random } from "../../../common/random.js";
 import {
   EngineError,
   generationUrgency,
@@ -16,7 +17,7 @@ import { StopStrings } from "../stop-strings.js";
 import { Scheduler, type SequencePlan } from "./scheduler.js";
 import { simOptionsSchema, type SimOptions, type SimOptionsInput } from "./sim-options.js";
 import { jsonObjectAnswer, OutputWriter, parseSchema, placeholderFor, type AnswerShape } from "./synthetic-output.js";
-import { countTokens, detokenize, hashText, Random, tokenize } from "./synthetic-text.js";
+import { countTokens, detokenize, hashText, tokenize } from "./synthetic-text.js";
 
 /**
  * The named GPU simulator: serves one model id with a timing model of a real GPU

@@ -1,6 +1,7 @@
 import type { TokenLogprob, ToolCall, TopLogprob } from "../../../../gen/infermesh/common/v1/common.js";
 import { EngineError } from "../engine.js";
-import { charsPerToken, countTokens, Random, wordPieces } from "./synthetic-text.js";
+import { Random } from "../../../common/random.js";
+import { charsPerToken, countTokens, wordPieces } from "./synthetic-text.js";
 
 /** What a generation answers with, after any reasoning. */
 export type AnswerShape =
