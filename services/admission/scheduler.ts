@@ -327,7 +327,7 @@ export class Scheduler {
    * one, so the decision to reject is taken at arrival where it can be.
    */
   private estimateWaitMs(ahead: number, className: ClassName = "interactive", mode: "plain" | "cautious" = "plain"): number {
-    // Batch, the class to shed first, is also judged on the releases seen; the others on the mean alone.
+    // Batch, the class to shed first, is also judged on the releases seen; the others on the full fleet's hold alone.
     const releasesPerMs = mode === "cautious" && className === "batch" ? this.cautiousReleasesPerMs() : this.capacity / Math.max(1, this.queueHoldMs);
     let urgentPerMs = 0;
     for (const other of classNames) {
