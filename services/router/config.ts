@@ -50,9 +50,9 @@ export const routerConfigSchema = z.object({
   affinityImbalance: decimal(1, 100).default(1.5),
   /**
    * Outstanding requests above the fleet's share a worker may hold and keep its affinity
-   * (small fleets, light load). 2, not 8: at 8 outstanding a worker (gpt-oss-120b, 64
-   * users on 8 GPUs) affinity held up to 2.5× the mean on one worker, which finished
-   * 1.38× the mean and cost 9 % of the fleet's tokens/s (bench:fleet --traces a
+   * (small fleets, light load). 2, not 8: with 8, affinity let one worker hold up to
+   * 2.5× the mean load (gpt-oss-120b, 64 users on 8 GPUs); it finished 1.38× the mean's
+   * requests, and the fleet's tokens/s were 9 % lower than with 2 (bench:fleet --traces a
    * --preset h100-gpt-oss-120b --users 64).
    */
   affinitySlack: decimal(0, 1_000_000).default(2),
