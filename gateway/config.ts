@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { meshSecuritySettings } from "../services/common/mesh-security/settings.js";
 import { boolean, integer, loadConfig, port, type ConfigSources } from "../services/common/config.js";
 import { apiKeySchema } from "./access/api-keys.js";
 import { aliasSchema, defaultAliases, defaultProfiles, profileNames, profileSchema } from "./access/profiles.js";
@@ -61,6 +62,7 @@ export const gatewayConfigSchema = z.object({
   responseCacheTtlMs: integer(0, 604_800_000).default(600_000),
   /** How long SIGTERM waits for open requests. */
   shutdownGraceMs: integer(0, 600_000).default(10_000),
+  ...meshSecuritySettings("gateway"),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 

@@ -2,7 +2,9 @@ import { ChatServiceDefinition } from "../gen/infermesh/gateway/v1/chat_service.
 import { CompletionServiceDefinition } from "../gen/infermesh/gateway/v1/completion_service.js";
 import { EmbeddingServiceDefinition } from "../gen/infermesh/gateway/v1/embedding_service.js";
 import { ModelServiceDefinition } from "../gen/infermesh/gateway/v1/model_service.js";
+import { ServerCredentials } from "@grpc/grpc-js";
 import { startGrpcServer } from "../services/common/grpc-server.js";
+import { MeshSecurity } from "../services/common/mesh-security/mesh-security.js";
 import { exitOnSignals, exitOnStartupFailure } from "../services/common/lifecycle.js";
 import { createLogger, type Logger } from "../services/common/logger.js";
 import { createMetricsRegistry } from "../services/common/metrics.js";
@@ -24,7 +26,8 @@ try {
   const config = loadGatewayConfig({ argv: process.argv.slice(2), env: process.env });
   logger = createLogger("gateway", config.logLevel);
   const registry = createMetricsRegistry("gateway");
-  const clients = new MeshClients(config.admissionAddress, config.routerAddress, config.unaryTimeoutMs);
+  const security = MeshSecurity.load("gateway", config, logger);
+  const clients = new MeshClients(security, config.admissionAddress, config.routerAddress, config.unaryTimeoutMs);
   const catalog = new ModelCatalog(clients, config.modelCacheMs);
   const flow: FlowDeps = { clients, catalog, metrics: createFlowMetrics(registry), requestTimeoutMs: config.requestTimeoutMs };
   const access = new AccessControl(
@@ -34,6 +37,9 @@ try {
   const cache = config.responseCache ? new ResponseCache(config.responseCacheMaxBytes, config.responseCacheTtlMs, registry) : undefined;
   const grpc = await startGrpcServer({
     address: config.grpcListen,
+    // The public API: users authenticate with API keys, as over HTTP; TLS to clients is
+    // the ingress's, as for the HTTP API.
+    credentials: ServerCredentials.createInsecure(),
     serviceNames: [
       ChatServiceDefinition.fullName,
       CompletionServiceDefinition.fullName,

@@ -3,7 +3,8 @@ import type { Client } from "nice-grpc";
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
-import { createGrpcClient, openChannel } from "../../services/common/grpc-client.js";
+import { createGrpcClient } from "../../services/common/grpc-client.js";
+import type { MeshSecurity } from "../../services/common/mesh-security/mesh-security.js";
 
 /** Loading gpt-oss-120b from disk takes minutes. */
 const adminTimeoutMs = 15 * 60_000;
@@ -19,12 +20,13 @@ export class MeshClients {
   private readonly channels: Channel[];
 
   constructor(
+    private readonly security: MeshSecurity,
     admissionAddress: string,
     routerAddress: string,
     private readonly unaryTimeoutMs: number,
   ) {
-    const admissionChannel = openChannel(admissionAddress);
-    const routerChannel = openChannel(routerAddress);
+    const admissionChannel = security.channel(admissionAddress, "admission");
+    const routerChannel = security.channel(routerAddress, "router");
     this.channels = [admissionChannel, routerChannel];
     this.admission = createGrpcClient(AdmissionServiceDefinition, admissionChannel, unaryTimeoutMs);
     this.router = createGrpcClient(RouterServiceDefinition, routerChannel, unaryTimeoutMs);
@@ -45,7 +47,8 @@ export class MeshClients {
   private workerEntry(address: string) {
     let entry = this.workers.get(address);
     if (!entry) {
-      const channel = openChannel(address);
+      // The server must prove it is a worker: an address the router hands out is not enough.
+      const channel = this.security.channel(address, "worker");
       entry = { channel, client: createGrpcClient(WorkerServiceDefinition, channel, this.unaryTimeoutMs) };
       this.workers.set(address, entry);
     }

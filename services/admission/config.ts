@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 import type { PerClass } from "../common/priority-classes.js";
 
@@ -57,6 +58,7 @@ export const admissionConfigSchema = z.object({
   batchHeadroomRatio: decimal(0, 0.99).default(0.15),
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(5_000),
+  ...meshSecuritySettings("admission"),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 

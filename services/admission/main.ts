@@ -1,11 +1,13 @@
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { systemClock } from "../common/clock.js";
-import { createGrpcClient, openChannel } from "../common/grpc-client.js";
+import { createGrpcClient } from "../common/grpc-client.js";
 import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
+import { MeshSecurity } from "../common/mesh-security/mesh-security.js";
+import { admissionPolicy } from "../common/mesh-security/rules.js";
 import { createAdmissionService } from "./admission-service.js";
 import { AdmissionStats } from "./admission-stats.js";
 import { loadAdmissionConfig, maxQueuePerClass } from "./config.js";
@@ -19,6 +21,7 @@ try {
   const config = loadAdmissionConfig({ argv: process.argv.slice(2), env: process.env });
   logger = createLogger("admission", config.logLevel);
   const registry = createMetricsRegistry("admission");
+  const security = MeshSecurity.load("admission", config, logger);
   const memory = new MemoryGate(systemClock, { staleMs: config.pressureStaleMs, batchHeadroomRatio: config.batchHeadroomRatio }, logger);
   const scheduler = new Scheduler({
     capacity: config.maxConcurrency,
@@ -42,13 +45,14 @@ try {
   });
   const grpc = await startGrpcServer({
     address: config.listen,
+    credentials: security.serverCredentials(admissionPolicy(), registry, logger),
     serviceNames: [AdmissionServiceDefinition.fullName],
     logger,
     addServices: (server) => server.add(AdmissionServiceDefinition, service),
   });
-  const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry);
+  const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);
   if (config.memoryGuardAddress !== "") {
-    const memoryGuard = createGrpcClient(MemoryGuardServiceDefinition, openChannel(config.memoryGuardAddress), 2_000);
+    const memoryGuard = createGrpcClient(MemoryGuardServiceDefinition, security.channel(config.memoryGuardAddress, "memory-guard"), 2_000);
     void watchMemory(memoryGuard, memory, logger, lifetime.signal);
   }
   logger.info({ maxConcurrency: config.maxConcurrency, memoryGuard: config.memoryGuardAddress || "none", metricsPort: metrics.port }, "admission ready");

@@ -1,7 +1,6 @@
-import { ChannelCredentials, type Channel } from "@grpc/grpc-js";
+import type { Channel } from "@grpc/grpc-js";
 import {
   ClientError,
-  createChannel,
   createClientFactory,
   Status,
   type Client,
@@ -9,20 +8,6 @@ import {
   type CompatServiceDefinition,
 } from "nice-grpc";
 import { isAbortError } from "abort-controller-x";
-
-/** Client channel options: keepalives notice a dead server within seconds. */
-const clientChannelOptions = Object.freeze({
-  "grpc.keepalive_time_ms": 10_000,
-  "grpc.keepalive_timeout_ms": 5_000,
-  "grpc.keepalive_permit_without_calls": 1,
-  "grpc.initial_reconnect_backoff_ms": 100,
-  "grpc.max_reconnect_backoff_ms": 2_000,
-});
-
-/** Opens a plaintext channel to host:port (TLS is terminated by the mesh's ingress). */
-export function openChannel(address: string): Channel {
-  return createChannel(address, ChannelCredentials.createInsecure(), clientChannelOptions);
-}
 
 /**
  * Gives every unary call a deadline unless the caller's own signal already bounds it.

@@ -1,3 +1,4 @@
+import type { ServerCredentials } from "@grpc/grpc-js";
 import { createServer, type Server } from "nice-grpc";
 import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
 import type { Logger } from "./logger.js";
@@ -23,16 +24,20 @@ export interface GrpcServer {
   readonly port: number;
   /** Sets every service (and the overall "") to SERVING or NOT_SERVING. */
   setServing(serving: boolean): void;
+  /** Whether the server reports SERVING (what an HTTP readiness probe reads). */
+  readonly serving: boolean;
   /** Waits up to `graceMs` for calls to finish, then cuts the rest. */
   close(graceMs: number): Promise<void>;
 }
 
 /**
  * Creates a nice-grpc server with grpc.health.v1 and reflection, lets `addServices`
- * add the process's own services, listens on `address` and reports SERVING.
+ * add the process's own services, listens on `address` with `credentials` (mutual TLS
+ * and authorization inside the mesh, see MeshSecurity) and reports SERVING.
  */
 export async function startGrpcServer(options: {
   address: string;
+  credentials: ServerCredentials;
   serviceNames: readonly string[];
   addServices: (server: Server) => void;
   logger: Logger;
@@ -42,9 +47,11 @@ export async function startGrpcServer(options: {
   server.add(HealthDefinition, HealthServiceImpl(health));
   addReflection(server, options.serviceNames);
   options.addServices(server);
-  const port = await server.listen(options.address);
-  const setServing = (serving: boolean) => {
-    for (const name of ["", ...options.serviceNames]) health.setStatus(serving ? "healthy" : "unhealthy", name);
+  const port = await server.listen(options.address, options.credentials);
+  let serving = false;
+  const setServing = (value: boolean) => {
+    serving = value;
+    for (const name of ["", ...options.serviceNames]) health.setStatus(value ? "healthy" : "unhealthy", name);
   };
   setServing(true);
   options.logger.info({ address: options.address, port, services: options.serviceNames }, "gRPC server listening");
@@ -53,6 +60,9 @@ export async function startGrpcServer(options: {
     health,
     port,
     setServing,
+    get serving() {
+      return serving;
+    },
     async close(graceMs) {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<"timeout">((resolve) => {

@@ -10,14 +10,29 @@ export function createMetricsRegistry(service: string): Registry {
   return registry;
 }
 
-/** Serves GET /metrics from `registry`; returns the server and the bound port. */
+/**
+ * Serves GET /metrics from `registry`, and the probes a kubelet can reach without a
+ * mesh certificate: GET /healthz (the process answers) and GET /readyz (200 while
+ * `ready()` says so, 503 otherwise). Returns the server and the bound port.
+ */
 export async function startMetricsServer(
   host: string,
   port: number,
   registry: Registry,
+  ready: () => boolean = () => true,
 ): Promise<{ server: Server; port: number }> {
   const server = createServer((request, response) => {
-    if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") {
+    const path = request.url?.split("?")[0];
+    if (request.method === "GET" && path === "/healthz") {
+      response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      return;
+    }
+    if (request.method === "GET" && path === "/readyz") {
+      const serving = ready();
+      response.writeHead(serving ? 200 : 503, { "content-type": "text/plain" }).end(serving ? "ready\n" : "not ready\n");
+      return;
+    }
+    if (request.method !== "GET" || path !== "/metrics") {
       response.writeHead(404).end();
       return;
     }

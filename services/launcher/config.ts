@@ -10,6 +10,13 @@ export const launcherConfigSchema = z.object({
   gpuPerWorker: boolean().default(false),
   /** GGUF for every worker; empty serves the generated test model. */
   modelPath: z.string().default(""),
+  /**
+   * Where the local mesh CA and the services' certificates live; made on first start,
+   * never replaced by surprise (delete the directory to start over).
+   */
+  pkiDir: z.string().min(1).default(".cache/pki"),
+  /** Plaintext internal gRPC with no identities and no authorization: for debugging only; every service warns at start. */
+  insecure: boolean().default(false),
   /** "pretty" for people, "json" to pass the services' JSON lines through. */
   logFormat: z.enum(["pretty", "json"]).default("pretty"),
 });

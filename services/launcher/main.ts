@@ -1,4 +1,7 @@
+import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { defaultTrustDomain } from "../common/mesh-security/identity.js";
+import { ensureLocalPki } from "../common/mesh-security/local-pki.js";
 import { exitOnStartupFailure } from "../common/lifecycle.js";
 import { loadLauncherConfig } from "./config.js";
 import { lineFormatter } from "./log-format.js";
@@ -10,6 +13,14 @@ try {
   const config = loadLauncherConfig({ argv: process.argv.slice(2), env: process.env });
   const format = lineFormatter(config.logFormat, process.stdout.isTTY === true);
   const say = (message: string) => process.stdout.write(`${format("infermesh", message)}\n`);
+  const pkiDir = resolve(config.pkiDir);
+  if (config.insecure) {
+    say("insecure is set: internal gRPC runs in plaintext with no identities; anyone who can reach a service's port can call it");
+  } else {
+    const pki = await ensureLocalPki(pkiDir, defaultTrustDomain);
+    if (pki.issued.length > 0) say(`mesh CA and certificates for ${pki.issued.join(", ")} made in ${pkiDir}`);
+    for (const { file, notAfter } of pki.expiring) say(`warning: ${file} ends ${notAfter.toISOString()}; delete ${pkiDir} to make a new CA and certificates`);
+  }
   const supervisor = new Supervisor({
     nodeArgs: telemetryImport(),
     onLine: (child, line, stream) => (stream === "stderr" ? process.stderr : process.stdout).write(`${format(child, line)}\n`),
@@ -22,6 +33,7 @@ try {
       workers: config.workers,
       gpuPerWorker: config.gpuPerWorker,
       workerArgs: config.modelPath ? ["--model-path", config.modelPath] : [],
+      security: config.insecure ? "insecure" : { pkiDir },
     }),
   );
 

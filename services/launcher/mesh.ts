@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import type { MeshRole } from "../common/mesh-security/identity.js";
 import { repoRoot } from "../common/paths.js";
 import type { ChildSpec } from "./supervisor.js";
 
@@ -47,6 +48,11 @@ export interface MeshLayout {
   readonly admissionArgs?: readonly string[];
   /** Extra flags for the router. */
   readonly routerArgs?: readonly string[];
+  /**
+   * Internal gRPC security: the directory ensureLocalPki filled (each service gets its
+   * <role>/ subdirectory), or "insecure" for plaintext.
+   */
+  readonly security: { readonly pkiDir: string } | "insecure";
 }
 
 /** The compiled entry point of a service, e.g. dist/services/router/main.js. */
@@ -60,17 +66,19 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
   const { ports, host } = layout;
   const at = (port: number) => `${host}:${port}`;
   const otel = (name: string) => ({ OTEL_SERVICE_NAME: `infermesh-${name}` });
+  const security = layout.security;
+  const tls = (role: MeshRole) => (security === "insecure" ? ["--insecure", "true"] : ["--tls-dir", join(security.pkiDir, role)]);
   const children: ChildSpec[] = [
     {
       name: "memory-guard",
       script: entryPoint("services/memory-guard/main.js"),
-      args: ["--listen", at(ports.memoryGuard), "--metrics-port", String(ports.memoryGuardMetrics)],
+      args: ["--listen", at(ports.memoryGuard), "--metrics-port", String(ports.memoryGuardMetrics), ...tls("memory-guard")],
       env: otel("memory-guard"),
     },
     {
       name: "router",
       script: entryPoint("services/router/main.js"),
-      args: ["--listen", at(ports.router), "--metrics-port", String(ports.routerMetrics), "--memory-guard-address", at(ports.memoryGuard), ...(layout.routerArgs ?? [])],
+      args: ["--listen", at(ports.router), "--metrics-port", String(ports.routerMetrics), "--memory-guard-address", at(ports.memoryGuard), ...tls("router"), ...(layout.routerArgs ?? [])],
       env: otel("router"),
     },
     {
@@ -80,6 +88,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
         "--listen", at(ports.admission),
         "--metrics-port", String(ports.admissionMetrics),
         "--memory-guard-address", at(ports.memoryGuard),
+        ...tls("admission"),
         ...(layout.admissionArgs ?? []),
       ],
       env: otel("admission"),
@@ -96,6 +105,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
         "--router-address", at(ports.router),
         "--memory-guard-address", at(ports.memoryGuard),
         ...(layout.gpuPerWorker ? ["--gpu-index", String(index)] : []),
+        ...tls("worker"),
         ...layout.workerArgs,
         ...(layout.workerArgsOf?.(index) ?? []),
       ],
@@ -111,6 +121,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
       "--grpc-listen", at(ports.gatewayGrpc),
       "--admission-address", at(ports.admission),
       "--router-address", at(ports.router),
+      ...tls("gateway"),
       ...(layout.gatewayArgs ?? []),
     ],
     env: otel("gateway"),

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 
 export const memoryGuardConfigSchema = z
@@ -15,6 +16,7 @@ export const memoryGuardConfigSchema = z
     criticalRatio: z.coerce.number().gt(0).max(1).default(0.95),
     /** How long SIGTERM waits for open streams. */
     shutdownGraceMs: integer(0, 600_000).default(2_000),
+    ...meshSecuritySettings("memory-guard"),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
   })
   .refine((config) => config.warnRatio < config.criticalRatio, {

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { pickPolicies, type PickerConfig } from "./picker.js";
 import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 
@@ -73,6 +74,7 @@ export const routerConfigSchema = z.object({
   pickExpireMs: integer(0, 60_000).default(1_000),
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(2_000),
+  ...meshSecuritySettings("router"),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 

@@ -1,11 +1,13 @@
 import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { systemClock } from "../common/clock.js";
-import { createGrpcClient, openChannel } from "../common/grpc-client.js";
+import { createGrpcClient } from "../common/grpc-client.js";
 import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
+import { MeshSecurity } from "../common/mesh-security/mesh-security.js";
+import { routerPolicy } from "../common/mesh-security/rules.js";
 import { loadRouterConfig, pickerConfig } from "./config.js";
 import { Fleet } from "./fleet.js";
 import { Picker } from "./picker.js";
@@ -20,6 +22,7 @@ try {
   const config = loadRouterConfig({ argv: process.argv.slice(2), env: process.env });
   logger = createLogger("router", config.logLevel);
   const registry = createMetricsRegistry("router");
+  const security = MeshSecurity.load("router", config, logger);
   const fleet = new Fleet(systemClock, {
     staleAfterMs: config.reportIntervalMs * config.staleAfterReports,
     freshReportMs: config.reportIntervalMs * 2,
@@ -31,13 +34,14 @@ try {
   const service = createRouterService({ fleet, picker, prefixes, splits: new TrafficSplits(), reportIntervalMs: config.reportIntervalMs, registry, logger, lifetime: lifetime.signal });
   const grpc = await startGrpcServer({
     address: config.listen,
+    credentials: security.serverCredentials(routerPolicy(), registry, logger),
     serviceNames: [RouterServiceDefinition.fullName],
     logger,
     addServices: (server) => server.add(RouterServiceDefinition, service),
   });
-  const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry);
+  const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);
   if (config.memoryGuardAddress !== "") {
-    const memoryGuard = createGrpcClient(MemoryGuardServiceDefinition, openChannel(config.memoryGuardAddress), 2_000);
+    const memoryGuard = createGrpcClient(MemoryGuardServiceDefinition, security.channel(config.memoryGuardAddress, "memory-guard"), 2_000);
     void watchPressure(memoryGuard, fleet, logger, lifetime.signal);
   }
   logger.info({ metricsPort: metrics.port }, "router ready");

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { boolean, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 import { priorityOrders, upstreamFlavors } from "./engines/openai/options.js";
 
@@ -95,6 +96,7 @@ export const workerConfigSchema = z.object({
   defaultMaxTokens: integer(1, 1_048_576).default(256),
   /** How long SIGTERM waits for running generations. */
   shutdownGraceMs: integer(0, 600_000).default(10_000),
+  ...meshSecuritySettings("worker"),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 

@@ -3,11 +3,13 @@ import { ServingState } from "../../gen/infermesh/common/v1/common.js";
 import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
-import { createGrpcClient, openChannel } from "../common/grpc-client.js";
+import { createGrpcClient } from "../common/grpc-client.js";
 import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
+import { MeshSecurity } from "../common/mesh-security/mesh-security.js";
+import { workerPolicy } from "../common/mesh-security/rules.js";
 import { loadWorkerConfig } from "./config.js";
 import { loadEngine } from "./engine-loader.js";
 import { Arrivals } from "./arrivals.js";
@@ -26,6 +28,7 @@ try {
   logger = createLogger("worker", config.logLevel).child({ worker_id: workerId });
   const log = logger;
   const registry = createMetricsRegistry("worker");
+  const security = MeshSecurity.load("worker", config, log);
   const lifetime = new AbortController();
   const runtime = new EngineHost({
     // Only llama.cpp loads GGUFs; sim and openai serve what they were started with.
@@ -34,13 +37,14 @@ try {
     drainGraceMs: config.shutdownGraceMs,
   });
   const memoryGuard = config.memoryGuardAddress
-    ? createGrpcClient(MemoryGuardServiceDefinition, openChannel(config.memoryGuardAddress), 2_000)
+    ? createGrpcClient(MemoryGuardServiceDefinition, security.channel(config.memoryGuardAddress, "memory-guard"), 2_000)
     : undefined;
   const reservations = new KvReservations();
   const failures = new FailureWindow();
   const arrivals = new Arrivals();
   const grpc = await startGrpcServer({
     address: config.listen,
+    credentials: security.serverCredentials(workerPolicy(), registry, log),
     serviceNames: [WorkerServiceDefinition.fullName],
     logger: log,
     addServices: (server) => server.add(WorkerServiceDefinition, createWorkerService({ workerId, runtime, reservations, failures, arrivals, registry, logger: log })),
@@ -54,7 +58,7 @@ try {
     serving = !serving;
     grpc.setServing(serving);
   });
-  const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry);
+  const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);
   const address = config.advertiseAddress || config.listen.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/:0$/, `:${grpc.port}`);
 
   exitOnSignals(log, async () => {
@@ -79,7 +83,7 @@ try {
     exportEngineMetrics(registry, () => runtime.engine, workerId);
     log.info({ address, device: engine.device, models: engine.models().map((model) => model.id), metricsPort: metrics.port }, "worker ready");
     void keepRegistered({
-      client: createGrpcClient(RouterServiceDefinition, openChannel(config.routerAddress), 2_000),
+      client: createGrpcClient(RouterServiceDefinition, security.channel(config.routerAddress, "router"), 2_000),
       workerId,
       address,
       runtime,

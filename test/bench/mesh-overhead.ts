@@ -9,7 +9,7 @@
  *   npm run bench -- --requests 200   (per concurrency level and path, per round)
  */
 import { parseArgs } from "node:util";
-import { createChannel, createClient } from "nice-grpc";
+import { createClient } from "nice-grpc";
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import { startTestMesh } from "../support/harness.js";
 
@@ -30,7 +30,7 @@ const mesh = await startTestMesh({
   admissionArgs: ["--max-concurrency", "256"],
   workerArgs: ["--engine", "sim", "--sim-time-scale", "0"],
 });
-const worker = createClient(WorkerServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.workerBase}`));
+const worker = createClient(WorkerServiceDefinition, mesh.channel(mesh.ports.workerBase, "worker", "gateway"));
 const body = JSON.stringify({ model, messages, max_tokens: 1, temperature: 0 });
 
 async function direct(): Promise<void> {

@@ -16,7 +16,7 @@
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { createChannel, createClient } from "nice-grpc";
+import { createClient } from "nice-grpc";
 import { getLlama, LlamaChat, resolveChatWrapper, type ChatHistoryItem } from "node-llama-cpp";
 import { ChatMessage, ReasoningEffort, SamplingParams } from "../../gen/infermesh/common/v1/common.js";
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
@@ -24,7 +24,7 @@ import { repoRoot } from "../../services/common/paths.js";
 import { loadWorkerConfig } from "../../services/worker/config.js";
 import { LlamaCppEngine } from "../../services/worker/engines/llamacpp/llamacpp-engine.js";
 import { ensureTestModel } from "../../services/worker/engines/llamacpp/test-model/generate.js";
-import { freePorts, waitFor } from "../support/harness.js";
+import { freePorts, makeTestPki, meshChannel, waitFor } from "../support/harness.js";
 
 const { values } = parseArgs({
   options: {
@@ -64,13 +64,15 @@ async function directTokensPerSecond(concurrency: number): Promise<number> {
 
 async function startWorker(): Promise<{ client: ReturnType<typeof createClient<typeof WorkerServiceDefinition>>; stop: () => void }> {
   const [grpcPort, metricsPort, deadPort] = await freePorts(3);
+  const pkiDir = await makeTestPki();
   const child = spawn(process.execPath, [
     resolve(repoRoot(), "dist/services/worker/main.js"),
+    "--tls-dir", resolve(pkiDir, "worker"),
     "--listen", `127.0.0.1:${grpcPort}`, "--metrics-port", String(metricsPort),
     "--router-address", `127.0.0.1:${deadPort}`, "--memory-guard-address", "",
     "--gpu", "cpu", "--sequences", String(sequences), "--context-tokens", String(contextTokens), "--log-level", "warn",
   ], { stdio: "ignore" });
-  const client = createClient(WorkerServiceDefinition, createChannel(`127.0.0.1:${grpcPort}`));
+  const client = createClient(WorkerServiceDefinition, meshChannel(pkiDir, grpcPort!, "worker", "gateway"));
   await waitFor("the worker to load its model", () => client.getInfo({}).then((info) => info.state === 2).catch(() => false), 60_000);
   return { client, stop: () => child.kill("SIGTERM") };
 }

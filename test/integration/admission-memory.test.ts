@@ -7,13 +7,14 @@
 import { pushable } from "it-pushable";
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { createChannel, createClient, type Client } from "nice-grpc";
+import { join } from "node:path";
+import { createClient, type Client } from "nice-grpc";
 import { AdmissionServiceDefinition, type AcquireResponse } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import { MemoryGuardServiceDefinition, type ReportRequest } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { entryPoint, telemetryImport } from "../../services/launcher/mesh.js";
 import { Supervisor } from "../../services/launcher/supervisor.js";
-import { freePorts, metricValue, waitFor } from "../support/harness.js";
+import { freePorts, makeTestPki, meshChannel, metricValue, waitFor } from "../support/harness.js";
 
 const pressureStaleMs = 1_500;
 const fleetTokens = 1_000;
@@ -26,6 +27,7 @@ const logs: string[] = [];
 
 before(async () => {
   const [admissionPort, admissionMetricsPort, memoryGuardPort, memoryGuardMetricsPort] = await freePorts(4);
+  const pkiDir = await makeTestPki();
   metricsUrl = `http://127.0.0.1:${admissionMetricsPort}/metrics`;
   const supervisor = () =>
     new Supervisor({ nodeArgs: telemetryImport(), onLine: (child, line) => logs.push(`[${child}] ${line}`), onEvent: () => undefined, stopGraceMs: 5_000 });
@@ -34,7 +36,7 @@ before(async () => {
     {
       name: "memory-guard",
       script: entryPoint("services/memory-guard/main.js"),
-      args: ["--listen", `127.0.0.1:${memoryGuardPort}`, "--metrics-port", String(memoryGuardMetricsPort)],
+      args: ["--listen", `127.0.0.1:${memoryGuardPort}`, "--metrics-port", String(memoryGuardMetricsPort), "--tls-dir", join(pkiDir, "memory-guard")],
       env: { OTEL_SDK_DISABLED: "true" },
     },
   ]);
@@ -49,16 +51,19 @@ before(async () => {
         "--memory-guard-address", `127.0.0.1:${memoryGuardPort}`,
         "--pressure-stale-ms", String(pressureStaleMs),
         "--max-concurrency", "4",
+        "--tls-dir", join(pkiDir, "admission"),
       ],
       env: { OTEL_SDK_DISABLED: "true" },
     },
   ]);
-  admission = createClient(AdmissionServiceDefinition, createChannel(`127.0.0.1:${admissionPort}`));
-  const memoryGuard = createClient(MemoryGuardServiceDefinition, createChannel(`127.0.0.1:${memoryGuardPort}`));
+  admission = createClient(AdmissionServiceDefinition, meshChannel(pkiDir, admissionPort!, "admission", "gateway"));
+  // The test reports KV usage as a worker would, and probes with a watch as the router would.
+  const memoryGuard = createClient(MemoryGuardServiceDefinition, meshChannel(pkiDir, memoryGuardPort!, "memory-guard", "worker"));
+  const watcher = createClient(MemoryGuardServiceDefinition, meshChannel(pkiDir, memoryGuardPort!, "memory-guard", "router"));
   await waitFor("memory-guard to listen", async () => {
     const probe = new AbortController();
     try {
-      await memoryGuard.watch({}, { signal: probe.signal })[Symbol.asyncIterator]().next();
+      await watcher.watch({}, { signal: probe.signal })[Symbol.asyncIterator]().next();
       return true;
     } finally {
       probe.abort();

@@ -2,7 +2,8 @@
 import { pushable } from "it-pushable";
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { createChannel, createClient, Status, type Client } from "nice-grpc";
+import { join } from "node:path";
+import { createClient, Status, type Client } from "nice-grpc";
 import {
   AdmissionServiceDefinition,
   RejectReason,
@@ -13,7 +14,7 @@ import {
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import { entryPoint, telemetryImport } from "../../services/launcher/mesh.js";
 import { Supervisor } from "../../services/launcher/supervisor.js";
-import { freePorts, metricValue, waitFor } from "../support/harness.js";
+import { freePorts, makeTestPki, meshChannel, metricValue, waitFor } from "../support/harness.js";
 
 let supervisor: Supervisor;
 let admission: Client<typeof AdmissionServiceDefinition>;
@@ -22,17 +23,18 @@ const logs: string[] = [];
 
 before(async () => {
   const [port, metricsPort] = await freePorts(2);
+  const pkiDir = await makeTestPki();
   metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   supervisor = new Supervisor({ nodeArgs: telemetryImport(), onLine: (_child, line) => logs.push(line), onEvent: () => undefined });
   supervisor.start([
     {
       name: "admission",
       script: entryPoint("services/admission/main.js"),
-      args: ["--listen", `127.0.0.1:${port}`, "--metrics-port", String(metricsPort), "--max-concurrency", "1", "--max-queue", "1", "--queue-timeout-ms", "60000"],
+      args: ["--listen", `127.0.0.1:${port}`, "--metrics-port", String(metricsPort), "--max-concurrency", "1", "--max-queue", "1", "--queue-timeout-ms", "60000", "--tls-dir", join(pkiDir, "admission")],
       env: { OTEL_SDK_DISABLED: "true" },
     },
   ]);
-  admission = createClient(AdmissionServiceDefinition, createChannel(`127.0.0.1:${port}`));
+  admission = createClient(AdmissionServiceDefinition, meshChannel(pkiDir, port!, "admission", "gateway"));
   await waitFor("admission to listen", () => admission.getStats({}).then(() => true));
 });
 

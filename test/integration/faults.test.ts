@@ -6,13 +6,13 @@
  */
 import test, { after, before } from "node:test";
 import assert from "node:assert/strict";
-import { createChannel, createClient } from "nice-grpc";
+import { createClient } from "nice-grpc";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { metricSum, metricValue, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
 
 const workers = 3;
 let mesh: TestMesh;
-const router = () => createClient(RouterServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.router}`));
+const router = () => createClient(RouterServiceDefinition, mesh.channel(mesh.ports.router, "router", "gateway"));
 
 before(async () => {
   // A long answer takes about 1.5 s: 2,000 tokens (max_tokens cuts it) at a quarter of an H100's 2.9 ms each.

@@ -248,7 +248,7 @@ test("a model alias picks the profile's model, the response names it, and profil
 });
 
 test("x-infermesh-priority lowers a request's class but never raises it above the key's; a bad value is a 400 naming the header", async () => {
-  const admission = createClient(AdmissionServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.admission}`));
+  const admission = createClient(AdmissionServiceDefinition, mesh.channel(mesh.ports.admission, "admission", "gateway"));
   const grantsByClass = async () =>
     Object.fromEntries((await admission.getStats({})).classes.map((entry) => [PriorityClass[entry.priorityClass], entry.grantedTotal]));
   const before = await grantsByClass();

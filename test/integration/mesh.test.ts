@@ -4,12 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { createChannel, createClient, Status, type Client } from "nice-grpc";
 import OpenAI from "openai";
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { ChatServiceDefinition } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
-import { metricValue, OtlpCollector, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
+import { meshCredentials, metricValue, OtlpCollector, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
 import { listServices, describeSymbol } from "../support/reflection-client.js";
 
 const model = "infermesh-test";
@@ -24,8 +25,8 @@ before(async () => {
   await collector.start();
   mesh = await startTestMesh({ otlpEndpoint: collector.endpoint });
   openai = new OpenAI({ baseURL: `${mesh.baseUrl}/v1`, apiKey: "not-needed-locally", maxRetries: 0, timeout: 30_000 });
-  worker = createClient(WorkerServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.workerBase}`));
-  admission = createClient(AdmissionServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.admission}`));
+  worker = createClient(WorkerServiceDefinition, mesh.channel(mesh.ports.workerBase, "worker", "gateway"));
+  admission = createClient(AdmissionServiceDefinition, mesh.channel(mesh.ports.admission, "admission", "gateway"));
 });
 
 after(async () => {
@@ -171,19 +172,19 @@ test("the public gRPC API streams a chat through the same path", async () => {
   await assert.rejects(chat.chat({ model, messages: [], sampling: undefined, user: "" }), (error: any) => error.code === Status.INVALID_ARGUMENT);
 });
 
-test("every port lists and describes its services by reflection, as grpcurl does", async () => {
-  const expected: Record<string, string> = {
-    [mesh.ports.gatewayGrpc]: "infermesh.gateway.v1.ChatService",
-    [mesh.ports.admission]: "infermesh.admission.v1.AdmissionService",
-    [mesh.ports.router]: "infermesh.router.v1.RouterService",
-    [mesh.ports.memoryGuard]: "infermesh.memory.v1.MemoryGuardService",
-    [mesh.ports.workerBase]: "infermesh.worker.v1.WorkerService",
-  };
-  for (const [port, service] of Object.entries(expected)) {
-    const services = await listServices(`127.0.0.1:${port}`);
+test("every port lists and describes its services by reflection, as grpcurl does (internal ports to the operator's certificate)", async () => {
+  const expected: [number, string, ChannelCredentials][] = [
+    [mesh.ports.gatewayGrpc, "infermesh.gateway.v1.ChatService", credentials.createInsecure()],
+    [mesh.ports.admission, "infermesh.admission.v1.AdmissionService", meshCredentials(mesh.pkiDir, "admission", "operator")],
+    [mesh.ports.router, "infermesh.router.v1.RouterService", meshCredentials(mesh.pkiDir, "router", "operator")],
+    [mesh.ports.memoryGuard, "infermesh.memory.v1.MemoryGuardService", meshCredentials(mesh.pkiDir, "memory-guard", "operator")],
+    [mesh.ports.workerBase, "infermesh.worker.v1.WorkerService", meshCredentials(mesh.pkiDir, "worker", "operator")],
+  ];
+  for (const [port, service, asOperator] of expected) {
+    const services = await listServices(`127.0.0.1:${port}`, asOperator);
     assert.ok(services.includes(service), `${port} lists ${service}`);
     assert.ok(services.includes("grpc.health.v1.Health"));
-    const files = await describeSymbol(`127.0.0.1:${port}`, service);
+    const files = await describeSymbol(`127.0.0.1:${port}`, service, asOperator);
     // Every type the service uses resolves within the returned files, fully qualified.
     const defined = new Set(files.flatMap((file) => file.types.map((type) => `.${file.package}.${type}`)));
     const referenced = files.flatMap((file) => file.references);

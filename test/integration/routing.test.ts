@@ -6,7 +6,7 @@
  */
 import test, { after, before } from "node:test";
 import assert from "node:assert/strict";
-import { createChannel, createClient } from "nice-grpc";
+import { createClient } from "nice-grpc";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { blockHashes, canonicalPrompt } from "../../services/common/prefix-hash.js";
 import { startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
@@ -16,7 +16,7 @@ let mesh: TestMesh;
 
 before(async () => {
   mesh = await startTestMesh({ workers, workerArgs: ["--engine", "sim", "--sim-time-scale", "0"] });
-  const router = createClient(RouterServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.router}`));
+  const router = createClient(RouterServiceDefinition, mesh.channel(mesh.ports.router, "router", "gateway"));
   await waitFor("all workers to register", async () => (await router.listWorkers({})).workers.length === workers);
 });
 
@@ -71,7 +71,7 @@ test("unrelated prompts are spread over the workers, not sent to one", async () 
 });
 
 test("Pick reports the reason and every scorer's score; the prefix holder is first after a worker's KV events", async () => {
-  const router = createClient(RouterServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.router}`));
+  const router = createClient(RouterServiceDefinition, mesh.channel(mesh.ports.router, "router", "gateway"));
   const messages = [{ role: "system", content: "A system prompt only this test uses, long enough to fill several blocks. ".repeat(12) }];
   await chat(messages);
   const pick = await router.pick({

@@ -5,7 +5,7 @@
  */
 import test, { after, before } from "node:test";
 import assert from "node:assert/strict";
-import { createChannel, createClient } from "nice-grpc";
+import { createClient } from "nice-grpc";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { metricValue, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
 
@@ -19,7 +19,7 @@ before(async () => {
     workerArgs: ["--engine", "sim", "--sim-time-scale", "0"],
     workerArgsOf: (index) => (index === 1 ? ["--model-id", canary] : []),
   });
-  const router = createClient(RouterServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.router}`));
+  const router = createClient(RouterServiceDefinition, mesh.channel(mesh.ports.router, "router", "gateway"));
   await waitFor("both workers to register", async () => (await router.listWorkers({})).workers.length === 2);
 });
 

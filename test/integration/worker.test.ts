@@ -8,7 +8,7 @@ import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { createChannel, createClient, Status, type Client } from "nice-grpc";
+import { createClient, Status, type Client } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { ServingState } from "../../gen/infermesh/common/v1/common.js";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
@@ -23,8 +23,8 @@ let router: Client<typeof RouterServiceDefinition>;
 
 before(async () => {
   mesh = await startTestMesh();
-  worker = createClient(WorkerServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.workerBase}`));
-  router = createClient(RouterServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.router}`));
+  worker = createClient(WorkerServiceDefinition, mesh.channel(mesh.ports.workerBase, "worker", "gateway"));
+  router = createClient(RouterServiceDefinition, mesh.channel(mesh.ports.router, "router", "gateway"));
 });
 
 after(() => mesh?.stop());
@@ -105,6 +105,7 @@ test("a GGUF that fails to load leaves the worker NOT_SERVING with the reason, s
   const [grpcPort, metricsPort, deadPort] = await freePorts(3);
   const child = spawn(process.execPath, [
     join(repoRoot(), "dist/services/worker/main.js"),
+    "--tls-dir", join(mesh.pkiDir, "worker"),
     "--listen", `127.0.0.1:${grpcPort}`,
     "--metrics-port", String(metricsPort),
     "--router-address", `127.0.0.1:${deadPort}`,
@@ -116,13 +117,13 @@ test("a GGUF that fails to load leaves the worker NOT_SERVING with the reason, s
   child.stdout.on("data", (chunk) => (log += chunk));
   child.stderr.on("data", (chunk) => (log += chunk));
   try {
-    const client = createClient(WorkerServiceDefinition, createChannel(`127.0.0.1:${grpcPort}`));
+    const client = createClient(WorkerServiceDefinition, mesh.channel(grpcPort!, "worker", "gateway"));
     const info = await waitFor("the worker to give up on the model", async () => {
       const answer = await client.getInfo({}).catch(() => undefined);
       return answer?.state === ServingState.SERVING_STATE_FAILED ? answer : undefined;
     });
     assert.ok(info.stateReason.length > 0);
-    const health = createClient(HealthDefinition, createChannel(`127.0.0.1:${grpcPort}`));
+    const health = createClient(HealthDefinition, mesh.channel(grpcPort!, "worker", "operator"));
     const status = await health.check({ service: "infermesh.worker.v1.WorkerService" });
     assert.equal(status.status, 2 /* NOT_SERVING in grpc.health.v1 */);
     await assert.rejects(

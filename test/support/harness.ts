@@ -1,7 +1,15 @@
 /** Starts real infermesh processes on free loopback ports for integration tests. */
+import { mkdtempSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Channel, ChannelCredentials } from "@grpc/grpc-js";
+import { pino } from "pino";
+import { defaultTrustDomain, type MeshRole } from "../../services/common/mesh-security/identity.js";
+import { ensureLocalPki } from "../../services/common/mesh-security/local-pki.js";
+import { MeshSecurity } from "../../services/common/mesh-security/mesh-security.js";
 import { meshChildren, telemetryImport, type MeshPorts } from "../../services/launcher/mesh.js";
 import { Supervisor } from "../../services/launcher/supervisor.js";
 
@@ -121,7 +129,31 @@ export interface TestMesh {
   readonly supervisor: Supervisor;
   /** Every output line of every process, "[name] line". */
   readonly logs: string[];
+  /** The mesh's CA and certificates (one directory per role), made for this mesh alone. */
+  readonly pkiDir: string;
+  /** A channel to the internal service `peer` on `port`, holding the `as` identity's certificate. */
+  channel(port: number, peer: MeshRole, as: MeshRole): Channel;
   stop(): Promise<void>;
+}
+
+/** A fresh mesh CA and every role's certificate in a temporary directory. */
+export async function makeTestPki(): Promise<string> {
+  const directory = mkdtempSync(join(tmpdir(), "infermesh-pki-"));
+  await ensureLocalPki(directory, defaultTrustDomain);
+  return directory;
+}
+
+const holding = (pkiDir: string, as: MeshRole) =>
+  MeshSecurity.load(as, { tlsDir: join(pkiDir, as), insecure: false, trustDomain: defaultTrustDomain }, pino({ level: "silent" }));
+
+/** A channel to `peer` at 127.0.0.1:`port` holding the `as` certificate from `pkiDir`. */
+export function meshChannel(pkiDir: string, port: number, peer: MeshRole, as: MeshRole): Channel {
+  return holding(pkiDir, as).channel(`127.0.0.1:${port}`, peer);
+}
+
+/** Credentials for a plain grpc-js client that reaches `peer` holding the `as` certificate. */
+export function meshCredentials(pkiDir: string, peer: MeshRole, as: MeshRole): ChannelCredentials {
+  return holding(pkiDir, as).credentialsFor(peer);
 }
 
 /** Starts gateway, admission, router, memory-guard and one llama.cpp worker (or `workers` of them) on the tiny test model. */
@@ -137,6 +169,7 @@ export async function startTestMesh(options: {
   workers?: number;
 } = {}): Promise<TestMesh> {
   const workers = options.workers ?? 1;
+  const pkiDir = await makeTestPki();
   const free = await freePorts(10);
   // Several workers take consecutive ports from workerBase and workerMetricsBase.
   if (workers > 1) {
@@ -180,6 +213,7 @@ export async function startTestMesh(options: {
     routerArgs: options.routerArgs,
     workerArgsOf: options.workerArgsOf,
     gatewayArgs: options.gatewayArgs,
+    security: { pkiDir },
   }).map((child) => ({ ...child, env: { ...child.env, ...otel, INFERMESH_WORKER_LOG_LEVEL: "debug" } }));
   supervisor.start(children);
   const baseUrl = `http://127.0.0.1:${ports.gatewayHttp}`;
@@ -189,7 +223,15 @@ export async function startTestMesh(options: {
     await supervisor.stop();
     throw new Error(`${(error as Error).message}\n${logs.join("\n")}`);
   }
-  return { baseUrl, ports, supervisor, logs, stop: () => supervisor.stop() };
+  return {
+    baseUrl,
+    ports,
+    supervisor,
+    logs,
+    pkiDir,
+    channel: (port, peer, as) => meshChannel(pkiDir, port, peer, as),
+    stop: () => supervisor.stop(),
+  };
 }
 
 /** Reads a Prometheus text metric's value (first sample whose line starts with `prefix`). */

@@ -1,6 +1,6 @@
 /** A gRPC server-reflection client (the protocol grpcurl speaks), for tests. */
 import { createRequire } from "node:module";
-import { credentials, loadPackageDefinition, type ServiceClientConstructor } from "@grpc/grpc-js";
+import { credentials as grpcCredentials, loadPackageDefinition, type ChannelCredentials, type ServiceClientConstructor } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, type DescriptorProto } from "@bufbuild/protobuf/wkt";
@@ -10,8 +10,8 @@ const reflectionProto = require.resolve("@grpc/reflection/build/proto/grpc/refle
 const definition = loadPackageDefinition(loadSync(reflectionProto, { keepCase: true })) as any;
 const ServerReflection = definition.grpc.reflection.v1.ServerReflection as ServiceClientConstructor;
 
-async function ask(address: string, request: object): Promise<any> {
-  const client = new ServerReflection(address, credentials.createInsecure());
+async function ask(address: string, request: object, credentials: ChannelCredentials): Promise<any> {
+  const client = new ServerReflection(address, credentials);
   try {
     return await new Promise((resolve, reject) => {
       const call = (client as any).ServerReflectionInfo();
@@ -26,8 +26,8 @@ async function ask(address: string, request: object): Promise<any> {
 }
 
 /** What `grpcurl list` shows. */
-export async function listServices(address: string): Promise<string[]> {
-  const response = await ask(address, { list_services: "" });
+export async function listServices(address: string, credentials = grpcCredentials.createInsecure()): Promise<string[]> {
+  const response = await ask(address, { list_services: "" }, credentials);
   return response.list_services_response.service.map((service: { name: string }) => service.name);
 }
 
@@ -39,8 +39,8 @@ export interface DescribedFile {
 }
 
 /** The files the server returns for a symbol (the symbol's file and its dependencies). */
-export async function describeSymbol(address: string, symbol: string): Promise<DescribedFile[]> {
-  const response = await ask(address, { file_containing_symbol: symbol });
+export async function describeSymbol(address: string, symbol: string, credentials = grpcCredentials.createInsecure()): Promise<DescribedFile[]> {
+  const response = await ask(address, { file_containing_symbol: symbol }, credentials);
   if (response.error_response) throw new Error(response.error_response.error_message);
   return response.file_descriptor_response.file_descriptor_proto.map((bytes: Buffer) => {
     const file = fromBinary(FileDescriptorProtoSchema, bytes);
