@@ -5,12 +5,15 @@
  * command names a compiled entry point.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { parseAllDocuments } from "yaml";
 import { loadGatewayConfig } from "../../gateway/config.js";
 import { loadAdmissionConfig } from "../../services/admission/config.js";
+import { spiffeId, defaultTrustDomain, type MeshRole } from "../../services/common/mesh-security/identity.js";
+import { admissionRules, memoryGuardRules, routerRules, workerRules } from "../../services/common/mesh-security/rules.js";
 import { repoRoot } from "../../services/common/paths.js";
 import { loadMemoryGuardConfig } from "../../services/memory-guard/config.js";
 import { loadRouterConfig } from "../../services/router/config.js";
@@ -48,9 +51,10 @@ const portOf = (address: string) => Number(address.split(":").pop());
 
 test("every Kubernetes manifest passes settings the service accepts, on consistent ports", () => {
   const directory = join(root, "deploy/k8s");
-  const files = readdirSync(directory).filter((file) => file.endsWith(".yaml"));
+  const files = readdirSync(directory).filter((file) => file.endsWith(".yaml") && file !== "kustomization.yaml" && !file.startsWith("mesh-pki") && !file.startsWith("network-"));
   assert.ok(files.length >= 5);
   const deployments = new Set<string>();
+  const mounted = new Map<MeshRole, string>();
   for (const file of files) {
     const documents = parseAllDocuments(readFileSync(join(directory, file), "utf8")).map((document) => document.toJS());
     const services = documents.filter((document) => document.kind === "Service");
@@ -68,9 +72,17 @@ test("every Kubernetes manifest passes settings the service accepts, on consiste
         if (config.metricsPort !== undefined) assert.equal(containerPorts.get("metrics"), config.metricsPort, `${where}: metrics port`);
         if (script === "dist/gateway/main.js") assert.equal(containerPorts.get("http"), config.port, `${where}: http port`);
         for (const probe of [container.readinessProbe, container.livenessProbe, container.startupProbe].filter(Boolean)) {
-          if (probe.grpc) assert.equal(probe.grpc.port, grpcPort, `${where}: the gRPC probe targets the gRPC port`);
-          if (probe.httpGet) assert.ok(containerPorts.has(probe.httpGet.port), `${where}: the HTTP probe targets a named port`);
+          // The kubelet's gRPC probe cannot present a client certificate; mTLS ports refuse it.
+          assert.equal(probe.grpc, undefined, `${where}: no gRPC probe on an mTLS port`);
+          assert.ok(containerPorts.has(probe.httpGet.port), `${where}: the HTTP probe targets a named port`);
         }
+        // Its certificate: the Secret cert-manager fills for its role, mounted where tlsDir points.
+        const role = deployment.metadata.labels["app.kubernetes.io/component"] as MeshRole;
+        const mount = container.volumeMounts.find((volumeMount: any) => volumeMount.mountPath === config.tlsDir);
+        assert.ok(mount, `${where}: tlsDir ${config.tlsDir} is a mounted volume`);
+        const volume = deployment.spec.template.spec.volumes.find((candidate: any) => candidate.name === mount.name);
+        assert.equal(volume.secret.secretName, `infermesh-${role}-tls`, `${where}: mounts its own role's certificate`);
+        mounted.set(role, volume.secret.secretName);
         for (const service of services) {
           for (const servicePort of service.spec.ports) {
             assert.ok(containerPorts.has(servicePort.targetPort), `${file}: Service port ${servicePort.name} targets a container port`);
@@ -86,16 +98,64 @@ test("every Kubernetes manifest passes settings the service accepts, on consiste
     "infermesh-router",
     "infermesh-worker",
   ]);
+  // cert-manager issues each mounted Secret with the SPIFFE identity of its role.
+  const certificates = parseAllDocuments(readFileSync(join(directory, "mesh-pki.yaml"), "utf8"))
+    .map((document) => document.toJS())
+    .filter((document) => document.kind === "Certificate" && !document.spec.isCA);
+  for (const [role, secretName] of mounted) {
+    const certificate = certificates.find((candidate) => candidate.spec.secretName === secretName);
+    assert.ok(certificate, `a Certificate fills ${secretName}`);
+    assert.deepEqual(certificate.spec.uris, [spiffeId(defaultTrustDomain, role)]);
+    assert.ok(certificate.spec.usages.includes("server auth") && certificate.spec.usages.includes("client auth"));
+    assert.equal(certificate.spec.issuerRef.name, "infermesh-mesh-ca");
+  }
 });
 
-test("every Compose service passes settings it accepts, and Prometheus scrapes their metrics ports", () => {
+test("each internal service's NetworkPolicy admits to its gRPC port exactly the components ARCHITECTURE §9 lets call it", () => {
+  const policies = parseAllDocuments(readFileSync(join(root, "deploy/k8s/network-policies.yaml"), "utf8")).map((document) => document.toJS());
+  const rules: Record<string, Record<string, readonly MeshRole[]>> = { admission: admissionRules, router: routerRules, "memory-guard": memoryGuardRules, worker: workerRules };
+  for (const [role, methods] of Object.entries(rules)) {
+    const policy = policies.find((candidate) => candidate.spec.podSelector.matchLabels["app.kubernetes.io/component"] === role);
+    assert.ok(policy, `a NetworkPolicy selects the ${role}`);
+    assert.deepEqual(policy.spec.policyTypes, ["Ingress"]);
+    const grpcRule = policy.spec.ingress.find((rule: any) => rule.ports.some((port: any) => port.port === "grpc"));
+    const admitted = grpcRule.from.map((peer: any) => peer.podSelector.matchLabels["app.kubernetes.io/component"]).sort();
+    // The operator is a person reaching a pod through kubectl port-forward, not a pod.
+    const callers = [...new Set(Object.values(methods).flat())].filter((caller) => caller !== "operator").sort();
+    assert.deepEqual(admitted, callers, `${role}: admitted components`);
+    for (const rule of policy.spec.ingress) assert.ok(rule.from?.length > 0, `${role}: no ingress rule is open to everyone`);
+  }
+});
+
+test("kubectl kustomize renders deploy/k8s", (context) => {
+  let rendered: string;
+  try {
+    rendered = execFileSync("kubectl", ["kustomize", join(root, "deploy/k8s")], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return context.skip("kubectl is not installed");
+    throw error;
+  }
+  const kinds = parseAllDocuments(rendered).map((document) => document.toJS().kind);
+  assert.equal(kinds.filter((kind) => kind === "Deployment").length, 5);
+  assert.equal(kinds.filter((kind) => kind === "NetworkPolicy").length, 5);
+  assert.equal(kinds.filter((kind) => kind === "Certificate").length, 7);
+});
+
+test("every Compose service passes settings it accepts, holds its certificate from the pki volume, and Prometheus scrapes their metrics ports", () => {
   const compose = parseAllDocuments(readFileSync(join(root, "deploy/compose/compose.yaml"), "utf8"))[0]!.toJS() as any;
   const metricsTargets = new Set<string>();
+  const pki = compose.services.pki;
+  assert.deepEqual(pki.command, ["dist/services/launcher/pki.js"]);
+  const pkiDir = pki.environment.INFERMESH_PKI_DIR;
+  assert.ok(pki.volumes.includes(`pki:${pkiDir}`), "the pki service writes its directory into the pki volume");
   for (const [name, service] of Object.entries<any>(compose.services)) {
-    if (!String(service.image).startsWith("infermesh")) continue;
+    if (!String(service.image).startsWith("infermesh") || name === "pki") continue;
     const script = service.command[0];
     const env = Object.fromEntries(Object.entries(service.environment).map(([key, value]) => [key, String(value)]));
     const config = checkSettings(`compose/${name}`, script, env);
+    const role = name.replace(/-\d+$/, "");
+    assert.equal(config.tlsDir, `${pkiDir}/${role}`, `compose/${name}: holds its own role's certificate`);
+    assert.ok(service.volumes.includes(`pki:${pkiDir}:ro`), `compose/${name}: mounts the pki volume read-only`);
     metricsTargets.add(`${name}:${config.metricsPort ?? config.port}`);
   }
   const prometheus = parseAllDocuments(readFileSync(join(root, "deploy/prometheus/prometheus.yml"), "utf8"))[0]!.toJS() as any;

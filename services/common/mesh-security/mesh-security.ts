@@ -127,7 +127,10 @@ export class MeshSecurity {
    * workers are reached at addresses (pod IPs) no certificate can list in advance.
    */
   channel(address: string, peer: MeshRole): Channel {
-    return createChannel(address, this.credentialsFor(peer), clientChannelOptions);
+    if (!this.provider) return createChannel(address, this.credentialsFor(peer), clientChannelOptions);
+    // The TLS server name is the role, not the address: an IP there is not a valid SNI
+    // name (RFC 6066), and the identity check reads the certificate, not the name.
+    return createChannel(address, this.credentialsFor(peer), { ...clientChannelOptions, "grpc.ssl_target_name_override": peer });
   }
 
   /** The channel credentials for reaching `peer` (channel() uses them; grpc-js clients may too). */
