@@ -1,6 +1,7 @@
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { randomUUID } from "node:crypto";
 import { SamplingParams } from "../../gen/infermesh/common/v1/common.js";
+import { maxChatMessages } from "../../services/common/request-limits.js";
 import { ChatServiceDefinition, type ChatRequest, type ChatResponse, type StreamChatResponse } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { AccessControl } from "../access/access-control.js";
@@ -15,6 +16,7 @@ export function createChatService(deps: FlowDeps, access: AccessControl): Servic
   /** Validates a request and applies its key (metadata `authorization`), alias and profile. */
   async function flowRequest(request: ChatRequest, context: CallContext): Promise<GenerationFlowRequest> {
     if (request.messages.length === 0) throw new ServerError(Status.INVALID_ARGUMENT, "messages must not be empty");
+    if (request.messages.length > maxChatMessages) throw new ServerError(Status.INVALID_ARGUMENT, `messages: at most ${maxChatMessages} messages are accepted`);
     request.messages.forEach((message, index) => {
       if (!roles.has(message.role)) {
         throw new ServerError(Status.INVALID_ARGUMENT, `messages[${index}].role must be one of system, developer, user, assistant, tool`);

@@ -3,7 +3,7 @@ import { ServerError, Status, type ServiceImplementation } from "nice-grpc";
 import { EmbeddingServiceDefinition, type EmbedResponse } from "../../gen/infermesh/gateway/v1/embedding_service.js";
 import type { AccessControl } from "../access/access-control.js";
 import { runEmbedding, type FlowDeps } from "../generation-flow.js";
-import { maxEmbeddingInputs } from "../http/embeddings/schema.js";
+import { maxEmbeddingInputs } from "../../services/common/request-limits.js";
 import { asServerError, resolveCall } from "./resolve.js";
 
 /** The public EmbeddingService: the same path, keys and limits as POST /v1/embeddings. */

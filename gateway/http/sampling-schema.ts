@@ -1,7 +1,5 @@
 import { z } from "zod";
-
-/** Most choices one request may ask for (`n`); each is a sequence on the worker. */
-export const maxChoices = 16;
+import { maxChoices } from "../../services/common/request-limits.js";
 
 /**
  * Fields chat completions and completions share. The extensions `top_k`, `min_p` and

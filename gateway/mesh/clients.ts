@@ -1,5 +1,5 @@
 import type { Channel } from "@grpc/grpc-js";
-import type { Client } from "nice-grpc";
+import { createClient, type Client } from "nice-grpc";
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
@@ -15,7 +15,12 @@ export class MeshClients {
   readonly router: Client<typeof RouterServiceDefinition>;
   private readonly workers = new Map<
     string,
-    { channel: Channel; client: Client<typeof WorkerServiceDefinition>; admin?: Client<typeof WorkerServiceDefinition> }
+    {
+      channel: Channel;
+      client: Client<typeof WorkerServiceDefinition>;
+      work?: Client<typeof WorkerServiceDefinition>;
+      admin?: Client<typeof WorkerServiceDefinition>;
+    }
   >();
   private readonly channels: Channel[];
 
@@ -35,6 +40,16 @@ export class MeshClients {
   /** The client of the worker at host:port (created on first use). */
   worker(address: string): Client<typeof WorkerServiceDefinition> {
     return this.workerEntry(address).client;
+  }
+
+  /**
+   * The same worker's client for unary calls that do a request's work (Embed): no
+   * deadline of its own, the caller's signal (the request's deadline) bounds them.
+   */
+  workerForWork(address: string): Client<typeof WorkerServiceDefinition> {
+    const entry = this.workerEntry(address);
+    entry.work ??= createClient(WorkerServiceDefinition, entry.channel);
+    return entry.work;
   }
 
   /** The same worker's client for admin calls, whose deadline allows loading a large model. */

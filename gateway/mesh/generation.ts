@@ -92,8 +92,10 @@ export async function* generate(
 const isTerminal = (event: GenerationEvent) => event.$case === "finished" || event.$case === "error";
 
 /**
- * Runs a unary call on the first picked worker that answers it; a retryable failure
- * moves on to the next candidate (at most two more).
+ * Runs a unary call that does the request's work (Embed) on the first picked worker
+ * that answers it; a retryable failure moves on to the next candidate (at most two
+ * more). `signal`, the request's deadline, bounds it: the work can outlast a unary
+ * call's usual deadline.
  */
 export async function withWorker<T>(
   clients: MeshClients,
@@ -104,7 +106,7 @@ export async function withWorker<T>(
   let lastError: unknown;
   for (const candidate of pick.candidates.slice(0, maxAttempts)) {
     try {
-      return await call(clients.worker(candidate.address));
+      return await call(clients.workerForWork(candidate.address));
     } catch (error) {
       if (signal.aborted || !retryableBeforeFirstToken(error)) throw error;
       lastError = error;

@@ -2,7 +2,8 @@ import type { ServerCredentials } from "@grpc/grpc-js";
 import { createServer, type Server } from "nice-grpc";
 import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
 import type { Logger } from "./logger.js";
-import { addReflection } from "./reflection.js";
+import { addReflection, DescriptorIndex } from "./reflection.js";
+import { guardDecoding, refuseUndecodable } from "./request-decoding.js";
 
 /** Server channel options: keepalives find dead peers; a maximum connection age makes
  * clients reconnect now and then, so HTTP/2 connections rebalance across replicas. */
@@ -39,14 +40,18 @@ export async function startGrpcServer(options: {
   address: string;
   credentials: ServerCredentials;
   serviceNames: readonly string[];
-  addServices: (server: Server) => void;
+  /** Adds the process's services; requests they cannot decode are refused with INVALID_ARGUMENT. */
+  addServices: (server: Pick<Server, "add">) => void;
   logger: Logger;
 }): Promise<GrpcServer> {
-  const server = createServer(serverChannelOptions);
+  const server = createServer(serverChannelOptions).use(refuseUndecodable());
+  const contracts = DescriptorIndex.compiled();
   const health = HealthState();
   server.add(HealthDefinition, HealthServiceImpl(health));
-  addReflection(server, options.serviceNames);
-  options.addServices(server);
+  addReflection(server, options.serviceNames, contracts);
+  options.addServices({
+    add: (definition, implementation) => server.add(guardDecoding(definition as never, contracts), implementation as never),
+  });
   const port = await server.listen(options.address, options.credentials);
   let serving = false;
   const setServing = (value: boolean) => {

@@ -1,125 +1,132 @@
-import { EventEmitter } from "node:events";
-import { readdirSync } from "node:fs";
-import { join, relative } from "node:path";
-import type * as grpc from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, type DescriptorProto, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
-import type { Server } from "nice-grpc";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fromBinary } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { FileDescriptorProtoSchema, type DescriptorProto, type EnumDescriptorProto } from "@bufbuild/protobuf/wkt";
+import type { Server, ServiceImplementation } from "nice-grpc";
+import {
+  ServerReflectionDefinition as ReflectionV1Definition,
+  type ServerReflectionRequest,
+  type ServerReflectionResponse,
+} from "../../gen/grpc/reflection/v1/reflection.js";
+import { ServerReflectionDefinition as ReflectionV1AlphaDefinition } from "../../gen/grpc/reflection/v1alpha/reflection.js";
 import { repoRoot } from "./paths.js";
 
-function protoFilesUnder(directory: string): string[] {
-  return readdirSync(directory, { recursive: true, encoding: "utf8" })
-    .filter((file) => file.endsWith(".proto"))
-    .map((file) => relative(directory, join(directory, file)));
+/** gRPC status NOT_FOUND, as reflection's ErrorResponse carries it. */
+const notFound = 5;
+
+/**
+ * The compiled contracts as buf built them (`npm run proto` writes
+ * gen/descriptors.binpb): every file's FileDescriptorProto bytes exactly as buf (and
+ * protoc) serialize them, with comments, and where each symbol is defined.
+ */
+export class DescriptorIndex {
+  private readonly files = new Map<string, { readonly bytes: Uint8Array; readonly dependencies: readonly string[] }>();
+  private readonly symbols = new Map<string, string>();
+  /** Every service in the contracts, fully qualified. */
+  readonly services: string[] = [];
+
+  constructor(
+    /** The FileDescriptorSet's bytes. */
+    readonly descriptorSet: Uint8Array,
+  ) {
+    // A FileDescriptorSet is field 1 (file) repeated: keep each file's bytes untouched.
+    const reader = new BinaryReader(descriptorSet);
+    while (reader.pos < reader.len) {
+      const [field, wireType] = reader.tag();
+      if (field !== 1 || wireType !== WireType.LengthDelimited) {
+        reader.skip(wireType);
+        continue;
+      }
+      const bytes = reader.bytes();
+      const file = fromBinary(FileDescriptorProtoSchema, bytes);
+      this.files.set(file.name, { bytes, dependencies: file.dependency });
+      const define = (name: string) => this.symbols.set(file.package === "" ? name : `${file.package}.${name}`, file.name);
+      const defineTypes = (scope: string, messages: readonly DescriptorProto[], enums: readonly EnumDescriptorProto[]) => {
+        for (const enumType of enums) define(`${scope}${enumType.name}`);
+        for (const message of messages) {
+          define(`${scope}${message.name}`);
+          for (const messageField of message.field) define(`${scope}${message.name}.${messageField.name}`);
+          defineTypes(`${scope}${message.name}.`, message.nestedType, message.enumType);
+        }
+      };
+      defineTypes("", file.messageType, file.enumType);
+      for (const service of file.service) {
+        define(service.name);
+        this.services.push(file.package === "" ? service.name : `${file.package}.${service.name}`);
+        for (const method of service.method) define(`${service.name}.${method.name}`);
+      }
+    }
+  }
+
+  /** Loads gen/descriptors.binpb. */
+  static compiled(): DescriptorIndex {
+    return new DescriptorIndex(readFileSync(join(repoRoot(), "gen", "descriptors.binpb")));
+  }
+
+  /** The file that defines `symbol` (a service, method, message, field or enum), if any. */
+  fileDefining(symbol: string): string | undefined {
+    return this.symbols.get(symbol.replace(/^\./, ""));
+  }
+
+  /** A file's bytes followed by those of every file it imports, transitively; undefined for an unknown file. */
+  withDependencies(fileName: string): Uint8Array[] | undefined {
+    if (!this.files.has(fileName)) return undefined;
+    const order: Uint8Array[] = [];
+    const seen = new Set<string>();
+    const visit = (name: string) => {
+      const file = this.files.get(name);
+      if (!file || seen.has(name)) return;
+      seen.add(name);
+      order.push(file.bytes);
+      for (const dependency of file.dependencies) visit(dependency);
+    };
+    visit(fileName);
+    return order;
+  }
 }
 
 /**
- * Adds gRPC server reflection (v1 and v1alpha) describing every infermesh contract and
- * grpc.health.v1, so `grpcurl list` and `describe` work on every port. proto-loader is
- * used here and only here: it feeds @grpc/reflection, whose handlers are written for
- * grpc-js and are adapted to nice-grpc below.
+ * gRPC server reflection (v1 and v1alpha, which grpcurl, grpcio and older clients
+ * speak) over the compiled contracts, listing grpc.health.v1.Health and `serviceNames`.
  */
-export function addReflection(server: Server, serviceNames: readonly string[]): void {
-  const root = repoRoot();
-  const protoDir = join(root, "proto");
-  const vendorDir = join(root, "vendor-proto");
-  const files = [...protoFilesUnder(protoDir), ...protoFilesUnder(vendorDir)];
-  const packageDefinition = loadSync(files, { includeDirs: [protoDir, vendorDir], keepCase: true });
-  qualifyTypeNames(packageDefinition);
-  const reflection = new ReflectionService(packageDefinition, { services: ["grpc.health.v1.Health", ...serviceNames] });
-  reflection.addToServer({
-    addService(definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation) {
-      const implementation: Record<string, unknown> = {};
-      for (const method of Object.keys(definition)) {
-        const handler = handlers[method] as (stream: EventEmitter) => void;
-        implementation[method] = async function* (requests: AsyncIterable<unknown>) {
-          const pending: unknown[] = [];
-          const stream = Object.assign(new EventEmitter(), {
-            write: (message: unknown) => pending.push(message),
-            end: () => undefined,
-          });
-          handler(stream);
-          for await (const request of requests) {
-            stream.emit("data", request);
-            yield* pending.splice(0);
-          }
-        };
+export function addReflection(server: Server, serviceNames: readonly string[], index = DescriptorIndex.compiled()): void {
+  const listed = ["grpc.health.v1.Health", ...serviceNames];
+  for (const name of listed) {
+    if (!index.services.includes(name)) throw new Error(`reflection: ${name} is not in gen/descriptors.binpb; run npm run proto`);
+  }
+  const answer = (request: ServerReflectionRequest): ServerReflectionResponse["messageResponse"] => {
+    const files = (fileName: string | undefined, what: string): ServerReflectionResponse["messageResponse"] => {
+      const descriptors = fileName === undefined ? undefined : index.withDependencies(fileName);
+      if (!descriptors) return { $case: "errorResponse", value: { errorCode: notFound, errorMessage: `${what} not found` } };
+      return { $case: "fileDescriptorResponse", value: { fileDescriptorProto: descriptors.map((bytes) => Buffer.from(bytes)) } };
+    };
+    const asked = request.messageRequest;
+    switch (asked?.$case) {
+      case "listServices":
+        return { $case: "listServicesResponse", value: { service: listed.map((name) => ({ name })) } };
+      case "fileByFilename":
+        return files(asked.value, `file ${asked.value}`);
+      case "fileContainingSymbol":
+        return files(index.fileDefining(asked.value), `symbol ${asked.value}`);
+      case "fileContainingExtension":
+        return { $case: "errorResponse", value: { errorCode: notFound, errorMessage: "the contracts define no extensions" } };
+      case "allExtensionNumbersOfType": {
+        if (index.fileDefining(asked.value) === undefined) return { $case: "errorResponse", value: { errorCode: notFound, errorMessage: `type ${asked.value} not found` } };
+        return { $case: "allExtensionNumbersResponse", value: { baseTypeName: asked.value, extensionNumber: [] } };
       }
-      server.add(definition, implementation as never);
+      default:
+        return { $case: "errorResponse", value: { errorCode: 3 /* INVALID_ARGUMENT */, errorMessage: "the request asks for nothing" } };
+    }
+  };
+  const implementation: ServiceImplementation<typeof ReflectionV1Definition> = {
+    async *serverReflectionInfo(requests) {
+      for await (const request of requests) {
+        yield { validHost: request.host, originalRequest: request, messageResponse: answer(request) };
+      }
     },
-  });
-}
-
-/**
- * proto-loader (through protobufjs) writes type references relative to their scope
- * ("common.v1.Usage"); protoc writes them fully qualified (".infermesh.common.v1.Usage")
- * and some reflection clients resolve only that form. Rewrites every reference in place
- * to the fully qualified form, resolving it by protobuf's scoping rules.
- */
-function qualifyTypeNames(packageDefinition: ReturnType<typeof loadSync>): void {
-  const lists = descriptorLists(packageDefinition);
-  const files = [...new Set(lists.flat())].map((buffer) => ({ buffer, file: fromBinary(FileDescriptorProtoSchema, buffer) }));
-  const fileOf = new Map<string, string>();
-  const collect = (fileName: string, scope: string, messages: DescriptorProto[], enums: { name: string }[]) => {
-    for (const enumType of enums) fileOf.set(`${scope}.${enumType.name}`, fileName);
-    for (const message of messages) {
-      fileOf.set(`${scope}.${message.name}`, fileName);
-      collect(fileName, `${scope}.${message.name}`, message.nestedType, message.enumType);
-    }
   };
-  for (const { file } of files) collect(file.name, file.package, file.messageType, file.enumType);
-
-  const rewritten = new Map<Buffer, Buffer>();
-  for (const { buffer, file } of files) {
-    // Also lists the files it refers to as dependencies, which protobufjs leaves out.
-    const dependencies = new Set(file.dependency);
-    const qualify = (name: string, scope: string): string => {
-      const bare = name.replace(/^\./, "");
-      const scopes = name.startsWith(".") ? [""] : scope.split(".").map((_, index, parts) => parts.slice(0, parts.length - index).join(".")).concat("");
-      for (const outer of scopes) {
-        const candidate = outer === "" ? bare : `${outer}.${bare}`;
-        const definedIn = fileOf.get(candidate);
-        if (definedIn === undefined) continue;
-        if (definedIn !== file.name) dependencies.add(definedIn);
-        return `.${candidate}`;
-      }
-      return name;
-    };
-    const rewriteMessages = (scope: string, messages: DescriptorProto[]) => {
-      for (const message of messages) {
-        const inner = `${scope}.${message.name}`;
-        for (const field of message.field) if (field.typeName !== "") field.typeName = qualify(field.typeName, inner);
-        rewriteMessages(inner, message.nestedType);
-      }
-    };
-    rewriteMessages(file.package, file.messageType);
-    for (const service of file.service) {
-      for (const method of service.method) {
-        method.inputType = qualify(method.inputType, file.package);
-        method.outputType = qualify(method.outputType, file.package);
-      }
-    }
-    file.dependency = [...dependencies];
-    rewritten.set(buffer, Buffer.from(toBinary(FileDescriptorProtoSchema, file as FileDescriptorProto)));
-  }
-  for (const list of lists) list.forEach((buffer, index) => (list[index] = rewritten.get(buffer) ?? buffer));
-}
-
-/** Every fileDescriptorProtos array of a package definition (services' methods and types). */
-function descriptorLists(packageDefinition: ReturnType<typeof loadSync>): Buffer[][] {
-  const lists: Buffer[][] = [];
-  const visit = (value: unknown) => {
-    const protos = (value as { fileDescriptorProtos?: Buffer[] } | undefined)?.fileDescriptorProtos;
-    if (Array.isArray(protos)) lists.push(protos);
-  };
-  for (const entry of Object.values(packageDefinition)) {
-    visit(entry);
-    for (const method of Object.values(entry as Record<string, { requestType?: unknown; responseType?: unknown }>)) {
-      visit(method?.requestType);
-      visit(method?.responseType);
-    }
-  }
-  return lists;
+  server.add(ReflectionV1Definition, implementation);
+  // v1alpha's messages are v1's, field for field.
+  server.add(ReflectionV1AlphaDefinition, implementation as unknown as ServiceImplementation<typeof ReflectionV1AlphaDefinition>);
 }

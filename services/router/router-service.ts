@@ -43,6 +43,11 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
     labelNames: ["model", "target"] as const,
     registers: [deps.registry],
   });
+  const workersLost = new Counter({
+    name: "infermesh_router_workers_lost_total",
+    help: "Workers whose Connect stream broke without their leaving (a crash, a kill or a cut network)",
+    registers: [deps.registry],
+  });
   new Gauge({
     name: "infermesh_router_workers",
     help: "Connected workers",
@@ -122,13 +127,16 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       const signal = AbortSignal.any([context.signal, deps.lifetime]);
       const onAbort = () => outgoing.end();
       signal.addEventListener("abort", onAbort, { once: true });
-      // Reads the worker's reports until its stream ends; the end closes our side too.
+      // Reads the worker's reports until its stream ends; the end closes our side too. A
+      // worker that leaves says so first; one whose stream just ends was lost.
+      let left = false;
       void (async () => {
         for (;;) {
           const next = await iterator.next();
           if (next.done) break;
           const event = next.value.event;
-          if (event?.$case === "loadReport") fleet.report(member, event.value);
+          if (event?.$case === "leave") left = true;
+          else if (event?.$case === "loadReport") fleet.report(member, event.value);
           else if (event?.$case === "kvEvents") {
             const { storedBlockHashes: stored, evictedBlockHashes: evicted, cleared } = event.value;
             prefixes.apply(registration.workerId, { stored, evicted, cleared });
@@ -149,7 +157,12 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
         commandsOf.delete(member.connectionId);
         if (fleet.leave(registration.workerId, member.connectionId)) {
           prefixes.forget(registration.workerId);
-          logger.info({ worker_id: registration.workerId }, "worker left");
+          if (left || deps.lifetime.aborted) {
+            logger.info({ worker_id: registration.workerId }, "worker left");
+          } else {
+            workersLost.inc();
+            logger.warn({ worker_id: registration.workerId }, "worker lost: its stream broke without its leaving (crashed, killed or cut off)");
+          }
         }
       }
     },

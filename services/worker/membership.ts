@@ -92,8 +92,17 @@ export function keepRegistered(options: {
         },
       });
       let timer: NodeJS.Timeout | undefined;
+      // Leaving on purpose closes our side first, so the router can tell a worker that
+      // left from one that was lost; the call is cut only if the router does not answer.
+      const call = new AbortController();
+      const leave = () => {
+        outgoing.push({ event: { $case: "leave", value: { reason: "shutting down" } } });
+        outgoing.end();
+        setTimeout(() => call.abort(), 1_000).unref();
+      };
+      signal.addEventListener("abort", leave, { once: true });
       try {
-        for await (const response of options.client.connect(outgoing, { signal })) {
+        for await (const response of options.client.connect(outgoing, { signal: call.signal })) {
           if (response.event?.$case === "registered") {
             logger.info({ router_interval_ms: response.event.value.reportIntervalMs }, "registered with the router");
             if (runtime.engine?.heldBlocks && !blockChanges) {
@@ -121,6 +130,7 @@ export function keepRegistered(options: {
           }
         }
       } finally {
+        signal.removeEventListener("abort", leave);
         sendModels = undefined;
         throttle?.cancel();
         throttle = undefined;

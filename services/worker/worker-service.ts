@@ -10,6 +10,7 @@ import {
 } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Logger } from "../common/logger.js";
 import { classOf } from "../common/priority-classes.js";
+import { maxChatMessages, maxChoices, maxEmbeddingInputs } from "../common/request-limits.js";
 import { coalesceDeltas, mergeChoices } from "./choices.js";
 import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
 import type { EngineHost } from "./engine-host.js";
@@ -29,8 +30,6 @@ export interface WorkerServiceDeps {
   readonly logger: Logger;
 }
 
-/** Most choices one request may ask for. */
-export const maxChoices = 16;
 
 const statusOf: Record<EngineError["kind"], Status> = {
   invalid_argument: Status.INVALID_ARGUMENT,
@@ -87,6 +86,9 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       if ((request.prompt === undefined) === (request.messages.length === 0)) {
         throw new ServerError(Status.INVALID_ARGUMENT, "exactly one of messages and prompt must be set");
       }
+      if (request.messages.length > maxChatMessages) {
+        throw new ServerError(Status.INVALID_ARGUMENT, `messages: ${request.messages.length} given, at most ${maxChatMessages}`);
+      }
       const sampling = request.sampling ?? SamplingParams.create();
       const n = sampling.n ?? 1;
       if (n < 1 || n > maxChoices) throw new ServerError(Status.INVALID_ARGUMENT, `n must be between 1 and ${maxChoices}`);
@@ -125,12 +127,17 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
 
       deps.arrivals.note(request.requestId);
       // Errors before "started" are the request's fault or the engine's state: a status.
-      const firsts = await Promise.allSettled(choices.map((choice) => choice.next()));
-      const refused = firsts.find((first) => first.status === "rejected");
-      if (refused) {
+      // Only the first choice is awaited here (the others share its input, so they would
+      // be refused alike); they start as the engine has room, once the stream is read.
+      // Waiting for every choice to start would deadlock when a request asks for more
+      // choices than the engine has free sequences: the started ones hold theirs
+      // unread while the rest wait for one.
+      let first: IteratorResult<GenerationEvent>;
+      try {
+        first = await choices[0]!.next();
+      } catch (error) {
         await closeAll();
         generations.inc({ outcome: "rejected" });
-        const error = refused.reason;
         // The engine's own faults count against its health; a bad request or a cancel does not.
         const enginesFault = !isAbortError(error) && (!(error instanceof EngineError) || error.kind === "internal" || error.kind === "unavailable");
         if (enginesFault) deps.failures.record(true);
@@ -138,13 +145,12 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         logger.error({ err: error, request_id: request.requestId }, "generation failed to start");
         throw new ServerError(Status.INTERNAL, "the engine failed to start the generation");
       }
-      const starts = firsts.map((first) => (first as PromiseFulfilledResult<IteratorResult<GenerationEvent>>).value);
-      const started = starts[0]!.value;
-      if (starts.some((first) => first.done || first.value.kind !== "started") || started.kind !== "started") {
+      if (first.done || first.value.kind !== "started") {
         await closeAll();
         deps.failures.record(true);
         throw new ServerError(Status.INTERNAL, "the engine did not start");
       }
+      const started = first.value;
       // Every choice holds the prompt and its own output in KV.
       const release = deps.reservations.hold(n * (started.promptTokens + started.maxTokens));
       const usage: Usage = { promptTokens: started.promptTokens, completionTokens: 0, cachedTokens: started.cachedTokens, reasoningTokens: 0 };
@@ -217,7 +223,9 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
 
     async embed(request, context: CallContext) {
       const engine = servingEngine();
-      if (request.inputs.length === 0) throw new ServerError(Status.INVALID_ARGUMENT, "inputs must not be empty");
+      if (request.inputs.length === 0 || request.inputs.length > maxEmbeddingInputs) {
+        throw new ServerError(Status.INVALID_ARGUMENT, `inputs: ${request.inputs.length} given, 1 to ${maxEmbeddingInputs} accepted`);
+      }
       const result = await engineCall(() => engine.embed(request.model, request.inputs, context.signal));
       return { embeddings: result.vectors.map((values) => ({ values })), promptTokens: result.promptTokens };
     },

@@ -10,7 +10,7 @@ import OpenAI from "openai";
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { ChatServiceDefinition } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
-import { meshCredentials, metricValue, OtlpCollector, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
+import { meshCredentials, metricSum, metricValue, OtlpCollector, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
 import { listServices, describeSymbol } from "../support/reflection-client.js";
 
 const model = "infermesh-test";
@@ -52,6 +52,7 @@ async function workerAnswer(maxTokens: number): Promise<string> {
 }
 
 const workerMetrics = () => `http://127.0.0.1:${mesh.ports.workerMetricsBase}/metrics`;
+const workersLost = () => metricSum(`http://127.0.0.1:${mesh.ports.routerMetrics}/metrics`, "infermesh_router_workers_lost_total");
 const inFlightSlots = async () => (await admission.getStats({})).inFlight;
 
 test("GET /v1/models lists the generated test model", async () => {
@@ -215,7 +216,8 @@ test("a client that disconnects mid-stream stops the worker's decoding and frees
   assert.ok(decoded < 1000, `decoding stopped early (${decoded} of 1500 tokens)`);
 });
 
-test("a worker stopped with SIGTERM finishes the generation it is running before it exits", async () => {
+test("a worker stopped with SIGTERM finishes the generation it is running before it exits, and leaves the router without counting as lost", async () => {
+  const lostBefore = await workersLost();
   const stream = await openai.chat.completions.create({ model, messages: question, max_tokens: 1500, temperature: 0, stream: true });
   const pid = mesh.supervisor.pid("worker-0")!;
   let signalled = false;
@@ -235,9 +237,11 @@ test("a worker stopped with SIGTERM finishes the generation it is running before
     const answer = await openai.chat.completions.create({ model, messages: question, max_tokens: 2 });
     return answer.choices.length === 1;
   }, 30_000);
+  assert.equal(await workersLost(), lostBefore);
 });
 
-test("a worker that dies mid-stream ends the stream with an error, frees the slot, and is restarted", async () => {
+test("a worker that dies mid-stream ends the stream with an error, frees the slot, is counted as lost by the router, and is restarted", async () => {
+  const lostBefore = await workersLost();
   // Precondition: this prompt runs the full 1500 tokens (greedy decoding is deterministic).
   const full = await openai.chat.completions.create({ model, messages: question, max_tokens: 1500, temperature: 0 });
   assert.equal(full.choices[0]!.finish_reason, "length");
@@ -256,6 +260,7 @@ test("a worker that dies mid-stream ends the stream with an error, frees the slo
     return answer.choices.length === 1;
   }, 30_000);
   assert.notEqual(mesh.supervisor.pid("worker-0"), pid);
+  assert.equal(await workersLost(), lostBefore + 1);
 });
 
 test("the worker re-registers by itself after a router restart", async () => {

@@ -164,3 +164,27 @@ test("every mesh identity may check health; the kubelet reads readiness over pla
     assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
   }
 });
+
+test("an internal service refuses a request it cannot decode with INVALID_ARGUMENT naming the field, never INTERNAL", async () => {
+  const router = createClient(RouterServiceDefinition, mesh.channel(mesh.ports.router, "router", "gateway"));
+  await assert.rejects(
+    router.pick({ requestId: "r", model, prefixBlockHashes: [1, 2 ** 60] }),
+    (error: { code?: number; details?: string }) =>
+      error.code === status.INVALID_ARGUMENT && error.details === "prefix_block_hashes[1]: 64-bit integers must be below 2^53 (9007199254740992)",
+  );
+  const memoryGuard = createClient(MemoryGuardServiceDefinition, mesh.channel(mesh.ports.memoryGuard, "memory-guard", "worker"));
+  async function* oneReport() {
+    yield { event: { $case: "kvReport" as const, value: { workerId: "forged", device: "gpu", kvUsedTokens: 2 ** 62, kvTotalTokens: 10 } } };
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+  }
+  await assert.rejects(
+    (async () => {
+      for await (const _command of memoryGuard.report(oneReport() as never)) {
+        // No command is expected before the refusal.
+      }
+    })(),
+    (error: { code?: number; details?: string }) => error.code === status.INVALID_ARGUMENT && /^kv_report\.kv_used_tokens: 64-bit integers must be below 2\^53/.test(error.details ?? ""),
+  );
+  // Still serving.
+  assert.equal((await router.listWorkers({})).workers.length, 1);
+});

@@ -1,34 +1,28 @@
 /** A gRPC server-reflection client (the protocol grpcurl speaks), for tests. */
-import { createRequire } from "node:module";
-import { credentials as grpcCredentials, loadPackageDefinition, type ChannelCredentials, type ServiceClientConstructor } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
+import { credentials as grpcCredentials, type ChannelCredentials } from "@grpc/grpc-js";
+import { createChannel, createClient } from "nice-grpc";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, type DescriptorProto } from "@bufbuild/protobuf/wkt";
+import { ServerReflectionDefinition, type ServerReflectionRequest } from "../../gen/grpc/reflection/v1/reflection.js";
 
-const require = createRequire(import.meta.url);
-const reflectionProto = require.resolve("@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto");
-const definition = loadPackageDefinition(loadSync(reflectionProto, { keepCase: true })) as any;
-const ServerReflection = definition.grpc.reflection.v1.ServerReflection as ServiceClientConstructor;
-
-async function ask(address: string, request: object, credentials: ChannelCredentials): Promise<any> {
-  const client = new ServerReflection(address, credentials);
+async function ask(address: string, request: ServerReflectionRequest["messageRequest"], credentials: ChannelCredentials) {
+  const channel = createChannel(address, credentials, { "grpc.ssl_target_name_override": "localhost" });
   try {
-    return await new Promise((resolve, reject) => {
-      const call = (client as any).ServerReflectionInfo();
-      call.on("data", resolve);
-      call.on("error", reject);
-      call.write(request);
-      call.end();
-    });
+    async function* one() {
+      yield { host: "", messageRequest: request };
+    }
+    for await (const response of createClient(ServerReflectionDefinition, channel).serverReflectionInfo(one())) return response.messageResponse;
+    throw new Error("the reflection stream ended without an answer");
   } finally {
-    client.close();
+    channel.close();
   }
 }
 
 /** What `grpcurl list` shows. */
 export async function listServices(address: string, credentials = grpcCredentials.createInsecure()): Promise<string[]> {
-  const response = await ask(address, { list_services: "" }, credentials);
-  return response.list_services_response.service.map((service: { name: string }) => service.name);
+  const response = await ask(address, { $case: "listServices", value: "" }, credentials);
+  if (response?.$case !== "listServicesResponse") throw new Error(`no service list: ${JSON.stringify(response)}`);
+  return response.value.service.map((service) => service.name);
 }
 
 /** A file of `grpcurl describe`: its package, the types it defines and the types it references. */
@@ -40,9 +34,9 @@ export interface DescribedFile {
 
 /** The files the server returns for a symbol (the symbol's file and its dependencies). */
 export async function describeSymbol(address: string, symbol: string, credentials = grpcCredentials.createInsecure()): Promise<DescribedFile[]> {
-  const response = await ask(address, { file_containing_symbol: symbol }, credentials);
-  if (response.error_response) throw new Error(response.error_response.error_message);
-  return response.file_descriptor_response.file_descriptor_proto.map((bytes: Buffer) => {
+  const response = await ask(address, { $case: "fileContainingSymbol", value: symbol }, credentials);
+  if (response?.$case !== "fileDescriptorResponse") throw new Error(`no descriptors: ${JSON.stringify(response)}`);
+  return response.value.fileDescriptorProto.map((bytes) => {
     const file = fromBinary(FileDescriptorProtoSchema, bytes);
     const types: string[] = [];
     const references: string[] = [];

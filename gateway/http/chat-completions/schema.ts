@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { maxChatMessages } from "../../../services/common/request-limits.js";
 import { sharedSamplingFields } from "../sampling-schema.js";
 
 type TextPart = { readonly type: "text"; readonly text: string };
@@ -99,7 +100,8 @@ const responseFormat = z.discriminatedUnion(
 export const chatCompletionBody = z
   .object({
     ...sharedSamplingFields,
-    messages: z.array(message, { error: "an array of messages is required" }).min(1, "at least one message is required"),
+    messages: z.array(message, { error: "an array of messages is required" }).min(1, "at least one message is required")
+      .max(maxChatMessages, `at most ${maxChatMessages} messages are accepted`),
     max_completion_tokens: z.number().int().min(1).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),

@@ -1,7 +1,5 @@
 import { z } from "zod";
-
-/** Most inputs one embeddings request may carry (OpenAI's limit). */
-export const maxEmbeddingInputs = 2048;
+import { maxEmbeddingInputs } from "../../../services/common/request-limits.js";
 
 /** The body of POST /v1/embeddings. Token-id inputs and `dimensions` are refused by name. */
 export const embeddingBody = z.object({

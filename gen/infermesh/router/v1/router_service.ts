@@ -90,7 +90,19 @@ export interface ConnectRequest {
     | //
     /** The models the worker serves changed (an admin loaded or unloaded one). */
     { $case: "modelsChanged"; value: ModelsChanged }
+    | //
+    /**
+     * Last message of a worker that stops on purpose (drain, shutdown); a stream that
+     * ends without it counts the worker as lost (infermesh_router_workers_lost_total).
+     */
+    { $case: "leave"; value: Leave }
     | undefined;
+}
+
+/** Leave says a worker is going away on purpose. */
+export interface Leave {
+  /** Why, for the router's log (e.g. "shutting down"). */
+  reason: string;
 }
 
 /** ModelsChanged replaces the model list a worker registered with. */
@@ -880,6 +892,9 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       case "modelsChanged":
         ModelsChanged.encode(message.event.value, writer.uint32(34).fork()).join();
         break;
+      case "leave":
+        Leave.encode(message.event.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -929,6 +944,14 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.event = { $case: "modelsChanged", value: ModelsChanged.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.event = { $case: "leave", value: Leave.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -957,6 +980,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         ? { $case: "modelsChanged", value: ModelsChanged.fromJSON(object.modelsChanged) }
         : isSet(object.models_changed)
         ? { $case: "modelsChanged", value: ModelsChanged.fromJSON(object.models_changed) }
+        : isSet(object.leave)
+        ? { $case: "leave", value: Leave.fromJSON(object.leave) }
         : undefined,
     };
   },
@@ -971,6 +996,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       obj.kvEvents = KvEvents.toJSON(message.event.value);
     } else if (message.event?.$case === "modelsChanged") {
       obj.modelsChanged = ModelsChanged.toJSON(message.event.value);
+    } else if (message.event?.$case === "leave") {
+      obj.leave = Leave.toJSON(message.event.value);
     }
     return obj;
   },
@@ -1005,7 +1032,80 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         }
         break;
       }
+      case "leave": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "leave", value: Leave.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseLeave(): Leave {
+  return { reason: "" };
+}
+
+export const Leave: MessageFns<Leave> = {
+  encode(message: Leave, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reason !== "") {
+      writer.uint32(10).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Leave {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeave();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Leave {
+    return { reason: isSet(object.reason) ? globalThis.String(object.reason) : "" };
+  },
+
+  toJSON(message: Leave): unknown {
+    const obj: any = {};
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Leave>): Leave {
+    return Leave.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Leave>): Leave {
+    const message = createBaseLeave();
+    message.reason = object.reason ?? "";
     return message;
   },
 };

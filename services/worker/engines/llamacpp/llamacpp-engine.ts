@@ -41,6 +41,7 @@ import {
 import { queuedSequenceIds, sequenceOrderedStrategy } from "./batch-strategy.js";
 import { forcingFunctionCall, requiresToolCall, toChatHistory, toFunctions } from "./chat-history.js";
 import { SequencePool, type PooledSequence } from "./sequence-pool.js";
+import { checkTokenizable } from "./text-bounds.js";
 import { ThroughputMeter } from "./throughput-meter.js";
 import { decodeTokens, type DecodeStop } from "./token-decoder.js";
 
@@ -154,10 +155,36 @@ export class LlamaCppEngine implements Engine {
     return this.options.sequences;
   }
 
-  /** Tokens in the model's vocabulary, from the GGUF's token list. */
-  private get vocabularySize(): number {
+  /** The GGUF's token list (each token's text as the tokenizer stores it). */
+  private get vocabulary(): readonly string[] {
     const metadata = this.model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: readonly string[] } } };
-    return metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+    return metadata.tokenizer?.ggml?.tokens ?? [];
+  }
+
+  /** Tokens in the model's vocabulary. */
+  private get vocabularySize(): number {
+    return this.vocabulary.length;
+  }
+
+  private textLimit: number | undefined;
+
+  /**
+   * The most characters a text may have and still fit the context: the context in
+   * tokens times the longest token's text. Longer text is refused before the tokenizer
+   * spends time on it.
+   */
+  private get maxTextChars(): number {
+    if (this.textLimit === undefined) {
+      let longest = 1;
+      for (const token of this.vocabulary) longest = Math.max(longest, token.length);
+      this.textLimit = this.context.contextSize * longest;
+    }
+    return this.textLimit;
+  }
+
+  /** Refuses text llama.cpp's tokenizer cannot safely take (see text-bounds.ts). */
+  private checkText(field: string, text: string): void {
+    checkTokenizable(field, text, this.maxTextChars);
   }
 
   /** The chat wrapper the model's template resolved to, e.g. "Harmony" for gpt-oss. */
@@ -198,7 +225,11 @@ export class LlamaCppEngine implements Engine {
 
   async tokenize(model: string, text: string, messages?: readonly ChatMessage[]): Promise<number[]> {
     this.checkModel(model);
-    if (messages && messages.length > 0) return this.renderChat(toChatHistory(messages), this.chatWrapper, undefined);
+    if (messages && messages.length > 0) {
+      this.checkMessages(messages);
+      return this.renderChat(toChatHistory(messages), this.chatWrapper, undefined);
+    }
+    this.checkText("text", text);
     return this.model.tokenize(text, false);
   }
 
@@ -216,6 +247,7 @@ export class LlamaCppEngine implements Engine {
   async embed(model: string, inputs: readonly string[], signal: AbortSignal): Promise<Embeddings> {
     this.checkModel(model);
     if (inputs.length === 0) throw new EngineError("invalid_argument", "inputs must not be empty");
+    for (const [index, input] of inputs.entries()) this.checkText(`input[${index}]`, input);
     // One embedding context, created on first use and used by one request at a time.
     const run = this.embedQueue.then(async () => {
       this.embedding ??= this.model.createEmbeddingContext({ contextSize: this.options.contextTokens, threads: this.options.threads });
@@ -422,9 +454,11 @@ export class LlamaCppEngine implements Engine {
     let promptTokens: Token[];
     if (input.prompt !== undefined) {
       if (input.tools.length > 0) throw new EngineError("invalid_argument", "tools need messages, not a raw prompt");
+      this.checkText("prompt", input.prompt);
       promptTokens = this.model.tokenize(input.prompt, false);
       if (promptTokens.length === 0) throw new EngineError("invalid_argument", "the prompt must not be empty");
     } else {
+      this.checkMessages(input.messages);
       const history = toChatHistory(input.messages);
       const functions = toFunctions(input.tools, input.toolChoice);
       const wrapper = functions && requiresToolCall(input.toolChoice)
@@ -449,11 +483,46 @@ export class LlamaCppEngine implements Engine {
     };
   }
 
+  private messageTokens: number | undefined;
+
+  /** Tokens the chat template adds for each message, however short (harmony: 4). */
+  private get templateTokensPerMessage(): number {
+    if (this.messageTokens === undefined) {
+      const empty = (count: number) => this.renderChat(Array.from({ length: count }, () => ({ type: "user" as const, text: "" })), this.chatWrapper, undefined).length;
+      this.messageTokens = Math.max(1, empty(2) - empty(1));
+    }
+    return this.messageTokens;
+  }
+
+  /**
+   * Every text of a conversation a client sent, checked before it is rendered, and the
+   * number of messages against what the context can hold: llama.cpp tokenizes each
+   * piece of the template on its own, at about a millisecond a message here, so a
+   * conversation that cannot fit is refused before that cost.
+   */
+  private checkMessages(messages: readonly ChatMessage[]): void {
+    const contextTokens = this.context.contextSize;
+    const leastTokens = messages.length * this.templateTokensPerMessage;
+    if (leastTokens >= contextTokens) {
+      throw new EngineError(
+        "invalid_argument",
+        `messages: ${messages.length} messages take at least ${leastTokens} tokens of the chat template, but the model's context holds ${contextTokens}`,
+      );
+    }
+    for (const [index, message] of messages.entries()) {
+      this.checkText(`messages[${index}].content`, message.content);
+      this.checkText(`messages[${index}].reasoning_content`, message.reasoningContent);
+      for (const [call, toolCall] of message.toolCalls.entries()) this.checkText(`messages[${index}].tool_calls[${call}].function.arguments`, toolCall.arguments);
+    }
+  }
+
   private renderChat(history: ChatHistoryItem[], wrapper: ChatWrapper, functions: ChatModelFunctions | undefined): Token[] {
     const { contextText } = wrapper.generateContextState({
       chatHistory: [...history, { type: "model", response: [] }],
       availableFunctions: functions,
     });
+    // Tool definitions and the template's own text join the messages here.
+    for (const value of contextText.values) if (typeof value === "string") this.checkText("the conversation as the chat template renders it", value);
     return contextText.tokenize(this.model.tokenizer);
   }
 

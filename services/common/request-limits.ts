@@ -1,0 +1,13 @@
+/**
+ * Bounds on what one request may ask for, shared by the gateway's validation (HTTP and
+ * gRPC alike) and the workers' own checks, so both refuse the same thing.
+ */
+
+/** Most messages one chat may carry: past it, rendering the chat template alone would hold a worker for seconds. */
+export const maxChatMessages = 2_048;
+
+/** Most inputs one embeddings request may carry (OpenAI's limit). */
+export const maxEmbeddingInputs = 2_048;
+
+/** Most choices (n) one request may ask for. */
+export const maxChoices = 16;
