@@ -1,43 +1,33 @@
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { randomUUID } from "node:crypto";
 import { SamplingParams } from "../../gen/infermesh/common/v1/common.js";
-import { maxChatMessages } from "../../services/common/request-limits.js";
 import { ChatServiceDefinition, type ChatRequest, type ChatResponse, type StreamChatResponse } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { AccessControl } from "../access/access-control.js";
 import { flowRequestFor, runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
 import { collectGeneration } from "../translate/choices.js";
-import { asServerError, relayEvents, resolveCall } from "./resolve.js";
-
-const roles = new Set(["system", "developer", "user", "assistant", "tool"]);
+import type { GenerationValues } from "../validation/generation.js";
+import { asServerError, relayEvents, resolveCall, validateCall } from "./resolve.js";
 
 /** The public ChatService: the same path, keys and profiles as POST /v1/chat/completions. */
 export function createChatService(deps: FlowDeps, access: AccessControl): ServiceImplementation<typeof ChatServiceDefinition> {
   /** Validates a request and applies its key (metadata `authorization`), alias and profile. */
   async function flowRequest(request: ChatRequest, context: CallContext): Promise<GenerationFlowRequest> {
-    if (request.messages.length === 0) throw new ServerError(Status.INVALID_ARGUMENT, "messages must not be empty");
-    if (request.messages.length > maxChatMessages) throw new ServerError(Status.INVALID_ARGUMENT, `messages: at most ${maxChatMessages} messages are accepted`);
-    request.messages.forEach((message, index) => {
-      if (!roles.has(message.role)) {
-        throw new ServerError(Status.INVALID_ARGUMENT, `messages[${index}].role must be one of system, developer, user, assistant, tool`);
-      }
-    });
-    if ((request.sampling?.n ?? 1) !== 1) throw new ServerError(Status.INVALID_ARGUMENT, "sampling.n above 1 is served by the HTTP API only");
-    const resolved = await resolveCall(access, context, request, request.sampling?.maxTokens);
+    const values: GenerationValues = {
+      messages: request.messages,
+      prompt: undefined,
+      sampling: request.sampling ?? SamplingParams.create(),
+      tools: request.tools,
+      toolChoice: request.toolChoice,
+      reasoningEffort: request.reasoningEffort,
+    };
+    validateCall(values);
+    const resolved = await resolveCall(access, context, request, values.sampling.maxTokens);
     return flowRequestFor(
       resolved,
       request.user,
       "chat",
-      GenerateRequest.create({
-        requestId: randomUUID(),
-        model: resolved.model,
-        messages: request.messages,
-        prompt: undefined,
-        sampling: { ...(request.sampling ?? SamplingParams.create()), maxTokens: resolved.maxTokens },
-        tools: request.tools,
-        toolChoice: request.toolChoice,
-        reasoningEffort: request.reasoningEffort,
-      }),
+      GenerateRequest.create({ ...values, requestId: randomUUID(), model: resolved.model, sampling: { ...values.sampling, maxTokens: resolved.maxTokens } }),
     );
   }
 

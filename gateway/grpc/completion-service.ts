@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
-import { SamplingParams } from "../../gen/infermesh/common/v1/common.js";
+import { ReasoningEffort, SamplingParams } from "../../gen/infermesh/common/v1/common.js";
 import {
   CompletionServiceDefinition,
   type CompleteRequest,
@@ -11,25 +11,27 @@ import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js
 import type { AccessControl } from "../access/access-control.js";
 import { flowRequestFor, runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
 import { collectGeneration } from "../translate/choices.js";
-import { asServerError, relayEvents, resolveCall } from "./resolve.js";
+import type { GenerationValues } from "../validation/generation.js";
+import { asServerError, relayEvents, resolveCall, validateCall } from "./resolve.js";
 
 /** The public CompletionService: the same path, keys and profiles as POST /v1/completions. */
 export function createCompletionService(deps: FlowDeps, access: AccessControl): ServiceImplementation<typeof CompletionServiceDefinition> {
   async function flowRequest(request: CompleteRequest, context: CallContext): Promise<GenerationFlowRequest> {
-    if (request.prompt === "") throw new ServerError(Status.INVALID_ARGUMENT, "prompt must not be empty");
-    if ((request.sampling?.n ?? 1) !== 1) throw new ServerError(Status.INVALID_ARGUMENT, "sampling.n above 1 is served by the HTTP API only");
-    const resolved = await resolveCall(access, context, request, request.sampling?.maxTokens);
+    const values: GenerationValues = {
+      messages: [],
+      prompt: request.prompt,
+      sampling: request.sampling ?? SamplingParams.create(),
+      tools: [],
+      toolChoice: "",
+      reasoningEffort: ReasoningEffort.REASONING_EFFORT_UNSPECIFIED,
+    };
+    validateCall(values);
+    const resolved = await resolveCall(access, context, request, values.sampling.maxTokens);
     return flowRequestFor(
       resolved,
       request.user,
       "text_completion",
-      GenerateRequest.create({
-        requestId: randomUUID(),
-        model: resolved.model,
-        messages: [],
-        prompt: request.prompt,
-        sampling: { ...(request.sampling ?? SamplingParams.create()), maxTokens: resolved.maxTokens },
-      }),
+      GenerateRequest.create({ ...values, requestId: randomUUID(), model: resolved.model, sampling: { ...values.sampling, maxTokens: resolved.maxTokens } }),
     );
   }
   const idOf = (flow: GenerationFlowRequest) => `cmpl-${flow.generate.requestId.replaceAll("-", "")}`;

@@ -3,12 +3,26 @@ import { priorityHeaderName, type AccessControl, type ResolvedRequest } from "..
 import type { StreamError } from "../../gen/infermesh/common/v1/common.js";
 import { toApiError } from "../errors.js";
 import type { GenerationEvent } from "../mesh/generation.js";
+import { validateGeneration, type GenerationValues } from "../validation/generation.js";
 
 /** Rethrows a flow failure as the matching gRPC status, with no internals. */
 export function asServerError(error: unknown): never {
   const apiError = toApiError(error);
   if (apiError.status === Status.CANCELLED) throw error;
   throw new ServerError(apiError.status, apiError.message);
+}
+
+/**
+ * The shared validation (the HTTP API's, word for word) as a gRPC status, then what
+ * only this API lacks: one choice per call, since its responses carry one.
+ */
+export function validateCall(values: GenerationValues): void {
+  try {
+    validateGeneration(values);
+  } catch (error) {
+    asServerError(error);
+  }
+  if ((values.sampling.n ?? 1) !== 1) throw new ServerError(Status.INVALID_ARGUMENT, "Invalid value for 'n': n above 1 is served by the HTTP API only");
 }
 
 /** Applies the call's key (metadata `authorization`), the model alias, the profile and the priority (metadata `x-infermesh-priority`). */

@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { Status } from "nice-grpc";
 import type { Registry } from "prom-client";
 import { ApiError, toApiError } from "../errors.js";
+import { nestingDepth } from "../../services/common/json-schema.js";
 import type { Logger } from "../../services/common/logger.js";
 import { registerChatCompletions } from "./chat-completions/route.js";
 import { registerCompletions } from "./completions/route.js";
@@ -30,6 +31,9 @@ const acceptableRequestId = /^[\w.:/-]{1,128}$/;
 
 const isLoopback = (address: string | undefined) => address === "::1" || address === "::ffff:127.0.0.1" || (address?.startsWith("127.") ?? false);
 
+/** Deepest nesting of objects and arrays a JSON body may have. */
+const maxBodyDepth = 64;
+
 /** Paths that answer without an API key: probes and the Prometheus scrape. */
 const openPaths = new Set(["/healthz", "/readyz", "/metrics"]);
 
@@ -48,6 +52,22 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     // Clients stream for minutes; idle keep-alive sockets are closed after 72 s like
     // most load balancers expect.
     keepAliveTimeout: 72_000,
+    // A URL the router cannot even decode ("/v1/models/%ff") gets the OpenAI shape too.
+    frameworkErrors: (error, request, reply) => {
+      void sendError(reply, new ApiError(Status.NOT_FOUND, `Unknown request URL: ${request.method} ${request.url.split("?")[0]} (${error.message})`, { code: "unknown_url" }));
+    },
+  });
+  // JSON bodies: nesting is bounded before parsing, so nothing later (parsing, schema
+  // checks, serialising) recurses deep enough to overflow a stack.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, text, done) => {
+    const depth = nestingDepth(text as string);
+    if (depth > maxBodyDepth) {
+      done(new ApiError(Status.INVALID_ARGUMENT, `the request body nests ${depth} levels deep; at most ${maxBodyDepth}`, { code: "invalid_json" }), undefined);
+      return;
+    }
+    parseJson(request, text as string, done);
   });
   app.decorateRequest("identity", undefined);
 

@@ -14,6 +14,8 @@ import {
 } from "../../gen/infermesh/common/v1/common.js";
 import type { ChatCompletionBody, ChatCompletionMessage } from "../http/chat-completions/schema.js";
 import { contentText } from "../http/chat-completions/schema.js";
+import type { CompletionBody } from "../http/completions/schema.js";
+import type { GenerationValues } from "../validation/generation.js";
 
 /** The sampling fields chat completions and completions share, as parsed. */
 export interface SamplingBody {
@@ -47,6 +49,34 @@ export function samplingParams(body: SamplingBody, maxTokens: number | undefined
     n: body.n ?? undefined,
     ...extra,
   });
+}
+
+/** A chat completion body as the values the shared validation checks and the worker gets. */
+export function chatGenerationOf(body: ChatCompletionBody): GenerationValues {
+  return {
+    messages: body.messages.map(toChatMessage),
+    prompt: undefined,
+    sampling: samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined, {
+      logprobs: body.logprobs === true,
+      topLogprobs: body.top_logprobs ?? 0,
+      responseFormat: toResponseFormat(body.response_format),
+    }),
+    tools: toTools(body),
+    toolChoice: toToolChoice(body),
+    reasoningEffort: toReasoningEffort(body.reasoning_effort),
+  };
+}
+
+/** One prompt of a completions body as generation values; `maxTokens` defaults to OpenAI's 16 there. */
+export function completionGenerationOf(body: CompletionBody, prompt: string, maxTokens: number): GenerationValues {
+  return {
+    messages: [],
+    prompt,
+    sampling: samplingParams(body, maxTokens, { logprobs: body.logprobs != null, topLogprobs: body.logprobs ?? 0 }),
+    tools: [],
+    toolChoice: "",
+    reasoningEffort: ReasoningEffort.REASONING_EFFORT_UNSPECIFIED,
+  };
 }
 
 /** The proto form of one OpenAI chat message. */

@@ -11,3 +11,10 @@ export const maxEmbeddingInputs = 2_048;
 
 /** Most choices (n) one request may ask for. */
 export const maxChoices = 16;
+
+/** Most stop sequences (OpenAI's limit), and the longest one. */
+export const maxStopSequences = 4;
+export const maxStopChars = 1_024;
+
+/** Most tools one request may offer. */
+export const maxTools = 128;

@@ -10,6 +10,7 @@ import {
 } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Logger } from "../common/logger.js";
 import { classOf } from "../common/priority-classes.js";
+import { checkJsonSchema } from "../common/json-schema.js";
 import { maxChatMessages, maxChoices, maxEmbeddingInputs } from "../common/request-limits.js";
 import { coalesceDeltas, mergeChoices } from "./choices.js";
 import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
@@ -90,6 +91,13 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         throw new ServerError(Status.INVALID_ARGUMENT, `messages: ${request.messages.length} given, at most ${maxChatMessages}`);
       }
       const sampling = request.sampling ?? SamplingParams.create();
+      // Schemas become grammars in the engine: a broken one is refused here, not logged there.
+      const schemas: [string, string][] = request.tools.map((tool, index) => [`tools[${index}].function.parameters`, tool.parametersJson]);
+      if (sampling.responseFormat?.format?.$case === "jsonSchema") schemas.push(["response_format.json_schema.schema", sampling.responseFormat.format.value.schemaJson || "{}"]);
+      for (const [field, text] of schemas) {
+        const checked = text === "" ? { schema: undefined } : checkJsonSchema(text);
+        if ("problem" in checked) throw new ServerError(Status.INVALID_ARGUMENT, `${field}: ${checked.problem}`);
+      }
       const n = sampling.n ?? 1;
       if (n < 1 || n > maxChoices) throw new ServerError(Status.INVALID_ARGUMENT, `n must be between 1 and ${maxChoices}`);
 

@@ -6,19 +6,8 @@ import { ApiError } from "../../errors.js";
 import { flowRequestFor, runGeneration } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
 import { collectGeneration, streamErrorOf, type CollectedGeneration } from "../../translate/choices.js";
-import {
-  finishReasonText,
-  logprobsContent,
-  samplingParams,
-  systemFingerprint,
-  toChatMessage,
-  toReasoningEffort,
-  toResponseFormat,
-  toTools,
-  toToolChoice,
-  toolCallsBody,
-  usageBody,
-} from "../../translate/openai.js";
+import { chatGenerationOf, finishReasonText, logprobsContent, systemFingerprint, toolCallsBody, usageBody } from "../../translate/openai.js";
+import { validateGeneration } from "../../validation/generation.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
 import { clientAbort } from "../client-abort.js";
 import { resolveRequest, type HttpDeps } from "../deps.js";
@@ -30,25 +19,14 @@ import { chatCompletionBody, type ChatCompletionBody } from "./schema.js";
 export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const body = parseBody(chatCompletionBody, request.body);
-    const resolved = await resolveRequest(deps, request, body.model, body.max_completion_tokens ?? body.max_tokens, body.user);
+    const values = chatGenerationOf(body);
+    validateGeneration(values);
+    const resolved = await resolveRequest(deps, request, body.model, values.sampling.maxTokens, body.user);
     const flowRequest = flowRequestFor(
       resolved,
       body.user,
       "chat",
-      GenerateRequest.create({
-        requestId: request.id,
-        model: resolved.model,
-        messages: body.messages.map(toChatMessage),
-        prompt: undefined,
-        sampling: samplingParams(body, resolved.maxTokens, {
-          logprobs: body.logprobs === true,
-          topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : 0,
-          responseFormat: toResponseFormat(body.response_format),
-        }),
-        tools: toTools(body),
-        toolChoice: toToolChoice(body),
-        reasoningEffort: toReasoningEffort(body.reasoning_effort),
-      }),
+      GenerateRequest.create({ ...values, requestId: request.id, model: resolved.model, sampling: { ...values.sampling, maxTokens: resolved.maxTokens } }),
     );
     const completion: StreamIds = {
       id: `chatcmpl-${randomUUID().replaceAll("-", "")}`,

@@ -2,13 +2,20 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import { Status } from "nice-grpc";
 import { ApiError } from "../../errors.js";
+import { chatGenerationOf } from "../../translate/openai.js";
+import { validateGeneration } from "../../validation/generation.js";
 import { parseBody } from "../validation.js";
 import { chatCompletionBody, contentText } from "./schema.js";
 
-const parse = (body: unknown) => parseBody(chatCompletionBody, body);
+/** What the route does with a body before resolving it: its shape, then its values. */
+const parse = (body: unknown) => {
+  const parsed = parseBody(chatCompletionBody, body);
+  validateGeneration(chatGenerationOf(parsed));
+  return parsed;
+};
 const minimal = { model: "m1", messages: [{ role: "user", content: "hi" }] };
 
-/** The ApiError thrown when parsing `body`. */
+/** The ApiError thrown when parsing and validating `body`. */
 function rejection(body: unknown): ApiError {
   try {
     parse(body);
@@ -74,6 +81,7 @@ test("n is 1 to 16", () => {
   assert.equal(parse({ ...minimal, n: 3 }).n, 3);
   assert.equal(rejection({ ...minimal, n: 0 }).details.param, "n");
   assert.match(rejection({ ...minimal, n: 17 }).message, /at most 16/);
+  assert.match(rejection({ ...minimal, n: 1.5 }).message, /must be an integer/);
 });
 
 const weather = { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } };

@@ -1,5 +1,4 @@
 import { z } from "zod";
-import { maxChatMessages } from "../../../services/common/request-limits.js";
 import { sharedSamplingFields } from "../sampling-schema.js";
 
 type TextPart = { readonly type: "text"; readonly text: string };
@@ -35,7 +34,7 @@ const content = z.unknown().transform((value, context): string | TextPart[] => {
 const toolCall = z.object({
   id: z.string(),
   type: z.literal("function").optional(),
-  function: z.object({ name: z.string().min(1), arguments: z.string() }),
+  function: z.object({ name: z.string(), arguments: z.string() }),
 });
 
 const message = z.discriminatedUnion(
@@ -60,7 +59,7 @@ const message = z.discriminatedUnion(
 const tool = z.object({
   type: z.literal("function", { error: "only tools of type 'function' are supported" }),
   function: z.object({
-    name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a function name is 1 to 64 letters, digits, underscores or dashes"),
+    name: z.string(),
     description: z.string().optional(),
     parameters: z.record(z.string(), z.unknown()).optional(),
     strict: z.boolean().nullish(),
@@ -70,7 +69,7 @@ const tool = z.object({
 const toolChoice = z.union(
   [
     z.enum(["none", "auto", "required"]),
-    z.object({ type: z.literal("function"), function: z.object({ name: z.string().min(1) }) }),
+    z.object({ type: z.literal("function"), function: z.object({ name: z.string() }) }),
   ],
   { error: "expected 'none', 'auto', 'required' or {\"type\":\"function\",\"function\":{\"name\":…}}" },
 );
@@ -83,7 +82,7 @@ const responseFormat = z.discriminatedUnion(
     z.object({
       type: z.literal("json_schema"),
       json_schema: z.object({
-        name: z.string().min(1),
+        name: z.string(),
         description: z.string().optional(),
         schema: z.record(z.string(), z.unknown()).optional(),
         strict: z.boolean().nullish(),
@@ -94,35 +93,22 @@ const responseFormat = z.discriminatedUnion(
 );
 
 /**
- * The body of POST /v1/chat/completions. Unknown fields are ignored, as OpenAI ignores
- * them; known fields of the wrong type are rejected.
+ * The body of POST /v1/chat/completions, as JSON types. Unknown fields are ignored, as
+ * OpenAI ignores them; known fields of the wrong type are rejected. Values (ranges,
+ * counts, which tool a choice names) are the shared validation's.
  */
-export const chatCompletionBody = z
-  .object({
-    ...sharedSamplingFields,
-    messages: z.array(message, { error: "an array of messages is required" }).min(1, "at least one message is required")
-      .max(maxChatMessages, `at most ${maxChatMessages} messages are accepted`),
-    max_completion_tokens: z.number().int().min(1).nullish(),
-    logprobs: z.boolean().nullish(),
-    top_logprobs: z.number().int().min(0).max(20).nullish(),
-    response_format: responseFormat.nullish(),
-    tools: z.array(tool).max(128).nullish(),
-    tool_choice: toolChoice.nullish(),
-    parallel_tool_calls: z.boolean().nullish(),
-    reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high"]).nullish(),
-  })
-  .superRefine((body, context) => {
-    if (body.top_logprobs != null && body.top_logprobs > 0 && body.logprobs !== true) {
-      context.addIssue({ code: "custom", path: ["top_logprobs"], message: "top_logprobs needs logprobs set to true" });
-    }
-    const choice = body.tool_choice;
-    if (choice != null && choice !== "none" && choice !== "auto" && !(body.tools?.length)) {
-      context.addIssue({ code: "custom", path: ["tool_choice"], message: "tool_choice needs tools" });
-    }
-    if (typeof choice === "object" && choice !== null && !body.tools?.some((entry) => entry.function.name === choice.function.name)) {
-      context.addIssue({ code: "custom", path: ["tool_choice"], message: `tool_choice names '${choice.function.name}', which is not among the tools` });
-    }
-  });
+export const chatCompletionBody = z.object({
+  ...sharedSamplingFields,
+  messages: z.array(message, { error: "an array of messages is required" }),
+  max_completion_tokens: z.number().nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().nullish(),
+  response_format: responseFormat.nullish(),
+  tools: z.array(tool).nullish(),
+  tool_choice: toolChoice.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high"]).nullish(),
+});
 
 export type ChatCompletionBody = z.infer<typeof chatCompletionBody>;
 export type ChatCompletionMessage = ChatCompletionBody["messages"][number];

@@ -9,7 +9,8 @@ import { ApiError } from "../../errors.js";
 import { flowRequestFor, runGeneration } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
 import { collectGeneration, streamErrorOf, type Choice } from "../../translate/choices.js";
-import { finishReasonText, samplingParams, systemFingerprint, usageBody } from "../../translate/openai.js";
+import { completionGenerationOf, finishReasonText, systemFingerprint, usageBody } from "../../translate/openai.js";
+import { invalid, validateGeneration } from "../../validation/generation.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
 import { clientAbort } from "../client-abort.js";
 import { resolveRequest, type HttpDeps } from "../deps.js";
@@ -21,8 +22,18 @@ import { completionBody, defaultCompletionMaxTokens, type CompletionBody } from 
 export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const body = parseBody(completionBody, request.body);
-    const resolved = await resolveRequest(deps, request, body.model, body.max_tokens ?? defaultCompletionMaxTokens, body.user);
     const prompts = typeof body.prompt === "string" ? [body.prompt] : body.prompt;
+    const values = prompts.map((prompt) => completionGenerationOf(body, prompt, body.max_tokens ?? defaultCompletionMaxTokens));
+    for (const [index, promptValues] of values.entries()) {
+      try {
+        validateGeneration(promptValues);
+      } catch (error) {
+        // Name the prompt that is wrong when there are several.
+        if (prompts.length > 1 && error instanceof ApiError && error.details.param === "prompt") throw invalid(`prompt[${index}]`, "must not be empty");
+        throw error;
+      }
+    }
+    const resolved = await resolveRequest(deps, request, body.model, values[0]!.sampling.maxTokens, body.user);
     const choicesPerPrompt = body.n ?? 1;
     const completion: StreamIds = {
       id: `cmpl-${randomUUID().replaceAll("-", "")}`,
@@ -38,11 +49,11 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
           body.user,
           "text_completion",
           GenerateRequest.create({
+            ...values[index]!,
             requestId: prompts.length === 1 ? request.id : `${request.id}/${index}`,
             model: resolved.model,
-            messages: [],
             prompt,
-            sampling: samplingParams(body, resolved.maxTokens, { logprobs: body.logprobs != null, topLogprobs: body.logprobs ?? 0 }),
+            sampling: { ...values[index]!.sampling, maxTokens: resolved.maxTokens },
           }),
         ),
         abort.signal,

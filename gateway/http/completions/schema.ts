@@ -15,7 +15,7 @@ export const completionBody = z
       error: "expected a string or an array of strings (token-id prompts are not supported)",
     }),
     // OpenAI's default for this endpoint.
-    max_tokens: z.number().int().min(1).nullish(),
+    max_tokens: z.number().nullish(),
     echo: z.boolean().nullish(),
     logprobs: z.number().int().min(0).max(5).nullish(),
     suffix: z.null({ error: "suffix is not supported" }).optional(),
