@@ -1,11 +1,12 @@
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { randomUUID } from "node:crypto";
-import { SamplingParams } from "../../gen/infermesh/common/v1/common.js";
+import { SamplingParams, type ToolCall } from "../../gen/infermesh/common/v1/common.js";
 import { ChatServiceDefinition, type ChatRequest, type ChatResponse, type StreamChatResponse } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { AccessControl } from "../access/access-control.js";
 import { flowRequestFor, runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
 import { collectGeneration } from "../translate/choices.js";
+import { joinToolCall } from "../../services/common/tool-call-fragments.js";
 import type { GenerationValues } from "../validation/generation.js";
 import { asServerError, relayEvents, resolveCall, validateCall } from "./resolve.js";
 
@@ -56,17 +57,22 @@ export function createChatService(deps: FlowDeps, access: AccessControl): Servic
       const flow = await flowRequest(request, context);
       const id = `chatcmpl-${flow.generate.requestId.replaceAll("-", "")}`;
       let model = flow.generate.model;
+      const calls: ToolCall[] = [];
       yield* relayEvents<StreamChatResponse>(
         runGeneration(deps, flow, context.signal),
         (event) => {
           if (event.$case === "started") model = event.value.model || model;
           if (event.$case === "delta") {
-            const { text, reasoningText, toolCalls } = event.value;
-            const calls = toolCalls.flatMap((call) => (call.call ? [call.call] : []));
-            return { event: { $case: "delta", value: { id, content: text, reasoningContent: reasoningText, toolCalls: calls } } };
+            // This API sends each tool call whole: fragments are joined until the end.
+            for (const fragment of event.value.toolCalls) joinToolCall(calls, fragment);
+            const { text, reasoningText } = event.value;
+            if (text === "" && reasoningText === "") return undefined;
+            return { event: { $case: "delta", value: { id, content: text, reasoningContent: reasoningText, toolCalls: [] } } };
           }
           if (event.$case === "finished") {
-            return { event: { $case: "finished", value: { id, model, finishReason: event.value.finishReason, usage: event.value.usage } } };
+            const finished: StreamChatResponse = { event: { $case: "finished", value: { id, model, finishReason: event.value.finishReason, usage: event.value.usage } } };
+            if (calls.length === 0) return finished;
+            return [{ event: { $case: "delta", value: { id, content: "", reasoningContent: "", toolCalls: calls.filter(Boolean) } } }, finished];
           }
           return undefined;
         },

@@ -58,7 +58,7 @@ export async function resolveCall(
  */
 export async function* relayEvents<Response>(
   events: AsyncGenerator<GenerationEvent>,
-  toResponse: (event: GenerationEvent) => Response | undefined,
+  toResponse: (event: GenerationEvent) => Response | readonly Response[] | undefined,
   errorResponse: (error: StreamError) => Response,
 ): AsyncGenerator<Response> {
   let started = false;
@@ -80,7 +80,8 @@ export async function* relayEvents<Response>(
         return;
       }
       const response = toResponse(next.value);
-      if (response !== undefined) yield response;
+      if (Array.isArray(response)) yield* response;
+      else if (response !== undefined) yield response as Response;
     }
   } finally {
     await events.return(undefined);

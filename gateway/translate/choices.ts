@@ -2,6 +2,7 @@ import { Status } from "nice-grpc";
 import { FinishReason, type TokenLogprob, type ToolCall, type Usage } from "../../gen/infermesh/common/v1/common.js";
 import { ApiError } from "../errors.js";
 import type { GenerationEvent } from "../mesh/generation.js";
+import { joinToolCall } from "../../services/common/tool-call-fragments.js";
 
 /** One choice of a finished generation. */
 export interface Choice {
@@ -57,7 +58,7 @@ export async function collectGeneration(events: AsyncIterable<GenerationEvent>, 
         choice.text += event.value.text;
         choice.reasoning += event.value.reasoningText;
         choice.logprobs.push(...event.value.logprobs);
-        for (const call of event.value.toolCalls) if (call.call) choice.toolCalls.push(call.call);
+        for (const fragment of event.value.toolCalls) joinToolCall(choice.toolCalls, fragment);
         break;
       }
       case "choiceEnd":

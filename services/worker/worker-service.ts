@@ -196,7 +196,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
                   reasoningText: event.reasoningText ?? "",
                   tokenCount: event.tokenCount,
                   logprobs: event.logprobs ? [...event.logprobs] : [],
-                  toolCalls: (event.toolCalls ?? []).map((call, callIndex) => ({ index: callIndex, call })),
+                  toolCalls: [...(event.toolCalls ?? [])],
                 },
               },
             };

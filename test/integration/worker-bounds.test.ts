@@ -85,3 +85,36 @@ test("10,000 one-character messages, 2,000 of them, and 2,048 embedding inputs a
   await assertWorkerUnharmed();
   assert.equal(await metricSum(`http://127.0.0.1:${mesh.ports.routerMetrics}/metrics`, "infermesh_router_workers_lost_total"), 0);
 });
+
+test("a forced tool call cut short by max_tokens answers the partial call with finish_reason length; streamed, its arguments arrive as deltas", async () => {
+  const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } }];
+  const body = { model, messages: [{ role: "user", content: "Weather in Paris?" }], tools, tool_choice: "required", max_tokens: 24, seed: 1 };
+  const whole = await post("/v1/chat/completions", body);
+  assert.equal(whole.status, 200, JSON.stringify(whole.body));
+  const choice = whole.body.choices[0];
+  assert.equal(choice.finish_reason, "length");
+  assert.equal(choice.message.content, null);
+  assert.equal(choice.message.tool_calls.length, 1);
+  assert.equal(choice.message.tool_calls[0].function.name, "get_weather");
+  assert.match(choice.message.tool_calls[0].id, /^call_/);
+  assert.match(choice.message.tool_calls[0].function.arguments, /^\{"city/, "the arguments generated so far");
+
+  const response = await fetch(`${mesh.baseUrl}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...body, stream: true }),
+  });
+  const chunks = (await response.text())
+    .split("\n")
+    .filter((line) => line.startsWith("data: {"))
+    .map((line) => JSON.parse(line.slice(6)));
+  const fragments = chunks.flatMap((chunk) => chunk.choices[0]?.delta.tool_calls ?? []);
+  assert.ok(fragments.length > 3, `arguments stream in pieces (${fragments.length} fragments)`);
+  assert.equal(fragments[0].index, 0);
+  assert.equal(fragments[0].function.name, "get_weather");
+  assert.match(fragments[0].id, /^call_/);
+  assert.ok(fragments.slice(1).every((fragment: { id?: string; index: number }) => fragment.id === undefined && fragment.index === 0));
+  const streamedArguments = fragments.map((fragment: { function: { arguments: string } }) => fragment.function.arguments).join("");
+  assert.match(streamedArguments, /^\{"city/);
+  assert.equal(chunks.at(-1).choices[0].finish_reason, "length");
+});

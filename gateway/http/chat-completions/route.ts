@@ -7,6 +7,7 @@ import { flowRequestFor, runGeneration } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
 import { collectGeneration, streamErrorOf, type CollectedGeneration } from "../../translate/choices.js";
 import { chatGenerationOf, finishReasonText, logprobsContent, systemFingerprint, toolCallsBody, usageBody } from "../../translate/openai.js";
+import { toolCallDeltas } from "../../translate/tool-calls.js";
 import { validateGeneration } from "../../validation/generation.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
 import { clientAbort } from "../client-abort.js";
@@ -109,18 +110,13 @@ async function streamCompletion(
     envelope.choice({ index, delta, logprobs, finish_reason: finishReason });
 
   const pending = new Map<number, PendingDelta>();
-  const toolCallsSent = new Array<number>(choiceCount).fill(0);
   const ended = new Set<number>();
   const flush = () => {
     for (const [index, delta] of pending) {
       const out: Record<string, unknown> = {};
       if (delta.reasoning !== "") out.reasoning_content = delta.reasoning;
       if (delta.content !== "") out.content = delta.content;
-      const calls = delta.toolCalls.flatMap((call) => (call.call ? [call.call] : []));
-      if (calls.length > 0) {
-        out.tool_calls = toolCallsBody(calls, toolCallsSent[index], true);
-        toolCallsSent[index]! += calls.length;
-      }
+      if (delta.toolCalls.length > 0) out.tool_calls = toolCallDeltas(delta.toolCalls);
       const logprobs = withLogprobs ? { content: logprobsContent(delta.logprobs), refusal: null } : null;
       if (Object.keys(out).length > 0 || delta.logprobs.length > 0) sse.send(chunk(index, out, null, logprobs));
     }

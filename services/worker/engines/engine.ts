@@ -6,8 +6,8 @@ import type {
   SamplingParams,
   TokenLogprob,
   Tool,
-  ToolCall,
 } from "../../../gen/infermesh/common/v1/common.js";
+import type { IndexedToolCall } from "../../../gen/infermesh/worker/v1/worker_service.js";
 import { urgencyOf, type ClassName } from "../../common/priority-classes.js";
 
 /**
@@ -52,8 +52,12 @@ export type GenerationEvent =
       readonly tokenCount: number;
       /** One entry per token of the delta, when logprobs were asked for. */
       readonly logprobs?: readonly TokenLogprob[];
-      /** Whole tool calls completed by this delta. */
-      readonly toolCalls?: readonly ToolCall[];
+      /**
+       * Tool calls as they are generated, by their index among the choice's calls: a
+       * call's first fragment carries its id and name, later ones (empty id) append to
+       * its arguments. An engine that learns calls whole sends each as one fragment.
+       */
+      readonly toolCalls?: readonly IndexedToolCall[];
     }
   | {
       readonly kind: "finished";

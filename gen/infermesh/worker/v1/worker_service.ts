@@ -144,15 +144,20 @@ export interface Delta {
   reasoningText: string;
   /** Log probabilities of the tokens of this delta, when asked for. */
   logprobs: TokenLogprob[];
-  /** Tool calls, whole: a call is sent once its arguments are complete. */
+  /**
+   * Tool calls as they are generated: a call's first fragment carries its id and name
+   * (and perhaps the first of its arguments); later fragments of the same index have an
+   * empty id and name and append to its arguments. A call cut short by max_tokens has
+   * had what was generated of it. An engine that learns a call whole sends one fragment.
+   */
   toolCalls: IndexedToolCall[];
 }
 
-/** IndexedToolCall is a tool call and its position among the choice's calls. */
+/** IndexedToolCall is a tool call, or a fragment of one, and its position among the choice's calls. */
 export interface IndexedToolCall {
   /** 0 for the choice's first call. */
   index: number;
-  /** The call. */
+  /** The call, or its next fragment (see Delta.tool_calls). */
   call: ToolCall | undefined;
 }
 

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { after, before, test } from "node:test";
-import { ChatMessage, FinishReason, SamplingParams, ReasoningEffort, Tool } from "../../../../gen/infermesh/common/v1/common.js";
+import { ChatMessage, FinishReason, SamplingParams, ReasoningEffort, Tool, type ToolCall } from "../../../../gen/infermesh/common/v1/common.js";
 import { repoRoot } from "../../../common/paths.js";
+import { joinToolCall } from "../../../common/tool-call-fragments.js";
 import { EngineError, type GenerationEvent, type GenerationInput, type KvBlockEvent } from "../engine.js";
 import { LlamaCppEngine } from "./llamacpp-engine.js";
 import { ensureTestModel } from "./test-model/generate.js";
@@ -177,7 +178,9 @@ test("tool_choice required or a named tool makes the model call one, with argume
   for (const [toolChoice, expected] of [["required", ["get_weather", "get_time"]], ["get_time", ["get_time"]]] as const) {
     const result = await run(input({ messages: chat(["user", "what is the weather in Paris?"]), tools: [weather, time], toolChoice, sampling: { maxTokens: 200, temperature: 0.7, seed: 3 } }));
     assert.equal(result.finished.finishReason, FinishReason.FINISH_REASON_TOOL_CALLS, toolChoice);
-    const calls = result.deltas.flatMap((delta) => delta.toolCalls ?? []);
+    // Fragments joined by index, as the gateway joins them.
+    const calls: ToolCall[] = [];
+    for (const fragment of result.deltas.flatMap((delta) => delta.toolCalls ?? [])) joinToolCall(calls, fragment);
     assert.ok(calls.length >= 1, toolChoice);
     for (const call of calls) {
       assert.ok((expected as readonly string[]).includes(call.name), `${toolChoice}: called ${call.name}`);

@@ -11,6 +11,7 @@ import {
   type ChatWrapper,
   type Llama,
   type LlamaChatResponseChunk,
+  type LlamaChatResponseFunctionCallParamsChunk,
   type LlamaContext,
   type LlamaEmbeddingContext,
   type LlamaGrammar,
@@ -24,8 +25,8 @@ import {
   type ModelInfo,
   type ResponseFormat,
   type SamplingParams,
-  type ToolCall,
 } from "../../../../gen/infermesh/common/v1/common.js";
+import type { IndexedToolCall } from "../../../../gen/infermesh/worker/v1/worker_service.js";
 import { blockHashes, canonicalPrompt, HeldBlocks } from "../../../common/prefix-hash.js";
 import {
   EngineError,
@@ -349,7 +350,7 @@ export class LlamaCppEngine implements Engine {
         pendingTokens += count;
         this.throughput.add(count);
       };
-      const finish = (stop: DecodeStop | "toolCalls", toolCalls: ToolCall[] = []) => {
+      const finish = (stop: DecodeStop | "toolCalls", toolCalls: IndexedToolCall[] = []) => {
         if (toolCalls.length > 0 || pendingTokens > 0) {
           events.push({ kind: "delta", text: "", tokenCount: pendingTokens, toolCalls: toolCalls.length > 0 ? toolCalls : undefined });
         }
@@ -382,6 +383,24 @@ export class LlamaCppEngine implements Engine {
             : { kind: "delta", text: chunk.text, tokenCount: pendingTokens });
           pendingTokens = 0;
         };
+        // A call streams as it is generated: its first fragment carries a fresh id and the
+        // function's name, later ones more of its arguments. A call cut short by
+        // max_tokens is thus still in the answer, as far as it got.
+        const callIds = new Map<number, string>();
+        const startCall = (index: number, name: string, argumentsText: string) => {
+          const id = `call_${randomBytes(12).toString("base64url")}`;
+          callIds.set(index, id);
+          return { index, call: { id, name, arguments: argumentsText } };
+        };
+        const onFunctionCallParamsChunk = (chunk: LlamaChatResponseFunctionCallParamsChunk) => {
+          syncTokens();
+          const fragment = callIds.has(chunk.callIndex)
+            ? { index: chunk.callIndex, call: { id: "", name: "", arguments: chunk.paramsChunk } }
+            : startCall(chunk.callIndex, chunk.functionName, chunk.paramsChunk);
+          if (fragment.call.id === "" && fragment.call.arguments === "") return;
+          events.push({ kind: "delta", text: "", tokenCount: pendingTokens, toolCalls: [fragment] });
+          pendingTokens = 0;
+        };
         const temperature = input.sampling.temperature ?? 1;
         run = chat
           .generateResponse(plan.chat.history, {
@@ -391,14 +410,13 @@ export class LlamaCppEngine implements Engine {
             stopOnAbortSignal: true,
             onToken: syncTokens,
             onResponseChunk,
-            ...(plan.chat.functions ? { functions: plan.chat.functions } : { grammar: plan.grammar }),
+            ...(plan.chat.functions ? { functions: plan.chat.functions, onFunctionCallParamsChunk } : { grammar: plan.grammar }),
           })
           .then((result) => {
-            const calls = (result.functionCalls ?? []).map((call): ToolCall => ({
-              id: `call_${randomBytes(12).toString("base64url")}`,
-              name: call.functionName,
-              arguments: JSON.stringify(call.params ?? {}),
-            }));
+            // Calls whose arguments never streamed (none, or all at once) are sent whole.
+            const calls = (result.functionCalls ?? []).flatMap((call, index) =>
+              callIds.has(index) ? [] : [startCall(index, call.functionName, JSON.stringify(call.params ?? {}))],
+            );
             syncTokens();
             const stopReason = result.metadata.stopReason;
             finish(stopReason === "functionCalls" ? "toolCalls" : stopReason === "maxTokens" ? "length" : stopReason === "abort" ? "abort" : "stop", calls);

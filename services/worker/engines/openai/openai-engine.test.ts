@@ -290,8 +290,8 @@ test("a chat generation sends the mapped OpenAI body and streams started → del
   assert.deepEqual(events, [
     { kind: "started", promptTokens: 58, cachedTokens: 0, maxTokens: 100 },
     { kind: "delta", text: "", reasoningText: "Need weather.", tokenCount: 3 },
-    { kind: "delta", text: "", tokenCount: 5 },
-    { kind: "delta", text: "", tokenCount: 3, toolCalls: [{ id: "call_1", name: "get_weather", arguments: '{"city":"Oslo"}' }] },
+    { kind: "delta", text: "", tokenCount: 5, toolCalls: [{ index: 0, call: { id: "call_1", name: "get_weather", arguments: '{"city":' } }] },
+    { kind: "delta", text: "", tokenCount: 3, toolCalls: [{ index: 0, call: { id: "", name: "", arguments: '"Oslo"}' } }] },
     { kind: "finished", finishReason: FinishReason.FINISH_REASON_TOOL_CALLS, promptTokens: 58, completionTokens: 11, cachedTokens: 48, reasoningTokens: 3 },
   ]);
   assert.deepEqual(changes, [1, 1], "load changed when the request opened and when it closed");

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
-import { FinishReason } from "../../../../gen/infermesh/common/v1/common.js";
+import { FinishReason, type ToolCall } from "../../../../gen/infermesh/common/v1/common.js";
+import { joinToolCall } from "../../../common/tool-call-fragments.js";
 import type { GenerationEvent } from "../engine.js";
 import { StreamMapper, UpstreamStreamError } from "./stream-mapper.js";
 
@@ -89,7 +90,7 @@ test("reasoning arrives as reasoning_content (SGLang, older vLLM) or reasoning (
   assert.equal(finished.kind === "finished" && finished.reasoningTokens, 2);
 });
 
-test("tool-call fragments gather by index; each call goes out whole when the next starts or the choice ends", () => {
+test("tool-call fragments pass on by index as they come: a call's first with its id and name, then its arguments piece by piece", () => {
   const events = run([
     chunk({ role: "assistant", content: null }),
     chunk({ tool_calls: [{ index: 0, id: "call_a", type: "function", function: { name: "get_weather", arguments: "" } }] }),
@@ -99,23 +100,30 @@ test("tool-call fragments gather by index; each call goes out whole when the nex
     chunk({ tool_calls: [{ index: 1, function: { arguments: '"CET"}' } }] }),
     chunk({}, "tool_calls"),
   ]);
-  const withCalls = deltas(events).filter((event) => event.kind === "delta" && event.toolCalls !== undefined);
-  assert.deepEqual(
-    withCalls.map((event) => event.kind === "delta" && event.toolCalls),
-    [
-      [{ id: "call_a", name: "get_weather", arguments: '{"city": "Oslo"}' }],
-      [{ id: "call_b", name: "get_time", arguments: '{"tz":"CET"}' }],
-    ],
-  );
+  const fragments = deltas(events).flatMap((event) => (event.kind === "delta" && event.toolCalls) || []);
+  assert.deepEqual(fragments, [
+    { index: 0, call: { id: "call_a", name: "get_weather", arguments: "" } },
+    { index: 0, call: { id: "", name: "", arguments: '{"city": ' } },
+    { index: 0, call: { id: "", name: "", arguments: '"Oslo"}' } },
+    { index: 1, call: { id: "call_b", name: "get_time", arguments: '{"tz":' } },
+    { index: 1, call: { id: "", name: "", arguments: '"CET"}' } },
+  ]);
+  const calls: ToolCall[] = [];
+  for (const fragment of fragments) joinToolCall(calls, fragment);
+  assert.deepEqual(calls, [
+    { id: "call_a", name: "get_weather", arguments: '{"city": "Oslo"}' },
+    { id: "call_b", name: "get_time", arguments: '{"tz":"CET"}' },
+  ]);
   const finished = events.at(-1)!;
   assert.equal(finished.kind === "finished" && finished.finishReason, FinishReason.FINISH_REASON_TOOL_CALLS);
 });
 
-test("a whole tool call in one chunk (vLLM's parsers) without finish_reason tool_calls still goes out at the end", () => {
+test("a whole tool call in one chunk (vLLM's parsers) goes out as one fragment; a call whose name never came, at the end", () => {
   const mapper = new StreamMapper({ estimatedPromptTokens: 3, maxTokens: 10 });
-  mapper.push(chunk({ tool_calls: [{ index: 0, id: "c1", function: { name: "f", arguments: "{}" } }] }));
+  const first = mapper.push(chunk({ tool_calls: [{ index: 0, id: "c1", function: { name: "f", arguments: "{}" } }, { index: 1, id: "c2", function: { arguments: "{" } }] }));
+  assert.deepEqual(first.flatMap((event) => (event.kind === "delta" && event.toolCalls) || []), [{ index: 0, call: { id: "c1", name: "f", arguments: "{}" } }]);
   const last = mapper.push(chunk({}, "stop"));
-  assert.deepEqual(last.map((event) => event.kind === "delta" && event.toolCalls), [[{ id: "c1", name: "f", arguments: "{}" }]]);
+  assert.deepEqual(last.flatMap((event) => (event.kind === "delta" && event.toolCalls) || []), [{ index: 1, call: { id: "c2", name: "", arguments: "{" } }]);
 });
 
 test("chat logprobs map to TokenLogprob with the upstream's bytes and alternatives", () => {

@@ -1,4 +1,5 @@
-import { FinishReason, type TokenLogprob, type ToolCall } from "../../../../gen/infermesh/common/v1/common.js";
+import { FinishReason, type TokenLogprob } from "../../../../gen/infermesh/common/v1/common.js";
+import type { IndexedToolCall } from "../../../../gen/infermesh/worker/v1/worker_service.js";
 import type { GenerationEvent } from "../engine.js";
 
 /** An error the upstream reported inside an event stream. */
@@ -34,8 +35,8 @@ interface PartialToolCall {
  * that chunk carries usage (vLLM and SGLang with stream_options.continuous_usage_stats),
  * else the estimate from the request text — OpenAI-style servers report usage only in
  * the last chunk, and waiting for it would hold back every token. `finished` carries the
- * upstream's own counts from its usage chunk. Tool-call fragments are gathered by index
- * and each call goes out whole once a later call starts or the choice finishes.
+ * upstream's own counts from its usage chunk. Tool-call fragments are passed on by
+ * index as they come (see acceptToolCalls).
  */
 export class StreamMapper {
   private started = false;
@@ -141,38 +142,41 @@ export class StreamMapper {
     };
   }
 
-  /** Gathers fragments; returns the calls that a fragment of a later call has completed. */
-  private acceptToolCalls(fragments: unknown): ToolCall[] {
+  /**
+   * Passes the upstream's tool-call fragments on as they come: a call's first fragment
+   * once its name is known (with its id and the arguments so far), then each piece of
+   * arguments. A call whose name never came goes out when the choice finishes.
+   */
+  private acceptToolCalls(fragments: unknown): IndexedToolCall[] {
     if (!Array.isArray(fragments)) return [];
-    let highestIndex = -1;
+    const out: IndexedToolCall[] = [];
     for (const [position, fragment] of fragments.entries()) {
       if (typeof fragment !== "object" || fragment === null) continue;
       const record = fragment as Record<string, unknown>;
       const index = typeof record.index === "number" ? record.index : position;
-      highestIndex = Math.max(highestIndex, index);
       const call = this.toolCalls.get(index) ?? { id: "", name: "", arguments: "", emitted: false };
       const fn = (record.function ?? {}) as Record<string, unknown>;
       if (typeof record.id === "string" && record.id !== "") call.id = record.id;
       if (typeof fn.name === "string") call.name += fn.name;
-      if (typeof fn.arguments === "string") call.arguments += fn.arguments;
+      const more = typeof fn.arguments === "string" ? fn.arguments : "";
       this.toolCalls.set(index, call);
+      if (call.emitted) {
+        if (more !== "") out.push({ index, call: { id: "", name: "", arguments: more } });
+        continue;
+      }
+      call.arguments += more;
+      if (call.name !== "") out.push(this.start(index, call));
     }
-    return this.takeToolCalls((index) => index < highestIndex);
+    return out;
   }
 
-  private flushToolCalls(): ToolCall[] {
-    return this.takeToolCalls(() => true);
+  private flushToolCalls(): IndexedToolCall[] {
+    return [...this.toolCalls.entries()].filter(([, call]) => !call.emitted).map(([index, call]) => this.start(index, call));
   }
 
-  private takeToolCalls(complete: (index: number) => boolean): ToolCall[] {
-    const done: ToolCall[] = [];
-    for (const index of [...this.toolCalls.keys()].sort((a, b) => a - b)) {
-      const call = this.toolCalls.get(index)!;
-      if (call.emitted || !complete(index)) continue;
-      call.emitted = true;
-      done.push({ id: call.id || `call_${index}`, name: call.name, arguments: call.arguments });
-    }
-    return done;
+  private start(index: number, call: PartialToolCall): IndexedToolCall {
+    call.emitted = true;
+    return { index, call: { id: call.id || `call_${index}`, name: call.name, arguments: call.arguments } };
   }
 }
 

@@ -475,7 +475,8 @@ export class Scheduler {
       ...(pending.reasoningText !== "" && { reasoningText: pending.reasoningText }),
       tokenCount: pending.tokens,
       ...(sequence.plan.logprobs && pending.channel === "answer" && { logprobs: pending.logprobs }),
-      ...(pending.toolCalls && { toolCalls: pending.toolCalls }),
+      // The simulated model writes its calls whole, at their last token.
+      ...(pending.toolCalls && { toolCalls: pending.toolCalls.map((call, index) => ({ index, call })) }),
     });
     pending.text = "";
     pending.reasoningText = "";

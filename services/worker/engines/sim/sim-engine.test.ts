@@ -377,7 +377,7 @@ test("with tools the model calls one: whole calls with JSON arguments that fill 
   const chat = [{ role: "user", content: "Weather in Paris?" }];
   for (const toolChoice of ["required", "auto", "get_weather"]) {
     const events = await collect(engine, input(model, chat, {}, { tools: [weather], toolChoice }));
-    const calls = deltas(events).flatMap((event) => event.toolCalls ?? []);
+    const calls = deltas(events).flatMap((event) => (event.toolCalls ?? []).map((fragment) => fragment.call!));
     assert.equal(calls.length, 1, toolChoice);
     assert.equal(calls[0]!.name, "get_weather");
     assert.match(calls[0]!.id, /^call_/);
@@ -389,7 +389,7 @@ test("with tools the model calls one: whole calls with JSON arguments that fill 
     assert.ok(finishOf(events).completionTokens > 0);
   }
   const named = await collect(engine, input(model, chat, {}, { tools: [weather, search], toolChoice: "search" }));
-  assert.equal(deltas(named).flatMap((event) => event.toolCalls ?? [])[0]!.name, "search");
+  assert.equal(deltas(named).flatMap((event) => event.toolCalls ?? [])[0]!.call!.name, "search");
 
   const none = await collect(engine, input(model, chat, {}, { tools: [weather], toolChoice: "none" }));
   assert.equal(deltas(none).flatMap((event) => event.toolCalls ?? []).length, 0);
