@@ -31,9 +31,12 @@ test("the documented gRPC → HTTP mappings", () => {
 });
 
 test("openAiErrorBody has OpenAI's shape, with null param and code when absent", () => {
-  assert.deepEqual(openAiErrorBody(new ApiError(Status.INVALID_ARGUMENT, "bad temperature", { param: "temperature", code: "invalid_value" })), {
-    error: { message: "bad temperature", type: "invalid_request_error", param: "temperature", code: "invalid_value" },
-  });
+  assert.deepEqual(
+    openAiErrorBody(new ApiError(Status.INVALID_ARGUMENT, "bad temperature", { param: "temperature", code: "invalid_value" })),
+    {
+      error: { message: "bad temperature", type: "invalid_request_error", param: "temperature", code: "invalid_value" },
+    },
+  );
   assert.deepEqual(openAiErrorBody(new ApiError(Status.RESOURCE_EXHAUSTED, "busy")), {
     error: { message: "busy", type: "rate_limit_error", param: null, code: null },
   });

@@ -81,7 +81,8 @@ export function openAiErrorBody(error: ApiError): OpenAiErrorBody {
 }
 
 /** Transport failures of grpc-js name addresses and socket errors: never shown to callers. */
-const transportDetail = /No connection established|ECONNREFUSED|ECONNRESET|Connection dropped|RST_STREAM|Call cancelled|\d+\.\d+\.\d+\.\d+:\d+|\[[0-9a-f:]+\]:\d+/i;
+const transportDetail =
+  /No connection established|ECONNREFUSED|ECONNRESET|Connection dropped|RST_STREAM|Call cancelled|\d+\.\d+\.\d+\.\d+:\d+|\[[0-9a-f:]+\]:\d+/i;
 
 /** Classifies anything thrown on a request's path; internals never reach the caller. */
 export function toApiError(error: unknown): ApiError {

@@ -71,7 +71,9 @@ function withDeadline(signal: AbortSignal, timeoutMs: number) {
   return {
     signal: controller.signal,
     failure(error: unknown): unknown {
-      return expired ? new ApiError(Status.DEADLINE_EXCEEDED, `The request took longer than its deadline of ${timeoutMs} ms.`, { code: "timeout" }) : error;
+      return expired
+        ? new ApiError(Status.DEADLINE_EXCEEDED, `The request took longer than its deadline of ${timeoutMs} ms.`, { code: "timeout" })
+        : error;
     },
     clear() {
       clearTimeout(timer);
@@ -114,7 +116,11 @@ export const estimateTokens = (messages: readonly ChatMessage[], prompt = "") =>
   Math.ceil(
     messages.reduce(
       (sum, message) =>
-        sum + message.content.length + message.role.length + 4 + message.reasoningContent.length +
+        sum +
+        message.content.length +
+        message.role.length +
+        4 +
+        message.reasoningContent.length +
         message.toolCalls.reduce((calls, call) => calls + call.name.length + call.arguments.length, 0),
       prompt.length,
     ) / 4,
@@ -178,13 +184,21 @@ async function admitAndPick(deps: FlowDeps, placed: PlacedRequest, caller: Calle
  * worker. The admission slot is released on every path: when the generator finishes,
  * fails or is closed early (client disconnect).
  */
-export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequest, clientSignal: AbortSignal): AsyncGenerator<GenerationEvent> {
+export async function* runGeneration(
+  deps: FlowDeps,
+  request: GenerationFlowRequest,
+  clientSignal: AbortSignal,
+): AsyncGenerator<GenerationEvent> {
   const arrivedAt = performance.now();
   const deadline = withDeadline(clientSignal, deps.requestTimeoutMs);
   const signal = deadline.signal;
   const { generate: work } = request;
   const span = trace.getActiveSpan();
-  span?.setAttributes({ "gen_ai.operation.name": request.operation, "gen_ai.request.model": work.model, "infermesh.request_id": work.requestId });
+  span?.setAttributes({
+    "gen_ai.operation.name": request.operation,
+    "gen_ai.request.model": work.model,
+    "infermesh.request_id": work.requestId,
+  });
   try {
     await requireModel(deps, work.model, signal);
     // Profiles give every request an output bound; admission and the router count all its choices.
@@ -204,7 +218,12 @@ export async function* runGeneration(deps: FlowDeps, request: GenerationFlowRequ
     try {
       let firstText = true;
       // The worker tracks the KV a session leaves behind, for memory-guard's evictions.
-      for await (const event of generate(deps.clients, { ...work, sessionId: request.sessionId, priorityClass: request.caller.priorityClass }, pick, signal)) {
+      for await (const event of generate(
+        deps.clients,
+        { ...work, sessionId: request.sessionId, priorityClass: request.caller.priorityClass },
+        pick,
+        signal,
+      )) {
         if (event.$case === "delta") {
           output.add(event.value.tokenCount);
           if (firstText) {
@@ -252,7 +271,11 @@ export interface EmbeddingResult {
 
 /** Runs an embeddings request through admission and routing to a worker's Embed. */
 export async function runEmbedding(deps: FlowDeps, request: EmbeddingFlowRequest, clientSignal: AbortSignal): Promise<EmbeddingResult> {
-  trace.getActiveSpan()?.setAttributes({ "gen_ai.operation.name": "embeddings", "gen_ai.request.model": request.model, "infermesh.request_id": request.requestId });
+  trace.getActiveSpan()?.setAttributes({
+    "gen_ai.operation.name": "embeddings",
+    "gen_ai.request.model": request.model,
+    "infermesh.request_id": request.requestId,
+  });
   const deadline = withDeadline(clientSignal, deps.requestTimeoutMs);
   try {
     return await embed(deps, request, deadline.signal);

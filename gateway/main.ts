@@ -31,7 +31,13 @@ try {
   const catalog = new ModelCatalog(clients, config.modelCacheMs);
   const flow: FlowDeps = { clients, catalog, metrics: createFlowMetrics(registry), requestTimeoutMs: config.requestTimeoutMs };
   const access = new AccessControl(
-    { auth: config.auth, keys: new ApiKeys(config.apiKeys), profiles: config.profiles, aliases: config.aliases, defaultProfile: config.defaultProfile },
+    {
+      auth: config.auth,
+      keys: new ApiKeys(config.apiKeys),
+      profiles: config.profiles,
+      aliases: config.aliases,
+      defaultProfile: config.defaultProfile,
+    },
     catalog,
   );
   const cache = config.responseCache ? new ResponseCache(config.responseCacheMaxBytes, config.responseCacheTtlMs, registry) : undefined;
@@ -65,7 +71,10 @@ try {
     ready: async () => (await catalog.list()).length > 0,
   });
   const address = await http.listen({ host: config.host, port: config.port });
-  logger.info({ url: address, grpcPort: grpc.port, auth: config.auth, apiKeys: config.apiKeys.length }, `infermesh gateway ready at ${address}`);
+  logger.info(
+    { url: address, grpcPort: grpc.port, auth: config.auth, apiKeys: config.apiKeys.length },
+    `infermesh gateway ready at ${address}`,
+  );
   const log = logger;
   exitOnSignals(log, async () => {
     grpc.setServing(false);

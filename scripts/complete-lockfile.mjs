@@ -11,7 +11,15 @@ const path = new URL("../package-lock.json", import.meta.url);
 const lock = JSON.parse(readFileSync(path, "utf8"));
 const platformOf = (name) => {
   const os = /darwin|mac-/.test(name) ? "darwin" : /win32|win-/.test(name) ? "win32" : /linux/.test(name) ? "linux" : undefined;
-  const cpu = /arm64|aarch64/.test(name) ? "arm64" : /armv7/.test(name) ? "arm" : /riscv64/.test(name) ? "riscv64" : /x64/.test(name) ? "x64" : undefined;
+  const cpu = /arm64|aarch64/.test(name)
+    ? "arm64"
+    : /armv7/.test(name)
+      ? "arm"
+      : /riscv64/.test(name)
+        ? "riscv64"
+        : /x64/.test(name)
+          ? "x64"
+          : undefined;
   return os && cpu ? { os: [os], cpu: [cpu] } : undefined;
 };
 let added = 0;

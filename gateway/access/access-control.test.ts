@@ -17,7 +17,9 @@ const keys = {
 const access = new AccessControl(
   {
     auth: "off",
-    keys: new ApiKeys(Object.entries(keys).map(([priority, key]) => apiKeySchema.parse({ name: priority, key, tenant: priority, priority }))),
+    keys: new ApiKeys(
+      Object.entries(keys).map(([priority, key]) => apiKeySchema.parse({ name: priority, key, tenant: priority, priority })),
+    ),
     profiles: defaultProfiles,
     aliases: defaultAliases,
     defaultProfile: "balanced",
@@ -29,7 +31,14 @@ const { PRIORITY_CLASS_INTERACTIVE: INTERACTIVE, PRIORITY_CLASS_STANDARD: STANDA
 
 async function classOf(key: keyof typeof keys | undefined, settings: Partial<RequestSettings> = {}): Promise<PriorityClass> {
   const identity = key === undefined ? undefined : access.authenticate(`Bearer ${keys[key]}`);
-  const resolved = await access.resolve(identity, { model: "m", profileHeader: undefined, priorityHeader: undefined, maxTokens: undefined, user: "u", ...settings });
+  const resolved = await access.resolve(identity, {
+    model: "m",
+    profileHeader: undefined,
+    priorityHeader: undefined,
+    maxTokens: undefined,
+    user: "u",
+    ...settings,
+  });
   return resolved.caller.priorityClass;
 }
 

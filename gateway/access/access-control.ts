@@ -78,9 +78,7 @@ export class AccessControl {
     if (identity || this.settings.auth === "off") return identity;
     throw new ApiError(
       Status.UNAUTHENTICATED,
-      token === undefined
-        ? "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-        : "Incorrect API key provided.",
+      token === undefined ? "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'." : "Incorrect API key provided.",
       { code: "invalid_api_key" },
     );
   }
@@ -129,10 +127,14 @@ export class AccessControl {
       const served = new Set((await this.catalog.list(signal)).map((entry) => entry.id));
       const candidates = profile.models.filter((id) => served.has(id));
       if (candidates.length === 0) {
-        throw new ApiError(Status.UNAVAILABLE, `No worker serves a model of the ${profileName} profile (${profile.models.join(", ")}) right now.`, {
-          code: "model_unavailable",
-          retryAfterMs: 1_000,
-        });
+        throw new ApiError(
+          Status.UNAVAILABLE,
+          `No worker serves a model of the ${profileName} profile (${profile.models.join(", ")}) right now.`,
+          {
+            code: "model_unavailable",
+            retryAfterMs: 1_000,
+          },
+        );
       }
       model = candidates[0]!;
       if (profile.routerChoosesModel) alternativeModels = candidates.slice(1);

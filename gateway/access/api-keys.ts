@@ -21,7 +21,10 @@ export const apiKeySchema = z
     /** Shown in logs and metrics instead of the key. */
     name: z.string().min(1),
     key: z.string().min(16, "an API key has at least 16 characters").optional(),
-    keySha256: z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits").optional(),
+    keySha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits")
+      .optional(),
     /** The tenant the key's requests are charged to (fairness, limits). */
     tenant: z
       .string()

@@ -1,7 +1,7 @@
-import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
+import type { CallContext, ServiceImplementation } from "nice-grpc";
 import { randomUUID } from "node:crypto";
 import { SamplingParams, type ToolCall } from "../../gen/infermesh/common/v1/common.js";
-import { ChatServiceDefinition, type ChatRequest, type ChatResponse, type StreamChatResponse } from "../../gen/infermesh/gateway/v1/chat_service.js";
+import type { ChatServiceDefinition, ChatRequest, ChatResponse, StreamChatResponse } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { AccessControl } from "../access/access-control.js";
 import { flowRequestFor, runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
@@ -28,7 +28,12 @@ export function createChatService(deps: FlowDeps, access: AccessControl): Servic
       resolved,
       request.user,
       "chat",
-      GenerateRequest.create({ ...values, requestId: randomUUID(), model: resolved.model, sampling: { ...values.sampling, maxTokens: resolved.maxTokens } }),
+      GenerateRequest.create({
+        ...values,
+        requestId: randomUUID(),
+        model: resolved.model,
+        sampling: { ...values.sampling, maxTokens: resolved.maxTokens },
+      }),
     );
   }
 
@@ -70,9 +75,14 @@ export function createChatService(deps: FlowDeps, access: AccessControl): Servic
             return { event: { $case: "delta", value: { id, content: text, reasoningContent: reasoningText, toolCalls: [] } } };
           }
           if (event.$case === "finished") {
-            const finished: StreamChatResponse = { event: { $case: "finished", value: { id, model, finishReason: event.value.finishReason, usage: event.value.usage } } };
+            const finished: StreamChatResponse = {
+              event: { $case: "finished", value: { id, model, finishReason: event.value.finishReason, usage: event.value.usage } },
+            };
             if (calls.length === 0) return finished;
-            return [{ event: { $case: "delta", value: { id, content: "", reasoningContent: "", toolCalls: calls.filter(Boolean) } } }, finished];
+            return [
+              { event: { $case: "delta", value: { id, content: "", reasoningContent: "", toolCalls: calls.filter(Boolean) } } },
+              finished,
+            ];
           }
           return undefined;
         },

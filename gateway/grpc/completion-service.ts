@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
+import type { CallContext, ServiceImplementation } from "nice-grpc";
 import { ReasoningEffort, SamplingParams } from "../../gen/infermesh/common/v1/common.js";
-import {
+import type {
   CompletionServiceDefinition,
-  type CompleteRequest,
-  type CompleteResponse,
-  type StreamCompleteResponse,
+  CompleteRequest,
+  CompleteResponse,
+  StreamCompleteResponse,
 } from "../../gen/infermesh/gateway/v1/completion_service.js";
 import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { AccessControl } from "../access/access-control.js";
@@ -31,7 +31,12 @@ export function createCompletionService(deps: FlowDeps, access: AccessControl): 
       resolved,
       request.user,
       "text_completion",
-      GenerateRequest.create({ ...values, requestId: randomUUID(), model: resolved.model, sampling: { ...values.sampling, maxTokens: resolved.maxTokens } }),
+      GenerateRequest.create({
+        ...values,
+        requestId: randomUUID(),
+        model: resolved.model,
+        sampling: { ...values.sampling, maxTokens: resolved.maxTokens },
+      }),
     );
   }
   const idOf = (flow: GenerationFlowRequest) => `cmpl-${flow.generate.requestId.replaceAll("-", "")}`;

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ServerError, Status, type ServiceImplementation } from "nice-grpc";
-import { EmbeddingServiceDefinition, type EmbedResponse } from "../../gen/infermesh/gateway/v1/embedding_service.js";
+import type { EmbeddingServiceDefinition, EmbedResponse } from "../../gen/infermesh/gateway/v1/embedding_service.js";
 import type { AccessControl } from "../access/access-control.js";
 import { runEmbedding, type FlowDeps } from "../generation-flow.js";
 import { maxEmbeddingInputs } from "../../services/common/request-limits.js";
@@ -20,7 +20,11 @@ export function createEmbeddingService(deps: FlowDeps, access: AccessControl): S
           { requestId: randomUUID(), model: resolved.model, inputs: request.inputs, caller: resolved.caller, sessionId: request.user },
           context.signal,
         );
-        return { model: resolved.model, embeddings: result.vectors.map((values) => ({ values: [...values] })), promptTokens: result.promptTokens };
+        return {
+          model: resolved.model,
+          embeddings: result.vectors.map((values) => ({ values: [...values] })),
+          promptTokens: result.promptTokens,
+        };
       } catch (error) {
         asServerError(error);
       }

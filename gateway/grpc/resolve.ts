@@ -22,7 +22,8 @@ export function validateCall(values: GenerationValues): void {
   } catch (error) {
     asServerError(error);
   }
-  if ((values.sampling.n ?? 1) !== 1) throw new ServerError(Status.INVALID_ARGUMENT, "Invalid value for 'n': n above 1 is served by the HTTP API only");
+  if ((values.sampling.n ?? 1) !== 1)
+    throw new ServerError(Status.INVALID_ARGUMENT, "Invalid value for 'n': n above 1 is served by the HTTP API only");
 }
 
 /** Applies the call's key (metadata `authorization`), the model alias, the profile and the priority (metadata `x-infermesh-priority`). */
@@ -64,7 +65,7 @@ export async function* relayEvents<Response>(
   let started = false;
   try {
     for (;;) {
-      let next;
+      let next: IteratorResult<GenerationEvent>;
       try {
         next = await events.next();
       } catch (error) {

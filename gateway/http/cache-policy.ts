@@ -29,7 +29,13 @@ export function responseCacheKey(
     return undefined;
   }
   const answerFields = Object.fromEntries(Object.entries(body).filter(([key]) => !deliveryFields.has(key)));
-  const scope = [request.routeOptions.url, resolved.caller.tenantId, resolved.model, ...resolved.alternativeModels, resolved.maxTokens].join("|");
+  const scope = [
+    request.routeOptions.url,
+    resolved.caller.tenantId,
+    resolved.model,
+    ...resolved.alternativeModels,
+    resolved.maxTokens,
+  ].join("|");
   return cacheKey(scope, canonicalJson(answerFields));
 }
 
@@ -37,7 +43,12 @@ export function responseCacheKey(
  * Answers from the cache when it holds `key`: the stored body with a fresh id and
  * creation time. Returns whether it answered.
  */
-export async function replyFromCache(deps: HttpDeps, key: string | undefined, reply: FastifyReply, fresh: { id: string; created: number }): Promise<boolean> {
+export async function replyFromCache(
+  deps: HttpDeps,
+  key: string | undefined,
+  reply: FastifyReply,
+  fresh: { id: string; created: number },
+): Promise<boolean> {
   if (key === undefined || !deps.cache) return false;
   const cached = deps.cache.get(key);
   reply.header("x-infermesh-cache", cached === undefined ? "miss" : "hit");

@@ -29,7 +29,8 @@ export interface HttpServerDeps extends HttpDeps {
 /** An incoming x-request-id is kept when it is a plain token; anything else is replaced. */
 const acceptableRequestId = /^[\w.:/-]{1,128}$/;
 
-const isLoopback = (address: string | undefined) => address === "::1" || address === "::ffff:127.0.0.1" || (address?.startsWith("127.") ?? false);
+const isLoopback = (address: string | undefined) =>
+  address === "::1" || address === "::ffff:127.0.0.1" || (address?.startsWith("127.") ?? false);
 
 /** Deepest nesting of objects and arrays a JSON body may have. */
 const maxBodyDepth = 64;
@@ -54,7 +55,12 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     keepAliveTimeout: 72_000,
     // A URL the router cannot even decode ("/v1/models/%ff") gets the OpenAI shape too.
     frameworkErrors: (error, request, reply) => {
-      void sendError(reply, new ApiError(Status.NOT_FOUND, `Unknown request URL: ${request.method} ${request.url.split("?")[0]} (${error.message})`, { code: "unknown_url" }));
+      void sendError(
+        reply,
+        new ApiError(Status.NOT_FOUND, `Unknown request URL: ${request.method} ${request.url.split("?")[0]} (${error.message})`, {
+          code: "unknown_url",
+        }),
+      );
     },
   });
   // JSON bodies: nesting is bounded before parsing, so nothing later (parsing, schema
@@ -64,7 +70,12 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, text, done) => {
     const depth = nestingDepth(text as string);
     if (depth > maxBodyDepth) {
-      done(new ApiError(Status.INVALID_ARGUMENT, `the request body nests ${depth} levels deep; at most ${maxBodyDepth}`, { code: "invalid_json" }), undefined);
+      done(
+        new ApiError(Status.INVALID_ARGUMENT, `the request body nests ${depth} levels deep; at most ${maxBodyDepth}`, {
+          code: "invalid_json",
+        }),
+        undefined,
+      );
       return;
     }
     parseJson(request, text as string, done);
@@ -92,13 +103,23 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error);
     if (error.statusCode === 413) {
-      return sendError(reply, new ApiError(Status.INVALID_ARGUMENT, `the request body is larger than ${deps.bodyLimitBytes} bytes`, { code: "request_too_large" }), 413);
+      return sendError(
+        reply,
+        new ApiError(Status.INVALID_ARGUMENT, `the request body is larger than ${deps.bodyLimitBytes} bytes`, {
+          code: "request_too_large",
+        }),
+        413,
+      );
     }
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       // Fastify's own client errors: malformed JSON, wrong content type, and so on.
       const invalidJson = error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError;
       const message = invalidJson ? `the request body is not valid JSON: ${error.message}` : error.message;
-      return sendError(reply, new ApiError(Status.INVALID_ARGUMENT, message, { code: invalidJson ? "invalid_json" : undefined }), error.statusCode);
+      return sendError(
+        reply,
+        new ApiError(Status.INVALID_ARGUMENT, message, { code: invalidJson ? "invalid_json" : undefined }),
+        error.statusCode,
+      );
     }
     const apiError = toApiError(error);
     if (apiError.status === Status.INTERNAL) request.log.error({ err: error }, "request failed");
@@ -106,7 +127,10 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   });
 
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new ApiError(Status.NOT_FOUND, `Unknown request URL: ${request.method} ${request.url.split("?")[0]}`, { code: "unknown_url" })),
+    sendError(
+      reply,
+      new ApiError(Status.NOT_FOUND, `Unknown request URL: ${request.method} ${request.url.split("?")[0]}`, { code: "unknown_url" }),
+    ),
   );
 
   registerChatCompletions(app, deps);

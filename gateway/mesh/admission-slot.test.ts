@@ -21,5 +21,8 @@ test("a rate limit is the caller's 429; the server's capacity and a stopping adm
     assert.equal(error.details.code, code, RejectReason[reason]);
     assert.equal(error.details.retryAfterMs, 2_500);
   }
-  assert.equal(rejectionError({ reason: RejectReason.REJECT_REASON_QUEUE_FULL, message: "no", retryAfterMs: 1 }).status, Status.UNAVAILABLE);
+  assert.equal(
+    rejectionError({ reason: RejectReason.REJECT_REASON_QUEUE_FULL, message: "no", retryAfterMs: 1 }).status,
+    Status.UNAVAILABLE,
+  );
 });

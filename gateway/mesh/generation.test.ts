@@ -13,7 +13,9 @@ import { generate, type GenerationEvent } from "./generation.js";
 type Script = (signal: AbortSignal) => AsyncGenerator<GenerateResponse>;
 
 const started: GenerateResponse = { event: { $case: "started", value: { workerId: "w", model: "m", promptTokens: 1, cachedTokens: 0 } } };
-const delta: GenerateResponse = { event: { $case: "delta", value: { index: 0, text: "hi", reasoningText: "", tokenCount: 1, logprobs: [], toolCalls: [] } } };
+const delta: GenerateResponse = {
+  event: { $case: "delta", value: { index: 0, text: "hi", reasoningText: "", tokenCount: 1, logprobs: [], toolCalls: [] } },
+};
 const finished: GenerateResponse = { event: { $case: "finished", value: { finishReason: 1, usage: undefined } } };
 const unavailable = () => new ClientError("/Generate", Status.UNAVAILABLE, "draining");
 
@@ -32,7 +34,10 @@ function mesh(scripts: Record<string, Script>) {
   return { clients, calls, signals };
 }
 
-const pickOf = (...addresses: string[]) => ({ candidates: addresses.map((address) => ({ workerId: address, address, score: 1, model: "", scores: {} })), reason: "" });
+const pickOf = (...addresses: string[]) => ({
+  candidates: addresses.map((address) => ({ workerId: address, address, score: 1, model: "", scores: {} })),
+  reason: "",
+});
 const request = { requestId: "r", model: "m" } as GenerateRequest;
 const collect = async (events: AsyncIterable<GenerationEvent>) => {
   const cases: string[] = [];
@@ -51,7 +56,11 @@ test("a worker that fails before its first event is skipped for the next candida
       yield finished;
     },
   });
-  assert.deepEqual(await collect(generate(clients, request, pickOf("a", "b"), new AbortController().signal)), ["started", "delta", "finished"]);
+  assert.deepEqual(await collect(generate(clients, request, pickOf("a", "b"), new AbortController().signal)), [
+    "started",
+    "delta",
+    "finished",
+  ]);
   assert.deepEqual(calls, ["a", "b"]);
 });
 
@@ -96,7 +105,10 @@ test("after the first event a failure ends the stream with an error event, witho
   });
   const events: GenerationEvent[] = [];
   for await (const event of generate(clients, request, pickOf("a", "b"), new AbortController().signal)) events.push(event);
-  assert.deepEqual(events.map((event) => event.$case), ["started", "delta", "error"]);
+  assert.deepEqual(
+    events.map((event) => event.$case),
+    ["started", "delta", "error"],
+  );
   const last = events.at(-1)!;
   assert.ok(last.$case === "error" && last.value.statusCode === Status.UNAVAILABLE && last.value.retryable);
   assert.deepEqual(calls, ["a"]);
@@ -124,6 +136,7 @@ test("stopping before the last event cancels the worker's call; stopping at it l
   for await (const event of generate(clients, request, pickOf("early"), new AbortController().signal)) if (event.$case === "started") break;
   assert.ok(cancelledEarly, "the worker's stream was closed");
   cancelledAfterEnd = true;
-  for await (const event of generate(clients, request, pickOf("whole"), new AbortController().signal)) if (event.$case === "finished") break;
+  for await (const event of generate(clients, request, pickOf("whole"), new AbortController().signal))
+    if (event.$case === "finished") break;
   assert.equal(cancelledAfterEnd, false, "the worker's stream ran to its end");
 });

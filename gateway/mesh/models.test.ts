@@ -13,7 +13,16 @@ function routerWith(workers: { current: WorkerStatus[] }) {
 }
 
 const worker = (model: string, state = ServingState.SERVING_STATE_SERVING): WorkerStatus => ({
-  registration: { workerId: `w-${model}`, address: "a:1", models: [{ id: model, engine: "llamacpp", contextTokens: 512, description: "" }], device: "cpu", maxSequences: 1, state, sendsKvEvents: false, tensorParallelSize: 1 },
+  registration: {
+    workerId: `w-${model}`,
+    address: "a:1",
+    models: [{ id: model, engine: "llamacpp", contextTokens: 512, description: "" }],
+    device: "cpu",
+    maxSequences: 1,
+    state,
+    sendsKvEvents: false,
+    tensorParallelSize: 1,
+  },
   load: LoadReport.create({ state }),
   reportAgeMs: 0,
   draining: false,
@@ -23,7 +32,10 @@ const worker = (model: string, state = ServingState.SERVING_STATE_SERVING): Work
 test("lists the models of serving workers only, once each, sorted", async () => {
   const fleet = { current: [worker("b"), worker("a"), worker("a"), worker("c", ServingState.SERVING_STATE_DRAINING)] };
   const catalog = new ModelCatalog(routerWith(fleet).clients, 60_000);
-  assert.deepEqual((await catalog.list()).map((model) => model.id), ["a", "b"]);
+  assert.deepEqual(
+    (await catalog.list()).map((model) => model.id),
+    ["a", "b"],
+  );
 });
 
 test("reuses the list within its lifetime but looks again on a miss", async () => {

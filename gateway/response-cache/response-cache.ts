@@ -69,7 +69,9 @@ export function canonicalJson(value: unknown, prose = false): string {
   if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item, prose)).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const record = value as Record<string, unknown>;
-    const keys = Object.keys(record).filter((key) => record[key] !== undefined).sort();
+    const keys = Object.keys(record)
+      .filter((key) => record[key] !== undefined)
+      .sort();
     return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson(record[key], proseFields.has(key))}`).join(",")}}`;
   }
   return JSON.stringify(value) ?? "null";

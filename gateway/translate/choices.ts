@@ -39,7 +39,11 @@ export const streamErrorOf = (event: Extract<GenerationEvent, { $case: "error" }
  * Gathers a generation's events into its choices, in index order. A terminal error
  * event is thrown as an ApiError: a whole answer either arrives or fails.
  */
-export async function collectGeneration(events: AsyncIterable<GenerationEvent>, requestedModel: string, choiceCount: number): Promise<CollectedGeneration> {
+export async function collectGeneration(
+  events: AsyncIterable<GenerationEvent>,
+  requestedModel: string,
+  choiceCount: number,
+): Promise<CollectedGeneration> {
   let model = requestedModel;
   const choices = Array.from({ length: choiceCount }, (_, index) => newChoice(index));
   let usage: Usage | undefined;

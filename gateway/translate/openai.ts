@@ -4,7 +4,7 @@ import {
   ChatMessage,
   FinishReason,
   ReasoningEffort,
-  ResponseFormat,
+  type ResponseFormat,
   SamplingParams,
   Tool,
   type ModelInfo,
@@ -87,7 +87,11 @@ export function toChatMessage(message: ChatCompletionMessage): ChatMessage {
         role: "assistant",
         content: contentText(message.content),
         name: message.name,
-        toolCalls: (message.tool_calls ?? []).map((call) => ({ id: call.id, name: call.function.name, arguments: call.function.arguments })),
+        toolCalls: (message.tool_calls ?? []).map((call) => ({
+          id: call.id,
+          name: call.function.name,
+          arguments: call.function.arguments,
+        })),
         reasoningContent: message.reasoning_content ?? "",
       });
     case "tool":
@@ -133,7 +137,9 @@ export function toReasoningEffort(effort: ChatCompletionBody["reasoning_effort"]
 export function toResponseFormat(format: ChatCompletionBody["response_format"]): ResponseFormat | undefined {
   if (format == null || format.type === "text") return undefined;
   if (format.type === "json_object") return { format: { $case: "jsonObject", value: {} } };
-  return { format: { $case: "jsonSchema", value: { name: format.json_schema.name, schemaJson: JSON.stringify(format.json_schema.schema ?? {}) } } };
+  return {
+    format: { $case: "jsonSchema", value: { name: format.json_schema.name, schemaJson: JSON.stringify(format.json_schema.schema ?? {}) } },
+  };
 }
 
 /** OpenAI's finish_reason. A cancelled or failed choice never reaches a client as a reason. */

@@ -17,7 +17,9 @@ import { ApiError } from "../errors.js";
  * less its routing fields, with sampling as asked (max_tokens before a profile caps it).
  * A chat has messages and no prompt; a completion a prompt and no messages.
  */
-export type GenerationValues = Pick<GenerateRequest, "messages" | "prompt" | "tools" | "toolChoice" | "reasoningEffort"> & { sampling: SamplingParams };
+export type GenerationValues = Pick<GenerateRequest, "messages" | "prompt" | "tools" | "toolChoice" | "reasoningEffort"> & {
+  sampling: SamplingParams;
+};
 
 /** The largest max_tokens and top_k a request may name (and the proto's 32 bits can carry). */
 const maxCount = 2_147_483_647;
@@ -88,11 +90,14 @@ function validateMessages(messages: readonly ChatMessage[]): void {
   for (const [index, message] of messages.entries()) {
     const at = `messages[${index}]`;
     if (!roles.has(message.role)) throw invalid(`${at}.role`, "must be one of system, developer, user, assistant, tool");
-    if (message.role === "tool" && message.toolCallId === "") throw invalid(`${at}.tool_call_id`, "a tool message needs the tool_call_id it answers");
-    if (message.role !== "assistant" && message.toolCalls.length > 0) throw invalid(`${at}.tool_calls`, "only an assistant message calls tools");
+    if (message.role === "tool" && message.toolCallId === "")
+      throw invalid(`${at}.tool_call_id`, "a tool message needs the tool_call_id it answers");
+    if (message.role !== "assistant" && message.toolCalls.length > 0)
+      throw invalid(`${at}.tool_calls`, "only an assistant message calls tools");
     for (const [call, toolCall] of message.toolCalls.entries()) {
       if (toolCall.id === "") throw invalid(`${at}.tool_calls[${call}].id`, "must not be empty");
-      if (!toolName.test(toolCall.name)) throw invalid(`${at}.tool_calls[${call}].function.name`, "a function name is 1 to 64 letters, digits, underscores or dashes");
+      if (!toolName.test(toolCall.name))
+        throw invalid(`${at}.tool_calls[${call}].function.name`, "a function name is 1 to 64 letters, digits, underscores or dashes");
     }
   }
 }
@@ -101,7 +106,8 @@ function validateTools(tools: readonly Tool[], toolChoice: string): void {
   if (tools.length > maxTools) throw invalid("tools", `at most ${maxTools} tools`);
   const names = new Set<string>();
   for (const [index, tool] of tools.entries()) {
-    if (!toolName.test(tool.name)) throw invalid(`tools[${index}].function.name`, "a function name is 1 to 64 letters, digits, underscores or dashes");
+    if (!toolName.test(tool.name))
+      throw invalid(`tools[${index}].function.name`, "a function name is 1 to 64 letters, digits, underscores or dashes");
     if (names.has(tool.name)) throw invalid(`tools[${index}].function.name`, `'${tool.name}' is offered twice`);
     names.add(tool.name);
     if (tool.parametersJson !== "") {
@@ -111,5 +117,6 @@ function validateTools(tools: readonly Tool[], toolChoice: string): void {
   }
   if (toolChoice === "" || toolChoice === "none" || toolChoice === "auto") return;
   if (tools.length === 0) throw invalid("tool_choice", "tool_choice needs tools");
-  if (toolChoice !== "required" && !names.has(toolChoice)) throw invalid("tool_choice", `tool_choice names '${toolChoice}', which is not among the tools`);
+  if (toolChoice !== "required" && !names.has(toolChoice))
+    throw invalid("tool_choice", `tool_choice names '${toolChoice}', which is not among the tools`);
 }

@@ -40,7 +40,15 @@ function setup() {
   /** Starts one Acquire call; its generator is driven by hand. */
   const call = () => {
     const requests = pushable<AcquireRequest>({ objectMode: true });
-    requests.push(AcquireRequest.create({ requestId: "r", tenantId: "t", priorityClass: PriorityClass.PRIORITY_CLASS_STANDARD, model: "m", estimatedInputTokens: 10 }));
+    requests.push(
+      AcquireRequest.create({
+        requestId: "r",
+        tenantId: "t",
+        priorityClass: PriorityClass.PRIORITY_CLASS_STANDARD,
+        model: "m",
+        estimatedInputTokens: 10,
+      }),
+    );
     const context = { signal: new AbortController().signal } as CallContext;
     const events = (service.acquire(requests, context) as AsyncGenerator<AcquireResponse>)[Symbol.asyncIterator]();
     return { events, requests };

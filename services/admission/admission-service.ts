@@ -1,11 +1,7 @@
 import { forever, isAbortError } from "abort-controller-x";
 import { pushable } from "it-pushable";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
-import {
-  type AcquireRequest,
-  type AcquireResponse,
-  AdmissionServiceDefinition,
-} from "../../gen/infermesh/admission/v1/admission_service.js";
+import type { AcquireRequest, AcquireResponse, AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import type { Logger } from "../common/logger.js";
 import type { AdmissionStats } from "./admission-stats.js";
@@ -23,9 +19,7 @@ export interface AdmissionServiceDeps {
 }
 
 /** AdmissionService: a granted slot is held until the caller closes its side of the Acquire stream. */
-export function createAdmissionService(
-  deps: AdmissionServiceDeps,
-): ServiceImplementation<typeof AdmissionServiceDefinition> {
+export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImplementation<typeof AdmissionServiceDefinition> {
   const { scheduler, stats, logger } = deps;
 
   return {
@@ -44,7 +38,11 @@ export function createAdmissionService(
       if (!("release" in charge)) {
         stats.record(className, "rate_limited");
         logger.debug({ request_id: request.requestId, tenant: tenantId, limit: charge.limit }, "rate limited");
-        yield rejectedEvent("rate_limited", `Rate limit reached for tenant ${tenantId} on ${charge.limit.replaceAll("_", " ")}; retry later.`, charge.retryAfterMs);
+        yield rejectedEvent(
+          "rate_limited",
+          `Rate limit reached for tenant ${tenantId} on ${charge.limit.replaceAll("_", " ")}; retry later.`,
+          charge.retryAfterMs,
+        );
         return;
       }
 
@@ -115,7 +113,7 @@ export function createAdmissionService(
     );
     try {
       yield* queued;
-      let result;
+      let result: Awaited<typeof outcome>;
       try {
         result = await outcome;
       } catch (error) {
@@ -165,6 +163,9 @@ function isUsageReport(message: AcquireRequest): boolean {
 
 function rejectedEvent(rejection: Rejection, message: string, retryAfterMs: number): AcquireResponse {
   return {
-    event: { $case: "rejected", value: { reason: rejectReasonOf[rejection], message, retryAfterMs: Math.max(1, Math.round(retryAfterMs)) } },
+    event: {
+      $case: "rejected",
+      value: { reason: rejectReasonOf[rejection], message, retryAfterMs: Math.max(1, Math.round(retryAfterMs)) },
+    },
   };
 }

@@ -105,7 +105,8 @@ export class AdmissionStats {
       rejectedTotal: this.rejected[className],
       oldestQueuedAgeMs: Math.round(scheduler.oldestQueuedAgeMs(className)),
     }));
-    const sum = (field: "inFlight" | "queued" | "grantedTotal" | "rejectedTotal") => classes.reduce((total, entry) => total + entry[field], 0);
+    const sum = (field: "inFlight" | "queued" | "grantedTotal" | "rejectedTotal") =>
+      classes.reduce((total, entry) => total + entry[field], 0);
     return {
       inFlight: sum("inFlight"),
       queued: sum("queued"),

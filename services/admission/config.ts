@@ -64,8 +64,7 @@ export const admissionConfigSchema = z.object({
 
 export type AdmissionConfig = ReturnType<typeof loadAdmissionConfig>;
 
-export const loadAdmissionConfig = (sources: ConfigSources) =>
-  loadConfig(admissionConfigSchema, sources, "INFERMESH_ADMISSION_");
+export const loadAdmissionConfig = (sources: ConfigSources) => loadConfig(admissionConfigSchema, sources, "INFERMESH_ADMISSION_");
 
 /** The per-class queue bounds out of the settings. */
 export const maxQueuePerClass = (config: AdmissionConfig): PerClass<number> => ({

@@ -55,7 +55,10 @@ try {
     const memoryGuard = createGrpcClient(MemoryGuardServiceDefinition, security.channel(config.memoryGuardAddress, "memory-guard"), 2_000);
     void watchMemory(memoryGuard, memory, logger, lifetime.signal);
   }
-  logger.info({ maxConcurrency: config.maxConcurrency, memoryGuard: config.memoryGuardAddress || "none", metricsPort: metrics.port }, "admission ready");
+  logger.info(
+    { maxConcurrency: config.maxConcurrency, memoryGuard: config.memoryGuardAddress || "none", metricsPort: metrics.port },
+    "admission ready",
+  );
   exitOnSignals(logger, async () => {
     grpc.setServing(false);
     lifetime.abort();

@@ -10,7 +10,13 @@ const { PRESSURE_LEVEL_NORMAL: NORMAL, PRESSURE_LEVEL_WARN: WARN, PRESSURE_LEVEL
 /** A snapshot of devices given as [used, total, level]. */
 function snapshot(...devices: [number, number, PressureLevel][]): WatchResponse {
   return {
-    devices: devices.map(([kvUsedTokens, kvTotalTokens, level], index) => ({ workerId: `w${index}`, device: "cuda:0", kvUsedTokens, kvTotalTokens, level })),
+    devices: devices.map(([kvUsedTokens, kvTotalTokens, level], index) => ({
+      workerId: `w${index}`,
+      device: "cuda:0",
+      kvUsedTokens,
+      kvTotalTokens,
+      level,
+    })),
     maxLevel: devices.reduce((max, [, , level]) => Math.max(max, level), NORMAL),
     fleetFreeTokens: devices.reduce((sum, [used, total]) => sum + total - used, 0),
   };
@@ -23,7 +29,11 @@ function setup(options: { staleMs?: number; batchHeadroomRatio?: number } = {}) 
     info: (_fields: object, message: string) => void logs.push({ level: "info", message }),
     warn: (_fields: object, message: string) => void logs.push({ level: "warn", message }),
   };
-  const gate = new MemoryGate(clock, { staleMs: options.staleMs ?? 10_000, batchHeadroomRatio: options.batchHeadroomRatio ?? 0.15 }, logger as never);
+  const gate = new MemoryGate(
+    clock,
+    { staleMs: options.staleMs ?? 10_000, batchHeadroomRatio: options.batchHeadroomRatio ?? 0.15 },
+    logger as never,
+  );
   let changes = 0;
   gate.onChange(() => (changes += 1));
   return { clock, gate, logs, changes: () => changes };
@@ -98,7 +108,10 @@ test("fail-safe: with the stream down the last snapshot holds for staleMs, then 
   assert.equal(gate.admits(200, false), true, "the concurrency cap alone gates");
   assert.equal(gate.shedsBatch, false);
   assert.equal(changes(), 2, "the scheduler is told, so that held requests are granted");
-  assert.deepEqual(logs.map((entry) => entry.level), ["warn"]);
+  assert.deepEqual(
+    logs.map((entry) => entry.level),
+    ["warn"],
+  );
   gate.disconnected(); // reconnect attempts keep failing
   clock.advance(60_000);
   assert.equal(logs.length, 1, "warned once");
@@ -106,7 +119,10 @@ test("fail-safe: with the stream down the last snapshot holds for staleMs, then 
   gate.update(snapshot([900, 1_000, WARN]));
   assert.equal(gate.active, true);
   assert.equal(gate.admits(200, false), false);
-  assert.deepEqual(logs.map((entry) => entry.level), ["warn", "info"]);
+  assert.deepEqual(
+    logs.map((entry) => entry.level),
+    ["warn", "info"],
+  );
 });
 
 test("a stream that comes back within staleMs keeps the gate active throughout", () => {

@@ -40,17 +40,19 @@ async function replaySpike(seed: number) {
   const send = (className: ClassName, then?: () => void) => {
     const sentAtMs = clock.now();
     const request = { tenantId: "t", className, kvNeedTokens: 0, queueTimeoutMs: 30_000 };
-    void scheduler.request(request, new AbortController().signal, () => {}).then((outcome) => {
-      if (outcome.kind === "granted") {
-        holds.push({ endsAtMs: clock.now() + holdMs(), slot: outcome.slot, then });
-        if (inSpike) spike.granted += 1;
-        return;
-      }
-      const waitedMs = clock.now() - sentAtMs;
-      if (inSpike && waitedMs > 0) spike.rejectedAfterWaiting.push({ className, waitedMs });
-      else if (inSpike) spike.rejectedAtOnce += 1;
-      then?.();
-    });
+    void scheduler
+      .request(request, new AbortController().signal, () => {})
+      .then((outcome) => {
+        if (outcome.kind === "granted") {
+          holds.push({ endsAtMs: clock.now() + holdMs(), slot: outcome.slot, then });
+          if (inSpike) spike.granted += 1;
+          return;
+        }
+        const waitedMs = clock.now() - sentAtMs;
+        if (inSpike && waitedMs > 0) spike.rejectedAfterWaiting.push({ className, waitedMs });
+        else if (inSpike) spike.rejectedAtOnce += 1;
+        then?.();
+      });
   };
   const settle = () => new Promise((resolve) => setImmediate(resolve));
   /** Runs to `untilMs` with Poisson arrivals at `perSecond`, releasing each slot when its hold ends. */
@@ -95,9 +97,14 @@ test("a spike to 3x capacity after a calm minute: rejections come at arrival, no
     const spike = await replaySpike(seed);
     const rejections = spike.rejectedAtOnce + spike.rejectedAfterWaiting.length;
     const late = spike.rejectedAfterWaiting;
-    const byClass = Object.fromEntries(classNames.map((className) => [className, late.filter((one) => one.className === className).length]));
+    const byClass = Object.fromEntries(
+      classNames.map((className) => [className, late.filter((one) => one.className === className).length]),
+    );
     // Before the scheduler estimated waits from the holds seen while full, ~1 % of them came 4-6 s late (batch, early in the spike).
-    assert.ok(late.length <= rejections / 500, `seed ${seed}: ${late.length} of ${rejections} rejections came after waiting ${JSON.stringify(byClass)}`);
+    assert.ok(
+      late.length <= rejections / 500,
+      `seed ${seed}: ${late.length} of ${rejections} rejections came after waiting ${JSON.stringify(byClass)}`,
+    );
     // The capacity is 16 grants a second; the spike lasts 60 s. Shedding must not leave slots idle.
     assert.ok(spike.granted >= 0.95 * 16 * 60, `seed ${seed}: ${spike.granted} grants in the spike`);
   }

@@ -41,12 +41,7 @@ interface Ticket {
   readonly outcome: Promise<SlotOutcome>;
 }
 
-function ask(
-  scheduler: Scheduler,
-  name: string,
-  request: Partial<SlotRequest> = {},
-  signal: AbortSignal = never,
-): Ticket {
+function ask(scheduler: Scheduler, name: string, request: Partial<SlotRequest> = {}, signal: AbortSignal = never): Ticket {
   const places: QueuePlace[] = [];
   const full: SlotRequest = { tenantId: "t", className: "standard", kvNeedTokens: 0, queueTimeoutMs: 60_000, ...request };
   return { name, places, outcome: scheduler.request(full, signal, (place) => places.push(place)) };
@@ -143,7 +138,11 @@ test("fairness: tenant B's one request is served within the first two grants alt
   assert.equal(single.places[0]!.position, 1, "B is told it is second in line");
   const order = await grantOrder(holder, [...flood, single]);
   assert.ok(order.indexOf("b") <= 1, order.join(","));
-  assert.deepEqual(order.filter((name) => name !== "b"), flood.map((ticket) => ticket.name), "A's own requests stay in order");
+  assert.deepEqual(
+    order.filter((name) => name !== "b"),
+    flood.map((ticket) => ticket.name),
+    "A's own requests stay in order",
+  );
 });
 
 test("a queued request times out after exactly its queue timeout and frees its place", async () => {
@@ -271,7 +270,10 @@ test("queue positions are reported when they change, at most once per interval, 
   const holder = await granted(ask(scheduler, "holder"));
   const waiters = Array.from({ length: 4 }, (_, index) => ask(scheduler, `w${index}`));
   const last = waiters[3]!;
-  assert.deepEqual(last.places.map((place) => place.position), [3]);
+  assert.deepEqual(
+    last.places.map((place) => place.position),
+    [3],
+  );
 
   clock.advance(100);
   holder.release(); // w0 granted: last is now at 2, but 100 ms after its first event
@@ -279,14 +281,21 @@ test("queue positions are reported when they change, at most once per interval, 
   clock.advance(399);
   assert.equal(last.places.length, 1);
   clock.advance(1);
-  assert.deepEqual(last.places.map((place) => place.position), [3, 2]);
+  assert.deepEqual(
+    last.places.map((place) => place.position),
+    [3, 2],
+  );
 
   const w0 = await granted(waiters[0]!);
   clock.advance(10);
   w0.release(); // last at 1
   (await granted(waiters[1]!)).release(); // last at 0: two moves inside one interval
   clock.advance(600);
-  assert.deepEqual(last.places.map((place) => place.position), [3, 2, 0], "one update with the latest position");
+  assert.deepEqual(
+    last.places.map((place) => place.position),
+    [3, 2, 0],
+    "one update with the latest position",
+  );
   clock.advance(5_000);
   assert.equal(last.places.length, 3, "no update without a change");
 });
@@ -297,10 +306,16 @@ test("a less urgent arrival does not move a waiter; a more urgent one does", asy
   const standard = ask(scheduler, "standard");
   ask(scheduler, "batch", { className: "batch" });
   clock.advance(1);
-  assert.deepEqual(standard.places.map((place) => place.position), [0]);
+  assert.deepEqual(
+    standard.places.map((place) => place.position),
+    [0],
+  );
   ask(scheduler, "interactive", { className: "interactive" });
   clock.advance(1);
-  assert.deepEqual(standard.places.map((place) => place.position), [0, 1]);
+  assert.deepEqual(
+    standard.places.map((place) => place.position),
+    [0, 1],
+  );
 });
 
 test("close() refuses queued and later requests; granted slots stay until released", async () => {
@@ -334,7 +349,10 @@ test("a double release frees one slot; per-class counts and the oldest wait foll
 /** A scheduler gated by a real MemoryGate whose snapshots the test feeds. */
 function gated(options: { capacity?: number; staleMs?: number } = {}) {
   const clock = new ManualClock();
-  const memory = new MemoryGate(clock, { staleMs: options.staleMs ?? 10_000, batchHeadroomRatio: 0.15 }, { info: () => undefined, warn: () => undefined } as never);
+  const memory = new MemoryGate(clock, { staleMs: options.staleMs ?? 10_000, batchHeadroomRatio: 0.15 }, {
+    info: () => undefined,
+    warn: () => undefined,
+  } as never);
   const scheduler = new Scheduler({
     capacity: options.capacity ?? 8,
     maxQueue: 100,
@@ -344,7 +362,11 @@ function gated(options: { capacity?: number; staleMs?: number } = {}) {
     memory,
   });
   const fleet = (usedTokens: number, level = PressureLevel.PRESSURE_LEVEL_NORMAL, totalTokens = 1_000) =>
-    memory.update({ devices: [{ workerId: "w", device: "cuda:0", kvUsedTokens: usedTokens, kvTotalTokens: totalTokens, level }], maxLevel: level, fleetFreeTokens: totalTokens - usedTokens });
+    memory.update({
+      devices: [{ workerId: "w", device: "cuda:0", kvUsedTokens: usedTokens, kvTotalTokens: totalTokens, level }],
+      maxLevel: level,
+      fleetFreeTokens: totalTokens - usedTokens,
+    });
   return { clock, memory, scheduler, fleet };
 }
 
@@ -443,7 +465,9 @@ test("interactive requests may overdraw the cap by the burst once the headroom i
   const { scheduler } = setup({ capacity: 10, interactiveHeadroom: 2, interactiveBurst: 2 });
   await granted(ask(scheduler, "first person", { className: "interactive" })).then((slot) => slot.release());
   const others = await Promise.all(Array.from({ length: 8 }, (_, index) => granted(ask(scheduler, `other-${index}`))));
-  const people = await Promise.all(Array.from({ length: 4 }, (_, index) => granted(ask(scheduler, `person-${index}`, { className: "interactive" }))));
+  const people = await Promise.all(
+    Array.from({ length: 4 }, (_, index) => granted(ask(scheduler, `person-${index}`, { className: "interactive" }))),
+  );
   assert.equal(scheduler.inFlightOf("interactive"), 4, "two in the headroom, two over the cap");
   const waitingPerson = ask(scheduler, "fifth person", { className: "interactive" });
   const waitingOther = ask(scheduler, "waiting other");

@@ -24,9 +24,7 @@ export interface Slot {
 export type SchedulerRejection = Exclude<Rejection, "rate_limited">;
 
 /** How a request for a slot ended. */
-export type SlotOutcome =
-  | { kind: "granted"; slot: Slot }
-  | { kind: "rejected"; rejection: SchedulerRejection; retryAfterMs: number };
+export type SlotOutcome = { kind: "granted"; slot: Slot } | { kind: "rejected"; rejection: SchedulerRejection; retryAfterMs: number };
 
 /** A waiting request's place, as the Queued event reports it. */
 export interface QueuePlace {
@@ -221,7 +219,8 @@ export class Scheduler {
   close(): void {
     this.closed = true;
     for (const className of classNames) {
-      for (const waiter of [...this.queues[className]]) waiter.settle({ kind: "rejected", rejection: "shutting_down", retryAfterMs: 1_000 });
+      for (const waiter of [...this.queues[className]])
+        waiter.settle({ kind: "rejected", rejection: "shutting_down", retryAfterMs: 1_000 });
     }
   }
 
@@ -255,7 +254,11 @@ export class Scheduler {
               // than when the timer fires (after the queue has settled, not inside its loop).
               queueMicrotask(() => {
                 if (settled) return;
-                waiter.settle({ kind: "rejected", rejection: "shed_early", retryAfterMs: Math.min(maxRetryAfterMs, estimatedWaitMs - leftMs) });
+                waiter.settle({
+                  kind: "rejected",
+                  rejection: "shed_early",
+                  retryAfterMs: Math.min(maxRetryAfterMs, estimatedWaitMs - leftMs),
+                });
                 this.afterLeaving(request.className);
               });
               return;
@@ -328,11 +331,13 @@ export class Scheduler {
    */
   private estimateWaitMs(ahead: number, className: ClassName = "interactive", mode: "plain" | "cautious" = "plain"): number {
     // Batch, the class to shed first, is also judged on the releases seen; the others on the full fleet's hold alone.
-    const releasesPerMs = mode === "cautious" && className === "batch" ? this.cautiousReleasesPerMs() : this.capacity / Math.max(1, this.queueHoldMs);
+    const releasesPerMs =
+      mode === "cautious" && className === "batch" ? this.cautiousReleasesPerMs() : this.capacity / Math.max(1, this.queueHoldMs);
     let urgentPerMs = 0;
     for (const other of classNames) {
       if (other === className) break;
-      urgentPerMs += mode === "cautious" ? Math.max(this.arrivalsPerMs(other), this.arrivalsPerMs(other, surgeWindowMs)) : this.arrivalsPerMs(other);
+      urgentPerMs +=
+        mode === "cautious" ? Math.max(this.arrivalsPerMs(other), this.arrivalsPerMs(other, surgeWindowMs)) : this.arrivalsPerMs(other);
     }
     const perMs = releasesPerMs - urgentPerMs;
     const releases = ahead + Math.max(1, this.totalInFlight - this.slotsFor(className) + 1);
@@ -406,7 +411,11 @@ export class Scheduler {
       if (urgencyOf(victimClass) <= urgencyOf(className)) return false;
       const victim = this.queues[victimClass].lastServed();
       if (!victim) continue;
-      victim.settle({ kind: "rejected", rejection: "shed_for_urgent", retryAfterMs: this.estimateWaitMs(this.positionOf(victim), victimClass) });
+      victim.settle({
+        kind: "rejected",
+        rejection: "shed_for_urgent",
+        retryAfterMs: this.estimateWaitMs(this.positionOf(victim), victimClass),
+      });
       this.positionsChanged(urgencyOf(victimClass));
       return true;
     }
@@ -435,7 +444,8 @@ export class Scheduler {
         this.meanHold = this.holdsMeasured === 0 ? heldMs : 0.9 * this.meanHold + 0.1 * heldMs;
         this.holdsMeasured += 1;
         if (grantedWhileFull) {
-          this.loadedHold = this.loadedHoldsMeasured === 0 ? heldMs : (1 - this.loadedHoldWeight) * this.loadedHold + this.loadedHoldWeight * heldMs;
+          this.loadedHold =
+            this.loadedHoldsMeasured === 0 ? heldMs : (1 - this.loadedHoldWeight) * this.loadedHold + this.loadedHoldWeight * heldMs;
           this.loadedHoldsMeasured += 1;
         }
         if (this.fullSinceMs !== undefined) {

@@ -56,7 +56,12 @@ test("keepConnected returns when the signal aborts during a connection, without 
 
 test("keepConnected does not connect when the signal is already aborted", async () => {
   let connects = 0;
-  await keepConnected(async () => void connects++, AbortSignal.abort(), () => assert.fail("no disconnect expected"), options);
+  await keepConnected(
+    async () => void connects++,
+    AbortSignal.abort(),
+    () => assert.fail("no disconnect expected"),
+    options,
+  );
   assert.equal(connects, 0);
 });
 

@@ -25,7 +25,11 @@ export class ManualClock implements Clock {
   setTimer(callback: () => void, delayMs: number) {
     const timer = { dueMs: this.timeMs + delayMs, callback, cancelled: false };
     this.timers.push(timer);
-    return { cancel: () => void (timer.cancelled = true) };
+    return {
+      cancel: () => {
+        timer.cancelled = true;
+      },
+    };
   }
 
   /** Moves time forward, firing due timers in order. */

@@ -85,18 +85,30 @@ test("booleans are spelled true/false/1/0 in env and flags", () => {
   assert.equal(load([], { TEST_VERBOSE: "1" }).verbose, true);
   assert.equal(load(["--verbose", "true"]).verbose, true);
   assert.equal(load(["--verbose", "0"], { TEST_VERBOSE: "true" }).verbose, false);
-  assert.match(configErrorOf(() => load(["--verbose", "yes"])), /setting "verbose" \(flag --verbose\)/);
+  assert.match(
+    configErrorOf(() => load(["--verbose", "yes"])),
+    /setting "verbose" \(flag --verbose\)/,
+  );
 });
 
 test("a bad value's error names the setting and where it came from", () => {
-  assert.match(configErrorOf(() => load(["--max-concurrency", "0"])), /setting "maxConcurrency" \(flag --max-concurrency\)/);
+  assert.match(
+    configErrorOf(() => load(["--max-concurrency", "0"])),
+    /setting "maxConcurrency" \(flag --max-concurrency\)/,
+  );
   assert.match(
     configErrorOf(() => load([], { TEST_MAX_CONCURRENCY: "100" })),
     /setting "maxConcurrency" \(environment variable TEST_MAX_CONCURRENCY\)/,
   );
   const path = file("bad.yaml", "port: 70000\n");
-  assert.match(configErrorOf(() => load(["--config", path])), new RegExp(`setting "port" \\(file ${path}\\)`));
-  assert.match(configErrorOf(() => load(["--port", "eighty"])), /setting "port" \(flag --port\)/);
+  assert.match(
+    configErrorOf(() => load(["--config", path])),
+    new RegExp(`setting "port" \\(file ${path}\\)`),
+  );
+  assert.match(
+    configErrorOf(() => load(["--port", "eighty"])),
+    /setting "port" \(flag --port\)/,
+  );
 });
 
 test("every bad setting is named in one error", () => {
@@ -106,8 +118,14 @@ test("every bad setting is named in one error", () => {
 });
 
 test("an unknown flag is rejected, naming it", () => {
-  assert.match(configErrorOf(() => load(["--max-concurency", "3"])), /invalid command line: .*--max-concurency/);
-  assert.match(configErrorOf(() => load(["stray"])), /invalid command line/);
+  assert.match(
+    configErrorOf(() => load(["--max-concurency", "3"])),
+    /invalid command line: .*--max-concurency/,
+  );
+  assert.match(
+    configErrorOf(() => load(["stray"])),
+    /invalid command line/,
+  );
 });
 
 test("an unknown key in the file is rejected, naming file and key", () => {
@@ -118,9 +136,18 @@ test("an unknown key in the file is rejected, naming file and key", () => {
 });
 
 test("a missing, malformed or non-mapping file is a ConfigError", () => {
-  assert.match(configErrorOf(() => load(["--config", join(dir, "absent.yaml")])), /cannot read config file .*ENOENT/);
-  assert.match(configErrorOf(() => load(["--config", file("broken.json", "{ port: ")])), /not valid JSON/);
-  assert.match(configErrorOf(() => load(["--config", file("list.yaml", "- 1\n- 2\n")])), /must hold a mapping/);
+  assert.match(
+    configErrorOf(() => load(["--config", join(dir, "absent.yaml")])),
+    /cannot read config file .*ENOENT/,
+  );
+  assert.match(
+    configErrorOf(() => load(["--config", file("broken.json", "{ port: ")])),
+    /not valid JSON/,
+  );
+  assert.match(
+    configErrorOf(() => load(["--config", file("list.yaml", "- 1\n- 2\n")])),
+    /must hold a mapping/,
+  );
 });
 
 test("the result is frozen", () => {
@@ -131,11 +158,17 @@ test("the result is frozen", () => {
   }, TypeError);
 });
 
-test(
-  "an integer setting with no digits is rejected, not read as 0",
-  () => {
-    assert.match(configErrorOf(() => load(["--port="])), /setting "port" \(flag --port\)/);
-    assert.match(configErrorOf(() => load(["--config", file("empty-port.yaml", "port:\n")])), /setting "port"/);
-    assert.match(configErrorOf(() => load(["--max-concurrency", "1e1"])), /setting "maxConcurrency"/);
-  },
-);
+test("an integer setting with no digits is rejected, not read as 0", () => {
+  assert.match(
+    configErrorOf(() => load(["--port="])),
+    /setting "port" \(flag --port\)/,
+  );
+  assert.match(
+    configErrorOf(() => load(["--config", file("empty-port.yaml", "port:\n")])),
+    /setting "port"/,
+  );
+  assert.match(
+    configErrorOf(() => load(["--max-concurrency", "1e1"])),
+    /setting "maxConcurrency"/,
+  );
+});

@@ -19,13 +19,31 @@ export class ConfigError extends Error {
 /** Integer setting; accepts numbers from files and (only) decimal digits from env and flags. */
 export const integer = (min: number, max: number) =>
   z
-    .union([z.number(), z.string().regex(/^-?\d+$/, "expected an integer").transform(Number)], { error: "expected an integer" })
+    .union(
+      [
+        z.number(),
+        z
+          .string()
+          .regex(/^-?\d+$/, "expected an integer")
+          .transform(Number),
+      ],
+      { error: "expected an integer" },
+    )
     .pipe(z.number().int().min(min).max(max));
 
 /** Number setting; accepts numbers from files and decimals such as 0.85 from env and flags. */
 export const decimal = (min: number, max: number) =>
   z
-    .union([z.number(), z.string().regex(/^-?\d+(\.\d+)?$/, "expected a number").transform(Number)], { error: "expected a number" })
+    .union(
+      [
+        z.number(),
+        z
+          .string()
+          .regex(/^-?\d+(\.\d+)?$/, "expected a number")
+          .transform(Number),
+      ],
+      { error: "expected a number" },
+    )
     .pipe(z.number().min(min).max(max));
 
 /** TCP port; 0 asks the OS for a free one. */

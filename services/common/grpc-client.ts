@@ -1,12 +1,5 @@
 import type { Channel } from "@grpc/grpc-js";
-import {
-  ClientError,
-  createClientFactory,
-  Status,
-  type Client,
-  type ClientMiddleware,
-  type CompatServiceDefinition,
-} from "nice-grpc";
+import { ClientError, createClientFactory, Status, type Client, type ClientMiddleware, type CompatServiceDefinition } from "nice-grpc";
 import { isAbortError } from "abort-controller-x";
 
 /**

@@ -112,7 +112,8 @@ export function addReflection(server: Server, serviceNames: readonly string[], i
       case "fileContainingExtension":
         return { $case: "errorResponse", value: { errorCode: notFound, errorMessage: "the contracts define no extensions" } };
       case "allExtensionNumbersOfType": {
-        if (index.fileDefining(asked.value) === undefined) return { $case: "errorResponse", value: { errorCode: notFound, errorMessage: `type ${asked.value} not found` } };
+        if (index.fileDefining(asked.value) === undefined)
+          return { $case: "errorResponse", value: { errorCode: notFound, errorMessage: `type ${asked.value} not found` } };
         return { $case: "allExtensionNumbersResponse", value: { baseTypeName: asked.value, extensionNumber: [] } };
       }
       default:

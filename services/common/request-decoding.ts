@@ -56,9 +56,14 @@ function explain(type: DescMessage | undefined, bytes: Uint8Array, error: unknow
 }
 
 const is64Bit = (scalar: ScalarType) =>
-  scalar === ScalarType.INT64 || scalar === ScalarType.UINT64 || scalar === ScalarType.SINT64 || scalar === ScalarType.FIXED64 || scalar === ScalarType.SFIXED64;
+  scalar === ScalarType.INT64 ||
+  scalar === ScalarType.UINT64 ||
+  scalar === ScalarType.SINT64 ||
+  scalar === ScalarType.FIXED64 ||
+  scalar === ScalarType.SFIXED64;
 
-const tooBig = (value: unknown) => typeof value === "bigint" && (value > BigInt(Number.MAX_SAFE_INTEGER) || value < -BigInt(Number.MAX_SAFE_INTEGER));
+const tooBig = (value: unknown) =>
+  typeof value === "bigint" && (value > BigInt(Number.MAX_SAFE_INTEGER) || value < -BigInt(Number.MAX_SAFE_INTEGER));
 
 /** The first field (proto names, e.g. "load.kv_used_tokens" or "prefix_block_hashes[3]") holding a 64-bit value past 2^53. */
 function oversizedInteger(type: DescMessage, message: Record<string, unknown>, prefix: string): string | undefined {

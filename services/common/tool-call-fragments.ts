@@ -19,4 +19,3 @@ export function joinToolCall(calls: ToolCall[], fragment: IndexedToolCall): void
   }
   known.arguments += part.arguments;
 }
-

@@ -19,7 +19,8 @@ try {
   } else {
     const pki = await ensureLocalPki(pkiDir, defaultTrustDomain);
     if (pki.issued.length > 0) say(`mesh CA and certificates for ${pki.issued.join(", ")} made in ${pkiDir}`);
-    for (const { file, notAfter } of pki.expiring) say(`warning: ${file} ends ${notAfter.toISOString()}; delete ${pkiDir} to make a new CA and certificates`);
+    for (const { file, notAfter } of pki.expiring)
+      say(`warning: ${file} ends ${notAfter.toISOString()}; delete ${pkiDir} to make a new CA and certificates`);
   }
   const supervisor = new Supervisor({
     nodeArgs: telemetryImport(),
@@ -52,10 +53,15 @@ try {
 
   const url = `http://${config.host}:${defaultPorts.gatewayHttp}`;
   for (let attempt = 0; !stopping; attempt += 1) {
-    const ready = await fetch(`${url}/readyz`).then((response) => response.ok, () => false);
+    const ready = await fetch(`${url}/readyz`).then(
+      (response) => response.ok,
+      () => false,
+    );
     if (ready) {
       const models = (await fetch(`${url}/v1/models`).then((response) => response.json())) as { data: { id: string }[] };
-      say(`ready: OpenAI API at ${url}/v1, gRPC API at ${config.host}:${defaultPorts.gatewayGrpc}; models: ${models.data.map((model) => model.id).join(", ")}`);
+      say(
+        `ready: OpenAI API at ${url}/v1, gRPC API at ${config.host}:${defaultPorts.gatewayGrpc}; models: ${models.data.map((model) => model.id).join(", ")}`,
+      );
       break;
     }
     if (attempt > 0 && attempt % 40 === 0) say("still waiting for a worker to load its model…");

@@ -16,11 +16,15 @@ try {
   const report = await ensureLocalPki(directory, defaultTrustDomain);
   process.stdout.write(`mesh CA: ${join(directory, "ca.crt")}\n`);
   for (const role of meshRoles) {
-    process.stdout.write(`${role.padEnd(12)} ${join(directory, role)}/{tls.crt,tls.key,ca.crt}${report.issued.includes(role) ? "  (new)" : ""}\n`);
+    process.stdout.write(
+      `${role.padEnd(12)} ${join(directory, role)}/{tls.crt,tls.key,ca.crt}${report.issued.includes(role) ? "  (new)" : ""}\n`,
+    );
   }
   for (const { file, notAfter } of report.expiring) process.stdout.write(`warning: ${file} ends ${notAfter.toISOString()}\n`);
   const operator = join(directory, "operator");
-  process.stdout.write(`\ngrpcurl as the operator (health, reflection, read-only RPCs):\n  grpcurl -cacert ${operator}/ca.crt -cert ${operator}/tls.crt -key ${operator}/tls.key localhost:50052 list\n`);
+  process.stdout.write(
+    `\ngrpcurl as the operator (health, reflection, read-only RPCs):\n  grpcurl -cacert ${operator}/ca.crt -cert ${operator}/tls.crt -key ${operator}/tls.key localhost:50052 list\n`,
+  );
 } catch (error) {
   exitOnStartupFailure(undefined, error);
 }

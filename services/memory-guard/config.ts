@@ -24,5 +24,4 @@ export const memoryGuardConfigSchema = z
     message: "must be below criticalRatio",
   });
 
-export const loadMemoryGuardConfig = (sources: ConfigSources) =>
-  loadConfig(memoryGuardConfigSchema, sources, "INFERMESH_MEMORY_GUARD_");
+export const loadMemoryGuardConfig = (sources: ConfigSources) => loadConfig(memoryGuardConfigSchema, sources, "INFERMESH_MEMORY_GUARD_");

@@ -109,13 +109,10 @@ test("excessOverWarn is the tokens to free to get below the warn threshold", () 
   assert.equal(kv.excessOverWarn("w1"), 171);
 });
 
-test(
-  "freeing excessOverWarn tokens brings a WARN device back to NORMAL",
-  () => {
-    const kv = ledger();
-    kv.report("w1", usage("cuda:0", 900, 1_000, 1));
-    const excess = kv.excessOverWarn("w1");
-    kv.report("w1", usage("cuda:0", 900 - excess, 1_000, 1));
-    assert.equal(kv.levelOf("w1"), NORMAL);
-  },
-);
+test("freeing excessOverWarn tokens brings a WARN device back to NORMAL", () => {
+  const kv = ledger();
+  kv.report("w1", usage("cuda:0", 900, 1_000, 1));
+  const excess = kv.excessOverWarn("w1");
+  kv.report("w1", usage("cuda:0", 900 - excess, 1_000, 1));
+  assert.equal(kv.levelOf("w1"), NORMAL);
+});

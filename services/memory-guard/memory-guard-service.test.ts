@@ -19,12 +19,24 @@ function setup() {
   });
   const reports = pushable<ReportRequest>({ objectMode: true });
   const call = new AbortController();
-  const commands = service.report!(reports, { signal: call.signal } as CallContext)[Symbol.asyncIterator]() as AsyncIterator<ReportResponse>;
+  const commands = service.report!(reports, { signal: call.signal } as CallContext)[
+    Symbol.asyncIterator
+  ]() as AsyncIterator<ReportResponse>;
   const send = (report: Partial<KvReport>) =>
     reports.push({
       event: {
         $case: "kvReport",
-        value: { workerId: "w0", device: "cuda:0", kvUsedTokens: 0, kvTotalTokens: 10_000, idleSequences: 0, kvReservedTokens: 0, idleSessions: [], residentSessions: 0, ...report },
+        value: {
+          workerId: "w0",
+          device: "cuda:0",
+          kvUsedTokens: 0,
+          kvTotalTokens: 10_000,
+          idleSequences: 0,
+          kvReservedTokens: 0,
+          idleSessions: [],
+          residentSessions: 0,
+          ...report,
+        },
       },
     });
   return { send, commands, registry, stop: () => (call.abort(), lifetime.abort()) };
@@ -40,7 +52,11 @@ test("under warn, memory-guard asks the worker to evict its least recently used 
   send({ kvUsedTokens: 9_000, residentSessions: 4 });
   assert.deepEqual((await commands.next()).value, { event: { $case: "pressureChanged", value: { level: 2 } } });
   // 8,499 is the most NORMAL allows, so 501 must go: two sessions of 400.
-  send({ kvUsedTokens: 9_000, residentSessions: 4, idleSessions: [session("old", 400, 9_000), session("mid", 400, 5_000), session("new", 400, 10)] });
+  send({
+    kvUsedTokens: 9_000,
+    residentSessions: 4,
+    idleSessions: [session("old", 400, 9_000), session("mid", 400, 5_000), session("new", 400, 10)],
+  });
   assert.deepEqual((await commands.next()).value, { event: { $case: "evictSessions", value: { sessionIds: ["old", "mid"] } } });
   const metrics = await registry.metrics();
   assert.match(metrics, /infermesh_memory_session_evictions_total\{worker_id="w0"\} 2/);

@@ -2,11 +2,11 @@ import { pushable } from "it-pushable";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { PressureLevel } from "../../gen/infermesh/common/v1/common.js";
-import {
+import type {
   MemoryGuardServiceDefinition,
-  type ReportRequest,
-  type ReportResponse,
-  type WatchResponse,
+  ReportRequest,
+  ReportResponse,
+  WatchResponse,
 } from "../../gen/infermesh/memory/v1/memory_service.js";
 import type { Logger } from "../common/logger.js";
 import type { KvLedger } from "./kv-ledger.js";
@@ -20,9 +20,7 @@ export interface MemoryGuardServiceDeps {
 }
 
 /** MemoryGuardService: KV accounting from worker reports (usage and reservations), pressure to watchers. */
-export function createMemoryGuardService(
-  deps: MemoryGuardServiceDeps,
-): ServiceImplementation<typeof MemoryGuardServiceDefinition> {
+export function createMemoryGuardService(deps: MemoryGuardServiceDeps): ServiceImplementation<typeof MemoryGuardServiceDefinition> {
   const { ledger, logger } = deps;
   const evictions = new Counter({
     name: "infermesh_memory_evict_requests_total",
@@ -42,8 +40,18 @@ export function createMemoryGuardService(
     labelNames: labels,
     registers: [deps.registry],
   });
-  const usedGauge = new Gauge({ name: "infermesh_memory_kv_used_tokens", help: "KV cells in use per device", labelNames: labels, registers: [deps.registry] });
-  const totalGauge = new Gauge({ name: "infermesh_memory_kv_total_tokens", help: "KV cells per device", labelNames: labels, registers: [deps.registry] });
+  const usedGauge = new Gauge({
+    name: "infermesh_memory_kv_used_tokens",
+    help: "KV cells in use per device",
+    labelNames: labels,
+    registers: [deps.registry],
+  });
+  const totalGauge = new Gauge({
+    name: "infermesh_memory_kv_total_tokens",
+    help: "KV cells per device",
+    labelNames: labels,
+    registers: [deps.registry],
+  });
   const levelGauge = new Gauge({
     name: "infermesh_memory_pressure_level",
     help: "Pressure level per device: 1 normal, 2 warn, 3 critical",
@@ -154,6 +162,5 @@ export function createMemoryGuardService(
         signal.removeEventListener("abort", onAbort);
       }
     },
-
   };
 }

@@ -29,7 +29,11 @@ function setup(staleAfterMs = 5_000) {
   return { clock, fleet: new Fleet(clock, { staleAfterMs, freshReportMs: 1_000, pickExpireMs: 1_000 }) };
 }
 
-const ids = (fleet: Fleet, model = "m1") => fleet.eligible(model).map((member) => member.registration.workerId).sort();
+const ids = (fleet: Fleet, model = "m1") =>
+  fleet
+    .eligible(model)
+    .map((member) => member.registration.workerId)
+    .sort();
 
 test("eligible() takes only SERVING workers of the model", () => {
   const { fleet } = setup();

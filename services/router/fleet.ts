@@ -135,7 +135,8 @@ export class Fleet {
   health(member: FleetMember, now = this.clock.now()): number {
     const { freshReportMs, staleAfterMs } = this.timing;
     const age = now - member.lastReportAtMs;
-    const freshness = age <= freshReportMs ? 1 : Math.max(0.5, 1 - (0.5 * (age - freshReportMs)) / Math.max(1, staleAfterMs - freshReportMs));
+    const freshness =
+      age <= freshReportMs ? 1 : Math.max(0.5, 1 - (0.5 * (age - freshReportMs)) / Math.max(1, staleAfterMs - freshReportMs));
     const succeeding = 1 - Math.min(1, Math.max(0, member.load.recentFailureRatio));
     return (member.pressure === PressureLevel.PRESSURE_LEVEL_WARN ? freshness * 0.8 : freshness) * succeeding;
   }

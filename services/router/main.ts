@@ -31,7 +31,16 @@ try {
   const prefixes = new PrefixTable(config.prefixBlocksPerWorker);
   const picker = new Picker(fleet, prefixes, new SessionTable(config.sessionCapacity), pickerConfig(config));
   const lifetime = new AbortController();
-  const service = createRouterService({ fleet, picker, prefixes, splits: new TrafficSplits(), reportIntervalMs: config.reportIntervalMs, registry, logger, lifetime: lifetime.signal });
+  const service = createRouterService({
+    fleet,
+    picker,
+    prefixes,
+    splits: new TrafficSplits(),
+    reportIntervalMs: config.reportIntervalMs,
+    registry,
+    logger,
+    lifetime: lifetime.signal,
+  });
   const grpc = await startGrpcServer({
     address: config.listen,
     credentials: security.serverCredentials(routerPolicy(), registry, logger),

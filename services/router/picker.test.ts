@@ -106,7 +106,10 @@ test("with nothing cached, the least loaded worker comes first and every scorer'
     { id: "queued", running: 10, waiting: 5 },
   ]);
   const result = picker.pick(query());
-  assert.deepEqual(result.placements.map((placement) => placement.member.registration.workerId), ["idle", "half", "busy"]);
+  assert.deepEqual(
+    result.placements.map((placement) => placement.member.registration.workerId),
+    ["idle", "half", "busy"],
+  );
   assert.equal(result.reason, "least-loaded");
   const scores = result.placements[0]!.scores;
   assert.deepEqual(Object.keys(scores).sort(), ["context", "health", "kv", "prefill", "prefix", "queue", "session"]);
@@ -183,7 +186,10 @@ test("sticky until saturated relative to the fleet: a worker far above the other
 });
 
 test("a worker failing a third of its generations is avoided while a healthy one can serve", () => {
-  const { picker, setLoad } = setup([{ id: "failing", failureRatio: 0.35 }, { id: "busy", running: 6 }]);
+  const { picker, setLoad } = setup([
+    { id: "failing", failureRatio: 0.35 },
+    { id: "busy", running: 6 },
+  ]);
   assert.equal(firstId(picker, query()), "busy", "health 0.65 is below 0.7");
   setLoad("failing", { failureRatio: 0.1 });
   const result = picker.pick(query());
@@ -261,10 +267,7 @@ test("a prompt that does not fit a worker's context goes to one where it fits", 
 });
 
 test("prompts over the long-prompt threshold go to a tensor-parallel group when there is one", () => {
-  const { picker } = setup([
-    { id: "single" },
-    { id: "tp4", tensorParallel: 4, running: 6 },
-  ]);
+  const { picker } = setup([{ id: "single" }, { id: "tp4", tensorParallel: 4, running: 6 }]);
   const long = picker.pick(query({ estimatedInputTokens: 9_000 }));
   assert.equal(long.placements[0]!.member.registration.workerId, "tp4");
   assert.equal(long.reason, "long-prompt-tensor-parallel");
@@ -284,7 +287,11 @@ test("balanced: the preferred model's workers come first unless saturated; long 
   assert.equal(long.placements[0]!.model, "120b");
   assert.equal(long.reason, "balanced-model-choice");
   setLoad("small-model", { running: 10 });
-  assert.equal(picker.pick(balanced(100)).placements[0]!.model, "120b", "a saturated preferred worker goes after an unsaturated alternative");
+  assert.equal(
+    picker.pick(balanced(100)).placements[0]!.model,
+    "120b",
+    "a saturated preferred worker goes after an unsaturated alternative",
+  );
 });
 
 test("excluded workers are skipped and at most `candidates` are returned", () => {
@@ -326,10 +333,7 @@ test("prefix table: a worker keeps exactly its most recently touched blocks, evi
   }
   const held = (index: number) => depth(table, prompts[index]!) === 1;
   // The 100 most recently touched: prompt 0 (touched at 290) and prompts 201–299.
-  assert.deepEqual(
-    prompts.map((_, index) => index).filter(held),
-    [0, ...Array.from({ length: 99 }, (_, offset) => 201 + offset)],
-  );
+  assert.deepEqual(prompts.map((_, index) => index).filter(held), [0, ...Array.from({ length: 99 }, (_, offset) => 201 + offset)]);
   // A worker's evicted event frees a place: the next block stored takes it and evicts nothing.
   table.apply("w", { stored: [], evicted: prompts[250]!, cleared: false });
   assert.equal(table.size("w"), 99);
@@ -347,11 +351,21 @@ test("prefix table: blocks shared by several workers stay held by the others whe
   table.record("a", shared);
   table.record("b", longer);
   table.apply("c", { stored: shared.slice(0, 2), evicted: [], cleared: false });
-  assert.deepEqual([...table.match(longer)].sort(), [["a", 6], ["b", 9], ["c", 2]]);
+  assert.deepEqual([...table.match(longer)].sort(), [
+    ["a", 6],
+    ["b", 9],
+    ["c", 2],
+  ]);
   table.forget("b");
-  assert.deepEqual([...table.match(longer)].sort(), [["a", 6], ["c", 2]]);
+  assert.deepEqual([...table.match(longer)].sort(), [
+    ["a", 6],
+    ["c", 2],
+  ]);
   table.apply("a", { stored: [], evicted: shared.slice(3), cleared: false });
-  assert.deepEqual([...table.match(shared)].sort(), [["a", 3], ["c", 2]]);
+  assert.deepEqual([...table.match(shared)].sort(), [
+    ["a", 3],
+    ["c", 2],
+  ]);
   table.apply("c", { stored: [], evicted: [], cleared: true });
   table.forget("a");
   assert.equal(table.match(shared).size, 0);
@@ -381,7 +395,10 @@ test("the least-loaded baseline takes the fewest outstanding requests and ignore
   // a holds the prefix, but b has fewer requests.
   const result = picker.pick(shared);
   assert.equal(result.reason, "least-loaded");
-  assert.deepEqual(result.placements.map((placement) => placement.member.registration.workerId), ["b", "a"]);
+  assert.deepEqual(
+    result.placements.map((placement) => placement.member.registration.workerId),
+    ["b", "a"],
+  );
   assert.equal(result.placements[0]!.scores.prefix, 0);
 });
 

@@ -203,8 +203,14 @@ export class Picker {
       s[base + 5] = contextTokens > 0 ? 1 - Math.min(1, query.estimatedInputTokens / contextTokens) : 1;
       s[base + 6] = (floor + leastPrefill) / (floor + prefillWaitOf(member) + candidate.prefill);
       candidate.score =
-        (weights.queue * s[base]! + weights.kv * s[base + 1]! + weights.prefix * s[base + 2]! + weights.session * s[base + 3]! +
-          weights.health * s[base + 4]! + weights.context * s[base + 5]! + weights.prefill * s[base + 6]!) / this.weightSum;
+        (weights.queue * s[base]! +
+          weights.kv * s[base + 1]! +
+          weights.prefix * s[base + 2]! +
+          weights.session * s[base + 3]! +
+          weights.health * s[base + 4]! +
+          weights.context * s[base + 5]! +
+          weights.prefill * s[base + 6]!) /
+        this.weightSum;
       candidate.saturated = candidate.requests >= widest ? 1 : 0;
       candidate.slot = index;
     }
@@ -261,7 +267,9 @@ export class Picker {
   private preferenceOrder(query: PickQuery): string[] {
     const models = [...new Set(query.models)];
     if (models.length > 1 && query.estimatedInputTokens >= this.config.longPromptTokens) {
-      const largest = new Map(models.map((model) => [model, Math.max(0, ...this.fleet.eligible(model).map((member) => contextOf(member, model)))]));
+      const largest = new Map(
+        models.map((model) => [model, Math.max(0, ...this.fleet.eligible(model).map((member) => contextOf(member, model)))]),
+      );
       models.sort((a, b) => largest.get(b)! - largest.get(a)!);
     }
     return models;
@@ -280,7 +288,13 @@ export class Picker {
    * headroom, health or context fit, which weigh less than the queue; scoring it costs
    * more than that rare gain is worth at a thousand workers.
    */
-  private filter(query: PickQuery, preference: readonly string[], now: number, matched: ReadonlyMap<string, number>, affinityWorker: string | undefined): number {
+  private filter(
+    query: PickQuery,
+    preference: readonly string[],
+    now: number,
+    matched: ReadonlyMap<string, number>,
+    affinityWorker: string | undefined,
+  ): number {
     // Only a pick among several models can meet a worker twice.
     const seen = preference.length > 1 ? new Set<string>() : undefined;
     const excluded = query.excludedWorkerIds.size > 0 ? query.excludedWorkerIds : undefined;
@@ -322,7 +336,21 @@ export class Picker {
       const member = eligible[index]!;
       const rank = this.ranks[index]!;
       const model = preference[rank]!;
-      const candidate = (pool[size] ??= { member, model, saturated: 0, rank, score: 0, tieBreak: 0, slot: 0, health: 0, sticky: false, cached: 0, prefill: 0, requests: 0 });
+      // biome-ignore lint/suspicious/noAssignInExpressions: a pick reuses the pool's slot objects instead of allocating
+      const candidate = (pool[size] ??= {
+        member,
+        model,
+        saturated: 0,
+        rank,
+        score: 0,
+        tieBreak: 0,
+        slot: 0,
+        health: 0,
+        sticky: false,
+        cached: 0,
+        prefill: 0,
+        requests: 0,
+      });
       candidate.member = member;
       candidate.model = model;
       candidate.rank = rank;
@@ -349,7 +377,8 @@ export class Picker {
     };
     narrow((candidate) => fitsContext(candidate.member, candidate.model, query));
     narrow((candidate) => candidate.health >= this.config.minHealth);
-    if (query.estimatedInputTokens >= this.config.longPromptTokens) narrow((candidate) => candidate.member.registration.tensorParallelSize > 1);
+    if (query.estimatedInputTokens >= this.config.longPromptTokens)
+      narrow((candidate) => candidate.member.registration.tensorParallelSize > 1);
     return size;
   }
 
@@ -361,7 +390,14 @@ export class Picker {
    * saturated one, then a less preferred model, go after every other; within a tier the
    * fewer outstanding requests per sequence, the sooner.
    */
-  private bound(query: PickQuery, preference: readonly string[], now: number, matched: ReadonlyMap<string, number>, affinityWorker: string | undefined, take: (index: number) => void): void {
+  private bound(
+    query: PickQuery,
+    preference: readonly string[],
+    now: number,
+    matched: ReadonlyMap<string, number>,
+    affinityWorker: string | undefined,
+    take: (index: number) => void,
+  ): void {
     const eligible = this.eligible;
     const count = eligible.length;
     if (this.keys.length < count) {
@@ -396,7 +432,8 @@ export class Picker {
     // Then the prefix holders and the session's worker the load key left out: a few, found by id.
     const takeWorker = (workerId: string) => {
       const member = this.fleet.member(workerId);
-      if (member === undefined || member.pickEpoch !== this.epoch || eligible[member.pickSlot] !== member || taken[member.pickSlot] === 1) return;
+      if (member === undefined || member.pickEpoch !== this.epoch || eligible[member.pickSlot] !== member || taken[member.pickSlot] === 1)
+        return;
       taken[member.pickSlot] = 1;
       take(member.pickSlot);
     };
@@ -416,7 +453,8 @@ export class Picker {
   private reason(query: PickQuery, placements: readonly Placement[], poolSize: number): string {
     const [first, second] = placements;
     if (first!.model !== query.models[0]) return "balanced-model-choice";
-    if (query.estimatedInputTokens >= this.config.longPromptTokens && first!.member.registration.tensorParallelSize > 1) return "long-prompt-tensor-parallel";
+    if (query.estimatedInputTokens >= this.config.longPromptTokens && first!.member.registration.tensorParallelSize > 1)
+      return "long-prompt-tensor-parallel";
     if (poolSize === 1 || second === undefined) return "only-eligible-worker";
     if (sameScore(first!.score, second.score)) return "tie-broken-at-random";
     let best: ScorerName | undefined;
@@ -446,12 +484,7 @@ const sameScore = (a: number, b: number) => Math.round(a / scoreQuantum) === Mat
 
 /** Unsaturated first, then the preferred model, then the score (to `scoreQuantum`), then at random. */
 function compare(a: Scored, b: Scored): number {
-  return (
-    a.saturated - b.saturated ||
-    a.rank - b.rank ||
-    (sameScore(a.score, b.score) ? 0 : b.score - a.score) ||
-    a.tieBreak - b.tieBreak
-  );
+  return a.saturated - b.saturated || a.rank - b.rank || (sameScore(a.score, b.score) ? 0 : b.score - a.score) || a.tieBreak - b.tieBreak;
 }
 
 /** The `k` smallest of the first `count` items by `order`, sorted; one pass, no full sort of a large fleet. */

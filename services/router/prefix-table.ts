@@ -54,7 +54,10 @@ export class PrefixTable {
   }
 
   /** Applies a worker's KV events. `cleared` drops everything first (sent after a reconnect). */
-  apply(workerId: string, events: { readonly stored: readonly number[]; readonly evicted: readonly number[]; readonly cleared: boolean }): void {
+  apply(
+    workerId: string,
+    events: { readonly stored: readonly number[]; readonly evicted: readonly number[]; readonly cleared: boolean },
+  ): void {
     if (events.cleared) this.forget(workerId);
     const worker = this.workerIndex(workerId);
     const blocks = this.blocksOf(workerId);

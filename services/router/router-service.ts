@@ -2,10 +2,10 @@ import { trace } from "@opentelemetry/api";
 import { pushable, type Pushable } from "it-pushable";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, Gauge, type Registry } from "prom-client";
-import {
-  type ConnectRequest,
-  type ConnectResponse,
-  type PickRequest,
+import type {
+  ConnectRequest,
+  ConnectResponse,
+  PickRequest,
   RouterServiceDefinition,
 } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Logger } from "../common/logger.js";
@@ -143,7 +143,10 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
           } else if (event?.$case === "modelsChanged") {
             fleet.setModels(member, event.value.models);
             prefixes.forget(registration.workerId);
-            logger.info({ worker_id: registration.workerId, models: event.value.models.map((model) => model.id) }, "worker's models changed");
+            logger.info(
+              { worker_id: registration.workerId, models: event.value.models.map((model) => model.id) },
+              "worker's models changed",
+            );
           }
         }
       })().then(
@@ -161,7 +164,10 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
             logger.info({ worker_id: registration.workerId }, "worker left");
           } else {
             workersLost.inc();
-            logger.warn({ worker_id: registration.workerId }, "worker lost: its stream broke without its leaving (crashed, killed or cut off)");
+            logger.warn(
+              { worker_id: registration.workerId },
+              "worker lost: its stream broke without its leaving (crashed, killed or cut off)",
+            );
           }
         }
       }

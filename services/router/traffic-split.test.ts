@@ -3,11 +3,21 @@ import assert from "node:assert/strict";
 import { TrafficSplits } from "./traffic-split.js";
 
 const sessions = Array.from({ length: 2_000 }, (_, index) => `user-${index}`);
-const canaryShare = (splits: TrafficSplits) => sessions.filter((session) => splits.route("m", session)![0] === "m-canary").length / sessions.length;
+const canaryShare = (splits: TrafficSplits) =>
+  sessions.filter((session) => splits.route("m", session)![0] === "m-canary").length / sessions.length;
 
 test("a split sends about its weight's share of sessions to each version", () => {
   const splits = new TrafficSplits();
-  assert.equal(splits.set({ model: "m", targets: [{ model: "m", weight: 90 }, { model: "m-canary", weight: 10 }] }), undefined);
+  assert.equal(
+    splits.set({
+      model: "m",
+      targets: [
+        { model: "m", weight: 90 },
+        { model: "m-canary", weight: 10 },
+      ],
+    }),
+    undefined,
+  );
   const share = canaryShare(splits);
   assert.ok(share > 0.07 && share < 0.13, `canary share ${share}`);
   assert.equal(splits.route("other", "user-1"), undefined, "a model without a split is left alone");
@@ -16,7 +26,13 @@ test("a split sends about its weight's share of sessions to each version", () =>
 test("a session keeps its version, and as the canary ramps 10 → 50 → 100 % sessions only move to it", () => {
   const splits = new TrafficSplits();
   const onCanary = (weight: number) => {
-    splits.set({ model: "m", targets: [{ model: "m", weight: 100 - weight }, { model: "m-canary", weight }] });
+    splits.set({
+      model: "m",
+      targets: [
+        { model: "m", weight: 100 - weight },
+        { model: "m-canary", weight },
+      ],
+    });
     return new Set(sessions.filter((session) => splits.route("m", session)![0] === "m-canary"));
   };
   const at10 = onCanary(10);
@@ -32,7 +48,14 @@ test("a session keeps its version, and as the canary ramps 10 → 50 → 100 % s
 test("the other versions follow as fallbacks, heaviest first; a request without a session draws at random", () => {
   let draw = 0.95;
   const splits = new TrafficSplits(() => draw);
-  splits.set({ model: "m", targets: [{ model: "a", weight: 50 }, { model: "b", weight: 20 }, { model: "c", weight: 30 }] });
+  splits.set({
+    model: "m",
+    targets: [
+      { model: "a", weight: 50 },
+      { model: "b", weight: 20 },
+      { model: "c", weight: 30 },
+    ],
+  });
   assert.deepEqual(splits.route("m", ""), ["c", "a", "b"]);
   draw = 0.1;
   assert.deepEqual(splits.route("m", ""), ["a", "c", "b"]);
@@ -42,7 +65,16 @@ test("bad splits are refused with the reason; no targets removes a split", () =>
   const splits = new TrafficSplits();
   assert.match(splits.set({ model: "", targets: [] })!, /model/);
   assert.match(splits.set({ model: "m", targets: [{ model: "a", weight: 0 }] })!, /positive weight/);
-  assert.match(splits.set({ model: "m", targets: [{ model: "a", weight: 1 }, { model: "a", weight: 2 }] })!, /twice/);
+  assert.match(
+    splits.set({
+      model: "m",
+      targets: [
+        { model: "a", weight: 1 },
+        { model: "a", weight: 2 },
+      ],
+    })!,
+    /twice/,
+  );
   splits.set({ model: "m", targets: [{ model: "a", weight: 1 }] });
   assert.deepEqual(splits.list(), [{ model: "m", targets: [{ model: "a", weight: 1 }] }]);
   splits.set({ model: "m", targets: [] });

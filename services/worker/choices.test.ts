@@ -8,7 +8,14 @@ import { coalesceDeltas, type ChoiceEvent } from "./choices.js";
 const delta = (index: number, text: string): ChoiceEvent => ({ index, event: { kind: "delta", text, tokenCount: 1 } });
 const finished: ChoiceEvent = {
   index: 0,
-  event: { kind: "finished", finishReason: FinishReason.FINISH_REASON_STOP, promptTokens: 1, completionTokens: 3, cachedTokens: 0, reasoningTokens: 0 },
+  event: {
+    kind: "finished",
+    finishReason: FinishReason.FINISH_REASON_STOP,
+    promptTokens: 1,
+    completionTokens: 3,
+    cachedTokens: 0,
+    reasoningTokens: 0,
+  },
 };
 
 test("deltas of one choice that are ready together become one event; other choices and the end stay apart", async () => {

@@ -85,7 +85,10 @@ export class EngineHost {
       const served = this.engine?.models().find((model) => model.id === modelId);
       if (served) return served;
       if (this.engine) {
-        const current = this.engine.models().map((model) => model.id).join(", ");
+        const current = this.engine
+          .models()
+          .map((model) => model.id)
+          .join(", ");
         throw new EngineError("failed_precondition", `this worker serves ${current}; unload it first (one model per worker)`);
       }
       const path = resolve(modelDir, modelPath);
@@ -116,9 +119,14 @@ export class EngineHost {
   unload(modelId: string): Promise<void> {
     return this.inTurn(async () => {
       const engine = this.engine;
-      if (!engine?.models().some((model) => model.id === modelId)) throw new EngineError("not_found", `this worker does not serve ${modelId}`);
+      if (!engine?.models().some((model) => model.id === modelId))
+        throw new EngineError("not_found", `this worker does not serve ${modelId}`);
       // An engine that cannot load could not serve again until restarted: drain it instead.
-      if (!this.options.loader) throw new EngineError("failed_precondition", "this worker's engine cannot load models, so it does not unload them; drain the worker instead");
+      if (!this.options.loader)
+        throw new EngineError(
+          "failed_precondition",
+          "this worker's engine cannot load models, so it does not unload them; drain the worker instead",
+        );
       this.state = ServingState.SERVING_STATE_DRAINING;
       this.emit(this.loadListeners);
       await this.drained(engine);

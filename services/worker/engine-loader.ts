@@ -24,7 +24,10 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
       answerTokensMax: config.simAnswerTokensMax,
       maxBatch: config.simMaxBatch,
     });
-    logger.warn({ preset: config.simPreset, models: engine.models().map((model) => model.id) }, "serving the GPU simulator: its text is synthetic, its timing simulated");
+    logger.warn(
+      { preset: config.simPreset, models: engine.models().map((model) => model.id) },
+      "serving the GPU simulator: its text is synthetic, its timing simulated",
+    );
     return engine;
   }
   if (config.engine === "openai") {

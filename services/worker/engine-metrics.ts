@@ -23,7 +23,9 @@ export function exportEngineMetrics(registry: Registry, currentEngine: () => Eng
     });
   gauge("vllm:num_requests_running", "Requests decoding now", (load) => load.runningRequests);
   gauge("vllm:num_requests_waiting", "Requests waiting for a sequence", (load) => load.waitingRequests);
-  gauge("vllm:kv_cache_usage_perc", "KV-cache usage, 0 to 1", (load) => (load.kvTotalTokens === 0 ? 0 : load.kvUsedTokens / load.kvTotalTokens));
+  gauge("vllm:kv_cache_usage_perc", "KV-cache usage, 0 to 1", (load) =>
+    load.kvTotalTokens === 0 ? 0 : load.kvUsedTokens / load.kvTotalTokens,
+  );
   // Cumulative figures the engine keeps, exported as counters by their growth.
   const counter = (name: string, help: string, read: (load: EngineLoad) => number) => {
     // Growth since the last scrape, per engine: a new engine starts from zero.

@@ -47,7 +47,11 @@ try {
     credentials: security.serverCredentials(workerPolicy(), registry, log),
     serviceNames: [WorkerServiceDefinition.fullName],
     logger: log,
-    addServices: (server) => server.add(WorkerServiceDefinition, createWorkerService({ workerId, runtime, reservations, failures, arrivals, registry, logger: log })),
+    addServices: (server) =>
+      server.add(
+        WorkerServiceDefinition,
+        createWorkerService({ workerId, runtime, reservations, failures, arrivals, registry, logger: log }),
+      ),
   });
   // Health says NOT_SERVING until a model has loaded, and follows the serving state
   // through whatever an admin loads or unloads.
@@ -81,7 +85,10 @@ try {
   const engine = runtime.engine;
   if (engine) {
     exportEngineMetrics(registry, () => runtime.engine, workerId);
-    log.info({ address, device: engine.device, models: engine.models().map((model) => model.id), metricsPort: metrics.port }, "worker ready");
+    log.info(
+      { address, device: engine.device, models: engine.models().map((model) => model.id), metricsPort: metrics.port },
+      "worker ready",
+    );
     void keepRegistered({
       client: createGrpcClient(RouterServiceDefinition, security.channel(config.routerAddress, "router"), 2_000),
       workerId,

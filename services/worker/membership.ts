@@ -108,7 +108,9 @@ export function keepRegistered(options: {
             if (runtime.engine?.heldBlocks && !blockChanges) {
               // The router starts from an empty table: everything held now, then changes.
               const held = runtime.engine?.heldBlocks?.() ?? [];
-              outgoing.push({ event: { $case: "kvEvents", value: { storedBlockHashes: [...held], evictedBlockHashes: [], cleared: true } } });
+              outgoing.push({
+                event: { $case: "kvEvents", value: { storedBlockHashes: [...held], evictedBlockHashes: [], cleared: true } },
+              });
               blockChanges = new Map();
             }
             throttle ??= new Throttle(() => report(outgoing), options.minReportIntervalMs);
@@ -117,7 +119,9 @@ export function keepRegistered(options: {
               if (blockChanges) {
                 blockChanges.clear();
                 const held = runtime.engine?.heldBlocks?.() ?? [];
-                outgoing.push({ event: { $case: "kvEvents", value: { storedBlockHashes: [...held], evictedBlockHashes: [], cleared: true } } });
+                outgoing.push({
+                  event: { $case: "kvEvents", value: { storedBlockHashes: [...held], evictedBlockHashes: [], cleared: true } },
+                });
               }
               throttle?.flush();
             };
@@ -143,4 +147,3 @@ export function keepRegistered(options: {
     logReconnect(logger, "router stream lost; re-registering"),
   );
 }
-

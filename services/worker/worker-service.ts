@@ -3,16 +3,12 @@ import { isAbortError } from "abort-controller-x";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, type Registry } from "prom-client";
 import { FinishReason, SamplingParams, ServingState, type Usage } from "../../gen/infermesh/common/v1/common.js";
-import {
-  type GenerateRequest,
-  type GenerateResponse,
-  WorkerServiceDefinition,
-} from "../../gen/infermesh/worker/v1/worker_service.js";
+import type { GenerateRequest, GenerateResponse, WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Logger } from "../common/logger.js";
 import { classOf } from "../common/priority-classes.js";
 import { checkJsonSchema } from "../common/json-schema.js";
 import { maxChatMessages, maxChoices, maxEmbeddingInputs } from "../common/request-limits.js";
-import { coalesceDeltas, mergeChoices } from "./choices.js";
+import { type ChoiceEvent, coalesceDeltas, mergeChoices } from "./choices.js";
 import { EngineError, type Engine, type GenerationEvent } from "./engines/engine.js";
 import type { EngineHost } from "./engine-host.js";
 import type { Arrivals } from "./arrivals.js";
@@ -30,7 +26,6 @@ export interface WorkerServiceDeps {
   readonly registry: Registry;
   readonly logger: Logger;
 }
-
 
 const statusOf: Record<EngineError["kind"], Status> = {
   invalid_argument: Status.INVALID_ARGUMENT,
@@ -93,7 +88,8 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       const sampling = request.sampling ?? SamplingParams.create();
       // Schemas become grammars in the engine: a broken one is refused here, not logged there.
       const schemas: [string, string][] = request.tools.map((tool, index) => [`tools[${index}].function.parameters`, tool.parametersJson]);
-      if (sampling.responseFormat?.format?.$case === "jsonSchema") schemas.push(["response_format.json_schema.schema", sampling.responseFormat.format.value.schemaJson || "{}"]);
+      if (sampling.responseFormat?.format?.$case === "jsonSchema")
+        schemas.push(["response_format.json_schema.schema", sampling.responseFormat.format.value.schemaJson || "{}"]);
       for (const [field, text] of schemas) {
         const checked = text === "" ? { schema: undefined } : checkJsonSchema(text);
         if ("problem" in checked) throw new ServerError(Status.INVALID_ARGUMENT, `${field}: ${checked.problem}`);
@@ -147,7 +143,8 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         await closeAll();
         generations.inc({ outcome: "rejected" });
         // The engine's own faults count against its health; a bad request or a cancel does not.
-        const enginesFault = !isAbortError(error) && (!(error instanceof EngineError) || error.kind === "internal" || error.kind === "unavailable");
+        const enginesFault =
+          !isAbortError(error) && (!(error instanceof EngineError) || error.kind === "internal" || error.kind === "unavailable");
         if (enginesFault) deps.failures.record(true);
         if (error instanceof EngineError || isAbortError(error)) throw asServerError(error);
         logger.error({ err: error, request_id: request.requestId }, "generation failed to start");
@@ -161,26 +158,41 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       const started = first.value;
       // Every choice holds the prompt and its own output in KV.
       const release = deps.reservations.hold(n * (started.promptTokens + started.maxTokens));
-      const usage: Usage = { promptTokens: started.promptTokens, completionTokens: 0, cachedTokens: started.cachedTokens, reasoningTokens: 0 };
+      const usage: Usage = {
+        promptTokens: started.promptTokens,
+        completionTokens: 0,
+        cachedTokens: started.cachedTokens,
+        reasoningTokens: 0,
+      };
       let firstFinish = FinishReason.FINISH_REASON_UNSPECIFIED;
       let outcome: "finished" | "cancelled" | "failed" | undefined;
       try {
         yield {
           event: {
             $case: "started",
-            value: { workerId: deps.workerId, model: request.model, promptTokens: started.promptTokens, cachedTokens: started.cachedTokens },
+            value: {
+              workerId: deps.workerId,
+              model: request.model,
+              promptTokens: started.promptTokens,
+              cachedTokens: started.cachedTokens,
+            },
           },
         };
         const events = coalesceDeltas(mergeChoices(choices));
         for (;;) {
-          let next;
+          let next: IteratorResult<ChoiceEvent>;
           try {
             next = await events.next();
           } catch (error) {
             if (isAbortError(error) || context.signal.aborted) throw error;
             outcome = "failed";
             logger.error({ err: error, request_id: request.requestId }, "generation failed");
-            yield { event: { $case: "error", value: { statusCode: Status.INTERNAL, message: "the engine failed during generation", retryable: false } } };
+            yield {
+              event: {
+                $case: "error",
+                value: { statusCode: Status.INTERNAL, message: "the engine failed during generation", retryable: false },
+              },
+            };
             return;
           }
           if (next.done) break;
@@ -204,7 +216,9 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
             usage.completionTokens += event.completionTokens;
             usage.reasoningTokens += event.reasoningTokens;
             if (index === 0) firstFinish = event.finishReason;
-            yield { event: { $case: "choiceEnd", value: { index, finishReason: event.finishReason, completionTokens: event.completionTokens } } };
+            yield {
+              event: { $case: "choiceEnd", value: { index, finishReason: event.finishReason, completionTokens: event.completionTokens } },
+            };
           }
         }
         outcome = firstFinish === FinishReason.FINISH_REASON_CANCELLED ? "cancelled" : "finished";

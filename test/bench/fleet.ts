@@ -112,7 +112,10 @@ function random(seed: number): () => number {
   return () => generator.next();
 }
 
-const vocabulary = "the of and to in is for on that with as by at from this be are or an it was which not can has have will data user team order policy account billing report request service system value record".split(" ");
+const vocabulary =
+  "the of and to in is for on that with as by at from this be are or an it was which not can has have will data user team order policy account billing report request service system value record".split(
+    " ",
+  );
 
 /** About `tokens` tokens (4 characters each) of text. */
 function text(next: () => number, tokens: number): string {
@@ -131,7 +134,10 @@ const between = (next: () => number, low: number, high: number) => low + Math.fl
 /** Trace a: `--tenants` (a few big, many small) with system prompts of 1.5k–6k tokens; sessions of `--turns` turns of 40–300 tokens. */
 function sharedPromptTrace(seed: number): Session[] {
   const next = random(seed);
-  const tenants = Array.from({ length: tenantCount }, (_, index) => `You are the assistant of tenant ${index}. ${text(next, between(next, 1_500, 6_000))}`);
+  const tenants = Array.from(
+    { length: tenantCount },
+    (_, index) => `You are the assistant of tenant ${index}. ${text(next, between(next, 1_500, 6_000))}`,
+  );
   return Array.from({ length: sessionCount }, (_, index) => {
     // Zipf-like: tenant k is chosen about 1/(k+1) as often as tenant 0.
     const weights = tenants.map((_, k) => 1 / (k + 1));
@@ -147,7 +153,8 @@ function sharedPromptTrace(seed: number): Session[] {
 function documentTrace(seed: number): Session[] {
   const next = random(seed + 1_000);
   return Array.from({ length: sessionCount }, (_, index) => {
-    if (next() < 0.75) return { id: `b-${seed}-${index}`, system: "You are a helpful assistant.", turns: [text(next, between(next, 20, 200))] };
+    if (next() < 0.75)
+      return { id: `b-${seed}-${index}`, system: "You are a helpful assistant.", turns: [text(next, between(next, 20, 200))] };
     const document = text(next, between(next, 8_000, 12_000));
     const questions = Array.from({ length: between(next, 2, 4) }, () => text(next, between(next, 20, 80)));
     return { id: `b-${seed}-${index}`, system: `Answer questions about this document.\n\n${document}`, turns: questions };
@@ -249,7 +256,9 @@ async function finishedPerWorker(metricsBase: number): Promise<number[]> {
   return Promise.all(
     Array.from({ length: workers }, async (_, index) => {
       const text = await (await fetch(`http://127.0.0.1:${metricsBase + index}/metrics`)).text();
-      const line = text.split("\n").find((row) => row.startsWith("infermesh_worker_generations_total") && row.includes('outcome="finished"'));
+      const line = text
+        .split("\n")
+        .find((row) => row.startsWith("infermesh_worker_generations_total") && row.includes('outcome="finished"'));
       return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
     }),
   );
@@ -262,12 +271,18 @@ function startMesh(policy: string, admissionArgs: string[]) {
     routerArgs: ["--policy", policy, ...routerArgs],
     admissionArgs,
     workerArgs: [
-      "--engine", "sim",
-      "--sim-preset", preset,
-      "--sim-time-scale", String(timeScale),
-      "--sim-answer-tokens-min", "40",
-      "--sim-answer-tokens-max", "240",
-      "--log-level", "info",
+      "--engine",
+      "sim",
+      "--sim-preset",
+      preset,
+      "--sim-time-scale",
+      String(timeScale),
+      "--sim-answer-tokens-min",
+      "40",
+      "--sim-answer-tokens-max",
+      "240",
+      "--log-level",
+      "info",
     ],
   });
 }
@@ -367,9 +382,18 @@ function summarize(policy: string, result: RunResult): Summary {
     policy,
     requests: outcomes.length,
     failures: result.failures.length,
-    ttftP50: percentile(outcomes.map((outcome) => outcome.ttftMs), 50),
-    ttftP90: percentile(outcomes.map((outcome) => outcome.ttftMs), 90),
-    e2eP50: percentile(outcomes.map((outcome) => outcome.e2eMs), 50),
+    ttftP50: percentile(
+      outcomes.map((outcome) => outcome.ttftMs),
+      50,
+    ),
+    ttftP90: percentile(
+      outcomes.map((outcome) => outcome.ttftMs),
+      90,
+    ),
+    e2eP50: percentile(
+      outcomes.map((outcome) => outcome.e2eMs),
+      50,
+    ),
     meanInFlight: sum(outcomes.map((outcome) => outcome.e2eMs)) / result.wallMs,
     tokensPerSecond: (sum(outcomes.map((outcome) => outcome.completionTokens)) * 1000) / result.wallMs,
     hitRate: sum(outcomes.map((outcome) => outcome.cachedTokens)) / promptTokens,
@@ -386,8 +410,12 @@ function print(trace: string, summaries: readonly Summary[]): void {
     sessionRate > 0
       ? `open loop, ${sessionRate} sessions/s, think ${thinkMs} ms (output tok/s is then the offered load's, unless a policy falls behind)`
       : `closed loop, ${users} users`;
-  console.log(`\ntrace ${trace}: ${workers} sim workers (${preset}, time scale ${timeScale}), ${load}${routerSetting}; ratios against round-robin, >1 is better`);
-  console.log("| policy | requests | failed | TTFT p50 ms | TTFT p90 ms | e2e p50 ms | mean in flight | output tok/s | prefix hit | oracle hit | busiest worker |");
+  console.log(
+    `\ntrace ${trace}: ${workers} sim workers (${preset}, time scale ${timeScale}), ${load}${routerSetting}; ratios against round-robin, >1 is better`,
+  );
+  console.log(
+    "| policy | requests | failed | TTFT p50 ms | TTFT p90 ms | e2e p50 ms | mean in flight | output tok/s | prefix hit | oracle hit | busiest worker |",
+  );
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const s of summaries) {
     console.log(
@@ -442,7 +470,14 @@ function spikeRequest(next: () => number, systems: readonly string[]): { priorit
   const interactive = Number(values["spike-interactive"]);
   const priority: Priority = draw < interactive ? "interactive" : draw < interactive + ((1 - interactive) * 45) / 85 ? "standard" : "batch";
   const system = systems[Math.floor(next() * systems.length)]!;
-  return { priority, messages: [{ role: "system", content: system }, { role: "user", content: text(next, between(next, 50, 300)) }], user: `c-${Math.floor(next() * 1e9)}` };
+  return {
+    priority,
+    messages: [
+      { role: "system", content: system },
+      { role: "user", content: text(next, between(next, 50, 300)) },
+    ],
+    user: `c-${Math.floor(next() * 1e9)}`,
+  };
 }
 
 /** Sends one chat of trace c; never throws: a failure is an outcome. */
@@ -453,12 +488,29 @@ async function spikeChat(baseUrl: string, request: ReturnType<typeof spikeReques
     const response = await fetch(`${baseUrl}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-infermesh-priority": request.priority },
-      body: JSON.stringify({ model, messages: request.messages, stream: true, stream_options: { include_usage: true }, max_tokens: 1_024, reasoning_effort: "low", user: request.user }),
+      body: JSON.stringify({
+        model,
+        messages: request.messages,
+        stream: true,
+        stream_options: { include_usage: true },
+        max_tokens: 1_024,
+        reasoning_effort: "low",
+        user: request.user,
+      }),
     });
     if (response.status !== 200) {
       const body = (await response.json().catch(() => ({}))) as { error?: { message?: string } };
       const endedAt = performance.now() - phaseStart;
-      return { ...base, endedAt, status: response.status, ttftMs: -1, completionTokens: 0, promptTokens: 0, cachedTokens: 0, reason: rejectionReason(body.error?.message ?? "") };
+      return {
+        ...base,
+        endedAt,
+        status: response.status,
+        ttftMs: -1,
+        completionTokens: 0,
+        promptTokens: 0,
+        cachedTokens: 0,
+        reason: rejectionReason(body.error?.message ?? ""),
+      };
     }
     let ttftMs = -1;
     let completionTokens = 0;
@@ -474,14 +526,38 @@ async function spikeChat(baseUrl: string, request: ReturnType<typeof spikeReques
         cachedTokens = data.usage.prompt_tokens_details?.cached_tokens ?? 0;
       }
     }
-    return { ...base, endedAt: performance.now() - phaseStart, status: 200, ttftMs, completionTokens, promptTokens, cachedTokens, ...(broken && { broken }) };
+    return {
+      ...base,
+      endedAt: performance.now() - phaseStart,
+      status: 200,
+      ttftMs,
+      completionTokens,
+      promptTokens,
+      cachedTokens,
+      ...(broken && { broken }),
+    };
   } catch (error) {
-    return { ...base, endedAt: performance.now() - phaseStart, status: 0, broken: (error as Error).message, ttftMs: -1, completionTokens: 0, promptTokens: 0, cachedTokens: 0 };
+    return {
+      ...base,
+      endedAt: performance.now() - phaseStart,
+      status: 0,
+      broken: (error as Error).message,
+      ttftMs: -1,
+      completionTokens: 0,
+      promptTokens: 0,
+      cachedTokens: 0,
+    };
   }
 }
 
 /** Poisson arrivals at `perSecond` for `seconds`; resolves when every request has ended. */
-async function openLoop(baseUrl: string, perSecond: number, seconds: number, next: () => number, systems: readonly string[]): Promise<SpikeOutcome[]> {
+async function openLoop(
+  baseUrl: string,
+  perSecond: number,
+  seconds: number,
+  next: () => number,
+  systems: readonly string[],
+): Promise<SpikeOutcome[]> {
   const phaseStart = performance.now();
   const pending: Promise<SpikeOutcome>[] = [];
   let due = 0;
@@ -582,12 +658,16 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
     const capacityOutcomes: SpikeOutcome[] = [];
     await Promise.all(
       Array.from({ length: cap }, async () => {
-        while (performance.now() - capacityStart < seconds * 1000) capacityOutcomes.push(await spikeChat(mesh.baseUrl, spikeRequest(next, systems), capacityStart));
+        while (performance.now() - capacityStart < seconds * 1000)
+          capacityOutcomes.push(await spikeChat(mesh.baseUrl, spikeRequest(next, systems), capacityStart));
       }),
     );
     // Completed in the last two thirds of a phase of `seconds`: the steady state.
     const steady = (outcomes: readonly SpikeOutcome[]) =>
-      outcomes.filter((outcome) => outcome.status === 200 && !outcome.broken && outcome.endedAt > (seconds * 1000) / 3 && outcome.endedAt <= seconds * 1000);
+      outcomes.filter(
+        (outcome) =>
+          outcome.status === 200 && !outcome.broken && outcome.endedAt > (seconds * 1000) / 3 && outcome.endedAt <= seconds * 1000,
+      );
     const window = ((seconds * 2) / 3) * 1000;
     const measured = steady(capacityOutcomes);
     const capacityPerSecond = (measured.length * 1000) / window;
@@ -611,14 +691,16 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
     const slow = spikeInteractive.filter((outcome) => outcome.ttftMs > 2 * unloadedP99);
     const hitRate = (outcomes: readonly SpikeOutcome[]) =>
       sum(outcomes.map((outcome) => outcome.cachedTokens)) / Math.max(1, sum(outcomes.map((outcome) => outcome.promptTokens)));
-    const meanUncached = (outcomes: readonly SpikeOutcome[]) => (outcomes.length === 0 ? 0 : sum(outcomes.map((outcome) => outcome.promptTokens - outcome.cachedTokens)) / outcomes.length);
+    const meanUncached = (outcomes: readonly SpikeOutcome[]) =>
+      outcomes.length === 0 ? 0 : sum(outcomes.map((outcome) => outcome.promptTokens - outcome.cachedTokens)) / outcomes.length;
     const rejected: Record<string, number> = {};
     const completed: Record<Priority, number> = { interactive: 0, standard: 0, batch: 0 };
     let lost = 0;
     let firstLost: string | undefined;
     for (const outcome of [...unloaded, ...spike]) {
       if (outcome.status === 200 && !outcome.broken) completed[outcome.priority] += 1;
-      else if (outcome.status === 429 || outcome.status === 503) rejected[`${outcome.priority} ${outcome.status}`] = (rejected[`${outcome.priority} ${outcome.status}`] ?? 0) + 1;
+      else if (outcome.status === 429 || outcome.status === 503)
+        rejected[`${outcome.priority} ${outcome.status}`] = (rejected[`${outcome.priority} ${outcome.status}`] ?? 0) + 1;
       else {
         lost += 1;
         firstLost ??= `${outcome.status} ${outcome.broken ?? ""}`;
@@ -663,7 +745,10 @@ async function spikeRun(policy: string): Promise<SpikeSummary> {
         slowest: [...slow]
           .sort((a, b) => b.ttftMs - a.ttftMs)
           .slice(0, 8)
-          .map((outcome) => `${outcome.ttftMs.toFixed(0)} ms at ${(outcome.sentAt / 1000).toFixed(1)} s (${outcome.promptTokens - outcome.cachedTokens}/${outcome.promptTokens} uncached)`)
+          .map(
+            (outcome) =>
+              `${outcome.ttftMs.toFixed(0)} ms at ${(outcome.sentAt / 1000).toFixed(1)} s (${outcome.promptTokens - outcome.cachedTokens}/${outcome.promptTokens} uncached)`,
+          )
           .join(", "),
       },
       goodputPerSecond: (inWindow.length * 1000) / window,
@@ -693,7 +778,11 @@ function printSpike(summaries: readonly SpikeSummary[]): void {
       `| ${s.policy} | ${s.capacityPerSecond.toFixed(1)} | ${s.goodputPerSecond.toFixed(1)} (${((100 * s.goodputPerSecond) / s.capacityPerSecond).toFixed(0)} %) | ` +
         `${s.capacityTokensPerSecond.toFixed(0)} | ${s.goodputTokensPerSecond.toFixed(0)} (${((100 * s.goodputTokensPerSecond) / s.capacityTokensPerSecond).toFixed(0)} %) | ` +
         `${s.unloadedP99.toFixed(0)} ms | ${s.spikeInteractiveP50.toFixed(0)} / ${s.spikeInteractiveP99.toFixed(0)} ms (${(s.spikeInteractiveP99 / s.unloadedP99).toFixed(2)}×) | ` +
-        `${s.completed.interactive}/${s.completed.standard}/${s.completed.batch} | ${Object.entries(s.rejected).map(([key, count]) => `${key}: ${count}`).join(", ") || "none"} | ` +
+        `${s.completed.interactive}/${s.completed.standard}/${s.completed.batch} | ${
+          Object.entries(s.rejected)
+            .map(([key, count]) => `${key}: ${count}`)
+            .join(", ") || "none"
+        } | ` +
         `${s.rejectionP50.toFixed(1)} / ${s.rejectionP99.toFixed(1)} ms | ${s.lost}${s.firstLost ? ` (${s.firstLost})` : ""} |`,
     );
   }

@@ -34,7 +34,13 @@ const worker = createClient(WorkerServiceDefinition, mesh.channel(mesh.ports.wor
 const body = JSON.stringify({ model, messages, max_tokens: 1, temperature: 0 });
 
 async function direct(): Promise<void> {
-  for await (const _event of worker.generate({ requestId: "bench", model, messages, prompt: undefined, sampling: { maxTokens: 1, temperature: 0, stop: [] } })) {
+  for await (const _event of worker.generate({
+    requestId: "bench",
+    model,
+    messages,
+    prompt: undefined,
+    sampling: { maxTokens: 1, temperature: 0, stop: [] },
+  })) {
     // Drain the stream: started, delta, finished.
   }
 }
@@ -80,14 +86,21 @@ try {
   await measure(viaGateway, 4, 100);
   for (let round = 0; round < rounds; round += 1) {
     for (const concurrency of levels) {
-      for (const [path, call] of [["direct", direct], ["gateway", viaGateway]] as const) {
+      for (const [path, call] of [
+        ["direct", direct],
+        ["gateway", viaGateway],
+      ] as const) {
         const key = `${path}@${concurrency}`;
         samples.set(key, [...(samples.get(key) ?? []), ...(await measure(call, concurrency, requestsPerLevel, key))]);
       }
     }
   }
-  console.log(`mesh overhead, 1-token chat, zero-cost sim worker, ${rounds} alternating rounds x ${requestsPerLevel} requests per path and level`);
-  console.log("concurrency | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | added p99 | ratio p50 | direct req/s | gateway req/s");
+  console.log(
+    `mesh overhead, 1-token chat, zero-cost sim worker, ${rounds} alternating rounds x ${requestsPerLevel} requests per path and level`,
+  );
+  console.log(
+    "concurrency | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | added p99 | ratio p50 | direct req/s | gateway req/s",
+  );
   for (const concurrency of levels) {
     const directSorted = samples.get(`direct@${concurrency}`)!.sort((a, b) => a - b);
     const gatewaySorted = samples.get(`gateway@${concurrency}`)!.sort((a, b) => a - b);

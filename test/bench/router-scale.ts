@@ -81,7 +81,11 @@ function buildFleet(size: number) {
     // Full table: filler blocks up to capacity, then a few tenants' system prompts, the most recent.
     while (prefixes.size(workerId) < blocksPerWorker) {
       const count = Math.min(256, blocksPerWorker - prefixes.size(workerId));
-      prefixes.apply(workerId, { stored: Array.from({ length: count }, () => Math.floor(random() * 2 ** 53)), evicted: [], cleared: false });
+      prefixes.apply(workerId, {
+        stored: Array.from({ length: count }, () => Math.floor(random() * 2 ** 53)),
+        evicted: [],
+        cleared: false,
+      });
     }
     for (let held = 0; held < 4; held += 1) prefixes.record(workerId, blockHashes(systemPrompts[Math.floor(random() * tenants)]!));
   }
@@ -107,7 +111,9 @@ function queries(count: number): PickQuery[] {
 
 const percentile = (sorted: Float64Array, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const workload = queries(picks);
-console.log(`router scale: Pick (filter, score, pick, commit) in-process, ${picks} picks per fleet, ${blocksPerWorker} prefix blocks per worker`);
+console.log(
+  `router scale: Pick (filter, score, pick, commit) in-process, ${picks} picks per fleet, ${blocksPerWorker} prefix blocks per worker`,
+);
 console.log("workers | build s | p50 µs | p90 µs | p99 µs | max µs | picks/s | to a prefix holder");
 for (const size of fleetSizes) {
   const builtAt = performance.now();

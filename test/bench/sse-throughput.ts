@@ -139,10 +139,14 @@ async function sseRequest(totals: StreamTotals): Promise<void> {
     tailLength += chunk.length;
     while (tailLength - tail[0]!.length >= tailBytes) tailLength -= tail.shift()!.length;
   }
-  const events = Buffer.concat(tail).toString("utf8").split("\n\n").filter((event) => event !== "");
+  const events = Buffer.concat(tail)
+    .toString("utf8")
+    .split("\n\n")
+    .filter((event) => event !== "");
   if (events.at(-1) !== "data: [DONE]") throw new Error(`stream did not end with [DONE]: ${events.at(-1)}`);
   const usage = JSON.parse(events.at(-2)!.slice("data: ".length)).usage as { completion_tokens: number } | null;
-  if (usage?.completion_tokens !== maxTokens) throw new Error(`expected ${maxTokens} completion tokens, the usage chunk says ${JSON.stringify(usage)}`);
+  if (usage?.completion_tokens !== maxTokens)
+    throw new Error(`expected ${maxTokens} completion tokens, the usage chunk says ${JSON.stringify(usage)}`);
   totals.tokens += usage.completion_tokens;
 }
 
@@ -170,7 +174,11 @@ async function measureSse(concurrency: number, requests: number): Promise<Omit<S
     }),
   );
   const seconds = (performance.now() - begin) / 1000;
-  return { sseTokensPerSecond: totals.tokens / seconds, sseEventsPerSecond: totals.events / seconds, sseBytesPerSecond: totals.bytes / seconds };
+  return {
+    sseTokensPerSecond: totals.tokens / seconds,
+    sseEventsPerSecond: totals.events / seconds,
+    sseBytesPerSecond: totals.bytes / seconds,
+  };
 }
 
 const median = (numbers: number[]) => {
@@ -206,7 +214,9 @@ try {
     );
   for (const concurrency of levels) {
     const perRound = samples.get(concurrency)!;
-    perRound.forEach((sample, round) => row(String(round + 1), concurrency, sample, sample.sseTokensPerSecond / sample.rawMessagesPerSecond));
+    for (const [round, sample] of perRound.entries()) {
+      row(String(round + 1), concurrency, sample, sample.sseTokensPerSecond / sample.rawMessagesPerSecond);
+    }
     const medians: Sample = {
       rawMessagesPerSecond: median(perRound.map((sample) => sample.rawMessagesPerSecond)),
       sseTokensPerSecond: median(perRound.map((sample) => sample.sseTokensPerSecond)),
@@ -215,7 +225,9 @@ try {
     };
     row("median", concurrency, medians, median(perRound.map((sample) => sample.sseTokensPerSecond / sample.rawMessagesPerSecond)));
   }
-  console.log("SSE ÷ raw: per round, SSE tokens/s ÷ raw messages/s at the same concurrency; on the median rows, the median of those ratios (target ≥ 1.00x)");
+  console.log(
+    "SSE ÷ raw: per round, SSE tokens/s ÷ raw messages/s at the same concurrency; on the median rows, the median of those ratios (target ≥ 1.00x)",
+  );
 } finally {
   rawClient.close();
   rawServer.forceShutdown();

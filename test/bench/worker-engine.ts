@@ -38,7 +38,11 @@ const rounds = Number(values.rounds);
 const sequences = Number(values.sequences);
 const defaults = loadWorkerConfig({ argv: [], env: {} });
 const contextTokens = 2_048;
-const testModel = await ensureTestModel({ cacheDir: resolve(repoRoot(), defaults.cacheDir), size: defaults.testModelSize, weightType: "f16" });
+const testModel = await ensureTestModel({
+  cacheDir: resolve(repoRoot(), defaults.cacheDir),
+  size: defaults.testModelSize,
+  weightType: "f16",
+});
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const questions = Array.from({ length: 16 }, (_, index) => `Question ${index}: tell me a long story about mountains and rivers.`);
 
@@ -46,15 +50,29 @@ const questions = Array.from({ length: 16 }, (_, index) => `Question ${index}: t
 async function directTokensPerSecond(concurrency: number): Promise<number> {
   const llama = await getLlama({ gpu: false, logLevel: "error" as never });
   const model = await llama.loadModel({ modelPath: testModel.path });
-  const context = await model.createContext({ contextSize: contextTokens, sequences, batchSize: defaults.batchSize, threads: defaults.threads, swaFullCache: true, flashAttention: defaults.flashAttention });
+  const context = await model.createContext({
+    contextSize: contextTokens,
+    sequences,
+    batchSize: defaults.batchSize,
+    threads: defaults.threads,
+    swaFullCache: true,
+    flashAttention: defaults.flashAttention,
+  });
   const wrapper = resolveChatWrapper(model);
   const chats = Array.from({ length: concurrency }, () => new LlamaChat({ contextSequence: context.getSequence(), chatWrapper: wrapper }));
   let tokens = 0;
   const started = performance.now();
-  await Promise.all(chats.map(async (chat, index) => {
-    const history: ChatHistoryItem[] = [{ type: "user", text: questions[index]! }];
-    await chat.generateResponse(history, { maxTokens, temperature: 1, seed: index, onToken: (generated) => (tokens += generated.length) });
-  }));
+  await Promise.all(
+    chats.map(async (chat, index) => {
+      const history: ChatHistoryItem[] = [{ type: "user", text: questions[index]! }];
+      await chat.generateResponse(history, {
+        maxTokens,
+        temperature: 1,
+        seed: index,
+        onToken: (generated) => (tokens += generated.length),
+      });
+    }),
+  );
   const perSecond = tokens / ((performance.now() - started) / 1000);
   await context.dispose();
   await model.dispose();
@@ -65,42 +83,77 @@ async function directTokensPerSecond(concurrency: number): Promise<number> {
 async function startWorker(): Promise<{ client: ReturnType<typeof createClient<typeof WorkerServiceDefinition>>; stop: () => void }> {
   const [grpcPort, metricsPort, deadPort] = await freePorts(3);
   const pkiDir = await makeTestPki();
-  const child = spawn(process.execPath, [
-    resolve(repoRoot(), "dist/services/worker/main.js"),
-    "--tls-dir", resolve(pkiDir, "worker"),
-    "--listen", `127.0.0.1:${grpcPort}`, "--metrics-port", String(metricsPort),
-    "--router-address", `127.0.0.1:${deadPort}`, "--memory-guard-address", "",
-    "--gpu", "cpu", "--sequences", String(sequences), "--context-tokens", String(contextTokens), "--log-level", "warn",
-  ], { stdio: "ignore" });
+  const child = spawn(
+    process.execPath,
+    [
+      resolve(repoRoot(), "dist/services/worker/main.js"),
+      "--tls-dir",
+      resolve(pkiDir, "worker"),
+      "--listen",
+      `127.0.0.1:${grpcPort}`,
+      "--metrics-port",
+      String(metricsPort),
+      "--router-address",
+      `127.0.0.1:${deadPort}`,
+      "--memory-guard-address",
+      "",
+      "--gpu",
+      "cpu",
+      "--sequences",
+      String(sequences),
+      "--context-tokens",
+      String(contextTokens),
+      "--log-level",
+      "warn",
+    ],
+    { stdio: "ignore" },
+  );
   const client = createClient(WorkerServiceDefinition, meshChannel(pkiDir, grpcPort!, "worker", "gateway"));
-  await waitFor("the worker to load its model", () => client.getInfo({}).then((info) => info.state === 2).catch(() => false), 60_000);
+  await waitFor(
+    "the worker to load its model",
+    () =>
+      client
+        .getInfo({})
+        .then((info) => info.state === 2)
+        .catch(() => false),
+    60_000,
+  );
   return { client, stop: () => child.kill("SIGTERM") };
 }
 
 async function workerTokensPerSecond(client: Awaited<ReturnType<typeof startWorker>>["client"], concurrency: number): Promise<number> {
   let tokens = 0;
   const started = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async (_, index) => {
-    for await (const response of client.generate({
-      requestId: `bench-${index}`,
-      model: "infermesh-test",
-      messages: [{ role: "user", content: questions[index]! }],
-      sampling: { maxTokens, temperature: 1, seed: index },
-    })) {
-      if (response.event?.$case === "delta") tokens += response.event.value.tokenCount;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, index) => {
+      for await (const response of client.generate({
+        requestId: `bench-${index}`,
+        model: "infermesh-test",
+        messages: [{ role: "user", content: questions[index]! }],
+        sampling: { maxTokens, temperature: 1, seed: index },
+      })) {
+        if (response.event?.$case === "delta") tokens += response.event.value.tokenCount;
+      }
+    }),
+  );
   return tokens / ((performance.now() - started) / 1000);
 }
 
-async function timeToFirstToken(client: Awaited<ReturnType<typeof startWorker>>["client"], system: string, question: string): Promise<{ ms: number; cached: number; prompt: number }> {
+async function timeToFirstToken(
+  client: Awaited<ReturnType<typeof startWorker>>["client"],
+  system: string,
+  question: string,
+): Promise<{ ms: number; cached: number; prompt: number }> {
   const started = performance.now();
   let cached = 0;
   let prompt = 0;
   for await (const response of client.generate({
     requestId: "ttft",
     model: "infermesh-test",
-    messages: [{ role: "system", content: system }, { role: "user", content: question }],
+    messages: [
+      { role: "system", content: system },
+      { role: "user", content: question },
+    ],
     sampling: { maxTokens: 1, temperature: 0 },
   })) {
     if (response.event?.$case === "started") ({ cachedTokens: cached, promptTokens: prompt } = response.event.value);
@@ -111,18 +164,35 @@ async function timeToFirstToken(client: Awaited<ReturnType<typeof startWorker>>[
 
 async function tokensAfterCancel(): Promise<number[]> {
   const engine = await LlamaCppEngine.load({
-    modelPath: testModel.path, modelId: "m", description: "", gpu: "cpu", gpuIndex: undefined, threads: defaults.threads,
-    contextTokens, sequences: 2, batchSize: defaults.batchSize, defaultMaxTokens: 512,
+    modelPath: testModel.path,
+    modelId: "m",
+    description: "",
+    gpu: "cpu",
+    gpuIndex: undefined,
+    threads: defaults.threads,
+    contextTokens,
+    sequences: 2,
+    batchSize: defaults.batchSize,
+    defaultMaxTokens: 512,
   });
   const after: number[] = [];
   for (let round = 0; round < 5; round += 1) {
     const controller = new AbortController();
     let seen = 0;
     let atAbort = 0;
-    for await (const event of engine.generate({
-      requestId: "c", model: "m", messages: [ChatMessage.create({ role: "user", content: questions[round]! })], prompt: undefined,
-      sampling: SamplingParams.create({ maxTokens: 400, temperature: 1 }), tools: [], toolChoice: "", reasoningEffort: ReasoningEffort.REASONING_EFFORT_UNSPECIFIED,
-    }, controller.signal)) {
+    for await (const event of engine.generate(
+      {
+        requestId: "c",
+        model: "m",
+        messages: [ChatMessage.create({ role: "user", content: questions[round]! })],
+        prompt: undefined,
+        sampling: SamplingParams.create({ maxTokens: 400, temperature: 1 }),
+        tools: [],
+        toolChoice: "",
+        reasoningEffort: ReasoningEffort.REASONING_EFFORT_UNSPECIFIED,
+      },
+      controller.signal,
+    )) {
       if (event.kind === "delta") {
         seen += event.tokenCount;
         if (seen >= 10 && !controller.signal.aborted) {
@@ -137,7 +207,9 @@ async function tokensAfterCancel(): Promise<number[]> {
   return after;
 }
 
-console.log(`model ${testModel.path} (${testModel.parameterCount.toLocaleString("en")} parameters), threads ${defaults.threads}, sequences ${sequences}, ${maxTokens} tokens per request, ${rounds} rounds`);
+console.log(
+  `model ${testModel.path} (${testModel.parameterCount.toLocaleString("en")} parameters), threads ${defaults.threads}, sequences ${sequences}, ${maxTokens} tokens per request, ${rounds} rounds`,
+);
 const figures: Record<string, number[]> = { direct1: [], direct8: [], worker1: [], worker8: [] };
 const worker = await startWorker();
 for (let round = 0; round < rounds; round += 1) {
@@ -172,7 +244,9 @@ for (let round = 0; round < 5; round += 1) {
   warm.push(second.ms);
   shape = `prompt ${second.prompt} tokens, ${second.cached} reused`;
 }
-console.log(`prefix reuse: TTFT warm ${median(warm).toFixed(1)} ms / cold ${median(cold).toFixed(1)} ms = ${(median(warm) / median(cold)).toFixed(3)}  (${shape})`);
+console.log(
+  `prefix reuse: TTFT warm ${median(warm).toFixed(1)} ms / cold ${median(cold).toFixed(1)} ms = ${(median(warm) / median(cold)).toFixed(3)}  (${shape})`,
+);
 worker.stop();
 
 const afterCancel = await tokensAfterCancel();

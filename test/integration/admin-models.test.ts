@@ -45,9 +45,9 @@ test("an admin unloads the served model, loads a GGUF under a new id, and the AP
   assert.equal((await admin("infermesh-test/unload")).status, 404, "nothing serves it any more");
 
   // Paths are confined to the worker's model directory, and must exist.
-  const escape = await admin("tiny-2/load", { model_path: "../../package.json" });
-  assert.equal(escape.status, 400);
-  assert.match(escape.body.error.message, /inside the worker's model directory/);
+  const escaping = await admin("tiny-2/load", { model_path: "../../package.json" });
+  assert.equal(escaping.status, 400);
+  assert.match(escaping.body.error.message, /inside the worker's model directory/);
   assert.equal((await admin("tiny-2/load", { model_path: "no-such-model.gguf" })).status, 404);
   assert.equal((await admin("tiny-2/load", { model_path: "x.gguf", workers: ["no-such-worker"] })).status, 404);
   assert.equal((await admin("tiny-2/load", {})).status, 400, "model_path is required");

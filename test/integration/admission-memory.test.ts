@@ -30,13 +30,25 @@ before(async () => {
   const pkiDir = await makeTestPki();
   metricsUrl = `http://127.0.0.1:${admissionMetricsPort}/metrics`;
   const supervisor = () =>
-    new Supervisor({ nodeArgs: telemetryImport(), onLine: (child, line) => logs.push(`[${child}] ${line}`), onEvent: () => undefined, stopGraceMs: 5_000 });
+    new Supervisor({
+      nodeArgs: telemetryImport(),
+      onLine: (child, line) => logs.push(`[${child}] ${line}`),
+      onEvent: () => undefined,
+      stopGraceMs: 5_000,
+    });
   memorySupervisor = supervisor();
   memorySupervisor.start([
     {
       name: "memory-guard",
       script: entryPoint("services/memory-guard/main.js"),
-      args: ["--listen", `127.0.0.1:${memoryGuardPort}`, "--metrics-port", String(memoryGuardMetricsPort), "--tls-dir", join(pkiDir, "memory-guard")],
+      args: [
+        "--listen",
+        `127.0.0.1:${memoryGuardPort}`,
+        "--metrics-port",
+        String(memoryGuardMetricsPort),
+        "--tls-dir",
+        join(pkiDir, "memory-guard"),
+      ],
       env: { OTEL_SDK_DISABLED: "true" },
     },
   ]);
@@ -46,12 +58,18 @@ before(async () => {
       name: "admission",
       script: entryPoint("services/admission/main.js"),
       args: [
-        "--listen", `127.0.0.1:${admissionPort}`,
-        "--metrics-port", String(admissionMetricsPort),
-        "--memory-guard-address", `127.0.0.1:${memoryGuardPort}`,
-        "--pressure-stale-ms", String(pressureStaleMs),
-        "--max-concurrency", "4",
-        "--tls-dir", join(pkiDir, "admission"),
+        "--listen",
+        `127.0.0.1:${admissionPort}`,
+        "--metrics-port",
+        String(admissionMetricsPort),
+        "--memory-guard-address",
+        `127.0.0.1:${memoryGuardPort}`,
+        "--pressure-stale-ms",
+        String(pressureStaleMs),
+        "--max-concurrency",
+        "4",
+        "--tls-dir",
+        join(pkiDir, "admission"),
       ],
       env: { OTEL_SDK_DISABLED: "true" },
     },
@@ -89,7 +107,16 @@ async function reportUsed(usedTokens: number, wait = true): Promise<void> {
   reports.push({
     event: {
       $case: "kvReport",
-      value: { workerId: "w0", device: "cuda:0", kvUsedTokens: usedTokens, kvTotalTokens: fleetTokens, idleSequences: 0, kvReservedTokens: 0, idleSessions: [], residentSessions: 0 },
+      value: {
+        workerId: "w0",
+        device: "cuda:0",
+        kvUsedTokens: usedTokens,
+        kvTotalTokens: fleetTokens,
+        idleSequences: 0,
+        kvReservedTokens: 0,
+        idleSessions: [],
+        residentSessions: 0,
+      },
     },
   });
   if (!wait) return;
@@ -154,7 +181,10 @@ test("with memory-guard stopped, admission keeps its last snapshot for pressureS
 
   // The concurrency cap (4) still gates.
   const more = [acquire(400), acquire(400), acquire(400), acquire(400)];
-  await waitFor("three more grants and one waiter", () => more.filter((entry) => entry.granted()).length === 3 && more.some((entry) => entry.queued()));
+  await waitFor(
+    "three more grants and one waiter",
+    () => more.filter((entry) => entry.granted()).length === 3 && more.some((entry) => entry.queued()),
+  );
   for (const entry of [request, ...more]) entry.release();
   await Promise.all([request, ...more].map((entry) => entry.done));
   await waitFor("every slot to be free", async () => (await admission.getStats({})).inFlight === 0);

@@ -30,7 +30,20 @@ before(async () => {
     {
       name: "admission",
       script: entryPoint("services/admission/main.js"),
-      args: ["--listen", `127.0.0.1:${port}`, "--metrics-port", String(metricsPort), "--max-concurrency", "1", "--max-queue", "1", "--queue-timeout-ms", "60000", "--tls-dir", join(pkiDir, "admission")],
+      args: [
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--metrics-port",
+        String(metricsPort),
+        "--max-concurrency",
+        "1",
+        "--max-queue",
+        "1",
+        "--queue-timeout-ms",
+        "60000",
+        "--tls-dir",
+        join(pkiDir, "admission"),
+      ],
       env: { OTEL_SDK_DISABLED: "true" },
     },
   ]);
@@ -133,13 +146,21 @@ test("a request that could not be granted within its queue timeout is refused at
   await waitFor("the grant", () => holder.events.some((event) => event.event?.$case === "granted"));
   const hopeless = open([{ ...request, queueTimeoutMs: Math.floor(meanHoldMs / 2) }]);
   await hopeless.done;
-  assert.deepEqual(hopeless.events.map((event) => event.event?.$case), ["rejected"], "no Queued event first");
+  assert.deepEqual(
+    hopeless.events.map((event) => event.event?.$case),
+    ["rejected"],
+    "no Queued event first",
+  );
   const rejected = hopeless.events[0]!.event;
   assert.ok(rejected?.$case === "rejected");
   assert.equal(rejected.value.reason, RejectReason.REJECT_REASON_OVERLOADED);
   assert.ok(rejected.value.retryAfterMs > 0);
   // The decision took admission no time: its rejection histogram has it within 5 ms of arrival.
-  const early = (le: string) => metricValue(metricsUrl, `infermesh_admission_rejection_seconds_bucket{le="${le}",service="admission",priority_class="standard",outcome="shed_early"}`);
+  const early = (le: string) =>
+    metricValue(
+      metricsUrl,
+      `infermesh_admission_rejection_seconds_bucket{le="${le}",service="admission",priority_class="standard",outcome="shed_early"}`,
+    );
   assert.equal(await early("0.005"), 1);
   assert.equal(await early("+Inf"), 1);
   holder.close();

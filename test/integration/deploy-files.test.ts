@@ -51,7 +51,9 @@ const portOf = (address: string) => Number(address.split(":").pop());
 
 test("every Kubernetes manifest passes settings the service accepts, on consistent ports", () => {
   const directory = join(root, "deploy/k8s");
-  const files = readdirSync(directory).filter((file) => file.endsWith(".yaml") && file !== "kustomization.yaml" && !file.startsWith("mesh-pki") && !file.startsWith("network-"));
+  const files = readdirSync(directory).filter(
+    (file) => file.endsWith(".yaml") && file !== "kustomization.yaml" && !file.startsWith("mesh-pki") && !file.startsWith("network-"),
+  );
   assert.ok(files.length >= 5);
   const deployments = new Set<string>();
   const mounted = new Map<MeshRole, string>();
@@ -64,7 +66,9 @@ test("every Kubernetes manifest passes settings the service accepts, on consiste
         const where = `${file}/${container.name}`;
         const script = container.args[0];
         assert.ok(existsSync(join(root, script)), `${where}: ${script} is built`);
-        const env = Object.fromEntries(container.env.filter((entry: any) => "value" in entry).map((entry: any) => [entry.name, String(entry.value)]));
+        const env = Object.fromEntries(
+          container.env.filter((entry: any) => "value" in entry).map((entry: any) => [entry.name, String(entry.value)]),
+        );
         const config = checkSettings(where, script, env);
         const containerPorts = new Map<string, number>(container.ports.map((entry: any) => [entry.name, entry.containerPort]));
         const grpcPort = script === "dist/gateway/main.js" ? portOf(config.grpcListen) : portOf(config.listen);
@@ -112,8 +116,15 @@ test("every Kubernetes manifest passes settings the service accepts, on consiste
 });
 
 test("each internal service's NetworkPolicy admits to its gRPC port exactly the components ARCHITECTURE §9 lets call it", () => {
-  const policies = parseAllDocuments(readFileSync(join(root, "deploy/k8s/network-policies.yaml"), "utf8")).map((document) => document.toJS());
-  const rules: Record<string, Record<string, readonly MeshRole[]>> = { admission: admissionRules, router: routerRules, "memory-guard": memoryGuardRules, worker: workerRules };
+  const policies = parseAllDocuments(readFileSync(join(root, "deploy/k8s/network-policies.yaml"), "utf8")).map((document) =>
+    document.toJS(),
+  );
+  const rules: Record<string, Record<string, readonly MeshRole[]>> = {
+    admission: admissionRules,
+    router: routerRules,
+    "memory-guard": memoryGuardRules,
+    worker: workerRules,
+  };
   for (const [role, methods] of Object.entries(rules)) {
     const policy = policies.find((candidate) => candidate.spec.podSelector.matchLabels["app.kubernetes.io/component"] === role);
     assert.ok(policy, `a NetworkPolicy selects the ${role}`);

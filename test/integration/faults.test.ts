@@ -61,7 +61,11 @@ async function shortChat(): Promise<number> {
   const response = await fetch(`${mesh.baseUrl}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: "sim-gpt-oss-20b", messages: [{ role: "user", content: `a short one ${Math.random()}` }], max_tokens: 2 }),
+    body: JSON.stringify({
+      model: "sim-gpt-oss-20b",
+      messages: [{ role: "user", content: `a short one ${Math.random()}` }],
+      max_tokens: 2,
+    }),
   });
   await response.arrayBuffer();
   return response.status;
@@ -72,7 +76,10 @@ async function finishedPerWorker(): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   for (let index = 0; index < workers; index += 1) {
     const url = `http://127.0.0.1:${mesh.ports.workerMetricsBase + index}/metrics`;
-    counts.set(`worker-${index}`, (await metricValue(url, 'infermesh_worker_generations_total{outcome="finished"').catch(() => undefined)) ?? 0);
+    counts.set(
+      `worker-${index}`,
+      (await metricValue(url, 'infermesh_worker_generations_total{outcome="finished"').catch(() => undefined)) ?? 0,
+    );
   }
   return counts;
 }
@@ -83,15 +90,25 @@ test("a worker killed mid-answer: the stream ends with an error, its reservation
   const admissionMetrics = `http://127.0.0.1:${mesh.ports.admissionMetrics}/metrics`;
   const { rest } = await startLongStream("tell me a long story");
   const victim = await busyWorker();
-  await waitFor("memory-guard to hold its reservation", async () => (await fetch(memoryMetrics).then((r) => r.text())).includes(`worker_id="${victim}"`));
+  await waitFor("memory-guard to hold its reservation", async () =>
+    (await fetch(memoryMetrics).then((r) => r.text())).includes(`worker_id="${victim}"`),
+  );
   process.kill(mesh.supervisor.pid(victim)!, "SIGKILL");
 
   const body = await rest;
   assert.match(body, /"error"/, "the stream ends with an error event, not a hang or a silent cut");
   // The supervisor restarts the worker after 100 ms and it takes longer than that to boot:
   // in that window the router and memory-guard must have dropped it.
-  await waitFor("the router to drop the worker", async () => !(await router().listWorkers({})).workers.some((worker) => worker.registration?.workerId === victim), 2_000);
-  await waitFor("memory-guard to drop its KV", async () => !(await fetch(memoryMetrics).then((r) => r.text())).includes(`worker_id="${victim}"`), 2_000);
+  await waitFor(
+    "the router to drop the worker",
+    async () => !(await router().listWorkers({})).workers.some((worker) => worker.registration?.workerId === victim),
+    2_000,
+  );
+  await waitFor(
+    "memory-guard to drop its KV",
+    async () => !(await fetch(memoryMetrics).then((r) => r.text())).includes(`worker_id="${victim}"`),
+    2_000,
+  );
   await waitFor("the admission slot to be free", async () => (await metricSum(admissionMetrics, "infermesh_admission_in_flight")) === 0);
   for (let index = 0; index < 6; index += 1) assert.equal(await shortChat(), 200, "new requests go to the other workers");
   assert.ok((await metricSum(routerMetrics, "infermesh_router_workers")) >= workers - 1);
@@ -101,7 +118,16 @@ test("a worker killed mid-answer: the stream ends with an error, its reservation
 test("a killed router has every worker back in its fleet within a few seconds", async () => {
   process.kill(mesh.supervisor.pid("router")!, "SIGKILL");
   const killedAt = performance.now();
-  await waitFor("the new router to list every worker", async () => (await router().listWorkers({}).catch(() => ({ workers: [] }))).workers.length === workers, 15_000);
+  await waitFor(
+    "the new router to list every worker",
+    async () =>
+      (
+        await router()
+          .listWorkers({})
+          .catch(() => ({ workers: [] }))
+      ).workers.length === workers,
+    15_000,
+  );
   const backAfterMs = performance.now() - killedAt;
   assert.ok(backAfterMs < 6_000, `the fleet was back after ${backAfterMs.toFixed(0)} ms`);
   assert.equal(await shortChat(), 200);
@@ -125,13 +151,22 @@ test("a drained worker finishes its answer and takes no new work", async () => {
   for (let index = 0; index < 12; index += 1) assert.equal(await shortChat(), 200);
   const after = await finishedPerWorker();
   assert.equal(after.get(drained)! - before.get(drained)!, 0, "nothing new reached the drained worker");
-  assert.equal([...after.values()].reduce((sum, count) => sum + count, 0) - [...before.values()].reduce((sum, count) => sum + count, 0), 12, "the others served all 12");
+  assert.equal(
+    [...after.values()].reduce((sum, count) => sum + count, 0) - [...before.values()].reduce((sum, count) => sum + count, 0),
+    12,
+    "the others served all 12",
+  );
 
   const body = await rest;
   assert.doesNotMatch(body, /"error"/);
   assert.match(body, /"finish_reason":"length"/, "the running answer finished");
-  const listed = (await (await fetch(`${mesh.baseUrl}/admin/workers`)).json()) as { data: { id: string; state: string; draining: boolean }[] };
-  assert.deepEqual(listed.data.find((worker) => worker.id === drained), { ...listed.data.find((worker) => worker.id === drained), state: "draining", draining: true });
+  const listed = (await (await fetch(`${mesh.baseUrl}/admin/workers`)).json()) as {
+    data: { id: string; state: string; draining: boolean }[];
+  };
+  assert.deepEqual(
+    listed.data.find((worker) => worker.id === drained),
+    { ...listed.data.find((worker) => worker.id === drained), state: "draining", draining: true },
+  );
 
   const unknown = await fetch(`${mesh.baseUrl}/admin/workers/nobody/drain`, { method: "POST" });
   assert.equal(unknown.status, 404);

@@ -30,8 +30,15 @@ test("a minute of fuzzing: no 5xx but 503/504 with Retry-After, OpenAI-shaped er
   const { tallies, failures } = await runFuzzSuite(mesh, { secondsPerKind: Number(process.env.FUZZ_SECONDS_PER_KIND ?? 20), seed });
   console.log(`fuzz seed ${seed} (FUZZ_SEED=${seed} repeats it)\n${report(tallies)}`);
   assert.deepEqual(failures, []);
-  assert.ok(Object.values(tallies).every((tally) => tally.cases > 20), "every kind ran");
-  assert.deepEqual(children.map((child) => mesh.supervisor.pid(child)), pids, "no process restarted");
+  assert.ok(
+    Object.values(tallies).every((tally) => tally.cases > 20),
+    "every kind ran",
+  );
+  assert.deepEqual(
+    children.map((child) => mesh.supervisor.pid(child)),
+    pids,
+    "no process restarted",
+  );
   for (const model of fuzzModels) {
     const response = await fetch(`${mesh.baseUrl}/v1/chat/completions`, {
       method: "POST",

@@ -74,7 +74,10 @@ const weatherTool = {
 
 test("without a key, or with a wrong one, the API answers 401 in OpenAI's shape; probes stay open", async () => {
   const anonymous = new OpenAI({ baseURL: `${mesh.baseUrl}/v1`, apiKey: "sk-wrong-key-000000000000000", maxRetries: 0 });
-  await assert.rejects(anonymous.models.list(), (error: unknown) => error instanceof OpenAI.AuthenticationError && error.code === "invalid_api_key");
+  await assert.rejects(
+    anonymous.models.list(),
+    (error: unknown) => error instanceof OpenAI.AuthenticationError && error.code === "invalid_api_key",
+  );
   const bare = await fetch(`${mesh.baseUrl}/v1/models`);
   assert.equal(bare.status, 401);
   assert.match(((await bare.json()) as { error: { message: string } }).error.message, /Authorization: Bearer/);
@@ -83,7 +86,8 @@ test("without a key, or with a wrong one, the API answers 401 in OpenAI's shape;
 });
 
 test("/admin and /debug need an admin key", async () => {
-  const as = (key: string) => fetch(`${mesh.baseUrl}/admin/models/no-such-model/unload`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
+  const as = (key: string) =>
+    fetch(`${mesh.baseUrl}/admin/models/no-such-model/unload`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
   const denied = await as(keys.user);
   assert.equal(denied.status, 403);
   assert.equal(((await denied.json()) as { error: { type: string } }).error.type, "permission_error");
@@ -91,10 +95,16 @@ test("/admin and /debug need an admin key", async () => {
   // An admin gets past the guard, to the endpoint: no worker serves that model.
   assert.equal((await as(keys.admin)).status, 404);
   // The guard checks the decoded path: an encoded "admin" is still admin.
-  const encoded = await fetch(`${mesh.baseUrl}/%61dmin/models/no-such-model/unload`, { method: "POST", headers: { authorization: `Bearer ${keys.user}` } });
+  const encoded = await fetch(`${mesh.baseUrl}/%61dmin/models/no-such-model/unload`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${keys.user}` },
+  });
   assert.equal(encoded.status, 403);
   // The sim engine cannot load a model back, so it refuses to unload one.
-  const simUnload = await fetch(`${mesh.baseUrl}/admin/models/${model}/unload`, { method: "POST", headers: { authorization: `Bearer ${keys.admin}` } });
+  const simUnload = await fetch(`${mesh.baseUrl}/admin/models/${model}/unload`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${keys.admin}` },
+  });
   assert.equal(simUnload.status, 400);
   assert.match(((await simUnload.json()) as { error: { message: string } }).error.message, /drain the worker instead/);
 });
@@ -109,10 +119,16 @@ test("GET /v1/models/{id} describes one model and 404s an unknown one", async ()
 test("a chat with n=3 returns three choices, and the same seed gives the same answers and fingerprint", async () => {
   const ask = () => openai.chat.completions.create({ model, messages: question, n: 3, seed: 42, max_tokens: 40 });
   const [first, second] = [await ask(), await ask()];
-  assert.deepEqual(first.choices.map((choice) => choice.index), [0, 1, 2]);
+  assert.deepEqual(
+    first.choices.map((choice) => choice.index),
+    [0, 1, 2],
+  );
   assert.match(first.system_fingerprint ?? "", /^fp_[0-9a-f]{10}$/);
   assert.equal(first.system_fingerprint, second.system_fingerprint);
-  assert.deepEqual(first.choices.map((choice) => choice.message.content), second.choices.map((choice) => choice.message.content));
+  assert.deepEqual(
+    first.choices.map((choice) => choice.message.content),
+    second.choices.map((choice) => choice.message.content),
+  );
   assert.ok(first.usage!.completion_tokens > 3, "usage counts every choice's tokens");
 });
 
@@ -136,7 +152,13 @@ test("tool calls come back in the message with finish_reason tool_calls, and the
 });
 
 test("streamed tool calls arrive as indexed delta.tool_calls the SDK can assemble", async () => {
-  const stream = await openai.chat.completions.create({ model, messages: question, tools: [weatherTool], tool_choice: { type: "function", function: { name: "get_weather" } }, stream: true });
+  const stream = await openai.chat.completions.create({
+    model,
+    messages: question,
+    tools: [weatherTool],
+    tool_choice: { type: "function", function: { name: "get_weather" } },
+    stream: true,
+  });
   const calls = [];
   let finishReason: string | null = null;
   for await (const chunk of stream) {
@@ -153,7 +175,8 @@ test("reasoning_effort sets how much the model reasons; the reasoning is in reas
   const ask = (effort: "low" | "high") =>
     openai.chat.completions.create({ model, messages: question, reasoning_effort: effort, max_tokens: 1024, seed: 1 });
   const [low, high] = [await ask("low"), await ask("high")];
-  const reasoning = (completion: typeof low) => (completion.choices[0]!.message as unknown as { reasoning_content?: string }).reasoning_content ?? "";
+  const reasoning = (completion: typeof low) =>
+    (completion.choices[0]!.message as unknown as { reasoning_content?: string }).reasoning_content ?? "";
   assert.ok(reasoning(low).length > 0);
   assert.ok(reasoning(high).length > reasoning(low).length);
   assert.ok(high.usage!.completion_tokens_details!.reasoning_tokens! > low.usage!.completion_tokens_details!.reasoning_tokens!);
@@ -161,7 +184,14 @@ test("reasoning_effort sets how much the model reasons; the reasoning is in reas
 });
 
 test("logprobs with top_logprobs, and a json_schema response_format", async () => {
-  const withLogprobs = await openai.chat.completions.create({ model, messages: question, logprobs: true, top_logprobs: 3, max_tokens: 64, reasoning_effort: "low" });
+  const withLogprobs = await openai.chat.completions.create({
+    model,
+    messages: question,
+    logprobs: true,
+    top_logprobs: 3,
+    max_tokens: 64,
+    reasoning_effort: "low",
+  });
   const content = withLogprobs.choices[0]!.logprobs!.content!;
   assert.ok(content.length > 0);
   for (const entry of content) {
@@ -172,7 +202,10 @@ test("logprobs with top_logprobs, and a json_schema response_format", async () =
   const json = await openai.chat.completions.create({
     model,
     messages: question,
-    response_format: { type: "json_schema", json_schema: { name: "weather", schema: { type: "object", properties: { celsius: { type: "number" } }, required: ["celsius"] } } },
+    response_format: {
+      type: "json_schema",
+      json_schema: { name: "weather", schema: { type: "object", properties: { celsius: { type: "number" } }, required: ["celsius"] } },
+    },
   });
   assert.equal(typeof (JSON.parse(json.choices[0]!.message.content!) as { celsius: unknown }).celsius, "number");
 });
@@ -187,7 +220,10 @@ test("the raw SSE stream: one id and created, role first, usage null until the u
   const text = await response.text();
   assert.ok(text.endsWith("data: [DONE]\n\n"));
   const events = text.split("\n\n").filter(Boolean);
-  assert.ok(events.every((event) => /^data: [^\n]+$/.test(event)), "every event is exactly one data: line");
+  assert.ok(
+    events.every((event) => /^data: [^\n]+$/.test(event)),
+    "every event is exactly one data: line",
+  );
   const chunks = events.slice(0, -1).map((event) => JSON.parse(event.slice("data: ".length)));
   assert.equal(new Set(chunks.map((chunk) => `${chunk.id}/${chunk.created}/${chunk.system_fingerprint}`)).size, 1);
   for (const index of [0, 1]) {
@@ -202,9 +238,19 @@ test("the raw SSE stream: one id and created, role first, usage null until the u
 });
 
 test("completions: a prompt list gets one choice per prompt, echo and logprobs in the legacy shape, and streams", async () => {
-  const completion = await openai.completions.create({ model, prompt: ["Once upon a time", "The weather"], max_tokens: 5, echo: true, logprobs: 2, seed: 3 });
+  const completion = await openai.completions.create({
+    model,
+    prompt: ["Once upon a time", "The weather"],
+    max_tokens: 5,
+    echo: true,
+    logprobs: 2,
+    seed: 3,
+  });
   assert.equal(completion.object, "text_completion");
-  assert.deepEqual(completion.choices.map((choice) => choice.index), [0, 1]);
+  assert.deepEqual(
+    completion.choices.map((choice) => choice.index),
+    [0, 1],
+  );
   assert.ok(completion.choices[0]!.text.startsWith("Once upon a time"));
   assert.ok(completion.choices[1]!.text.startsWith("The weather"));
   const logprobs = completion.choices[0]!.logprobs!;
@@ -217,7 +263,10 @@ test("completions: a prompt list gets one choice per prompt, echo and logprobs i
   for await (const chunk of stream) streamed += chunk.choices[0]?.text ?? "";
   const whole = await openai.completions.create({ model, prompt: "Once upon a time", max_tokens: 5, seed: 3 });
   assert.equal(streamed, whole.choices[0]!.text);
-  await assert.rejects(openai.completions.create({ model, prompt: [1, 2, 3] }), (error: unknown) => error instanceof OpenAI.BadRequestError && /token-id/.test(error.message));
+  await assert.rejects(
+    openai.completions.create({ model, prompt: [1, 2, 3] }),
+    (error: unknown) => error instanceof OpenAI.BadRequestError && /token-id/.test(error.message),
+  );
 });
 
 test("embeddings: one unit vector per input, as floats or as the SDK's default base64", async () => {
@@ -228,7 +277,10 @@ test("embeddings: one unit vector per input, as floats or as the SDK's default b
   assert.deepEqual(hello, again);
   assert.notDeepEqual(hello, world);
   const floats = await openai.embeddings.create({ model, input: "hello", encoding_format: "float" });
-  assert.deepEqual(floats.data[0]!.embedding.map((value) => Math.fround(value)), hello);
+  assert.deepEqual(
+    floats.data[0]!.embedding.map((value) => Math.fround(value)),
+    hello,
+  );
   assert.ok(viaSdk.usage.prompt_tokens > 0);
 });
 
@@ -263,7 +315,8 @@ test("x-infermesh-priority lowers a request's class but never raises it above th
 
   await assert.rejects(
     openai.chat.completions.create({ model, messages: question }, { headers: { "x-infermesh-priority": "urgent" } }),
-    (error: unknown) => error instanceof OpenAI.BadRequestError && error.param === "x-infermesh-priority" && error.code === "invalid_priority",
+    (error: unknown) =>
+      error instanceof OpenAI.BadRequestError && error.param === "x-infermesh-priority" && error.code === "invalid_priority",
   );
 });
 
@@ -296,7 +349,13 @@ test("tokens per minute pay for output as it streams, not for max_tokens: once a
     assert.ok(served < 60, "a refusal came");
     try {
       // The simulator answers 16 to 512 tokens: far below the bound of 2,000.
-      const stream = await metered.chat.completions.create({ model, messages: question, max_tokens: 2_000, stream: true, stream_options: { include_usage: true } });
+      const stream = await metered.chat.completions.create({
+        model,
+        messages: question,
+        max_tokens: 2_000,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
       let outputTokens: number | undefined;
       for await (const chunk of stream) if (chunk.usage) outputTokens = chunk.usage.completion_tokens;
       assert.ok(outputTokens !== undefined && outputTokens <= 512);
@@ -315,7 +374,10 @@ test("tokens per minute pay for output as it streams, not for max_tokens: once a
   // Until the debt and this request's input fit, less what refilled while the test ran.
   const impliedSeconds = ((charged + inputTokens - tokensPerMinute) * 60) / tokensPerMinute;
   const retryAfter = Number(refusal.headers?.get("retry-after"));
-  assert.ok(retryAfter <= Math.ceil(impliedSeconds) && retryAfter >= impliedSeconds - 3, `Retry-After ${retryAfter} s, implied ${impliedSeconds.toFixed(1)} s`);
+  assert.ok(
+    retryAfter <= Math.ceil(impliedSeconds) && retryAfter >= impliedSeconds - 3,
+    `Retry-After ${retryAfter} s, implied ${impliedSeconds.toFixed(1)} s`,
+  );
 });
 
 test("the response cache answers a repeated deterministic request, whitespace-insensitively, unless told no-cache", async () => {
@@ -323,19 +385,28 @@ test("the response cache answers a repeated deterministic request, whitespace-in
   const metrics = `${mesh.baseUrl}/metrics`;
   const hits = async () => (await metricValue(metrics, 'infermesh_gateway_response_cache_requests_total{outcome="hit"')) ?? 0;
   const before = await hits();
-  const first = await cached.chat.completions.create({ model, messages: [{ role: "user", content: "Cache  me\n" }], temperature: 0, max_tokens: 8 }).withResponse();
+  const first = await cached.chat.completions
+    .create({ model, messages: [{ role: "user", content: "Cache  me\n" }], temperature: 0, max_tokens: 8 })
+    .withResponse();
   assert.equal(first.response.headers.get("x-infermesh-cache"), "miss");
-  const second = await cached.chat.completions.create({ model, messages: [{ role: "user", content: "Cache me" }], temperature: 0, max_tokens: 8 }).withResponse();
+  const second = await cached.chat.completions
+    .create({ model, messages: [{ role: "user", content: "Cache me" }], temperature: 0, max_tokens: 8 })
+    .withResponse();
   assert.equal(second.response.headers.get("x-infermesh-cache"), "hit");
   assert.equal(second.data.choices[0]!.message.content, first.data.choices[0]!.message.content);
   assert.notEqual(second.data.id, first.data.id, "a cached answer gets its own id");
   assert.equal(await hits(), before + 1);
   const bypass = await cached.chat.completions
-    .create({ model, messages: [{ role: "user", content: "Cache me" }], temperature: 0, max_tokens: 8 }, { headers: { "cache-control": "no-cache" } })
+    .create(
+      { model, messages: [{ role: "user", content: "Cache me" }], temperature: 0, max_tokens: 8 },
+      { headers: { "cache-control": "no-cache" } },
+    )
     .withResponse();
   assert.equal(bypass.response.headers.get("x-infermesh-cache"), null);
   // A key without cache rights never gets a cached answer.
-  const plain = await openai.chat.completions.create({ model, messages: [{ role: "user", content: "Cache me" }], temperature: 0, max_tokens: 8 }).withResponse();
+  const plain = await openai.chat.completions
+    .create({ model, messages: [{ role: "user", content: "Cache me" }], temperature: 0, max_tokens: 8 })
+    .withResponse();
   assert.equal(plain.response.headers.get("x-infermesh-cache"), null);
 });
 
@@ -398,7 +469,13 @@ test("the public gRPC API serves completions (whole and streamed), embeddings an
   const channel = createChannel(`127.0.0.1:${mesh.ports.gatewayGrpc}`);
   const metadata = Metadata({ authorization: `Bearer ${keys.user}` });
   const completions = createClient(CompletionServiceDefinition, channel);
-  const request = { model, prompt: "Once upon a time", sampling: { maxTokens: 6, seed: 9, stop: [], logprobs: false, topLogprobs: 0, responseFormat: undefined }, user: "", profile: "" };
+  const request = {
+    model,
+    prompt: "Once upon a time",
+    sampling: { maxTokens: 6, seed: 9, stop: [], logprobs: false, topLogprobs: 0, responseFormat: undefined },
+    user: "",
+    profile: "",
+  };
   const whole = await completions.complete(request, { metadata });
   assert.equal(whole.usage?.completionTokens, 6);
   assert.match(whole.id, /^cmpl-/);
@@ -410,17 +487,26 @@ test("the public gRPC API serves completions (whole and streamed), embeddings an
   }
   assert.ok(finished);
   assert.equal(streamed, whole.text);
-  await assert.rejects(completions.complete({ ...request, prompt: "" }, { metadata }), (error: { code?: Status }) => error.code === Status.INVALID_ARGUMENT);
+  await assert.rejects(
+    completions.complete({ ...request, prompt: "" }, { metadata }),
+    (error: { code?: Status }) => error.code === Status.INVALID_ARGUMENT,
+  );
 
   const embeddings = createClient(EmbeddingServiceDefinition, channel);
   const vectors = await embeddings.embed({ model, inputs: ["hello", "world"], user: "" }, { metadata });
   assert.equal(vectors.embeddings.length, 2);
   assert.equal(vectors.model, model);
   const viaHttp = await openai.embeddings.create({ model, input: "hello", encoding_format: "float" });
-  assert.deepEqual(vectors.embeddings[0]!.values, viaHttp.data[0]!.embedding.map((value) => Math.fround(value)));
+  assert.deepEqual(
+    vectors.embeddings[0]!.values,
+    viaHttp.data[0]!.embedding.map((value) => Math.fround(value)),
+  );
 
   const models = createClient(ModelServiceDefinition, channel);
-  assert.deepEqual((await models.listModels({}, { metadata })).models.map((entry) => entry.id), [model]);
+  assert.deepEqual(
+    (await models.listModels({}, { metadata })).models.map((entry) => entry.id),
+    [model],
+  );
   await assert.rejects(models.listModels({}), (error: { code?: Status }) => error.code === Status.UNAUTHENTICATED);
 });
 

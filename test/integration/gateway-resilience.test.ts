@@ -27,7 +27,8 @@ after(() => mesh?.stop());
 const long = { model, messages: [{ role: "user" as const, content: "Write a long story." }], max_tokens: 2_000 };
 const admissionMetrics = () => `http://127.0.0.1:${mesh.ports.admissionMetrics}/metrics`;
 const workerMetrics = () => `http://127.0.0.1:${mesh.ports.workerMetricsBase}/metrics`;
-const cancelledGenerations = async () => (await metricValue(workerMetrics(), 'infermesh_worker_generations_total{outcome="cancelled"')) ?? 0;
+const cancelledGenerations = async () =>
+  (await metricValue(workerMetrics(), 'infermesh_worker_generations_total{outcome="cancelled"')) ?? 0;
 const slotsInFlight = () => metricSum(admissionMetrics(), "infermesh_admission_in_flight");
 
 test("a client that disconnects mid-stream frees its admission slot and stops the worker's decoding", async () => {

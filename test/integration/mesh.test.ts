@@ -57,7 +57,10 @@ const inFlightSlots = async () => (await admission.getStats({})).inFlight;
 
 test("GET /v1/models lists the generated test model", async () => {
   const models = await openai.models.list();
-  assert.deepEqual(models.data.map((entry) => entry.id), [model]);
+  assert.deepEqual(
+    models.data.map((entry) => entry.id),
+    [model],
+  );
 });
 
 test("a non-streamed chat completion returns the worker's tokens", async () => {
@@ -96,7 +99,10 @@ test("a streamed chat completion sends role first, one id, the worker's tokens, 
   const usageChunk = chunks.at(-1)!;
   assert.deepEqual(usageChunk.choices, []);
   assert.ok(usageChunk.usage && usageChunk.usage.completion_tokens > 0);
-  assert.ok(chunks.slice(0, -1).every((chunk) => chunk.usage === null), "only the last chunk carries usage");
+  assert.ok(
+    chunks.slice(0, -1).every((chunk) => chunk.usage === null),
+    "only the last chunk carries usage",
+  );
 });
 
 test("the raw SSE stream is framed as data: lines ending with [DONE]", async () => {
@@ -109,7 +115,10 @@ test("the raw SSE stream is framed as data: lines ending with [DONE]", async () 
   assert.match(response.headers.get("content-type") ?? "", /^text\/event-stream/);
   const body = await response.text();
   const events = body.split("\n\n").filter(Boolean);
-  assert.ok(events.every((event) => event.startsWith("data: ")), "every event is a data: line");
+  assert.ok(
+    events.every((event) => event.startsWith("data: ")),
+    "every event is a data: line",
+  );
   assert.equal(events.at(-1), "data: [DONE]");
   assert.ok(body.endsWith("\n\n"));
 });
@@ -163,14 +172,25 @@ test("the public gRPC API streams a chat through the same path", async () => {
   const chat = createClient(ChatServiceDefinition, createChannel(`127.0.0.1:${mesh.ports.gatewayGrpc}`));
   let text = "";
   let finished = false;
-  for await (const response of chat.streamChat({ model, messages: question, sampling: { temperature: 0, maxTokens: 24, stop: [] }, user: "" })) {
+  for await (const response of chat.streamChat({
+    model,
+    messages: question,
+    sampling: { temperature: 0, maxTokens: 24, stop: [] },
+    user: "",
+  })) {
     if (response.event?.$case === "delta") text += response.event.value.content;
     if (response.event?.$case === "finished") finished = response.event.value.usage!.completionTokens > 0;
   }
   assert.ok(finished);
   assert.equal(text, await workerAnswer(24));
-  await assert.rejects(chat.chat({ model: "no-such-model", messages: question, sampling: undefined, user: "" }), (error: any) => error.code === Status.NOT_FOUND);
-  await assert.rejects(chat.chat({ model, messages: [], sampling: undefined, user: "" }), (error: any) => error.code === Status.INVALID_ARGUMENT);
+  await assert.rejects(
+    chat.chat({ model: "no-such-model", messages: question, sampling: undefined, user: "" }),
+    (error: any) => error.code === Status.NOT_FOUND,
+  );
+  await assert.rejects(
+    chat.chat({ model, messages: [], sampling: undefined, user: "" }),
+    (error: any) => error.code === Status.INVALID_ARGUMENT,
+  );
 });
 
 test("every port lists and describes its services by reflection, as grpcurl does (internal ports to the operator's certificate)", async () => {
@@ -208,8 +228,9 @@ test("a client that disconnects mid-stream stops the worker's decoding and frees
       break;
     }
   }
-  await waitFor("the worker to record the cancellation", async () =>
-    (await metricValue(workerMetrics(), 'infermesh_worker_generations_total{outcome="cancelled"')) === 1,
+  await waitFor(
+    "the worker to record the cancellation",
+    async () => (await metricValue(workerMetrics(), 'infermesh_worker_generations_total{outcome="cancelled"')) === 1,
   );
   await waitFor("the admission slot to be freed", async () => (await inFlightSlots()) === 0);
   const decoded = ((await metricValue(workerMetrics(), "infermesh_worker_generation_tokens_total")) ?? 0) - tokensBefore;
@@ -233,10 +254,14 @@ test("a worker stopped with SIGTERM finishes the generation it is running before
   }
   assert.equal(finishReason, "length", "the running generation was drained, not cut");
   await waitFor("the supervisor to restart the worker", () => mesh.supervisor.pid("worker-0") !== pid);
-  await waitFor("the restarted worker to serve", async () => {
-    const answer = await openai.chat.completions.create({ model, messages: question, max_tokens: 2 });
-    return answer.choices.length === 1;
-  }, 30_000);
+  await waitFor(
+    "the restarted worker to serve",
+    async () => {
+      const answer = await openai.chat.completions.create({ model, messages: question, max_tokens: 2 });
+      return answer.choices.length === 1;
+    },
+    30_000,
+  );
   assert.equal(await workersLost(), lostBefore);
 });
 
@@ -255,10 +280,14 @@ test("a worker that dies mid-stream ends the stream with an error, frees the slo
     (error: unknown) => error instanceof OpenAI.APIError && /worker/.test(error.message),
   );
   await waitFor("the admission slot to be freed", async () => (await inFlightSlots()) === 0);
-  await waitFor("the restarted worker to serve", async () => {
-    const answer = await openai.chat.completions.create({ model, messages: question, max_tokens: 2 });
-    return answer.choices.length === 1;
-  }, 30_000);
+  await waitFor(
+    "the restarted worker to serve",
+    async () => {
+      const answer = await openai.chat.completions.create({ model, messages: question, max_tokens: 2 });
+      return answer.choices.length === 1;
+    },
+    30_000,
+  );
   assert.notEqual(mesh.supervisor.pid("worker-0"), pid);
   assert.equal(await workersLost(), lostBefore + 1);
 });
@@ -267,8 +296,12 @@ test("the worker re-registers by itself after a router restart", async () => {
   const pid = mesh.supervisor.pid("router")!;
   process.kill(pid, "SIGKILL");
   await waitFor("a new router", () => mesh.supervisor.pid("router") !== pid);
-  await waitFor("a request to succeed through the new router", async () => {
-    const answer = await openai.chat.completions.create({ model, messages: question, max_tokens: 2 });
-    return answer.choices.length === 1;
-  }, 20_000);
+  await waitFor(
+    "a request to succeed through the new router",
+    async () => {
+      const answer = await openai.chat.completions.create({ model, messages: question, max_tokens: 2 });
+      return answer.choices.length === 1;
+    },
+    20_000,
+  );
 });

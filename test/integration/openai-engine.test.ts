@@ -82,7 +82,13 @@ test("a streamed chat generation yields started → deltas → finished with the
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ model, messages: [{ role: "user", content: question[0]!.content }], max_tokens: 16, temperature: 0 }),
-  }).then((response) => response.json() as Promise<{ choices: { message: { content: string } }[]; usage: { prompt_tokens: number; completion_tokens: number } }>);
+  }).then(
+    (response) =>
+      response.json() as Promise<{
+        choices: { message: { content: string } }[];
+        usage: { prompt_tokens: number; completion_tokens: number };
+      }>,
+  );
   const finished = events.at(-1)!;
   assert.ok(finished.kind === "finished");
   assert.equal(finished.promptTokens, whole.usage.prompt_tokens);
@@ -97,7 +103,10 @@ test("cancelling mid-stream ends the generation with CANCELLED, and load counts 
   const controller = new AbortController();
   const events: GenerationEvent[] = [];
   let runningWhileOpen = -1;
-  for await (const event of engine.generate(chat({ sampling: SamplingParams.create({ temperature: 0.8, maxTokens: 1500 }) }), controller.signal)) {
+  for await (const event of engine.generate(
+    chat({ sampling: SamplingParams.create({ temperature: 0.8, maxTokens: 1500 }) }),
+    controller.signal,
+  )) {
     events.push(event);
     if (event.kind === "delta" && runningWhileOpen < 0) {
       runningWhileOpen = engine.load().runningRequests;

@@ -35,19 +35,51 @@ interface Checked {
 async function check(port: number, method: string, asOperator: boolean): Promise<Checked> {
   const operator = join(mesh.pkiDir, "operator");
   const tls = asOperator ? [join(operator, "ca.crt"), join(operator, "tls.crt"), join(operator, "tls.key")] : ["-", "-", "-"];
-  const { stdout } = await promisify(execFile)(python, [join(repoRoot(), "test/support/reflection_check.py"), `127.0.0.1:${port}`, ...tls, method], { timeout: 30_000 });
+  const { stdout } = await promisify(execFile)(
+    python,
+    [join(repoRoot(), "test/support/reflection_check.py"), `127.0.0.1:${port}`, ...tls, method],
+    { timeout: 30_000 },
+  );
   return JSON.parse(stdout) as Checked;
 }
 
 test("grpcio lists, describes and calls every port by reflection alone; internal ports with the operator's certificate", async (context) => {
-  const probe = await promisify(execFile)(python, ["-c", "import grpc, google.protobuf"]).then(() => true, () => false);
+  const probe = await promisify(execFile)(python, ["-c", "import grpc, google.protobuf"]).then(
+    () => true,
+    () => false,
+  );
   if (!existsSync(python) || !probe) return context.skip("python3-grpcio is not installed (.ci/run installs it)");
   const ports = [
-    { port: mesh.ports.gatewayGrpc, service: "infermesh.gateway.v1.ChatService", method: "/infermesh.gateway.v1.ModelService/ListModels", asOperator: false },
-    { port: mesh.ports.admission, service: "infermesh.admission.v1.AdmissionService", method: "/infermesh.admission.v1.AdmissionService/GetStats", asOperator: true },
-    { port: mesh.ports.router, service: "infermesh.router.v1.RouterService", method: "/infermesh.router.v1.RouterService/ListWorkers", asOperator: true },
-    { port: mesh.ports.memoryGuard, service: "infermesh.memory.v1.MemoryGuardService", method: "/grpc.health.v1.Health/Check", asOperator: true },
-    { port: mesh.ports.workerBase, service: "infermesh.worker.v1.WorkerService", method: "/infermesh.worker.v1.WorkerService/GetInfo", asOperator: true },
+    {
+      port: mesh.ports.gatewayGrpc,
+      service: "infermesh.gateway.v1.ChatService",
+      method: "/infermesh.gateway.v1.ModelService/ListModels",
+      asOperator: false,
+    },
+    {
+      port: mesh.ports.admission,
+      service: "infermesh.admission.v1.AdmissionService",
+      method: "/infermesh.admission.v1.AdmissionService/GetStats",
+      asOperator: true,
+    },
+    {
+      port: mesh.ports.router,
+      service: "infermesh.router.v1.RouterService",
+      method: "/infermesh.router.v1.RouterService/ListWorkers",
+      asOperator: true,
+    },
+    {
+      port: mesh.ports.memoryGuard,
+      service: "infermesh.memory.v1.MemoryGuardService",
+      method: "/grpc.health.v1.Health/Check",
+      asOperator: true,
+    },
+    {
+      port: mesh.ports.workerBase,
+      service: "infermesh.worker.v1.WorkerService",
+      method: "/infermesh.worker.v1.WorkerService/GetInfo",
+      asOperator: true,
+    },
   ];
   for (const { port, service, method, asOperator } of ports) {
     const checked = await check(port, method, asOperator);

@@ -29,7 +29,9 @@ async function servedCounts(): Promise<number[]> {
   return Promise.all(
     Array.from({ length: workers }, async (_, index) => {
       const text = await (await fetch(`http://127.0.0.1:${mesh.ports.workerMetricsBase + index}/metrics`)).text();
-      const line = text.split("\n").find((row) => row.startsWith("infermesh_worker_generations_total") && row.includes('outcome="finished"'));
+      const line = text
+        .split("\n")
+        .find((row) => row.startsWith("infermesh_worker_generations_total") && row.includes('outcome="finished"'));
       return line === undefined ? 0 : Number(line.split(" ").pop());
     }),
   );
@@ -53,21 +55,35 @@ test("requests sharing a long system prompt all go to the worker that holds it",
   const before = await servedCounts();
   for (let turn = 0; turn < 8; turn += 1) await chat([system, { role: "user", content: `question number ${turn}: what is due?` }]);
   const served = delta(before, await servedCounts());
-  assert.equal(served.reduce((sum, count) => sum + count, 0), 8);
-  assert.deepEqual(served.filter((count) => count > 0), [8], `one worker served them all: ${served}`);
+  assert.equal(
+    served.reduce((sum, count) => sum + count, 0),
+    8,
+  );
+  assert.deepEqual(
+    served.filter((count) => count > 0),
+    [8],
+    `one worker served them all: ${served}`,
+  );
 });
 
 test("a session's turns follow its worker even without a shared prefix", async () => {
   const before = await servedCounts();
   for (let turn = 0; turn < 6; turn += 1) await chat([{ role: "user", content: `short turn ${turn}` }], "session-alice");
-  assert.deepEqual(delta(before, await servedCounts()).filter((count) => count > 0), [6]);
+  assert.deepEqual(
+    delta(before, await servedCounts()).filter((count) => count > 0),
+    [6],
+  );
 });
 
 test("unrelated prompts are spread over the workers, not sent to one", async () => {
   const before = await servedCounts();
-  for (let index = 0; index < 30; index += 1) await chat([{ role: "user", content: `unrelated prompt ${index} ${"with its own words ".repeat(index % 5)}` }]);
+  for (let index = 0; index < 30; index += 1)
+    await chat([{ role: "user", content: `unrelated prompt ${index} ${"with its own words ".repeat(index % 5)}` }]);
   const served = delta(before, await servedCounts());
-  assert.ok(served.every((count) => count > 0), `every worker got some: ${served}`);
+  assert.ok(
+    served.every((count) => count > 0),
+    `every worker got some: ${served}`,
+  );
 });
 
 test("Pick reports the reason and every scorer's score; the prefix holder is first after a worker's KV events", async () => {

@@ -41,7 +41,10 @@ test("past the warn line memory-guard evicts the least recently used idle sessio
   const { promptTokens } = await complete("dave");
   assert.ok(promptTokens * 4 > 0.85 * 1_024, `four sessions of ${promptTokens} tokens pass 85 % of the KV`);
 
-  await waitFor("memory-guard to evict a session", async () => (await metricSum(memoryMetrics, "infermesh_memory_session_evictions_total")) >= 1);
+  await waitFor(
+    "memory-guard to evict a session",
+    async () => (await metricSum(memoryMetrics, "infermesh_memory_session_evictions_total")) >= 1,
+  );
   assert.equal((await complete("alice")).cachedTokens, 0, "alice, idle longest, was evicted");
   assert.ok((await complete("dave")).cachedTokens > 0, "dave, the most recent, kept his KV");
 });

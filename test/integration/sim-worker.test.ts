@@ -21,7 +21,8 @@ test("/v1/models says the model is served by the sim engine", async () => {
 });
 
 test("a chat through the mesh is answered by the simulator, deterministically for a seed", async () => {
-  const ask = () => openai.chat.completions.create({ model: "gpt-oss-20b", messages: [{ role: "user", content: "Hello?" }], max_tokens: 20, seed: 3 });
+  const ask = () =>
+    openai.chat.completions.create({ model: "gpt-oss-20b", messages: [{ role: "user", content: "Hello?" }], max_tokens: 20, seed: 3 });
   const [a, b] = [await ask(), await ask()];
   assert.equal(a.usage?.completion_tokens, 20);
   assert.ok((a.choices[0]?.message.content ?? "").length > 0);

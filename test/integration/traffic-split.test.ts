@@ -28,7 +28,11 @@ after(async () => {
 });
 
 async function setSplit(targets: { model: string; weight: number }[]): Promise<Response> {
-  return fetch(`${mesh.baseUrl}/admin/splits/${stable}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ targets }) });
+  return fetch(`${mesh.baseUrl}/admin/splits/${stable}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ targets }),
+  });
 }
 
 /** The model version that answered a chat of `user`. */
@@ -43,7 +47,10 @@ async function servedModel(user: string): Promise<string> {
 }
 
 test("a 50 % split sends about half the sessions to the canary, each session sticks, and the router meters it", async () => {
-  const set = await setSplit([{ model: stable, weight: 50 }, { model: canary, weight: 50 }]);
+  const set = await setSplit([
+    { model: stable, weight: 50 },
+    { model: canary, weight: 50 },
+  ]);
   assert.equal(set.status, 200, await set.clone().text());
   const served = await Promise.all(Array.from({ length: 40 }, (_, index) => servedModel(`user-${index}`)));
   const onCanary = served.filter((model) => model === canary).length;
@@ -57,16 +64,36 @@ test("a 50 % split sends about half the sessions to the canary, each session sti
 });
 
 test("ramping to 100 % moves every session to the canary; deleting the split brings them back", async () => {
-  assert.equal((await setSplit([{ model: stable, weight: 0 }, { model: canary, weight: 100 }])).status, 200);
+  assert.equal(
+    (
+      await setSplit([
+        { model: stable, weight: 0 },
+        { model: canary, weight: 100 },
+      ])
+    ).status,
+    200,
+  );
   for (let index = 0; index < 10; index += 1) assert.equal(await servedModel(`user-${index}`), canary);
   const listed = (await (await fetch(`${mesh.baseUrl}/admin/splits`)).json()) as { data: { model: string; targets: unknown[] }[] };
-  assert.deepEqual(listed.data, [{ model: stable, object: "traffic_split", targets: [{ model: stable, weight: 0 }, { model: canary, weight: 100 }] }]);
+  assert.deepEqual(listed.data, [
+    {
+      model: stable,
+      object: "traffic_split",
+      targets: [
+        { model: stable, weight: 0 },
+        { model: canary, weight: 100 },
+      ],
+    },
+  ]);
   assert.equal((await fetch(`${mesh.baseUrl}/admin/splits/${stable}`, { method: "DELETE" })).status, 200);
   for (let index = 0; index < 10; index += 1) assert.equal(await servedModel(`user-${index}`), stable);
 });
 
 test("a bad split is refused with a 400 that says why", async () => {
-  const repeated = await setSplit([{ model: canary, weight: 1 }, { model: canary, weight: 2 }]);
+  const repeated = await setSplit([
+    { model: canary, weight: 1 },
+    { model: canary, weight: 2 },
+  ]);
   assert.equal(repeated.status, 400);
   assert.match(((await repeated.json()) as { error: { message: string } }).error.message, /twice/);
   const negative = await setSplit([{ model: canary, weight: -1 }]);

@@ -37,7 +37,10 @@ interface Method {
 
 /** Every internal service: its port, its role, its methods and who may call them. */
 function internalServices() {
-  const describe = (definition: { fullName: string; methods: Record<string, { name: string; requestStream: boolean; responseStream: boolean }> }) =>
+  const describe = (definition: {
+    fullName: string;
+    methods: Record<string, { name: string; requestStream: boolean; responseStream: boolean }>;
+  }) =>
     Object.fromEntries(
       Object.entries(definition.methods).map(([key, method]) => [
         key,
@@ -45,10 +48,30 @@ function internalServices() {
       ]),
     ) as Record<string, Method>;
   return [
-    { role: "admission" as const, port: mesh.ports.admission, methods: describe(AdmissionServiceDefinition), rules: admissionRules as Record<string, readonly MeshRole[]> },
-    { role: "router" as const, port: mesh.ports.router, methods: describe(RouterServiceDefinition), rules: routerRules as Record<string, readonly MeshRole[]> },
-    { role: "memory-guard" as const, port: mesh.ports.memoryGuard, methods: describe(MemoryGuardServiceDefinition), rules: memoryGuardRules as Record<string, readonly MeshRole[]> },
-    { role: "worker" as const, port: mesh.ports.workerBase, methods: describe(WorkerServiceDefinition), rules: workerRules as Record<string, readonly MeshRole[]> },
+    {
+      role: "admission" as const,
+      port: mesh.ports.admission,
+      methods: describe(AdmissionServiceDefinition),
+      rules: admissionRules as Record<string, readonly MeshRole[]>,
+    },
+    {
+      role: "router" as const,
+      port: mesh.ports.router,
+      methods: describe(RouterServiceDefinition),
+      rules: routerRules as Record<string, readonly MeshRole[]>,
+    },
+    {
+      role: "memory-guard" as const,
+      port: mesh.ports.memoryGuard,
+      methods: describe(MemoryGuardServiceDefinition),
+      rules: memoryGuardRules as Record<string, readonly MeshRole[]>,
+    },
+    {
+      role: "worker" as const,
+      port: mesh.ports.workerBase,
+      methods: describe(WorkerServiceDefinition),
+      rules: workerRules as Record<string, readonly MeshRole[]>,
+    },
   ];
 }
 
@@ -77,7 +100,9 @@ function callRaw(port: number, channelCredentials: ChannelCredentials, method: M
     const stream: any = method.requestStream
       ? method.responseStream
         ? client.makeBidiStreamRequest(method.path, serialize, deserialize, new Metadata(), { deadline })
-        : client.makeClientStreamRequest(method.path, serialize, deserialize, new Metadata(), { deadline }, (error) => settle(error?.code ?? status.OK, error?.details ?? ""))
+        : client.makeClientStreamRequest(method.path, serialize, deserialize, new Metadata(), { deadline }, (error) =>
+            settle(error?.code ?? status.OK, error?.details ?? ""),
+          )
       : client.makeServerStreamRequest(method.path, serialize, deserialize, Buffer.alloc(0), new Metadata(), { deadline });
     call = stream;
     if (method.requestStream) stream.write(Buffer.alloc(0));
@@ -89,18 +114,32 @@ function callRaw(port: number, channelCredentials: ChannelCredentials, method: M
 /** A worker certificate that names the mesh's worker identity but was issued by another CA. */
 async function strangerCertificate(): Promise<ChannelCredentials> {
   const worker = join(await makeTestPki(), "worker");
-  return credentials.createSsl(readFileSync(join(mesh.pkiDir, "ca.crt")), readFileSync(join(worker, "tls.key")), readFileSync(join(worker, "tls.crt")), {
-    checkServerIdentity: () => undefined,
-  });
+  return credentials.createSsl(
+    readFileSync(join(mesh.pkiDir, "ca.crt")),
+    readFileSync(join(worker, "tls.key")),
+    readFileSync(join(worker, "tls.crt")),
+    {
+      checkServerIdentity: () => undefined,
+    },
+  );
 }
 
 test("with no client certificate, or one from another CA, every internal port refuses every RPC, health included", async () => {
-  const serverAuthOnly = credentials.createSsl(readFileSync(join(mesh.pkiDir, "ca.crt")), null, null, { checkServerIdentity: () => undefined });
+  const serverAuthOnly = credentials.createSsl(readFileSync(join(mesh.pkiDir, "ca.crt")), null, null, {
+    checkServerIdentity: () => undefined,
+  });
   const stranger = await strangerCertificate();
   for (const service of internalServices()) {
-    const methods = [...Object.values(service.methods), { path: "/grpc.health.v1.Health/Check", requestStream: false, responseStream: false }];
+    const methods = [
+      ...Object.values(service.methods),
+      { path: "/grpc.health.v1.Health/Check", requestStream: false, responseStream: false },
+    ];
     for (const method of methods) {
-      for (const [how, channelCredentials] of [["plaintext", credentials.createInsecure()], ["TLS without a client certificate", serverAuthOnly], ["another CA's worker certificate", stranger]] as const) {
+      for (const [how, channelCredentials] of [
+        ["plaintext", credentials.createInsecure()],
+        ["TLS without a client certificate", serverAuthOnly],
+        ["another CA's worker certificate", stranger],
+      ] as const) {
         const { code } = await callRaw(service.port, channelCredentials, method);
         assert.equal(code, status.UNAVAILABLE, `${how} -> ${method.path}: the handshake must fail, got ${status[code]}`);
       }
@@ -123,23 +162,44 @@ test("each mesh identity is refused, with PERMISSION_DENIED and a metric, every 
   }
   assert.ok(denied > 50, `${denied} refusals tried`);
   const metricsPorts = [mesh.ports.admissionMetrics, mesh.ports.routerMetrics, mesh.ports.memoryGuardMetrics, mesh.ports.workerMetricsBase];
-  const counted = (await Promise.all(metricsPorts.map((port) => metricSum(`http://127.0.0.1:${port}/metrics`, "infermesh_rpc_denied_total")))).reduce((a, b) => a + b, 0);
+  const counted = (
+    await Promise.all(metricsPorts.map((port) => metricSum(`http://127.0.0.1:${port}/metrics`, "infermesh_rpc_denied_total")))
+  ).reduce((a, b) => a + b, 0);
   assert.equal(counted, denied);
 });
 
 test("a worker's certificate can neither pick, acquire nor generate; a gateway's cannot register a worker", async () => {
   const asWorker = (peer: MeshRole) => meshCredentials(mesh.pkiDir, peer, "worker");
-  const pick = await callRaw(mesh.ports.router, asWorker("router"), { path: "/infermesh.router.v1.RouterService/Pick", requestStream: false, responseStream: false });
+  const pick = await callRaw(mesh.ports.router, asWorker("router"), {
+    path: "/infermesh.router.v1.RouterService/Pick",
+    requestStream: false,
+    responseStream: false,
+  });
   assert.equal(pick.code, status.PERMISSION_DENIED);
-  const acquire = await callRaw(mesh.ports.admission, asWorker("admission"), { path: "/infermesh.admission.v1.AdmissionService/Acquire", requestStream: true, responseStream: true });
+  const acquire = await callRaw(mesh.ports.admission, asWorker("admission"), {
+    path: "/infermesh.admission.v1.AdmissionService/Acquire",
+    requestStream: true,
+    responseStream: true,
+  });
   assert.equal(acquire.code, status.PERMISSION_DENIED);
-  const generate = await callRaw(mesh.ports.workerBase, asWorker("worker"), { path: "/infermesh.worker.v1.WorkerService/Generate", requestStream: false, responseStream: true });
+  const generate = await callRaw(mesh.ports.workerBase, asWorker("worker"), {
+    path: "/infermesh.worker.v1.WorkerService/Generate",
+    requestStream: false,
+    responseStream: true,
+  });
   assert.equal(generate.code, status.PERMISSION_DENIED);
-  const connect = await callRaw(mesh.ports.router, meshCredentials(mesh.pkiDir, "router", "gateway"), { path: "/infermesh.router.v1.RouterService/Connect", requestStream: true, responseStream: true });
+  const connect = await callRaw(mesh.ports.router, meshCredentials(mesh.pkiDir, "router", "gateway"), {
+    path: "/infermesh.router.v1.RouterService/Connect",
+    requestStream: true,
+    responseStream: true,
+  });
   assert.equal(connect.code, status.PERMISSION_DENIED);
   // The fleet still has exactly the real worker, and it still answers.
   const router = createClient(RouterServiceDefinition, mesh.channel(mesh.ports.router, "router", "gateway"));
-  assert.deepEqual((await router.listWorkers({})).workers.map((worker) => worker.registration?.workerId), ["worker-0"]);
+  assert.deepEqual(
+    (await router.listWorkers({})).workers.map((worker) => worker.registration?.workerId),
+    ["worker-0"],
+  );
   const response = await fetch(`${mesh.baseUrl}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -150,7 +210,11 @@ test("a worker's certificate can neither pick, acquire nor generate; a gateway's
 
 test("a client checks the server's identity: the gateway's certificate reaching the router's port as if it were a worker fails", async () => {
   // What an impostor listening at an address the router hands out would present.
-  const getInfo = await callRaw(mesh.ports.router, meshCredentials(mesh.pkiDir, "worker", "gateway"), { path: "/infermesh.worker.v1.WorkerService/GetInfo", requestStream: false, responseStream: false });
+  const getInfo = await callRaw(mesh.ports.router, meshCredentials(mesh.pkiDir, "worker", "gateway"), {
+    path: "/infermesh.worker.v1.WorkerService/GetInfo",
+    requestStream: false,
+    responseStream: false,
+  });
   assert.equal(getInfo.code, status.UNAVAILABLE);
 });
 
@@ -170,7 +234,8 @@ test("an internal service refuses a request it cannot decode with INVALID_ARGUME
   await assert.rejects(
     router.pick({ requestId: "r", model, prefixBlockHashes: [1, 2 ** 60] }),
     (error: { code?: number; details?: string }) =>
-      error.code === status.INVALID_ARGUMENT && error.details === "prefix_block_hashes[1]: 64-bit integers must be below 2^53 (9007199254740992)",
+      error.code === status.INVALID_ARGUMENT &&
+      error.details === "prefix_block_hashes[1]: 64-bit integers must be below 2^53 (9007199254740992)",
   );
   const memoryGuard = createClient(MemoryGuardServiceDefinition, mesh.channel(mesh.ports.memoryGuard, "memory-guard", "worker"));
   async function* oneReport() {
@@ -183,7 +248,8 @@ test("an internal service refuses a request it cannot decode with INVALID_ARGUME
         // No command is expected before the refusal.
       }
     })(),
-    (error: { code?: number; details?: string }) => error.code === status.INVALID_ARGUMENT && /^kv_report\.kv_used_tokens: 64-bit integers must be below 2\^53/.test(error.details ?? ""),
+    (error: { code?: number; details?: string }) =>
+      error.code === status.INVALID_ARGUMENT && /^kv_report\.kv_used_tokens: 64-bit integers must be below 2\^53/.test(error.details ?? ""),
   );
   // Still serving.
   assert.equal((await router.listWorkers({})).workers.length, 1);

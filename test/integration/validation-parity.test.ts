@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { createChannel, createClient, Status, type Client } from "nice-grpc";
-import { ReasoningEffort } from "../../gen/infermesh/common/v1/common.js";
+import type { ReasoningEffort } from "../../gen/infermesh/common/v1/common.js";
 import { ChatServiceDefinition, type ChatRequest } from "../../gen/infermesh/gateway/v1/chat_service.js";
 import { metricSum, startTestMesh, type TestMesh } from "../support/harness.js";
 
@@ -34,7 +34,14 @@ interface Case {
   readonly param: string;
 }
 
-const message = (role: string, content = "x", extra: Record<string, unknown> = {}) => ({ role, content, toolCalls: [], toolCallId: "", reasoningContent: "", ...extra });
+const message = (role: string, content = "x", extra: Record<string, unknown> = {}) => ({
+  role,
+  content,
+  toolCalls: [],
+  toolCallId: "",
+  reasoningContent: "",
+  ...extra,
+});
 const tool = (name: string, parametersJson = "") => ({ name, description: "", parametersJson });
 
 const cases: Case[] = [
@@ -42,23 +49,58 @@ const cases: Case[] = [
   { what: "temperature 3", http: { temperature: 3 }, grpc: { sampling: { temperature: 3 } as never }, param: "temperature" },
   { what: "top_p 0", http: { top_p: 0 }, grpc: { sampling: { topP: 0 } as never }, param: "top_p" },
   { what: "min_p 5", http: { min_p: 5 }, grpc: { sampling: { minP: 5 } as never }, param: "min_p" },
-  { what: "presence_penalty 1e30", http: { presence_penalty: 1e30 }, grpc: { sampling: { presencePenalty: 1e30 } as never }, param: "presence_penalty" },
-  { what: "100 stop strings", http: { stop: Array.from({ length: 100 }, (_, index) => `s${index}`) }, grpc: { sampling: { stop: Array.from({ length: 100 }, (_, index) => `s${index}`) } as never }, param: "stop" },
+  {
+    what: "presence_penalty 1e30",
+    http: { presence_penalty: 1e30 },
+    grpc: { sampling: { presencePenalty: 1e30 } as never },
+    param: "presence_penalty",
+  },
+  {
+    what: "100 stop strings",
+    http: { stop: Array.from({ length: 100 }, (_, index) => `s${index}`) },
+    grpc: { sampling: { stop: Array.from({ length: 100 }, (_, index) => `s${index}`) } as never },
+    param: "stop",
+  },
   { what: "n 0", http: { n: 0 }, grpc: { sampling: { n: 0 } as never }, param: "n" },
   { what: "max_tokens 0", http: { max_tokens: 0 }, grpc: { sampling: { maxTokens: 0 } as never }, param: "max_tokens" },
-  { what: "top_logprobs without logprobs", http: { top_logprobs: 3 }, grpc: { sampling: { topLogprobs: 3 } as never }, param: "top_logprobs" },
+  {
+    what: "top_logprobs without logprobs",
+    http: { top_logprobs: 3 },
+    grpc: { sampling: { topLogprobs: 3 } as never },
+    param: "top_logprobs",
+  },
   { what: "no messages", http: { messages: [] }, grpc: { messages: [] }, param: "messages" },
-  { what: "2,049 messages", http: { messages: Array.from({ length: 2_049 }, () => user) }, grpc: { messages: Array.from({ length: 2_049 }, () => message("user")) }, param: "messages" },
+  {
+    what: "2,049 messages",
+    http: { messages: Array.from({ length: 2_049 }, () => user) },
+    grpc: { messages: Array.from({ length: 2_049 }, () => message("user")) },
+    param: "messages",
+  },
   {
     what: "a tool message without tool_call_id",
     http: { messages: [user, { role: "tool", content: "sunny", tool_call_id: "" }] },
     grpc: { messages: [message("user"), message("tool", "sunny")] },
     param: "messages[1].tool_call_id",
   },
-  { what: "a tool name with a space", http: { tools: [{ type: "function", function: { name: "get weather" } }] }, grpc: { tools: [tool("get weather")] }, param: "tools[0].function.name" },
-  { what: "tool_choice naming no tool", http: { tools: [weather({ type: "object" })], tool_choice: { type: "function", function: { name: "nope" } } }, grpc: { tools: [tool("get_weather", '{"type":"object"}')], toolChoice: "nope" }, param: "tool_choice" },
+  {
+    what: "a tool name with a space",
+    http: { tools: [{ type: "function", function: { name: "get weather" } }] },
+    grpc: { tools: [tool("get weather")] },
+    param: "tools[0].function.name",
+  },
+  {
+    what: "tool_choice naming no tool",
+    http: { tools: [weather({ type: "object" })], tool_choice: { type: "function", function: { name: "nope" } } },
+    grpc: { tools: [tool("get_weather", '{"type":"object"}')], toolChoice: "nope" },
+    param: "tool_choice",
+  },
   { what: "tool_choice required without tools", http: { tool_choice: "required" }, grpc: { toolChoice: "required" }, param: "tool_choice" },
-  { what: "tool parameters of type bogus", http: { tools: [weather({ type: "bogus" })] }, grpc: { tools: [tool("get_weather", '{"type":"bogus"}')] }, param: "tools[0].function.parameters" },
+  {
+    what: "tool parameters of type bogus",
+    http: { tools: [weather({ type: "bogus" })] },
+    grpc: { tools: [tool("get_weather", '{"type":"bogus"}')] },
+    param: "tools[0].function.parameters",
+  },
   {
     what: "tool parameters nested 35 levels",
     http: { tools: [weather(JSON.parse(`${'{"type":"object","properties":{"a":'.repeat(17)}{"type":"string"}${"}}".repeat(17)}`))] },
@@ -79,7 +121,12 @@ async function httpError(body: Record<string, unknown>): Promise<{ status: numbe
 
 async function grpcError(request: Partial<ChatRequest>): Promise<{ code: Status; details: string }> {
   try {
-    await chat.chat({ model, messages: [message("user", "hi")], ...request, sampling: { maxTokens: 4, stop: [], logprobs: false, topLogprobs: 0, ...(request.sampling ?? {}) } });
+    await chat.chat({
+      model,
+      messages: [message("user", "hi")],
+      ...request,
+      sampling: { maxTokens: 4, stop: [], logprobs: false, topLogprobs: 0, ...(request.sampling ?? {}) },
+    });
   } catch (error) {
     const { code, details } = error as { code: Status; details: string };
     return { code, details };
@@ -125,7 +172,11 @@ test("every HTTP error has OpenAI's shape: an undecodable URL is a 404, a body n
     assert.equal(body.error.code, "unknown_url");
   }
   const deep = `{"model":"${model}","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":${"[".repeat(10_000)}${"]".repeat(10_000)}}}]}`;
-  const response = await fetch(`${mesh.baseUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: deep });
+  const response = await fetch(`${mesh.baseUrl}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: deep,
+  });
   assert.equal(response.status, 400);
   assert.match(((await response.json()) as { error: { message: string } }).error.message, /nests 10004 levels deep; at most 64/);
 });

@@ -23,7 +23,11 @@ after(async () => {
 
 async function post(path: string, body: unknown): Promise<{ status: number; body: any; ms: number }> {
   const started = performance.now();
-  const response = await fetch(`${mesh.baseUrl}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const response = await fetch(`${mesh.baseUrl}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
   return { status: response.status, body: await response.json(), ms: performance.now() - started };
 }
 
@@ -36,8 +40,16 @@ async function assertWorkerUnharmed(): Promise<void> {
 
 test("a run of 30,000 letters, spaces or marks (which overflowed llama.cpp's regex stack) gets a 400 that names the field, on every API", async () => {
   const cases = [
-    { path: "/v1/chat/completions", body: { model, messages: [{ role: "user", content: "a".repeat(30_000) }], max_tokens: 4 }, field: /messages\[0\]\.content holds 30000 letters in a row/ },
-    { path: "/v1/completions", body: { model, prompt: `hello${" ".repeat(30_000)}world`, max_tokens: 4 }, field: /prompt holds 30000 whitespace characters in a row at character 5/ },
+    {
+      path: "/v1/chat/completions",
+      body: { model, messages: [{ role: "user", content: "a".repeat(30_000) }], max_tokens: 4 },
+      field: /messages\[0\]\.content holds 30000 letters in a row/,
+    },
+    {
+      path: "/v1/completions",
+      body: { model, prompt: `hello${" ".repeat(30_000)}world`, max_tokens: 4 },
+      field: /prompt holds 30000 whitespace characters in a row at character 5/,
+    },
     { path: "/v1/embeddings", body: { model, input: ["fine", "!".repeat(30_000)] }, field: /input\[1\] holds 30000 symbols in a row/ },
   ];
   for (const { path, body, field } of cases) {
@@ -62,14 +74,18 @@ test("n: 16 on a worker with 8 sequences answers all 16 choices (the extra ones 
   const [first, second] = await Promise.all([ask(), ask()]);
   for (const answer of [first, second]) {
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
-    assert.deepEqual(answer.body.choices.map((choice: { index: number }) => choice.index), Array.from({ length: 16 }, (_, index) => index));
+    assert.deepEqual(
+      answer.body.choices.map((choice: { index: number }) => choice.index),
+      Array.from({ length: 16 }, (_, index) => index),
+    );
     assert.ok(answer.body.choices.every((choice: { finish_reason: string }) => choice.finish_reason === "length"));
   }
   await assertWorkerUnharmed();
 });
 
 test("10,000 one-character messages, 2,000 of them, and 2,048 embedding inputs answer within seconds, the worker never wedged", async () => {
-  const conversation = (count: number) => Array.from({ length: count }, (_, index) => ({ role: index % 2 === 0 ? "user" : "assistant", content: "x" }));
+  const conversation = (count: number) =>
+    Array.from({ length: count }, (_, index) => ({ role: index % 2 === 0 ? "user" : "assistant", content: "x" }));
   const chat = await post("/v1/chat/completions", { model, messages: conversation(10_000), max_tokens: 4 });
   assert.equal(chat.status, 400, JSON.stringify(chat.body));
   assert.match(chat.body.error.message, /at most 2048 messages/);
@@ -77,18 +93,35 @@ test("10,000 one-character messages, 2,000 of them, and 2,048 embedding inputs a
   // Under the gateway's bound, the worker refuses what its context cannot hold before rendering it.
   const fits = await post("/v1/chat/completions", { model, messages: conversation(2_000), max_tokens: 4 });
   assert.equal(fits.status, 400, JSON.stringify(fits.body));
-  assert.match(fits.body.error.message, /messages: 2000 messages take at least 8000 tokens of the chat template, but the model's context holds 2048/);
+  assert.match(
+    fits.body.error.message,
+    /messages: 2000 messages take at least 8000 tokens of the chat template, but the model's context holds 2048/,
+  );
   const embeddings = await post("/v1/embeddings", { model, input: Array.from({ length: 2_048 }, (_, index) => `input ${index}`) });
   assert.equal(embeddings.status, 200, JSON.stringify(embeddings.body).slice(0, 300));
   assert.equal(embeddings.body.data.length, 2_048);
-  console.log(`10,000 messages: HTTP ${chat.status} in ${chat.ms.toFixed(0)} ms; 2,000 messages: HTTP ${fits.status} in ${fits.ms.toFixed(0)} ms; 2,048 embedding inputs: ${embeddings.ms.toFixed(0)} ms`);
+  console.log(
+    `10,000 messages: HTTP ${chat.status} in ${chat.ms.toFixed(0)} ms; 2,000 messages: HTTP ${fits.status} in ${fits.ms.toFixed(0)} ms; 2,048 embedding inputs: ${embeddings.ms.toFixed(0)} ms`,
+  );
   await assertWorkerUnharmed();
   assert.equal(await metricSum(`http://127.0.0.1:${mesh.ports.routerMetrics}/metrics`, "infermesh_router_workers_lost_total"), 0);
 });
 
 test("a forced tool call cut short by max_tokens answers the partial call with finish_reason length; streamed, its arguments arrive as deltas", async () => {
-  const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } }];
-  const body = { model, messages: [{ role: "user", content: "Weather in Paris?" }], tools, tool_choice: "required", max_tokens: 24, seed: 1 };
+  const tools = [
+    {
+      type: "function",
+      function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } },
+    },
+  ];
+  const body = {
+    model,
+    messages: [{ role: "user", content: "Weather in Paris?" }],
+    tools,
+    tool_choice: "required",
+    max_tokens: 24,
+    seed: 1,
+  };
   const whole = await post("/v1/chat/completions", body);
   assert.equal(whole.status, 200, JSON.stringify(whole.body));
   const choice = whole.body.choices[0];

@@ -10,7 +10,20 @@ let openai: OpenAI;
 before(async () => {
   // One sequence at a time, in (about) H100 time ×2: a 500-token answer takes a few seconds.
   mesh = await startTestMesh({
-    workerArgs: ["--engine", "sim", "--model-id", "gpt-oss-20b", "--sim-time-scale", "2", "--sim-max-batch", "1", "--sim-answer-tokens-min", "500", "--sim-answer-tokens-max", "500"],
+    workerArgs: [
+      "--engine",
+      "sim",
+      "--model-id",
+      "gpt-oss-20b",
+      "--sim-time-scale",
+      "2",
+      "--sim-max-batch",
+      "1",
+      "--sim-answer-tokens-min",
+      "500",
+      "--sim-answer-tokens-max",
+      "500",
+    ],
   });
   openai = new OpenAI({ baseURL: `${mesh.baseUrl}/v1`, apiKey: "local", maxRetries: 0 });
 });
@@ -28,7 +41,8 @@ test("an interactive request preempts a batch generation holding the worker's on
   const iterator = bulk[Symbol.asyncIterator]();
   await iterator.next();
   const bulkDone = (async () => {
-    for (let chunk = await iterator.next(); !chunk.done; chunk = await iterator.next()) bulkTokens = chunk.value.usage?.completion_tokens ?? bulkTokens;
+    for (let chunk = await iterator.next(); !chunk.done; chunk = await iterator.next())
+      bulkTokens = chunk.value.usage?.completion_tokens ?? bulkTokens;
     bulkEnded = true;
   })();
 

@@ -36,12 +36,14 @@ async function collect(stream: AsyncIterable<GenerateResponse>): Promise<Generat
 }
 
 test("n choices stream interleaved by index, each ends once, and the usage sums them", async () => {
-  const events = await collect(worker.generate({
-    requestId: "n3",
-    model,
-    messages: [{ role: "user", content: "Name three colours." }],
-    sampling: { n: 3, seed: 11, temperature: 1, maxTokens: 12 },
-  }));
+  const events = await collect(
+    worker.generate({
+      requestId: "n3",
+      model,
+      messages: [{ role: "user", content: "Name three colours." }],
+      sampling: { n: 3, seed: 11, temperature: 1, maxTokens: 12 },
+    }),
+  );
   const texts = ["", "", ""];
   let deltaTokens = 0;
   for (const event of events) {
@@ -54,7 +56,10 @@ test("n choices stream interleaved by index, each ends once, and the usage sums 
   assert.deepEqual(ends.map((end) => end.index).sort(), [0, 1, 2]);
   const finished = events.at(-1);
   assert.equal(finished?.$case, "finished");
-  assert.equal(finished.value.usage?.completionTokens, ends.reduce((sum, end) => sum + end.completionTokens, 0));
+  assert.equal(
+    finished.value.usage?.completionTokens,
+    ends.reduce((sum, end) => sum + end.completionTokens, 0),
+  );
   assert.equal(finished.value.usage?.completionTokens, deltaTokens);
   assert.equal(new Set(texts).size, 3, "seed + index gives each choice its own sample");
   await assert.rejects(
@@ -74,18 +79,27 @@ test("Tokenize, Detokenize and Embed answer over gRPC", async () => {
   assert.equal(embeddings.length, 2);
   assert.ok(promptTokens >= 2);
   assert.ok(Math.abs(Math.hypot(...embeddings[0]!.values) - 1) < 1e-4);
-  await assert.rejects(worker.detokenize({ model, tokens: [99_999_999] }), (error: { code?: Status }) => error.code === Status.INVALID_ARGUMENT);
+  await assert.rejects(
+    worker.detokenize({ model, tokens: [99_999_999] }),
+    (error: { code?: Status }) => error.code === Status.INVALID_ARGUMENT,
+  );
   await assert.rejects(worker.embed({ model: "nope", inputs: ["x"] }), (error: { code?: Status }) => error.code === Status.NOT_FOUND);
 });
 
 test("a shared prefix is served from cache, and Prometheus and the router both see the hits", async () => {
   const system = "You are the infermesh assistant; answer in one short sentence. ".repeat(10);
-  const ask = (question: string) => collect(worker.generate({
-    requestId: question,
-    model,
-    messages: [{ role: "system", content: system }, { role: "user", content: question }],
-    sampling: { maxTokens: 4 },
-  }));
+  const ask = (question: string) =>
+    collect(
+      worker.generate({
+        requestId: question,
+        model,
+        messages: [
+          { role: "system", content: system },
+          { role: "user", content: question },
+        ],
+        sampling: { maxTokens: 4 },
+      }),
+    );
   const cold = (await ask("first?"))[0];
   const warm = (await ask("second?"))[0];
   assert.equal(cold?.$case, "started");
@@ -103,16 +117,27 @@ test("a GGUF that fails to load leaves the worker NOT_SERVING with the reason, s
   const badModel = join(tmpdir(), `infermesh-broken-${process.pid}.gguf`);
   await writeFile(badModel, "this is not a GGUF file");
   const [grpcPort, metricsPort, deadPort] = await freePorts(3);
-  const child = spawn(process.execPath, [
-    join(repoRoot(), "dist/services/worker/main.js"),
-    "--tls-dir", join(mesh.pkiDir, "worker"),
-    "--listen", `127.0.0.1:${grpcPort}`,
-    "--metrics-port", String(metricsPort),
-    "--router-address", `127.0.0.1:${deadPort}`,
-    "--memory-guard-address", "",
-    "--model-path", badModel,
-    "--gpu", "cpu",
-  ], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(
+    process.execPath,
+    [
+      join(repoRoot(), "dist/services/worker/main.js"),
+      "--tls-dir",
+      join(mesh.pkiDir, "worker"),
+      "--listen",
+      `127.0.0.1:${grpcPort}`,
+      "--metrics-port",
+      String(metricsPort),
+      "--router-address",
+      `127.0.0.1:${deadPort}`,
+      "--memory-guard-address",
+      "",
+      "--model-path",
+      badModel,
+      "--gpu",
+      "cpu",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
   let log = "";
   child.stdout.on("data", (chunk) => (log += chunk));
   child.stderr.on("data", (chunk) => (log += chunk));

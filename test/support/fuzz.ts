@@ -38,7 +38,10 @@ const note = (tally: FuzzTally, problem: string | undefined) => {
 
 /** Values a JSON field might be sent, from plausible to hostile. */
 const jsonValue = fc.oneof(
-  { weight: 3, arbitrary: fc.oneof(fc.integer({ min: -5, max: 5 }), fc.double({ min: -10, max: 10, noNaN: true }), fc.boolean(), fc.constant(null)) },
+  {
+    weight: 3,
+    arbitrary: fc.oneof(fc.integer({ min: -5, max: 5 }), fc.double({ min: -10, max: 10, noNaN: true }), fc.boolean(), fc.constant(null)),
+  },
   { weight: 2, arbitrary: fc.constantFrom(0, -1, 2 ** 31, 2 ** 32, 2 ** 53, 2 ** 64, -(2 ** 63), 1e308, -1e308, 5e-324, 0.5) },
   { weight: 2, arbitrary: fc.string({ maxLength: 40 }) },
   { weight: 1, arbitrary: fc.constantFrom("", "auto", "none", "required", "high", "<|start|>", "\u0000", "🙂".repeat(10)) },
@@ -46,15 +49,23 @@ const jsonValue = fc.oneof(
 );
 
 /** Mostly a plausible value, now and then a hostile one: so cases reach the workers, not only the validation. */
-const field = <Value>(valid: fc.Arbitrary<Value>, hostile: fc.Arbitrary<unknown> = jsonValue) => fc.oneof({ weight: 16, arbitrary: valid }, { weight: 1, arbitrary: hostile });
+const field = <Value>(valid: fc.Arbitrary<Value>, hostile: fc.Arbitrary<unknown> = jsonValue) =>
+  fc.oneof({ weight: 16, arbitrary: valid }, { weight: 1, arbitrary: hostile });
 
 /** Absent (left out of the JSON) but now and then. */
-const rarely = (value: fc.Arbitrary<unknown>) => fc.oneof({ weight: 12, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: value });
+const rarely = (value: fc.Arbitrary<unknown>) =>
+  fc.oneof({ weight: 12, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: value });
 
 /** A long run of one character class: what crashed llama.cpp's pre-tokenizer. */
-const longRun = fc.tuple(fc.constantFrom("a", " ", "!", "中", "1", "\n"), fc.integer({ min: 3_000, max: 30_000 })).map(([character, length]) => character.repeat(length));
+const longRun = fc
+  .tuple(fc.constantFrom("a", " ", "!", "中", "1", "\n"), fc.integer({ min: 3_000, max: 30_000 }))
+  .map(([character, length]) => character.repeat(length));
 
-const content = fc.oneof({ weight: 40, arbitrary: fc.string({ maxLength: 60 }) }, { weight: 1, arbitrary: longRun }, { weight: 1, arbitrary: jsonValue });
+const content = fc.oneof(
+  { weight: 40, arbitrary: fc.string({ maxLength: 60 }) },
+  { weight: 1, arbitrary: longRun },
+  { weight: 1, arbitrary: jsonValue },
+);
 
 const message = fc.oneof(
   { weight: 6, arbitrary: fc.record({ role: fc.constantFrom("system", "user", "assistant"), content }) },
@@ -65,7 +76,14 @@ const message = fc.oneof(
         role: fc.oneof(fc.constantFrom("system", "developer", "user", "assistant", "tool"), fc.string({ maxLength: 8 })),
         content,
         tool_call_id: fc.oneof(fc.string({ maxLength: 8 }), jsonValue),
-        tool_calls: fc.array(fc.record({ id: fc.string({ maxLength: 6 }), type: fc.constant("function"), function: fc.record({ name: fc.string({ maxLength: 8 }), arguments: fc.string({ maxLength: 20 }) }) }), { maxLength: 2 }),
+        tool_calls: fc.array(
+          fc.record({
+            id: fc.string({ maxLength: 6 }),
+            type: fc.constant("function"),
+            function: fc.record({ name: fc.string({ maxLength: 8 }), arguments: fc.string({ maxLength: 20 }) }),
+          }),
+          { maxLength: 2 },
+        ),
         name: fc.string({ maxLength: 8 }),
       },
       { requiredKeys: ["role"] },
@@ -78,11 +96,23 @@ const schema = fc.oneof(
   { weight: 4, arbitrary: fc.constant({ type: "object", properties: { city: { type: "string" } }, required: ["city"] }) },
   fc.constant({ type: "bogus" }),
   fc.jsonValue({ maxDepth: 4 }),
-  fc.integer({ min: 1, max: 40 }).map((depth) => JSON.parse(`${'{"type":"object","properties":{"a":'.repeat(depth)}{"type":"string"}${"}}".repeat(depth)}`)),
+  fc
+    .integer({ min: 1, max: 40 })
+    .map((depth) => JSON.parse(`${'{"type":"object","properties":{"a":'.repeat(depth)}{"type":"string"}${"}}".repeat(depth)}`)),
 );
 
 const tool = fc.record(
-  { type: field(fc.constant("function"), fc.string({ maxLength: 6 })), function: fc.record({ name: field(fc.constantFrom("get_weather", "get_time"), fc.string({ maxLength: 70 })), description: fc.string({ maxLength: 20 }), parameters: schema }, { requiredKeys: ["name"] }) },
+  {
+    type: field(fc.constant("function"), fc.string({ maxLength: 6 })),
+    function: fc.record(
+      {
+        name: field(fc.constantFrom("get_weather", "get_time"), fc.string({ maxLength: 70 })),
+        description: fc.string({ maxLength: 20 }),
+        parameters: schema,
+      },
+      { requiredKeys: ["name"] },
+    ),
+  },
   { requiredKeys: ["type", "function"] },
 );
 
@@ -97,7 +127,10 @@ const samplingFields = {
   frequency_penalty: field(fc.double({ min: -2, max: 2, noNaN: true })),
   seed: field(fc.integer()),
   n: field(fc.integer({ min: 1, max: 4 }), fc.integer({ min: -1, max: 20 })),
-  stop: field(fc.oneof(fc.string({ minLength: 1, maxLength: 5 }), fc.array(fc.string({ minLength: 1, maxLength: 5 }), { maxLength: 4 })), fc.array(fc.string({ maxLength: 5 }), { maxLength: 8 })),
+  stop: field(
+    fc.oneof(fc.string({ minLength: 1, maxLength: 5 }), fc.array(fc.string({ minLength: 1, maxLength: 5 }), { maxLength: 4 })),
+    fc.array(fc.string({ maxLength: 5 }), { maxLength: 8 }),
+  ),
   stream: field(fc.boolean()),
   stream_options: field(fc.record({ include_usage: fc.boolean() })),
   user: field(fc.string({ maxLength: 10 })),
@@ -118,8 +151,19 @@ const chatBody = fc.record(
     max_tokens: maxTokens,
     ...samplingFields,
     tools: field(fc.array(tool, { maxLength: 3 })),
-    tool_choice: field(fc.constantFrom("auto", "none", "required"), fc.oneof(jsonValue, fc.record({ type: fc.constant("function"), function: fc.record({ name: fc.string({ maxLength: 12 }) }) }))),
-    response_format: field(fc.oneof(fc.record({ type: fc.constantFrom("text", "json_object") }), fc.record({ type: fc.constant("json_schema"), json_schema: fc.record({ name: fc.string({ minLength: 1, maxLength: 6 }), schema }) }))),
+    tool_choice: field(
+      fc.constantFrom("auto", "none", "required"),
+      fc.oneof(jsonValue, fc.record({ type: fc.constant("function"), function: fc.record({ name: fc.string({ maxLength: 12 }) }) })),
+    ),
+    response_format: field(
+      fc.oneof(
+        fc.record({ type: fc.constantFrom("text", "json_object") }),
+        fc.record({
+          type: fc.constant("json_schema"),
+          json_schema: fc.record({ name: fc.string({ minLength: 1, maxLength: 6 }), schema }),
+        }),
+      ),
+    ),
     logprobs: field(fc.boolean()),
     top_logprobs: rarely(fc.integer({ min: 0, max: 5 })),
     reasoning_effort: field(fc.constantFrom("low", "medium", "high"), fc.oneof(jsonValue, fc.constant("extreme"))),
@@ -128,49 +172,121 @@ const chatBody = fc.record(
 );
 
 const completionBody = fc.record(
-  { model: modelName, prompt: field(fc.oneof(content, fc.array(content, { minLength: 1, maxLength: 3 }))), max_tokens: maxTokens, echo: field(fc.boolean()), logprobs: field(fc.integer({ min: 0, max: 5 })), best_of: rarely(jsonValue), suffix: rarely(jsonValue), ...samplingFields },
+  {
+    model: modelName,
+    prompt: field(fc.oneof(content, fc.array(content, { minLength: 1, maxLength: 3 }))),
+    max_tokens: maxTokens,
+    echo: field(fc.boolean()),
+    logprobs: field(fc.integer({ min: 0, max: 5 })),
+    best_of: rarely(jsonValue),
+    suffix: rarely(jsonValue),
+    ...samplingFields,
+  },
   { requiredKeys: ["model", "prompt", "max_tokens"] },
 );
 
 const embeddingBody = fc.record(
-  { model: modelName, input: fc.oneof(content, fc.array(content, { maxLength: 5 }), fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 2_049, max: 2_100 })).map((count) => Array.from({ length: count }, (_, index) => `i${index}`)), jsonValue), encoding_format: field(fc.constantFrom("float", "base64")), dimensions: rarely(jsonValue) },
+  {
+    model: modelName,
+    input: fc.oneof(
+      content,
+      fc.array(content, { maxLength: 5 }),
+      fc
+        .oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 2_049, max: 2_100 }))
+        .map((count) => Array.from({ length: count }, (_, index) => `i${index}`)),
+      jsonValue,
+    ),
+    encoding_format: field(fc.constantFrom("float", "base64")),
+    dimensions: rarely(jsonValue),
+  },
   { requiredKeys: ["model", "input"] },
 );
 
 /** One HTTP request: a method, a path (sometimes mangled), headers and a body (sometimes not JSON). */
-export const httpCase = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ method: fc.constant("POST"), path: fc.constant("/v1/chat/completions"), body: chatBody.map((body) => JSON.stringify(body)) }) },
-  { weight: 2, arbitrary: fc.record({ method: fc.constant("POST"), path: fc.constant("/v1/completions"), body: completionBody.map((body) => JSON.stringify(body)) }) },
-  { weight: 1, arbitrary: fc.record({ method: fc.constant("POST"), path: fc.constant("/v1/embeddings"), body: embeddingBody.map((body) => JSON.stringify(body)) }) },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      method: fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"),
-      path: fc.oneof(
-        fc.constantFrom("/v1/models", "/v1/models/sim-gpt-oss-20b", "/v1/models/%ff", "/v1/models/%", "/v1//models", "/v1/chat/completions/", "/%2e%2e/admin", "/admin/workers", "/debug/bundle", "/v1/chat/completions?x=%zz"),
-        fc.webPath().map((path) => `/v1${path}`),
-        fc.string({ maxLength: 20 }).map((text) => `/v1/models/${encodeURIComponent(text)}`),
+export const httpCase = fc
+  .oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        method: fc.constant("POST"),
+        path: fc.constant("/v1/chat/completions"),
+        body: chatBody.map((body) => JSON.stringify(body)),
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        method: fc.constant("POST"),
+        path: fc.constant("/v1/completions"),
+        body: completionBody.map((body) => JSON.stringify(body)),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        method: fc.constant("POST"),
+        path: fc.constant("/v1/embeddings"),
+        body: embeddingBody.map((body) => JSON.stringify(body)),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        method: fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"),
+        path: fc.oneof(
+          fc.constantFrom(
+            "/v1/models",
+            "/v1/models/sim-gpt-oss-20b",
+            "/v1/models/%ff",
+            "/v1/models/%",
+            "/v1//models",
+            "/v1/chat/completions/",
+            "/%2e%2e/admin",
+            "/admin/workers",
+            "/debug/bundle",
+            "/v1/chat/completions?x=%zz",
+          ),
+          fc.webPath().map((path) => `/v1${path}`),
+          fc.string({ maxLength: 20 }).map((text) => `/v1/models/${encodeURIComponent(text)}`),
+        ),
+        body: fc.oneof(
+          fc.constant(""),
+          fc.string({ maxLength: 50 }),
+          fc.jsonValue({ maxDepth: 3 }).map((value) => JSON.stringify(value)),
+          fc.integer({ min: 60, max: 20_000 }).map((depth) => `${"[".repeat(depth)}${"]".repeat(depth)}`),
+        ),
+      }),
+    },
+  )
+  .chain((request) =>
+    fc.record({
+      method: fc.constant(request.method),
+      path: fc.constant(request.path),
+      body: fc.constant(request.body),
+      headers: fc.record(
+        {
+          "content-type": fc.oneof(
+            { weight: 8, arbitrary: fc.constant("application/json") },
+            { weight: 1, arbitrary: fc.constantFrom("text/plain", "application/json; charset=latin1", "multipart/form-data", "") },
+          ),
+          authorization: fc.oneof(
+            fc.constant("Bearer sk-wrong"),
+            fc.string({ maxLength: 20 }).map((text) => `Bearer ${text.replace(/[^\x20-\x7e]/g, "")}`),
+          ),
+          "x-request-id": fc.string({ maxLength: 200 }).map((text) => text.replace(/[^\x20-\x7e]/g, "")),
+          "x-infermesh-priority": field(
+            fc.constantFrom("interactive", "standard", "batch"),
+            fc.string({ maxLength: 10 }).map((text) => text.replace(/[^\x20-\x7e]/g, "")),
+          ),
+          "x-infermesh-profile": field(
+            fc.constantFrom("latency_first", "quality_first", "balanced"),
+            fc.string({ maxLength: 10 }).map((text) => text.replace(/[^\x20-\x7e]/g, "")),
+          ),
+        },
+        { requiredKeys: ["content-type"] },
       ),
-      body: fc.oneof(fc.constant(""), fc.string({ maxLength: 50 }), fc.jsonValue({ maxDepth: 3 }).map((value) => JSON.stringify(value)), fc.integer({ min: 60, max: 20_000 }).map((depth) => `${"[".repeat(depth)}${"]".repeat(depth)}`)),
     }),
-  },
-).chain((request) =>
-  fc.record({
-    method: fc.constant(request.method),
-    path: fc.constant(request.path),
-    body: fc.constant(request.body),
-    headers: fc.record(
-      {
-        "content-type": fc.oneof({ weight: 8, arbitrary: fc.constant("application/json") }, { weight: 1, arbitrary: fc.constantFrom("text/plain", "application/json; charset=latin1", "multipart/form-data", "") }),
-        authorization: fc.oneof(fc.constant("Bearer sk-wrong"), fc.string({ maxLength: 20 }).map((text) => `Bearer ${text.replace(/[^\x20-\x7e]/g, "")}`)),
-        "x-request-id": fc.string({ maxLength: 200 }).map((text) => text.replace(/[^\x20-\x7e]/g, "")),
-        "x-infermesh-priority": field(fc.constantFrom("interactive", "standard", "batch"), fc.string({ maxLength: 10 }).map((text) => text.replace(/[^\x20-\x7e]/g, ""))),
-        "x-infermesh-profile": field(fc.constantFrom("latency_first", "quality_first", "balanced"), fc.string({ maxLength: 10 }).map((text) => text.replace(/[^\x20-\x7e]/g, ""))),
-      },
-      { requiredKeys: ["content-type"] },
-    ),
-  }),
-);
+  );
 
 export type HttpCase = typeof httpCase extends fc.Arbitrary<infer Case> ? Case : never;
 
@@ -180,7 +296,9 @@ export async function checkHttpCase(baseUrl: string, request: HttpCase, tally: F
   try {
     response = await fetch(`${baseUrl}${request.path}`, {
       method: request.method,
-      headers: Object.fromEntries(Object.entries(request.headers).filter((entry): entry is [string, string] => typeof entry[1] === "string" && entry[1] !== "")),
+      headers: Object.fromEntries(
+        Object.entries(request.headers).filter((entry): entry is [string, string] => typeof entry[1] === "string" && entry[1] !== ""),
+      ),
       body: request.method === "GET" || request.method === "OPTIONS" ? undefined : request.body,
       signal: AbortSignal.timeout(30_000),
     });
@@ -207,14 +325,18 @@ function openAiErrorProblem(text: string, httpStatus: number): string | undefine
     return `HTTP ${httpStatus} with a body that is not JSON`;
   }
   const error = body.error;
-  if (!error || typeof error.message !== "string" || typeof error.type !== "string" || !("param" in error) || !("code" in error)) return `HTTP ${httpStatus} not in OpenAI's error shape`;
+  if (!error || typeof error.message !== "string" || typeof error.type !== "string" || !("param" in error) || !("code" in error))
+    return `HTTP ${httpStatus} not in OpenAI's error shape`;
   if (/\n\s+at |node_modules|\/work\//.test(error.message)) return `HTTP ${httpStatus} leaking internals`;
   return undefined;
 }
 
 /** A stream's events are JSON (an error one in OpenAI's shape) and it ends with [DONE] or an error. */
 function sseProblem(text: string): string | undefined {
-  const data = text.split("\n").filter((line) => line.startsWith("data: ")).map((line) => line.slice(6));
+  const data = text
+    .split("\n")
+    .filter((line) => line.startsWith("data: "))
+    .map((line) => line.slice(6));
   if (data.length === 0) return "an empty event stream";
   for (const event of data) {
     if (event === "[DONE]") continue;
@@ -233,11 +355,15 @@ function sseProblem(text: string): string | undefined {
 // ---- public gRPC -------------------------------------------------------------------
 
 /** float32 values (what a gRPC client can put on the wire), NaN and infinities included. */
-const float = fc.oneof(fc.float(), fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -1, 0, 1, 3, Math.fround(1e30)));
+const float = fc.oneof(
+  fc.float(),
+  fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -1, 0, 1, 3, Math.fround(1e30)),
+);
 const uint32 = fc.oneof(fc.integer({ min: 0, max: 20 }), fc.constantFrom(0, 1, 2 ** 31, 2 ** 32 - 1));
 
 /** An optional sampling field: absent half the time, else mostly in range. */
-const sometimes = <Value>(valid: fc.Arbitrary<Value>, hostile: fc.Arbitrary<unknown>) => fc.option(field(valid, hostile), { nil: undefined, freq: 2 });
+const sometimes = <Value>(valid: fc.Arbitrary<Value>, hostile: fc.Arbitrary<unknown>) =>
+  fc.option(field(valid, hostile), { nil: undefined, freq: 2 });
 
 export const grpcChatCase: fc.Arbitrary<ChatRequest> = fc.record({
   model: field(fc.constantFrom(...fuzzModels), fc.string({ maxLength: 10 })),
@@ -246,7 +372,13 @@ export const grpcChatCase: fc.Arbitrary<ChatRequest> = fc.record({
       role: field(fc.constantFrom("system", "user", "assistant"), fc.oneof(fc.constant("tool"), fc.string({ maxLength: 6 }))),
       content: fc.oneof({ weight: 12, arbitrary: fc.string({ maxLength: 40 }) }, { weight: 1, arbitrary: longRun }),
       name: fc.option(fc.string({ maxLength: 6 }), { nil: undefined }),
-      toolCalls: field(fc.constant([]), fc.array(fc.record({ id: fc.string({ maxLength: 6 }), name: fc.string({ maxLength: 8 }), arguments: fc.string({ maxLength: 10 }) }), { maxLength: 2 })),
+      toolCalls: field(
+        fc.constant([]),
+        fc.array(
+          fc.record({ id: fc.string({ maxLength: 6 }), name: fc.string({ maxLength: 8 }), arguments: fc.string({ maxLength: 10 }) }),
+          { maxLength: 2 },
+        ),
+      ),
       toolCallId: fc.string({ maxLength: 6 }),
       reasoningContent: field(fc.constant(""), fc.string({ maxLength: 10 })),
     }),
@@ -258,7 +390,10 @@ export const grpcChatCase: fc.Arbitrary<ChatRequest> = fc.record({
     topK: sometimes(fc.integer({ min: 0, max: 100 }), uint32),
     minP: sometimes(fc.float({ min: 0, max: 1, noNaN: true }), float),
     seed: fc.option(uint32, { nil: undefined }),
-    stop: field(fc.array(fc.string({ minLength: 1, maxLength: 4 }), { maxLength: 4 }), fc.array(fc.string({ maxLength: 4 }), { maxLength: 8 })),
+    stop: field(
+      fc.array(fc.string({ minLength: 1, maxLength: 4 }), { maxLength: 4 }),
+      fc.array(fc.string({ maxLength: 4 }), { maxLength: 8 }),
+    ),
     maxTokens: field(fc.integer({ min: 1, max: 8 }), fc.constantFrom(0, undefined)),
     presencePenalty: sometimes(fc.float({ min: -2, max: 2, noNaN: true }), float),
     frequencyPenalty: sometimes(fc.float({ min: -2, max: 2, noNaN: true }), float),
@@ -269,7 +404,21 @@ export const grpcChatCase: fc.Arbitrary<ChatRequest> = fc.record({
     responseFormat: fc.constant(undefined),
   }),
   user: fc.string({ maxLength: 8 }),
-  tools: field(fc.constant([]), fc.array(fc.record({ name: field(fc.constantFrom("get_weather", "get_time"), fc.string({ maxLength: 10 })), description: fc.string({ maxLength: 10 }), parametersJson: fc.oneof(fc.constant(""), schema.map((value) => JSON.stringify(value)), fc.string({ maxLength: 20 })) }), { maxLength: 2 })),
+  tools: field(
+    fc.constant([]),
+    fc.array(
+      fc.record({
+        name: field(fc.constantFrom("get_weather", "get_time"), fc.string({ maxLength: 10 })),
+        description: fc.string({ maxLength: 10 }),
+        parametersJson: fc.oneof(
+          fc.constant(""),
+          schema.map((value) => JSON.stringify(value)),
+          fc.string({ maxLength: 20 }),
+        ),
+      }),
+      { maxLength: 2 },
+    ),
+  ),
   toolChoice: field(fc.constantFrom("", "auto", "none"), fc.oneof(fc.constant("required"), fc.string({ maxLength: 8 }))),
   reasoningEffort: field(fc.integer({ min: 0, max: 3 }), fc.integer({ min: -1, max: 100 })),
   profile: field(fc.constantFrom("", "latency_first", "quality_first", "balanced"), fc.string({ maxLength: 10 })),
@@ -290,7 +439,11 @@ const preciseStatuses = new Set([
   status.CANCELLED,
 ]);
 
-export async function checkGrpcChat(chat: Client<typeof ChatServiceDefinition>, request: ChatRequest, tally: FuzzTally): Promise<string | undefined> {
+export async function checkGrpcChat(
+  chat: Client<typeof ChatServiceDefinition>,
+  request: ChatRequest,
+  tally: FuzzTally,
+): Promise<string | undefined> {
   try {
     await chat.chat(request, { signal: AbortSignal.timeout(30_000) });
     answered(tally, "OK");
@@ -298,7 +451,8 @@ export async function checkGrpcChat(chat: Client<typeof ChatServiceDefinition>, 
   } catch (error) {
     const code = (error as { code?: number }).code;
     answered(tally, code === undefined ? "no status" : status[code]!);
-    if (code === undefined || !preciseStatuses.has(code)) return note(tally, `gRPC ${code === undefined ? (error as Error).message : status[code]}`);
+    if (code === undefined || !preciseStatuses.has(code))
+      return note(tally, `gRPC ${code === undefined ? (error as Error).message : status[code]}`);
     return note(tally, undefined);
   }
 }
@@ -311,11 +465,18 @@ export function publicChatClient(mesh: TestMesh): Client<typeof ChatServiceDefin
 
 /** Internal methods the fuzzer calls, with the identity allowed to. Admin RPCs (drain, split, load, unload) are left out: they act for real. */
 export function internalTargets(mesh: TestMesh) {
-  const method = (definition: { fullName: string; methods: Record<string, { name: string; requestStream: boolean; responseStream: boolean }> }, key: string) => {
+  const method = (
+    definition: { fullName: string; methods: Record<string, { name: string; requestStream: boolean; responseStream: boolean }> },
+    key: string,
+  ) => {
     const found = definition.methods[key]!;
     return { path: `/${definition.fullName}/${found.name}`, requestStream: found.requestStream, responseStream: found.responseStream };
   };
-  const target = (port: number, peer: MeshRole, as: MeshRole, call: ReturnType<typeof method>) => ({ port, credentials: meshCredentials(mesh.pkiDir, peer, as), ...call });
+  const target = (port: number, peer: MeshRole, as: MeshRole, call: ReturnType<typeof method>) => ({
+    port,
+    credentials: meshCredentials(mesh.pkiDir, peer, as),
+    ...call,
+  });
   return [
     target(mesh.ports.admission, "admission", "gateway", method(AdmissionServiceDefinition, "acquire")),
     target(mesh.ports.admission, "admission", "gateway", method(AdmissionServiceDefinition, "getStats")),
@@ -336,15 +497,21 @@ export function internalTargets(mesh: TestMesh) {
 /** Raw protobuf bytes: random, or plausible fields with hostile values (64-bit varints, bad lengths). */
 export const protobufBytes = fc.oneof(
   fc.uint8Array({ maxLength: 64 }),
-  fc.array(
-    fc.oneof(
-      // A varint field up to 2^64.
-      fc.tuple(fc.integer({ min: 1, max: 20 }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })).map(([field, value]) => [...varint(BigInt(field << 3)), ...varint(value)]),
-      // A length-delimited field holding text or nested garbage.
-      fc.tuple(fc.integer({ min: 1, max: 20 }), fc.uint8Array({ maxLength: 24 })).map(([field, bytes]) => [...varint(BigInt((field << 3) | 2)), ...varint(BigInt(bytes.length)), ...bytes]),
-    ),
-    { maxLength: 8 },
-  ).map((fields) => Uint8Array.from(fields.flat())),
+  fc
+    .array(
+      fc.oneof(
+        // A varint field up to 2^64.
+        fc
+          .tuple(fc.integer({ min: 1, max: 20 }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }))
+          .map(([field, value]) => [...varint(BigInt(field << 3)), ...varint(value)]),
+        // A length-delimited field holding text or nested garbage.
+        fc
+          .tuple(fc.integer({ min: 1, max: 20 }), fc.uint8Array({ maxLength: 24 }))
+          .map(([field, bytes]) => [...varint(BigInt((field << 3) | 2)), ...varint(BigInt(bytes.length)), ...bytes]),
+      ),
+      { maxLength: 8 },
+    )
+    .map((fields) => Uint8Array.from(fields.flat())),
 );
 
 function varint(value: bigint): number[] {
@@ -363,7 +530,9 @@ type Target = ReturnType<typeof internalTargets>[number];
 
 /** Calls `target` with `bytes` as its (first) message; a stream is read for its first answer, then cancelled. */
 export function checkInternalCall(target: Target, bytes: Uint8Array, tally: FuzzTally): Promise<string | undefined> {
-  const client = new GrpcClient(`127.0.0.1:${target.port}`, target.credentials as ChannelCredentials, { "grpc.ssl_target_name_override": "localhost" });
+  const client = new GrpcClient(`127.0.0.1:${target.port}`, target.credentials as ChannelCredentials, {
+    "grpc.ssl_target_name_override": "localhost",
+  });
   const serialize = (value: Buffer) => value;
   const deserialize = (value: Buffer) => value;
   const deadline = Date.now() + 10_000;
@@ -377,11 +546,14 @@ export function checkInternalCall(target: Target, bytes: Uint8Array, tally: Fuzz
       call?.cancel();
       client.close();
       answered(tally, code === undefined ? "no status" : status[code]!);
-      if (code === undefined || !preciseStatuses.has(code)) resolve(note(tally, `${target.path}: ${code === undefined ? detail : status[code]}`));
+      if (code === undefined || !preciseStatuses.has(code))
+        resolve(note(tally, `${target.path}: ${code === undefined ? detail : status[code]}`));
       else resolve(note(tally, undefined));
     };
     if (!target.requestStream && !target.responseStream) {
-      call = client.makeUnaryRequest(target.path, serialize, deserialize, message, new Metadata(), { deadline }, (error) => settle(error?.code ?? status.OK));
+      call = client.makeUnaryRequest(target.path, serialize, deserialize, message, new Metadata(), { deadline }, (error) =>
+        settle(error?.code ?? status.OK),
+      );
       return;
     }
     const stream: any = target.requestStream
@@ -403,7 +575,10 @@ export function report(tallies: Record<string, FuzzTally>): string {
     .map(([kind, tally]) => {
       const failures = [...tally.failures.values()].reduce((a, b) => a + b, 0);
       const which = tally.failures.size > 0 ? ` (${[...tally.failures].map(([problem, count]) => `${problem} x${count}`).join("; ")})` : "";
-      const answers = [...tally.answers].sort((a, b) => b[1] - a[1]).map(([answer, count]) => `${answer} ${count}`).join(", ");
+      const answers = [...tally.answers]
+        .sort((a, b) => b[1] - a[1])
+        .map(([answer, count]) => `${answer} ${count}`)
+        .join(", ");
       return `${kind}: ${tally.cases} cases, ${failures} failures${which}; answers: ${answers}`;
     })
     .join("\n");
@@ -420,20 +595,42 @@ export const fuzzMeshOptions = {
  * its time limit without failing it) from `seed`; returns the tallies and, for a
  * property that broke, fast-check's report with the shrunk counterexample.
  */
-export async function runFuzzSuite(mesh: TestMesh, options: { secondsPerKind: number; seed: number }): Promise<{ tallies: Record<string, FuzzTally>; failures: string[] }> {
+export async function runFuzzSuite(
+  mesh: TestMesh,
+  options: { secondsPerKind: number; seed: number },
+): Promise<{ tallies: Record<string, FuzzTally>; failures: string[] }> {
   const tallies = { http: newTally(), "public gRPC": newTally(), "internal gRPC": newTally() };
   const failures: string[] = [];
-  const settings = { seed: options.seed, numRuns: 1_000_000, interruptAfterTimeLimit: options.secondsPerKind * 1_000, markInterruptAsFailure: false };
+  const settings = {
+    seed: options.seed,
+    numRuns: 1_000_000,
+    interruptAfterTimeLimit: options.secondsPerKind * 1_000,
+    markInterruptAsFailure: false,
+  };
   const chat = publicChatClient(mesh);
   const targets = internalTargets(mesh);
   const record = <Values extends unknown[]>(result: fc.RunDetails<Values>) => {
     if (result.failed) failures.push(fc.defaultReportMessage(result) ?? "a property failed");
   };
-  record(await fc.check(fc.asyncProperty(httpCase, async (request) => (await checkHttpCase(mesh.baseUrl, request, tallies.http)) === undefined), settings));
-  record(await fc.check(fc.asyncProperty(grpcChatCase, async (request) => (await checkGrpcChat(chat, request, tallies["public gRPC"])) === undefined), settings));
   record(
     await fc.check(
-      fc.asyncProperty(fc.constantFrom(...targets), protobufBytes, async (target, bytes) => (await checkInternalCall(target, bytes, tallies["internal gRPC"])) === undefined),
+      fc.asyncProperty(httpCase, async (request) => (await checkHttpCase(mesh.baseUrl, request, tallies.http)) === undefined),
+      settings,
+    ),
+  );
+  record(
+    await fc.check(
+      fc.asyncProperty(grpcChatCase, async (request) => (await checkGrpcChat(chat, request, tallies["public gRPC"])) === undefined),
+      settings,
+    ),
+  );
+  record(
+    await fc.check(
+      fc.asyncProperty(
+        fc.constantFrom(...targets),
+        protobufBytes,
+        async (target, bytes) => (await checkInternalCall(target, bytes, tallies["internal gRPC"])) === undefined,
+      ),
       settings,
     ),
   );

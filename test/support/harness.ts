@@ -16,10 +16,14 @@ import { Supervisor } from "../../services/launcher/supervisor.js";
 /** Ports the OS says are free right now. */
 export async function freePorts(count: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<Server>((resolve) => {
-      const server = createServer();
-      server.listen(0, "127.0.0.1", () => resolve(server));
-    })),
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<Server>((resolve) => {
+          const server = createServer();
+          server.listen(0, "127.0.0.1", () => resolve(server));
+        }),
+    ),
   );
   const ports = servers.map((server) => (server.address() as AddressInfo).port);
   await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
@@ -33,11 +37,14 @@ export async function freePortRange(count: number, avoid: readonly number[] = []
     const range = Array.from({ length: count }, (_, index) => base + index);
     if (range.some((port) => avoid.includes(port))) continue;
     const bound = await Promise.all(
-      range.map((port) => new Promise<Server | undefined>((resolve) => {
-        const server = createServer();
-        server.once("error", () => resolve(undefined));
-        server.listen(port, "127.0.0.1", () => resolve(server));
-      })),
+      range.map(
+        (port) =>
+          new Promise<Server | undefined>((resolve) => {
+            const server = createServer();
+            server.once("error", () => resolve(undefined));
+            server.listen(port, "127.0.0.1", () => resolve(server));
+          }),
+      ),
     );
     await Promise.all(bound.map((server) => server && new Promise((resolve) => server.close(resolve))));
     if (bound.every(Boolean)) return base;
@@ -157,17 +164,19 @@ export function meshCredentials(pkiDir: string, peer: MeshRole, as: MeshRole): C
 }
 
 /** Starts gateway, admission, router, memory-guard and one llama.cpp worker (or `workers` of them) on the tiny test model. */
-export async function startTestMesh(options: {
-  otlpEndpoint?: string;
-  admissionArgs?: string[];
-  routerArgs?: string[];
-  workerArgs?: string[];
-  /** Extra flags for worker i alone. */
-  workerArgsOf?: (index: number) => string[];
-  gatewayArgs?: string[];
-  /** Workers to start (ports workerBase + i); 1 unless given. */
-  workers?: number;
-} = {}): Promise<TestMesh> {
+export async function startTestMesh(
+  options: {
+    otlpEndpoint?: string;
+    admissionArgs?: string[];
+    routerArgs?: string[];
+    workerArgs?: string[];
+    /** Extra flags for worker i alone. */
+    workerArgsOf?: (index: number) => string[];
+    gatewayArgs?: string[];
+    /** Workers to start (ports workerBase + i); 1 unless given. */
+    workers?: number;
+  } = {},
+): Promise<TestMesh> {
   const workers = options.workers ?? 1;
   const pkiDir = await makeTestPki();
   const free = await freePorts(10);

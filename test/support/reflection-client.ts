@@ -11,7 +11,8 @@ async function ask(address: string, request: ServerReflectionRequest["messageReq
     async function* one() {
       yield { host: "", messageRequest: request };
     }
-    for await (const response of createClient(ServerReflectionDefinition, channel).serverReflectionInfo(one())) return response.messageResponse;
+    for await (const response of createClient(ServerReflectionDefinition, channel).serverReflectionInfo(one()))
+      return response.messageResponse;
     throw new Error("the reflection stream ended without an answer");
   } finally {
     channel.close();
@@ -33,7 +34,11 @@ export interface DescribedFile {
 }
 
 /** The files the server returns for a symbol (the symbol's file and its dependencies). */
-export async function describeSymbol(address: string, symbol: string, credentials = grpcCredentials.createInsecure()): Promise<DescribedFile[]> {
+export async function describeSymbol(
+  address: string,
+  symbol: string,
+  credentials = grpcCredentials.createInsecure(),
+): Promise<DescribedFile[]> {
   const response = await ask(address, { $case: "fileContainingSymbol", value: symbol }, credentials);
   if (response?.$case !== "fileDescriptorResponse") throw new Error(`no descriptors: ${JSON.stringify(response)}`);
   return response.value.fileDescriptorProto.map((bytes) => {

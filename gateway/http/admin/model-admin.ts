@@ -40,7 +40,8 @@ export function registerModelAdmin(app: FastifyInstance, clients: MeshClients, c
     }
     const { workers: named } = parseBody(unloadBody, body);
     const targets = pickWorkers(workers, named, (worker) => serves([worker], worker.registration?.workerId ?? "", id));
-    if (targets.length === 0) throw new ApiError(Status.NOT_FOUND, `No worker serves \`${id}\`.`, { param: "model", code: "model_not_found" });
+    if (targets.length === 0)
+      throw new ApiError(Status.NOT_FOUND, `No worker serves \`${id}\`.`, { param: "model", code: "model_not_found" });
     const outcome = await onEach(targets, (address) => clients.workerAdmin(address).unloadModel({ modelId: id }));
     await routerSees(clients, (listed) => outcome.done.every((workerId) => !serves(listed, workerId, id)));
     catalog.invalidate();
@@ -53,7 +54,8 @@ function pickWorkers(workers: readonly WorkerStatus[], named: readonly string[] 
   if (!named) return workers.filter(fits);
   return named.map((workerId) => {
     const worker = workers.find((candidate) => candidate.registration?.workerId === workerId);
-    if (!worker) throw new ApiError(Status.NOT_FOUND, `No worker \`${workerId}\` is connected.`, { param: "workers", code: "worker_not_found" });
+    if (!worker)
+      throw new ApiError(Status.NOT_FOUND, `No worker \`${workerId}\` is connected.`, { param: "workers", code: "worker_not_found" });
     return worker;
   });
 }
@@ -80,7 +82,9 @@ async function onEach(targets: readonly WorkerStatus[], call: (address: string) 
 }
 
 function serves(workers: readonly WorkerStatus[], workerId: string, model: string): boolean {
-  return workers.some((worker) => worker.registration?.workerId === workerId && worker.registration.models.some((served) => served.id === model));
+  return workers.some(
+    (worker) => worker.registration?.workerId === workerId && worker.registration.models.some((served) => served.id === model),
+  );
 }
 
 /** Waits (a few seconds at most) until the router's fleet shows the change. */

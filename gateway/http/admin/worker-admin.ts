@@ -43,4 +43,3 @@ function workerBody(worker: WorkerStatus) {
     report_age_ms: worker.reportAgeMs,
   };
 }
-

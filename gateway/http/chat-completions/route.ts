@@ -6,7 +6,14 @@ import { ApiError } from "../../errors.js";
 import { flowRequestFor, runGeneration } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
 import { collectGeneration, streamErrorOf, type CollectedGeneration } from "../../translate/choices.js";
-import { chatGenerationOf, finishReasonText, logprobsContent, systemFingerprint, toolCallsBody, usageBody } from "../../translate/openai.js";
+import {
+  chatGenerationOf,
+  finishReasonText,
+  logprobsContent,
+  systemFingerprint,
+  toolCallsBody,
+  usageBody,
+} from "../../translate/openai.js";
 import { toolCallDeltas } from "../../translate/tool-calls.js";
 import { validateGeneration } from "../../validation/generation.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
@@ -27,7 +34,12 @@ export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): v
       resolved,
       body.user,
       "chat",
-      GenerateRequest.create({ ...values, requestId: request.id, model: resolved.model, sampling: { ...values.sampling, maxTokens: resolved.maxTokens } }),
+      GenerateRequest.create({
+        ...values,
+        requestId: request.id,
+        model: resolved.model,
+        sampling: { ...values.sampling, maxTokens: resolved.maxTokens },
+      }),
     );
     const completion: StreamIds = {
       id: `chatcmpl-${randomUUID().replaceAll("-", "")}`,
@@ -153,7 +165,12 @@ async function streamCompletion(
             merged.toolCalls.push(...delta.toolCalls);
             merged.logprobs.push(...delta.logprobs);
           } else {
-            pending.set(delta.index, { content: delta.text, reasoning: delta.reasoningText, toolCalls: [...delta.toolCalls], logprobs: [...delta.logprobs] });
+            pending.set(delta.index, {
+              content: delta.text,
+              reasoning: delta.reasoningText,
+              toolCalls: [...delta.toolCalls],
+              logprobs: [...delta.logprobs],
+            });
           }
           scheduleFlush();
           break;

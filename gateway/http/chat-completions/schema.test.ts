@@ -43,13 +43,24 @@ test("a bad message field is named by its path", () => {
   const error = rejection({ model: "m1", messages: [{ role: "user", content: 5 }] });
   assert.equal(error.details.param, "messages[0].content");
   assert.match(error.message, /expected a string or an array of text parts/);
-  assert.equal(rejection({ ...minimal, messages: [...minimal.messages, { role: "robot", content: "x" }] }).details.param, "messages[1].role");
+  assert.equal(
+    rejection({ ...minimal, messages: [...minimal.messages, { role: "robot", content: "x" }] }).details.param,
+    "messages[1].role",
+  );
 });
 
 test("text-part content is accepted and contentText joins the parts", () => {
   const body = parse({
     model: "m1",
-    messages: [{ role: "user", content: [{ type: "text", text: "Hello, " }, { type: "text", text: "world" }] }],
+    messages: [
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "Hello, " },
+          { type: "text", text: "world" },
+        ],
+      },
+    ],
   });
   assert.equal(contentText(body.messages[0]?.content), "Hello, world");
   assert.equal(contentText("plain"), "plain");
@@ -57,7 +68,10 @@ test("text-part content is accepted and contentText joins the parts", () => {
   const image = rejection({ model: "m1", messages: [{ role: "user", content: [{ type: "image_url", image_url: {} }] }] });
   assert.equal(image.details.param, "messages[0].content[0].type");
   assert.match(image.message, /'image_url' are not supported/);
-  assert.equal(rejection({ model: "m1", messages: [{ role: "user", content: [{ type: "text" }] }] }).details.param, "messages[0].content[0].text");
+  assert.equal(
+    rejection({ model: "m1", messages: [{ role: "user", content: [{ type: "text" }] }] }).details.param,
+    "messages[0].content[0].text",
+  );
 });
 
 test("an assistant message may have null content", () => {
@@ -84,17 +98,29 @@ test("n is 1 to 16", () => {
   assert.match(rejection({ ...minimal, n: 1.5 }).message, /must be an integer/);
 });
 
-const weather = { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } };
+const weather = {
+  type: "function",
+  function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+};
 
 test("tools and tool_choice: a choice must name an offered tool; required needs tools", () => {
   assert.equal(parse({ ...minimal, tools: [weather], tool_choice: "required" }).tool_choice, "required");
-  assert.deepEqual(parse({ ...minimal, tools: [weather], tool_choice: { type: "function", function: { name: "get_weather" } } }).tool_choice, {
-    type: "function",
-    function: { name: "get_weather" },
-  });
+  assert.deepEqual(
+    parse({ ...minimal, tools: [weather], tool_choice: { type: "function", function: { name: "get_weather" } } }).tool_choice,
+    {
+      type: "function",
+      function: { name: "get_weather" },
+    },
+  );
   assert.equal(rejection({ ...minimal, tool_choice: "required" }).details.param, "tool_choice");
-  assert.match(rejection({ ...minimal, tools: [weather], tool_choice: { type: "function", function: { name: "nope" } } }).message, /'nope', which is not among the tools/);
-  assert.equal(rejection({ ...minimal, tools: [{ type: "function", function: { name: "has space" } }] }).details.param, "tools[0].function.name");
+  assert.match(
+    rejection({ ...minimal, tools: [weather], tool_choice: { type: "function", function: { name: "nope" } } }).message,
+    /'nope', which is not among the tools/,
+  );
+  assert.equal(
+    rejection({ ...minimal, tools: [{ type: "function", function: { name: "has space" } }] }).details.param,
+    "tools[0].function.name",
+  );
   assert.equal(rejection({ ...minimal, tools: [{ type: "code_interpreter" }] }).details.param, "tools[0].type");
 });
 
@@ -103,7 +129,11 @@ test("tool turns: an assistant's tool_calls and the tool's answer with its call 
     ...minimal,
     messages: [
       ...minimal.messages,
-      { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: "{}" } }] },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: "{}" } }],
+      },
       { role: "tool", tool_call_id: "call_1", content: "sunny" },
     ],
   });
@@ -115,7 +145,11 @@ test("logprobs, response_format and reasoning_effort are checked", () => {
   assert.equal(parse({ ...minimal, logprobs: true, top_logprobs: 5 }).top_logprobs, 5);
   assert.match(rejection({ ...minimal, top_logprobs: 5 }).message, /needs logprobs/);
   assert.equal(rejection({ ...minimal, logprobs: true, top_logprobs: 21 }).details.param, "top_logprobs");
-  assert.equal(parse({ ...minimal, response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object" } } } }).response_format?.type, "json_schema");
+  assert.equal(
+    parse({ ...minimal, response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object" } } } }).response_format
+      ?.type,
+    "json_schema",
+  );
   assert.equal(rejection({ ...minimal, response_format: { type: "yaml" } }).details.param, "response_format.type");
   assert.equal(parse({ ...minimal, reasoning_effort: "high" }).reasoning_effort, "high");
   assert.equal(rejection({ ...minimal, reasoning_effort: "extreme" }).details.param, "reasoning_effort");

@@ -18,7 +18,10 @@ const content = z.unknown().transform((value, context): string | TextPart[] => {
     const type = typeof part === "object" && part !== null ? (part as { type?: unknown }).type : undefined;
     const text = typeof part === "object" && part !== null ? (part as { text?: unknown }).text : undefined;
     if (type !== "text") {
-      const message = typeof type === "string" ? `content parts of type '${type}' are not supported by the served models; send text parts` : "expected a content part with a type";
+      const message =
+        typeof type === "string"
+          ? `content parts of type '${type}' are not supported by the served models; send text parts`
+          : "expected a content part with a type";
       context.addIssue({ code: "custom", path: [index, "type"], message });
       return z.NEVER;
     }
@@ -67,11 +70,8 @@ const tool = z.object({
 });
 
 const toolChoice = z.union(
-  [
-    z.enum(["none", "auto", "required"]),
-    z.object({ type: z.literal("function"), function: z.object({ name: z.string() }) }),
-  ],
-  { error: "expected 'none', 'auto', 'required' or {\"type\":\"function\",\"function\":{\"name\":…}}" },
+  [z.enum(["none", "auto", "required"]), z.object({ type: z.literal("function"), function: z.object({ name: z.string() }) })],
+  { error: 'expected \'none\', \'auto\', \'required\' or {"type":"function","function":{"name":…}}' },
 );
 
 const responseFormat = z.discriminatedUnion(

@@ -8,7 +8,7 @@ import type { ResolvedRequest } from "../../access/access-control.js";
 import { ApiError } from "../../errors.js";
 import { flowRequestFor, runGeneration } from "../../generation-flow.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
-import { collectGeneration, streamErrorOf, type Choice } from "../../translate/choices.js";
+import { type Choice, type CollectedGeneration, collectGeneration, streamErrorOf } from "../../translate/choices.js";
 import { completionGenerationOf, finishReasonText, systemFingerprint, usageBody } from "../../translate/openai.js";
 import { invalid, validateGeneration } from "../../validation/generation.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
@@ -29,7 +29,8 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
         validateGeneration(promptValues);
       } catch (error) {
         // Name the prompt that is wrong when there are several.
-        if (prompts.length > 1 && error instanceof ApiError && error.details.param === "prompt") throw invalid(`prompt[${index}]`, "must not be empty");
+        if (prompts.length > 1 && error instanceof ApiError && error.details.param === "prompt")
+          throw invalid(`prompt[${index}]`, "must not be empty");
         throw error;
       }
     }
@@ -70,7 +71,7 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
     }
     const cacheKey = responseCacheKey(deps, request, resolved, body);
     if (await replyFromCache(deps, cacheKey, reply, { id: completion.id, created: completion.created })) return reply;
-    let answers;
+    let answers: CollectedGeneration[];
     try {
       answers = await Promise.all(prompts.map((prompt, index) => collectGeneration(run(prompt, index), resolved.model, choicesPerPrompt)));
     } finally {
@@ -84,7 +85,9 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
       model: answers[0]!.model,
       system_fingerprint: completion.fingerprint,
       choices: answers.flatMap((generation, promptIndex) =>
-        generation.choices.map((choice) => choiceBody(choice, promptIndex * choicesPerPrompt + choice.index, body.echo ? prompts[promptIndex]! : "", body.logprobs != null)),
+        generation.choices.map((choice) =>
+          choiceBody(choice, promptIndex * choicesPerPrompt + choice.index, body.echo ? prompts[promptIndex]! : "", body.logprobs != null),
+        ),
       ),
       usage: usageBody(sumUsage(answers.map((generation) => generation.usage))),
     };
@@ -186,7 +189,8 @@ async function streamCompletion(
     for (const [index, delta] of pending) {
       const offset = offsets.get(index) ?? 0;
       offsets.set(index, offset + delta.text.length);
-      if (delta.text !== "" || delta.logprobs.length > 0) send(index, delta.text, null, body.logprobs != null ? legacyLogprobs(delta.logprobs, offset) : null);
+      if (delta.text !== "" || delta.logprobs.length > 0)
+        send(index, delta.text, null, body.logprobs != null ? legacyLogprobs(delta.logprobs, offset) : null);
     }
     pending.clear();
   };

@@ -8,7 +8,7 @@ import { embeddingBody } from "./schema.js";
 /** A vector as OpenAI's base64 encoding: little-endian float32s. */
 const base64Of = (values: readonly number[]) => {
   const buffer = Buffer.alloc(values.length * 4);
-  values.forEach((value, index) => buffer.writeFloatLE(value, index * 4));
+  for (const [index, value] of values.entries()) buffer.writeFloatLE(value, index * 4);
   return buffer.toString("base64");
 };
 

@@ -51,7 +51,10 @@ export class DenialRecorder {
   private lastLogAtMs = Number.NEGATIVE_INFINITY;
   private unlogged = 0;
 
-  constructor(registry: Registry, private readonly logger: Logger) {
+  constructor(
+    registry: Registry,
+    private readonly logger: Logger,
+  ) {
     this.denied = new Counter({
       name: "infermesh_rpc_denied_total",
       help: "gRPC calls refused with PERMISSION_DENIED because the caller's mesh identity may not call the method",
@@ -68,7 +71,10 @@ export class DenialRecorder {
       this.unlogged += 1;
       return;
     }
-    this.logger.warn({ method, caller: caller ?? "unknown", alsoDeniedSinceLastLine: this.unlogged }, "refused a call its caller's identity does not allow");
+    this.logger.warn(
+      { method, caller: caller ?? "unknown", alsoDeniedSinceLastLine: this.unlogged },
+      "refused a call its caller's identity does not allow",
+    );
     this.lastLogAtMs = now;
     this.unlogged = 0;
   }

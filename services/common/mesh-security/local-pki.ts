@@ -33,7 +33,11 @@ export interface LocalPkiReport {
  * what is missing; keys are written owner-only. Reports certificates near their end
  * instead of replacing them.
  */
-export async function ensureLocalPki(directory: string, trustDomain: string, roles: readonly MeshRole[] = meshRoles): Promise<LocalPkiReport> {
+export async function ensureLocalPki(
+  directory: string,
+  trustDomain: string,
+  roles: readonly MeshRole[] = meshRoles,
+): Promise<LocalPkiReport> {
   useNodeCrypto();
   mkdirSync(directory, { recursive: true, mode: 0o700 });
   const caCertificatePath = join(directory, "ca.crt");
@@ -106,7 +110,12 @@ async function createCa(trustDomain: string) {
 const issueLeaf = (ca: { certificate: x509.X509Certificate; privateKey: CryptoKey }, trustDomain: string, role: MeshRole) =>
   issue(ca, role, [spiffeId(trustDomain, role)], leafLifetimeDays * dayMs);
 
-async function issue(ca: { certificate: x509.X509Certificate; privateKey: CryptoKey }, commonName: string, uris: readonly string[], lifetimeMs: number) {
+async function issue(
+  ca: { certificate: x509.X509Certificate; privateKey: CryptoKey },
+  commonName: string,
+  uris: readonly string[],
+  lifetimeMs: number,
+) {
   const keys = await webcrypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
   const now = Date.now();
   const certificate = await x509.X509CertificateGenerator.create({

@@ -36,7 +36,10 @@ test("a service refuses to start on a missing, foreign, mismatched, wrong-role o
   const directory = mkdtempSync(join(tmpdir(), "pki-"));
   await ensureLocalPki(directory, defaultTrustDomain);
   const refuses = (tlsDir: string, pattern: RegExp, role: "router" | "worker" = "router") =>
-    assert.throws(() => MeshSecurity.load(role, settings(tlsDir), silent), (error: Error) => error instanceof ConfigError && /setting "tlsDir"/.test(error.message) && pattern.test(error.message));
+    assert.throws(
+      () => MeshSecurity.load(role, settings(tlsDir), silent),
+      (error: Error) => error instanceof ConfigError && /setting "tlsDir"/.test(error.message) && pattern.test(error.message),
+    );
 
   refuses(join(directory, "nowhere"), /cannot read .*tls\.crt.*npm run pki/);
   // The router's certificate used by a worker.
@@ -55,7 +58,11 @@ test("a service refuses to start on a missing, foreign, mismatched, wrong-role o
   copyFileSync(join(directory, "router", "tls.crt"), join(mixed, "tls.crt"));
   refuses(mixed, /tls\.key is not the key of tls\.crt/);
 
-  const expired = await issueFromLocalCa(directory, { commonName: "router", uris: ["spiffe://infermesh.local/router"], lifetimeMs: -120_000 });
+  const expired = await issueFromLocalCa(directory, {
+    commonName: "router",
+    uris: ["spiffe://infermesh.local/router"],
+    lifetimeMs: -120_000,
+  });
   writeFileSync(join(mixed, "tls.crt"), expired.certificatePem);
   writeFileSync(join(mixed, "tls.key"), expired.privateKeyPem);
   refuses(mixed, /is valid from .* not now/);

@@ -10,7 +10,6 @@ import { authorizationInterceptor, DenialRecorder, type AuthorizationPolicy } fr
 import { roleOf, spiffeId, type MeshRole } from "./identity.js";
 import { expiryWarningDays, tlsFiles, type MeshSecuritySettings as Settings } from "./settings.js";
 
-
 /** How often certificate files are re-read. */
 const certificateRefreshMs = 60_000;
 
@@ -89,10 +88,13 @@ export class MeshSecurity {
       throw problem(`${tlsFiles.privateKey} is not a PEM private key`);
     }
     if (!keyMatches) throw problem(`${tlsFiles.privateKey} is not the key of ${tlsFiles.certificate}`);
-    if (!certificate.checkIssued(ca) || !certificate.verify(ca.publicKey)) throw problem(`${tlsFiles.certificate} was not issued by ${tlsFiles.ca}`);
+    if (!certificate.checkIssued(ca) || !certificate.verify(ca.publicKey))
+      throw problem(`${tlsFiles.certificate} was not issued by ${tlsFiles.ca}`);
     const holds = roleOf({ subjectaltname: certificate.subjectAltName ?? "" }, settings.trustDomain);
     if (holds !== role) {
-      throw problem(`${tlsFiles.certificate} must name ${spiffeId(settings.trustDomain, role)} as a URI SAN; it names ${certificate.subjectAltName ?? "nothing"}`);
+      throw problem(
+        `${tlsFiles.certificate} must name ${spiffeId(settings.trustDomain, role)} as a URI SAN; it names ${certificate.subjectAltName ?? "nothing"}`,
+      );
     }
     const now = Date.now();
     const notAfter = new Date(certificate.validTo).getTime();

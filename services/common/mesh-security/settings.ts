@@ -22,7 +22,10 @@ export const meshSecuritySettings = (role: MeshRole) => ({
   /** Plaintext internal gRPC with no identities and no authorization: for debugging only; warns at start. */
   insecure: boolean().default(false),
   /** The SPIFFE trust domain mesh certificates name (spiffe://<domain>/<role>). */
-  trustDomain: z.string().regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, "expected a DNS-like name").default(defaultTrustDomain),
+  trustDomain: z
+    .string()
+    .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, "expected a DNS-like name")
+    .default(defaultTrustDomain),
 });
 
 /** The parsed mesh security settings of one service. */

@@ -15,16 +15,29 @@ const item = (tokens: number, evaluationPriority: BatchItem["evaluationPriority"
 test("tokens are shared equally, then the rest goes to the higher priority, never past the batch size", () => {
   const [low, high, short] = [item(100, 1), item(100, 5), item(3)];
   const shared = shareTokens([low, high, short], 30);
-  assert.deepEqual(shared.map((entry) => entry.processAmount), [10, 17, 3]);
-  assert.deepEqual(shareTokens([item(1), item(1)], 8).map((entry) => entry.processAmount), [1, 1]);
+  assert.deepEqual(
+    shared.map((entry) => entry.processAmount),
+    [10, 17, 3],
+  );
+  assert.deepEqual(
+    shareTokens([item(1), item(1)], 8).map((entry) => entry.processAmount),
+    [1, 1],
+  );
   const crowded = shareTokens([item(5), item(5), item(5)], 2);
-  assert.equal(crowded.reduce((sum, entry) => sum + entry.processAmount, 0), 2);
+  assert.equal(
+    crowded.reduce((sum, entry) => sum + entry.processAmount, 0),
+    2,
+  );
 });
 
 test("the batch is held while a generating sequence has not queued yet, at most maxHolds times in a row", () => {
   const items = [item(1), item(1)];
   let generating = 3;
-  const strategy = sequenceOrderedStrategy(() => undefined, () => generating, 4);
+  const strategy = sequenceOrderedStrategy(
+    () => undefined,
+    () => generating,
+    4,
+  );
   for (let hold = 0; hold < 4; hold += 1) assert.deepEqual(strategy({ items, size: 512 }), []);
   assert.equal(strategy({ items, size: 512 }).length, 2, "after maxHolds it decodes what is there");
   assert.deepEqual(strategy({ items, size: 512 }), [], "holding starts again on the next step");
@@ -34,9 +47,19 @@ test("the batch is held while a generating sequence has not queued yet, at most 
 
 test("items go in sequence-id order whatever order they were queued in", () => {
   const [a, b, c] = [item(1), item(1), item(1)];
-  const ids = new Map<readonly unknown[], number>([[a.tokens, 2], [b.tokens, 0], [c.tokens, 1]]);
-  const ordered = sequenceOrderedStrategy(() => ids, () => 3)({ items: [a, b, c], size: 512 });
-  assert.deepEqual(ordered.map((entry) => ids.get(entry.item.tokens)), [0, 1, 2]);
+  const ids = new Map<readonly unknown[], number>([
+    [a.tokens, 2],
+    [b.tokens, 0],
+    [c.tokens, 1],
+  ]);
+  const ordered = sequenceOrderedStrategy(
+    () => ids,
+    () => 3,
+  )({ items: [a, b, c], size: 512 });
+  assert.deepEqual(
+    ordered.map((entry) => ids.get(entry.item.tokens)),
+    [0, 1, 2],
+  );
 });
 
 test("on a real context, concurrent generations decode as whole steps in sequence order", async () => {
@@ -66,17 +89,23 @@ test("on a real context, concurrent generations decode as whole steps in sequenc
   try {
     const sequences = [context.getSequence(), context.getSequence(), context.getSequence(), context.getSequence()];
     generating = sequences.length;
-    await Promise.all(sequences.map(async (sequence, index) => {
-      let count = 0;
-      for await (const _token of sequence.evaluate(loaded.tokenize(`prompt number ${index} about rivers`), { temperature: 1, seed: index })) {
-        count += 1;
-        if (count === 24) break;
-      }
-    }));
+    await Promise.all(
+      sequences.map(async (sequence, index) => {
+        let count = 0;
+        for await (const _token of sequence.evaluate(loaded.tokenize(`prompt number ${index} about rivers`), {
+          temperature: 1,
+          seed: index,
+        })) {
+          count += 1;
+          if (count === 24) break;
+        }
+      }),
+    );
     // The first step is the four prompts; the last few may be short as generations end.
     const decodeSteps = steps.slice(1, -3);
     assert.ok(decodeSteps.length >= 18, `expected ~23 decode steps, saw ${decodeSteps.length}`);
-    for (const step of decodeSteps) assert.deepEqual(step, [0, 1, 2, 3], `every step decodes all four sequences in order: ${JSON.stringify(steps)}`);
+    for (const step of decodeSteps)
+      assert.deepEqual(step, [0, 1, 2, 3], `every step decodes all four sequences in order: ${JSON.stringify(steps)}`);
   } finally {
     await context.dispose();
     await loaded.dispose();

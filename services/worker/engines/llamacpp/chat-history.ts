@@ -54,14 +54,22 @@ export function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem
         }
         return;
       default:
-        throw new EngineError("invalid_argument", `messages[${index}].role "${message.role}" is not system, developer, user, assistant or tool`);
+        throw new EngineError(
+          "invalid_argument",
+          `messages[${index}].role "${message.role}" is not system, developer, user, assistant or tool`,
+        );
     }
   });
   return history;
 }
 
 function functionCall(name: string, argumentsJson: string, result: string, index: number): ChatModelFunctionCall {
-  return { type: "functionCall", name, params: parseJson(argumentsJson, `messages[${index}].tool_calls.arguments`), result: parseResult(result) };
+  return {
+    type: "functionCall",
+    name,
+    params: parseJson(argumentsJson, `messages[${index}].tool_calls.arguments`),
+    result: parseResult(result),
+  };
 }
 
 function parseJson(text: string, where: string): unknown {
@@ -85,7 +93,8 @@ function parseResult(text: string): unknown {
 /** The tools the model may call under `toolChoice`, as node-llama-cpp functions; undefined for none. */
 export function toFunctions(tools: readonly Tool[], toolChoice: string): ChatModelFunctions | undefined {
   if (tools.length === 0 || toolChoice === "none") return undefined;
-  const chosen = toolChoice === "" || toolChoice === "auto" || toolChoice === "required" ? tools : tools.filter((tool) => tool.name === toolChoice);
+  const chosen =
+    toolChoice === "" || toolChoice === "auto" || toolChoice === "required" ? tools : tools.filter((tool) => tool.name === toolChoice);
   if (chosen.length === 0) throw new EngineError("invalid_argument", `tool_choice names "${toolChoice}", which is not among the tools`);
   const functions: Record<string, ChatModelFunctions[string]> = {};
   for (const tool of chosen) {
@@ -115,7 +124,11 @@ export function forcingFunctionCall(wrapper: ChatWrapper): ChatWrapper {
   forced.generateContextState = (options) => {
     const state = wrapper.generateContextState(options);
     if ("functionCall" in state || "ignoreStartText" in state) {
-      return { contextText: state.contextText, stopGenerationTriggers: state.stopGenerationTriggers, functionCall: { initiallyEngaged: true, disengageInitiallyEngaged: [] } };
+      return {
+        contextText: state.contextText,
+        stopGenerationTriggers: state.stopGenerationTriggers,
+        functionCall: { initiallyEngaged: true, disengageInitiallyEngaged: [] },
+      };
     }
     return {
       contextText: state.contextText,

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { after, before, test } from "node:test";
-import { ChatMessage, FinishReason, SamplingParams, ReasoningEffort, Tool, type ToolCall } from "../../../../gen/infermesh/common/v1/common.js";
+import {
+  ChatMessage,
+  FinishReason,
+  SamplingParams,
+  ReasoningEffort,
+  Tool,
+  type ToolCall,
+} from "../../../../gen/infermesh/common/v1/common.js";
 import { repoRoot } from "../../../common/paths.js";
 import { joinToolCall } from "../../../common/tool-call-fragments.js";
 import { EngineError, type GenerationEvent, type GenerationInput, type KvBlockEvent } from "../engine.js";
@@ -82,7 +89,10 @@ test("a prompt that shares a prefix with a cached sequence evaluates only the re
   const cold = await run(input({ messages: chat(["system", longSystem], ["user", "first question"]) }));
   assert.equal(cold.started.cachedTokens, 0);
   const warm = await run(input({ messages: chat(["system", longSystem], ["user", "a second, different question"]) }));
-  assert.ok(warm.started.cachedTokens > 0.8 * cold.started.promptTokens, `${warm.started.cachedTokens} of ${cold.started.promptTokens} reused`);
+  assert.ok(
+    warm.started.cachedTokens > 0.8 * cold.started.promptTokens,
+    `${warm.started.cachedTokens} of ${cold.started.promptTokens} reused`,
+  );
   assert.ok(warm.started.cachedTokens < warm.started.promptTokens);
   assert.equal(warm.finished.cachedTokens, warm.started.cachedTokens);
   const load = engine.load();
@@ -98,7 +108,9 @@ test("an unrelated prompt does not destroy a cached prefix while an empty sequen
 });
 
 test("cancelling stops decoding within one step and ends with CANCELLED", async () => {
-  const cancelled = await run(input({ messages: chat(["user", "go on for a while"]), sampling: { maxTokens: 400, temperature: 1 } }), { abortAfterTokens: 5 });
+  const cancelled = await run(input({ messages: chat(["user", "go on for a while"]), sampling: { maxTokens: 400, temperature: 1 } }), {
+    abortAfterTokens: 5,
+  });
   assert.equal(cancelled.finished.finishReason, FinishReason.FINISH_REASON_CANCELLED);
   // Tokens decoded after the abort: at most the one step in flight. (On a busy machine a
   // delta can carry several tokens, so count from what had arrived, not from 5.)
@@ -112,19 +124,26 @@ test("a new request joins the running batch instead of waiting for it to finish"
   let firstDone = false;
   let firstStarted: () => void;
   const firstRunning = new Promise<void>((resolve) => (firstStarted = resolve));
-  const first = run(input({ prompt: "one two three", sampling: { maxTokens: 900, temperature: 1 } }), { onDelta: () => firstStarted() }).then((result) => {
+  const first = run(input({ prompt: "one two three", sampling: { maxTokens: 900, temperature: 1 } }), {
+    onDelta: () => firstStarted(),
+  }).then((result) => {
     firstDone = true;
     return result;
   });
   await firstRunning;
-  const second = await run(input({ prompt: "four five", sampling: { maxTokens: 4 } }), { onDelta: () => (secondFirstTokenWhileFirstRuns ||= !firstDone) });
+  const second = await run(input({ prompt: "four five", sampling: { maxTokens: 4 } }), {
+    onDelta: () => (secondFirstTokenWhileFirstRuns ||= !firstDone),
+  });
   assert.equal(second.finished.completionTokens, 4);
   assert.ok(secondFirstTokenWhileFirstRuns, "the second request's first token came only after the first request ended");
   await first;
 });
 
 test("delta token counts add up to the completion tokens, and max tokens ends with LENGTH", async () => {
-  for (const generation of [input({ prompt: "count me", sampling: { maxTokens: 12 } }), input({ messages: chat(["user", "count me"]), sampling: { maxTokens: 12 } })]) {
+  for (const generation of [
+    input({ prompt: "count me", sampling: { maxTokens: 12 } }),
+    input({ messages: chat(["user", "count me"]), sampling: { maxTokens: 12 } }),
+  ]) {
     const result = await run(generation);
     assert.equal(result.deltaTokens, result.finished.completionTokens);
     assert.equal(result.finished.completionTokens, 12);
@@ -159,10 +178,16 @@ test("logprobs come per token with sorted alternatives", async () => {
 
 test("a json_schema response format yields JSON matching the schema", async () => {
   const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] };
-  const result = await run(input({
-    messages: chat(["user", "answer in JSON"]),
-    sampling: { maxTokens: 64, temperature: 0, responseFormat: { format: { $case: "jsonSchema", value: { name: "answer", schemaJson: JSON.stringify(schema) } } } },
-  }));
+  const result = await run(
+    input({
+      messages: chat(["user", "answer in JSON"]),
+      sampling: {
+        maxTokens: 64,
+        temperature: 0,
+        responseFormat: { format: { $case: "jsonSchema", value: { name: "answer", schemaJson: JSON.stringify(schema) } } },
+      },
+    }),
+  );
   assert.equal(result.finished.finishReason, FinishReason.FINISH_REASON_STOP);
   assert.equal(typeof JSON.parse(result.text).ok, "boolean");
 });
@@ -174,9 +199,23 @@ test("tool_choice required or a named tool makes the model call one, with argume
     description: "Weather for a city",
     parametersJson: JSON.stringify({ type: "object", properties: { city: { enum: ["Paris", "Seoul"] } }, required: ["city"] }),
   });
-  const time = Tool.create({ name: "get_time", description: "Time in a zone", parametersJson: JSON.stringify({ type: "object", properties: { zone: { enum: ["UTC", "KST"] } }, required: ["zone"] }) });
-  for (const [toolChoice, expected] of [["required", ["get_weather", "get_time"]], ["get_time", ["get_time"]]] as const) {
-    const result = await run(input({ messages: chat(["user", "what is the weather in Paris?"]), tools: [weather, time], toolChoice, sampling: { maxTokens: 200, temperature: 0.7, seed: 3 } }));
+  const time = Tool.create({
+    name: "get_time",
+    description: "Time in a zone",
+    parametersJson: JSON.stringify({ type: "object", properties: { zone: { enum: ["UTC", "KST"] } }, required: ["zone"] }),
+  });
+  for (const [toolChoice, expected] of [
+    ["required", ["get_weather", "get_time"]],
+    ["get_time", ["get_time"]],
+  ] as const) {
+    const result = await run(
+      input({
+        messages: chat(["user", "what is the weather in Paris?"]),
+        tools: [weather, time],
+        toolChoice,
+        sampling: { maxTokens: 200, temperature: 0.7, seed: 3 },
+      }),
+    );
     assert.equal(result.finished.finishReason, FinishReason.FINISH_REASON_TOOL_CALLS, toolChoice);
     // Fragments joined by index, as the gateway joins them.
     const calls: ToolCall[] = [];
@@ -186,7 +225,10 @@ test("tool_choice required or a named tool makes the model call one, with argume
       assert.ok((expected as readonly string[]).includes(call.name), `${toolChoice}: called ${call.name}`);
       assert.match(call.id, /^call_/);
       const args = JSON.parse(call.arguments) as Record<string, string>;
-      assert.ok(call.name === "get_weather" ? ["Paris", "Seoul"].includes(args.city!) : ["UTC", "KST"].includes(args.zone!), call.arguments);
+      assert.ok(
+        call.name === "get_weather" ? ["Paris", "Seoul"].includes(args.city!) : ["UTC", "KST"].includes(args.zone!),
+        call.arguments,
+      );
     }
   }
 });
@@ -215,7 +257,10 @@ test("tokenize and detokenize round-trip; an id outside the vocabulary is refuse
   assert.equal(await engine.detokenize("test", await engine.tokenize("test", text)), text);
   const chatTokens = await engine.tokenize("test", "", chat(["user", "hi"]));
   assert.ok(chatTokens.length > (await engine.tokenize("test", "hi")).length, "the template adds tokens");
-  await assert.rejects(engine.detokenize("test", [10_000_000]), (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument");
+  await assert.rejects(
+    engine.detokenize("test", [10_000_000]),
+    (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument",
+  );
 });
 
 test("embeddings are unit vectors, equal for equal inputs", async () => {
@@ -229,7 +274,9 @@ test("embeddings are unit vectors, equal for equal inputs", async () => {
 
 test("prefix blocks are announced when stored and when evicted", async () => {
   kvEvents.length = 0;
-  await run(input({ messages: chat(["system", "a fresh system prompt that is long enough to fill some blocks. ".repeat(4)], ["user", "x"]) }));
+  await run(
+    input({ messages: chat(["system", "a fresh system prompt that is long enough to fill some blocks. ".repeat(4)], ["user", "x"]) }),
+  );
   const stored = kvEvents.flatMap((event) => event.stored);
   assert.ok(stored.length >= 3);
   assert.ok(engine.heldBlocks().length >= stored.length);
@@ -248,11 +295,17 @@ test("a session's sequence is reported idle, least recently used first, and evic
   await run(input({ prompt: "Zebras in the wild", sessionId: "bob", sampling: { maxTokens: 4 } }));
   const resident = engine.residentSessions(64);
   assert.equal(resident.count, 2);
-  assert.deepEqual(resident.idle.map((session) => session.sessionId), ["alice", "bob"]);
+  assert.deepEqual(
+    resident.idle.map((session) => session.sessionId),
+    ["alice", "bob"],
+  );
   assert.ok(resident.idle.every((session) => session.kvTokens > 0));
   const freed = await engine.evictSessions(["alice"]);
   assert.equal(freed, resident.idle[0]!.kvTokens);
-  assert.deepEqual(engine.residentSessions(64).idle.map((session) => session.sessionId), ["bob"]);
+  assert.deepEqual(
+    engine.residentSessions(64).idle.map((session) => session.sessionId),
+    ["bob"],
+  );
   await engine.evictIdle(Number.MAX_SAFE_INTEGER);
   assert.equal(engine.residentSessions(64).count, 0);
 });

@@ -131,7 +131,12 @@ export class LlamaCppEngine implements Engine {
       // reusable past the window instead of being evaluated again.
       swaFullCache: true,
       // Whole steps in sequence order, so llama.cpp decodes each step in one pass.
-      batching: { itemPrioritizationStrategy: sequenceOrderedStrategy(queuedSequenceIds(() => created), () => pool?.busyCount ?? 0) },
+      batching: {
+        itemPrioritizationStrategy: sequenceOrderedStrategy(
+          queuedSequenceIds(() => created),
+          () => pool?.busyCount ?? 0,
+        ),
+      },
     });
     created = context;
     const sequences: PooledSequence[] = [];
@@ -259,7 +264,10 @@ export class LlamaCppEngine implements Engine {
         signal.throwIfAborted();
         const tokens = this.model.tokenize(input, false);
         if (tokens.length > this.options.contextTokens) {
-          throw new EngineError("invalid_argument", `input[${index}] has ${tokens.length} tokens but the model's context holds ${this.options.contextTokens}`);
+          throw new EngineError(
+            "invalid_argument",
+            `input[${index}] has ${tokens.length} tokens but the model's context holds ${this.options.contextTokens}`,
+          );
         }
         promptTokens += tokens.length;
         const { vector } = await context.getEmbeddingFor(tokens);
@@ -298,7 +306,11 @@ export class LlamaCppEngine implements Engine {
         .idle()
         .filter(holding)
         .slice(0, idleLimit)
-        .map((pooled) => ({ sessionId: pooled.sessionId, kvTokens: pooled.sequence.contextTokens.length, idleMs: now - pooled.lastUsedAtMs })),
+        .map((pooled) => ({
+          sessionId: pooled.sessionId,
+          kvTokens: pooled.sequence.contextTokens.length,
+          idleMs: now - pooled.lastUsedAtMs,
+        })),
     };
   }
 
@@ -354,11 +366,14 @@ export class LlamaCppEngine implements Engine {
         if (toolCalls.length > 0 || pendingTokens > 0) {
           events.push({ kind: "delta", text: "", tokenCount: pendingTokens, toolCalls: toolCalls.length > 0 ? toolCalls : undefined });
         }
-        finishReason = signal.aborted || stop === "abort"
-          ? FinishReason.FINISH_REASON_CANCELLED
-          : stop === "toolCalls" ? FinishReason.FINISH_REASON_TOOL_CALLS
-          : stop === "length" ? FinishReason.FINISH_REASON_LENGTH
-          : FinishReason.FINISH_REASON_STOP;
+        finishReason =
+          signal.aborted || stop === "abort"
+            ? FinishReason.FINISH_REASON_CANCELLED
+            : stop === "toolCalls"
+              ? FinishReason.FINISH_REASON_TOOL_CALLS
+              : stop === "length"
+                ? FinishReason.FINISH_REASON_LENGTH
+                : FinishReason.FINISH_REASON_STOP;
         events.push({ kind: "finished", finishReason, promptTokens: promptCount, completionTokens, cachedTokens, reasoningTokens });
         events.end();
       };
@@ -378,9 +393,11 @@ export class LlamaCppEngine implements Engine {
           const reasoning = chunk.type === "segment";
           if (reasoning) reasoningTokens += chunk.tokens.length;
           else output += chunk.text;
-          events.push(reasoning
-            ? { kind: "delta", text: "", reasoningText: chunk.text, tokenCount: pendingTokens }
-            : { kind: "delta", text: chunk.text, tokenCount: pendingTokens });
+          events.push(
+            reasoning
+              ? { kind: "delta", text: "", reasoningText: chunk.text, tokenCount: pendingTokens }
+              : { kind: "delta", text: chunk.text, tokenCount: pendingTokens },
+          );
           pendingTokens = 0;
         };
         // A call streams as it is generated: its first fragment carries a fresh id and the
@@ -419,7 +436,16 @@ export class LlamaCppEngine implements Engine {
             );
             syncTokens();
             const stopReason = result.metadata.stopReason;
-            finish(stopReason === "functionCalls" ? "toolCalls" : stopReason === "maxTokens" ? "length" : stopReason === "abort" ? "abort" : "stop", calls);
+            finish(
+              stopReason === "functionCalls"
+                ? "toolCalls"
+                : stopReason === "maxTokens"
+                  ? "length"
+                  : stopReason === "abort"
+                    ? "abort"
+                    : "stop",
+              calls,
+            );
           }, fail)
           .finally(() => chat.dispose({ disposeSequence: false }));
       } else {
@@ -448,7 +474,9 @@ export class LlamaCppEngine implements Engine {
       await run;
       // The sequence now also holds the answer: a follow-up turn that sends it back reuses it.
       if (finishReason === FinishReason.FINISH_REASON_STOP && input.prompt === undefined) {
-        this.emitKv(this.held.set(pooled, blockHashes(canonicalPrompt({ messages: [...input.messages, { role: "assistant", content: output }] }))));
+        this.emitKv(
+          this.held.set(pooled, blockHashes(canonicalPrompt({ messages: [...input.messages, { role: "assistant", content: output }] }))),
+        );
       }
       this.pool.release(pooled);
       this.changed();
@@ -479,18 +507,24 @@ export class LlamaCppEngine implements Engine {
       this.checkMessages(input.messages);
       const history = toChatHistory(input.messages);
       const functions = toFunctions(input.tools, input.toolChoice);
-      const wrapper = functions && requiresToolCall(input.toolChoice)
-        ? forcingFunctionCall(this.wrapperFor(input.reasoningEffort))
-        : this.wrapperFor(input.reasoningEffort);
-      if (functions && grammar) throw new EngineError("invalid_argument", "response_format cannot be combined with tools on the llama.cpp engine");
-      if (functions && sampling.logprobs) throw new EngineError("invalid_argument", "logprobs cannot be combined with tools on the llama.cpp engine");
+      const wrapper =
+        functions && requiresToolCall(input.toolChoice)
+          ? forcingFunctionCall(this.wrapperFor(input.reasoningEffort))
+          : this.wrapperFor(input.reasoningEffort);
+      if (functions && grammar)
+        throw new EngineError("invalid_argument", "response_format cannot be combined with tools on the llama.cpp engine");
+      if (functions && sampling.logprobs)
+        throw new EngineError("invalid_argument", "logprobs cannot be combined with tools on the llama.cpp engine");
       promptTokens = this.renderChat(history, wrapper, functions);
       // LlamaChat cannot report log probabilities: such chats are decoded token by token.
       chat = sampling.logprobs ? undefined : { history, wrapper, functions };
     }
     const contextTokens = this.context.contextSize;
     if (promptTokens.length >= contextTokens) {
-      throw new EngineError("invalid_argument", `the prompt has ${promptTokens.length} tokens but the model's context holds ${contextTokens}`);
+      throw new EngineError(
+        "invalid_argument",
+        `the prompt has ${promptTokens.length} tokens but the model's context holds ${contextTokens}`,
+      );
     }
     return {
       promptTokens,
@@ -506,7 +540,12 @@ export class LlamaCppEngine implements Engine {
   /** Tokens the chat template adds for each message, however short (harmony: 4). */
   private get templateTokensPerMessage(): number {
     if (this.messageTokens === undefined) {
-      const empty = (count: number) => this.renderChat(Array.from({ length: count }, () => ({ type: "user" as const, text: "" })), this.chatWrapper, undefined).length;
+      const empty = (count: number) =>
+        this.renderChat(
+          Array.from({ length: count }, () => ({ type: "user" as const, text: "" })),
+          this.chatWrapper,
+          undefined,
+        ).length;
       this.messageTokens = Math.max(1, empty(2) - empty(1));
     }
     return this.messageTokens;
@@ -530,7 +569,8 @@ export class LlamaCppEngine implements Engine {
     for (const [index, message] of messages.entries()) {
       this.checkText(`messages[${index}].content`, message.content);
       this.checkText(`messages[${index}].reasoning_content`, message.reasoningContent);
-      for (const [call, toolCall] of message.toolCalls.entries()) this.checkText(`messages[${index}].tool_calls[${call}].function.arguments`, toolCall.arguments);
+      for (const [call, toolCall] of message.toolCalls.entries())
+        this.checkText(`messages[${index}].tool_calls[${call}].function.arguments`, toolCall.arguments);
     }
   }
 
@@ -540,16 +580,19 @@ export class LlamaCppEngine implements Engine {
       availableFunctions: functions,
     });
     // Tool definitions and the template's own text join the messages here.
-    for (const value of contextText.values) if (typeof value === "string") this.checkText("the conversation as the chat template renders it", value);
+    for (const value of contextText.values)
+      if (typeof value === "string") this.checkText("the conversation as the chat template renders it", value);
     return contextText.tokenize(this.model.tokenizer);
   }
 
   /** gpt-oss takes the reasoning effort in its harmony system message; other templates have none. */
   private wrapperFor(effort: ReasoningEffort): ChatWrapper {
-    if (!(this.chatWrapper instanceof HarmonyChatWrapper) || effort === ReasoningEffort.REASONING_EFFORT_UNSPECIFIED) return this.chatWrapper;
+    if (!(this.chatWrapper instanceof HarmonyChatWrapper) || effort === ReasoningEffort.REASONING_EFFORT_UNSPECIFIED)
+      return this.chatWrapper;
     let wrapper = this.harmonyWrappers.get(effort);
     if (!wrapper) {
-      const level = effort === ReasoningEffort.REASONING_EFFORT_LOW ? "low" : effort === ReasoningEffort.REASONING_EFFORT_HIGH ? "high" : "medium";
+      const level =
+        effort === ReasoningEffort.REASONING_EFFORT_LOW ? "low" : effort === ReasoningEffort.REASONING_EFFORT_HIGH ? "high" : "medium";
       wrapper = new HarmonyChatWrapper({ reasoningEffort: level });
       this.harmonyWrappers.set(effort, wrapper);
     }
@@ -611,7 +654,8 @@ function reuseScore(candidate: PooledSequence, promptTokens: Token[]): number {
 }
 
 function chatSampling(sampling: SamplingParams, temperature: number) {
-  const penalties = sampling.presencePenalty !== undefined || sampling.frequencyPenalty !== undefined || sampling.repetitionPenalty !== undefined;
+  const penalties =
+    sampling.presencePenalty !== undefined || sampling.frequencyPenalty !== undefined || sampling.repetitionPenalty !== undefined;
   return {
     // OpenAI's default: sample at temperature 1 unless the request says otherwise.
     temperature,

@@ -70,7 +70,9 @@ export async function decodeTokens(options: {
     let text = model.detokenize(pending, false, generated.slice(Math.max(0, undecodedFrom - 8), undecodedFrom));
     if (text.endsWith("\uFFFD") && generated.length < options.maxTokens) text = "";
     else undecodedFrom = generated.length;
-    const logprobs = sampling.logprobs ? [logprobOf(model, output.token, (output as { probabilities?: Map<Token, number> }).probabilities, topLogprobs)] : undefined;
+    const logprobs = sampling.logprobs
+      ? [logprobOf(model, output.token, (output as { probabilities?: Map<Token, number> }).probabilities, topLogprobs)]
+      : undefined;
     options.emit({ text: stops.push(text), tokenCount: 1, logprobs });
     if (stops.stopped) break;
     if (generated.length >= options.maxTokens) {
@@ -84,7 +86,9 @@ export async function decodeTokens(options: {
   }
   let rest = "";
   if (!stops.stopped && undecodedFrom < generated.length) {
-    rest = stops.push(model.detokenize(generated.slice(undecodedFrom), false, generated.slice(Math.max(0, undecodedFrom - 8), undecodedFrom)));
+    rest = stops.push(
+      model.detokenize(generated.slice(undecodedFrom), false, generated.slice(Math.max(0, undecodedFrom - 8), undecodedFrom)),
+    );
   }
   rest += stops.flush();
   if (rest !== "") options.emit({ text: rest, tokenCount: 0, logprobs: undefined });

@@ -10,12 +10,7 @@ import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, test } from "node:test";
-import {
-  ChatMessage,
-  FinishReason,
-  ReasoningEffort,
-  SamplingParams,
-} from "../../../../gen/infermesh/common/v1/common.js";
+import { ChatMessage, FinishReason, ReasoningEffort, SamplingParams } from "../../../../gen/infermesh/common/v1/common.js";
 import { ManualClock } from "../../../common/clock.js";
 import { repoRoot } from "../../../common/paths.js";
 import { EngineError, type GenerationEvent, type GenerationInput } from "../engine.js";
@@ -70,21 +65,27 @@ class FakeUpstream {
   }
 }
 
-const json = (status: number, body: unknown): Handler => (_request, response) => {
-  response.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-};
-const text = (body: string, contentType = "text/plain; version=0.0.4"): Handler => (_request, response) => {
-  response.writeHead(200, { "content-type": contentType }).end(body);
-};
+const json =
+  (status: number, body: unknown): Handler =>
+  (_request, response) => {
+    response.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+  };
+const text =
+  (body: string, contentType = "text/plain; version=0.0.4"): Handler =>
+  (_request, response) => {
+    response.writeHead(200, { "content-type": contentType }).end(body);
+  };
 function startSse(response: ServerResponse): (data: unknown) => void {
   response.writeHead(200, { "content-type": "text/event-stream" });
   return (data) => response.write(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
 }
-const sse = (events: unknown[]): Handler => (_request, response) => {
-  const send = startSse(response);
-  for (const event of events) send(event);
-  response.end();
-};
+const sse =
+  (events: unknown[]): Handler =>
+  (_request, response) => {
+    const send = startSse(response);
+    for (const event of events) send(event);
+    response.end();
+  };
 
 const vllmModels = {
   object: "list",
@@ -207,7 +208,12 @@ test("a chat generation sends the mapped OpenAI body and streams started → del
       { choices: [{ index: 0, delta: { role: "assistant", content: "" } }], usage: { prompt_tokens: 58, completion_tokens: 0 } },
       { choices: [{ index: 0, delta: { reasoning_content: "Need weather." } }], usage: { prompt_tokens: 58, completion_tokens: 3 } },
       {
-        choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":' } }] } }],
+        choices: [
+          {
+            index: 0,
+            delta: { tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":' } }] },
+          },
+        ],
         usage: { prompt_tokens: 58, completion_tokens: 8 },
       },
       {
@@ -216,7 +222,12 @@ test("a chat generation sends the mapped OpenAI body and streams started → del
       },
       {
         choices: [],
-        usage: { prompt_tokens: 58, completion_tokens: 11, prompt_tokens_details: { cached_tokens: 48 }, completion_tokens_details: { reasoning_tokens: 3 } },
+        usage: {
+          prompt_tokens: 58,
+          completion_tokens: 11,
+          prompt_tokens_details: { cached_tokens: 48 },
+          completion_tokens_details: { reasoning_tokens: 3 },
+        },
       },
       "[DONE]",
     ]),
@@ -230,7 +241,11 @@ test("a chat generation sends the mapped OpenAI body and streams started → del
         messages: [
           ChatMessage.create({ role: "system", content: "Be brief." }),
           ChatMessage.create({ role: "user", content: "Weather in Oslo?" }),
-          ChatMessage.create({ role: "assistant", content: "", toolCalls: [{ id: "call_0", name: "get_weather", arguments: '{"city":"Bergen"}' }] }),
+          ChatMessage.create({
+            role: "assistant",
+            content: "",
+            toolCalls: [{ id: "call_0", name: "get_weather", arguments: '{"city":"Bergen"}' }],
+          }),
           ChatMessage.create({ role: "tool", content: "rain", toolCallId: "call_0" }),
         ],
         sampling: SamplingParams.create({
@@ -245,7 +260,13 @@ test("a chat generation sends the mapped OpenAI body and streams started → del
           topLogprobs: 2,
           responseFormat: { format: { $case: "jsonSchema", value: { name: "weather", schemaJson: '{"type":"object"}' } } },
         }),
-        tools: [{ name: "get_weather", description: "Weather for a city", parametersJson: '{"type":"object","properties":{"city":{"type":"string"}}}' }],
+        tools: [
+          {
+            name: "get_weather",
+            description: "Weather for a city",
+            parametersJson: '{"type":"object","properties":{"city":{"type":"string"}}}',
+          },
+        ],
         toolChoice: "get_weather",
         reasoningEffort: ReasoningEffort.REASONING_EFFORT_HIGH,
       }),
@@ -261,7 +282,11 @@ test("a chat generation sends the mapped OpenAI body and streams started → del
     messages: [
       { role: "system", content: "Be brief." },
       { role: "user", content: "Weather in Oslo?" },
-      { role: "assistant", content: null, tool_calls: [{ id: "call_0", type: "function", function: { name: "get_weather", arguments: '{"city":"Bergen"}' } }] },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [{ id: "call_0", type: "function", function: { name: "get_weather", arguments: '{"city":"Bergen"}' } }],
+      },
       { role: "tool", content: "rain", tool_call_id: "call_0" },
     ],
     temperature: 0.2,
@@ -280,7 +305,11 @@ test("a chat generation sends the mapped OpenAI body and streams started → del
     tools: [
       {
         type: "function",
-        function: { name: "get_weather", description: "Weather for a city", parameters: { type: "object", properties: { city: { type: "string" } } } },
+        function: {
+          name: "get_weather",
+          description: "Weather for a city",
+          parameters: { type: "object", properties: { city: { type: "string" } } },
+        },
       },
     ],
     tool_choice: { type: "function", function: { name: "get_weather" } },
@@ -290,9 +319,21 @@ test("a chat generation sends the mapped OpenAI body and streams started → del
   assert.deepEqual(events, [
     { kind: "started", promptTokens: 58, cachedTokens: 0, maxTokens: 100 },
     { kind: "delta", text: "", reasoningText: "Need weather.", tokenCount: 3 },
-    { kind: "delta", text: "", tokenCount: 5, toolCalls: [{ index: 0, call: { id: "call_1", name: "get_weather", arguments: '{"city":' } }] },
+    {
+      kind: "delta",
+      text: "",
+      tokenCount: 5,
+      toolCalls: [{ index: 0, call: { id: "call_1", name: "get_weather", arguments: '{"city":' } }],
+    },
     { kind: "delta", text: "", tokenCount: 3, toolCalls: [{ index: 0, call: { id: "", name: "", arguments: '"Oslo"}' } }] },
-    { kind: "finished", finishReason: FinishReason.FINISH_REASON_TOOL_CALLS, promptTokens: 58, completionTokens: 11, cachedTokens: 48, reasoningTokens: 3 },
+    {
+      kind: "finished",
+      finishReason: FinishReason.FINISH_REASON_TOOL_CALLS,
+      promptTokens: 58,
+      completionTokens: 11,
+      cachedTokens: 48,
+      reasoningTokens: 3,
+    },
   ]);
   assert.deepEqual(changes, [1, 1], "load changed when the request opened and when it closed");
 });
@@ -302,7 +343,17 @@ test("a raw prompt goes to /v1/completions; without known metrics no vLLM-only s
   upstream.routes.set(
     "POST /v1/completions",
     sse([
-      { object: "text_completion", choices: [{ index: 0, text: " Paris", logprobs: { tokens: [" Paris"], token_logprobs: [-0.1], top_logprobs: [{ " Paris": -0.1 }] }, finish_reason: null }] },
+      {
+        object: "text_completion",
+        choices: [
+          {
+            index: 0,
+            text: " Paris",
+            logprobs: { tokens: [" Paris"], token_logprobs: [-0.1], top_logprobs: [{ " Paris": -0.1 }] },
+            finish_reason: null,
+          },
+        ],
+      },
       { object: "text_completion", choices: [{ index: 0, text: ".", finish_reason: "stop" }] },
       { object: "text_completion", choices: [], usage: { prompt_tokens: 6, completion_tokens: 2 } },
       "[DONE]",
@@ -310,7 +361,10 @@ test("a raw prompt goes to /v1/completions; without known metrics no vLLM-only s
   );
   const engine = await startEngine({ defaultMaxTokens: 50 });
   const events = await collect(
-    engine.generate(input({ messages: [], prompt: "The capital of France is", sampling: SamplingParams.create({ logprobs: true, topLogprobs: 1 }) }), new AbortController().signal),
+    engine.generate(
+      input({ messages: [], prompt: "The capital of France is", sampling: SamplingParams.create({ logprobs: true, topLogprobs: 1 }) }),
+      new AbortController().signal,
+    ),
   );
   const [sent] = upstream.requests("POST", "/v1/completions");
   assert.deepEqual(sent!.body, {
@@ -336,7 +390,11 @@ test("a raw prompt goes to /v1/completions; without known metrics no vLLM-only s
 
 test("priorityOrder sends the priority class as the upstream's priority: lower first for vLLM, higher first for SGLang; off sends none", async () => {
   reset();
-  const stream = [{ choices: [{ index: 0, delta: { content: "ok" }, finish_reason: "stop" }] }, { choices: [], usage: { prompt_tokens: 3, completion_tokens: 1 } }, "[DONE]"];
+  const stream = [
+    { choices: [{ index: 0, delta: { content: "ok" }, finish_reason: "stop" }] },
+    { choices: [], usage: { prompt_tokens: 3, completion_tokens: 1 } },
+    "[DONE]",
+  ];
   upstream.routes.set("POST /v1/chat/completions", sse(stream));
   const sentPriorities = async (priorityOrder: "off" | "lower-first" | "higher-first") => {
     const engine = await startEngine({ priorityOrder });
@@ -393,14 +451,20 @@ test("an error event before any token is an EngineError from its code; after a t
   assert.ok(early instanceof EngineError);
   assert.equal(early.kind, "invalid_argument");
 
-  upstream.routes.set("POST /v1/chat/completions", sse([{ choices: [{ index: 0, delta: { content: "Hi" } }] }, { object: "error", message: "engine died", code: 500 }]));
+  upstream.routes.set(
+    "POST /v1/chat/completions",
+    sse([{ choices: [{ index: 0, delta: { content: "Hi" } }] }, { object: "error", message: "engine died", code: 500 }]),
+  );
   const seen: GenerationEvent[] = [];
   const late = await rejection(
     (async () => {
       for await (const event of engine.generate(input(), new AbortController().signal)) seen.push(event);
     })(),
   );
-  assert.deepEqual(seen.map((event) => event.kind), ["started", "delta"]);
+  assert.deepEqual(
+    seen.map((event) => event.kind),
+    ["started", "delta"],
+  );
   assert.ok(late instanceof Error && !(late instanceof EngineError));
   assert.match(late.message, /engine died/);
 });
@@ -453,7 +517,10 @@ test("aborting mid-stream closes the upstream connection at once and finishes CA
     if (event.kind === "delta" && event.text === " two") controller.abort();
   }
   await Promise.race([closed, sleep(1_000).then(() => assert.fail("the upstream connection stayed open"))]);
-  assert.deepEqual(events.map((event) => event.kind), ["started", "delta", "delta", "finished"]);
+  assert.deepEqual(
+    events.map((event) => event.kind),
+    ["started", "delta", "delta", "finished"],
+  );
   assert.deepEqual(events.at(-1), {
     kind: "finished",
     finishReason: FinishReason.FINISH_REASON_CANCELLED,
@@ -485,7 +552,11 @@ test("tokenize and detokenize use vLLM's endpoints, llama-server's body for llam
   assert.deepEqual(await vllm.tokenize(model, "Hello, world"), [9707, 11, 1879]);
   assert.deepEqual(upstream.requests("POST", "/tokenize")[0]!.body, { model, prompt: "Hello, world", add_special_tokens: false });
   await vllm.tokenize(model, "", [ChatMessage.create({ role: "user", content: "Hi" })]);
-  assert.deepEqual(upstream.requests("POST", "/tokenize")[1]!.body, { model, messages: [{ role: "user", content: "Hi" }], add_generation_prompt: true });
+  assert.deepEqual(upstream.requests("POST", "/tokenize")[1]!.body, {
+    model,
+    messages: [{ role: "user", content: "Hi" }],
+    add_generation_prompt: true,
+  });
   assert.equal(await vllm.detokenize(model, [9707, 11, 1879]), "Hello, world");
   assert.deepEqual(upstream.requests("POST", "/detokenize")[0]!.body, { model, tokens: [9707, 11, 1879] });
 
@@ -511,10 +582,22 @@ test("embed returns L2-normalised vectors in input order; an upstream without /v
   reset();
   upstream.routes.set(
     "POST /v1/embeddings",
-    json(200, { data: [{ index: 1, embedding: [0, 2] }, { index: 0, embedding: [3, 4] }], usage: { prompt_tokens: 4 } }),
+    json(200, {
+      data: [
+        { index: 1, embedding: [0, 2] },
+        { index: 0, embedding: [3, 4] },
+      ],
+      usage: { prompt_tokens: 4 },
+    }),
   );
   const engine = await startEngine();
-  assert.deepEqual(await engine.embed(model, ["a", "b"], new AbortController().signal), { vectors: [[0.6, 0.8], [0, 1]], promptTokens: 4 });
+  assert.deepEqual(await engine.embed(model, ["a", "b"], new AbortController().signal), {
+    vectors: [
+      [0.6, 0.8],
+      [0, 1],
+    ],
+    promptTokens: 4,
+  });
   assert.deepEqual(upstream.requests("POST", "/v1/embeddings")[0]!.body, { model, input: ["a", "b"], encoding_format: "float" });
   upstream.routes.delete("POST /v1/embeddings");
   const error = await rejection(engine.embed(model, ["a"], new AbortController().signal));
@@ -523,14 +606,12 @@ test("embed returns L2-normalised vectors in input order; an upstream without /v
 
 test("load follows the polls: upstream figures, throughput from the token counter, open requests as a floor; close stops polling", async () => {
   reset();
-  let metrics = "sglang:num_running_reqs 0\nsglang:num_queue_reqs 4\nsglang:max_total_num_tokens 1000\nsglang:num_used_tokens 250\nsglang:generation_tokens_total 1000\n";
+  let metrics =
+    "sglang:num_running_reqs 0\nsglang:num_queue_reqs 4\nsglang:max_total_num_tokens 1000\nsglang:num_used_tokens 250\nsglang:generation_tokens_total 1000\n";
   upstream.routes.set("GET /metrics", (_request, response) => text(metrics)(_request, response, undefined));
   const clock = new ManualClock();
   const engine = await startEngine({ pollIntervalMs: 1000 }, clock);
-  assert.deepEqual(
-    [engine.load().waitingRequests, engine.load().kvUsedTokens, engine.load().kvTotalTokens],
-    [4, 250, 1000],
-  );
+  assert.deepEqual([engine.load().waitingRequests, engine.load().kvUsedTokens, engine.load().kvTotalTokens], [4, 250, 1000]);
 
   let changed!: () => void;
   const nextChange = new Promise<void>((done) => (changed = done));

@@ -1,7 +1,15 @@
 import type { ChatMessage, ModelInfo } from "../../../../gen/infermesh/common/v1/common.js";
 import { systemClock, type Clock } from "../../../common/clock.js";
 import type { Logger } from "../../../common/logger.js";
-import { EngineError, type Embeddings, type Engine, type EngineLoad, type GenerationEvent, type GenerationInput, type KvBlockEvent } from "../engine.js";
+import {
+  EngineError,
+  type Embeddings,
+  type Engine,
+  type EngineLoad,
+  type GenerationEvent,
+  type GenerationInput,
+  type KvBlockEvent,
+} from "../engine.js";
 import { LoadPoller } from "./load-poller.js";
 import { openAiEngineOptionsSchema, type OpenAiEngineOptions, type OpenAiEngineOptionsInput } from "./options.js";
 import { buildUpstreamRequest, toOpenAiMessage } from "./request-body.js";
@@ -36,12 +44,17 @@ export class OpenAiEngine implements Engine {
     models: readonly { readonly id: string; readonly contextTokens: number }[],
     deps: OpenAiEngineDeps,
   ) {
-    this.modelInfos = models.map((model) => ({ ...model, engine: "openai", description: "served by an OpenAI-compatible upstream engine server" }));
-    const metricsUrls = options.metricsUrl !== ""
-      ? [options.metricsUrl]
-      : options.flavor === "trtllm"
-        ? [client.url("/prometheus/metrics")]
-        : [client.url("/metrics"), client.url("/prometheus/metrics")];
+    this.modelInfos = models.map((model) => ({
+      ...model,
+      engine: "openai",
+      description: "served by an OpenAI-compatible upstream engine server",
+    }));
+    const metricsUrls =
+      options.metricsUrl !== ""
+        ? [options.metricsUrl]
+        : options.flavor === "trtllm"
+          ? [client.url("/prometheus/metrics")]
+          : [client.url("/metrics"), client.url("/prometheus/metrics")];
     this.poller = new LoadPoller({
       client,
       candidateUrls: metricsUrls,
@@ -74,7 +87,10 @@ export class OpenAiEngine implements Engine {
     if (flavor !== undefined) {
       engine.modelInfos = engine.modelInfos.map((model) => ({ ...model, description: `served by an upstream ${flavor} server` }));
     }
-    deps.logger?.info({ upstream: displayUrl(options.baseUrl), models: models.map((model) => model.id), flavor: flavor ?? "unknown" }, "openai engine ready");
+    deps.logger?.info(
+      { upstream: displayUrl(options.baseUrl), models: models.map((model) => model.id), flavor: flavor ?? "unknown" },
+      "openai engine ready",
+    );
     return engine;
   }
 
@@ -231,7 +247,9 @@ export class OpenAiEngine implements Engine {
     if (!started) {
       if (error instanceof EngineError) return error;
       if (error instanceof UpstreamStreamError) {
-        return error.status === undefined ? new EngineError("internal", `upstream error: ${this.client.redact(error.message)}`) : httpError({ status: error.status, message: this.client.redact(error.message) });
+        return error.status === undefined
+          ? new EngineError("internal", `upstream error: ${this.client.redact(error.message)}`)
+          : httpError({ status: error.status, message: this.client.redact(error.message) });
       }
       return transportError(error);
     }
@@ -272,7 +290,8 @@ async function discoverModels(
   const ids = options.modelIds.length > 0 ? options.modelIds : [...(listed?.keys() ?? [])];
   if (ids.length === 0) throw new EngineError("not_found", `the upstream engine server at ${where} lists no models`);
   for (const id of ids) {
-    if (listed !== undefined && !listed.has(id)) logger?.warn({ upstream: where, model: id }, "a configured model id is not in the upstream's model list");
+    if (listed !== undefined && !listed.has(id))
+      logger?.warn({ upstream: where, model: id }, "a configured model id is not in the upstream's model list");
   }
   return ids.map((id) => ({ id, contextTokens: listed?.get(id) ?? options.contextTokens }));
 }

@@ -20,7 +20,13 @@ test("defaults, a trimmed base URL, comma-separated model ids and numbers writte
 });
 
 test("rejects a base URL that is not http(s), an unknown flavor or priority order and a poll interval below 50 ms", () => {
-  const bads = [{ baseUrl: "ftp://x" }, { baseUrl: "localhost:8000" }, { baseUrl: "http://x", flavor: "tgi" }, { baseUrl: "http://x", priorityOrder: "highest" }, { baseUrl: "http://x", pollIntervalMs: 10 }];
+  const bads = [
+    { baseUrl: "ftp://x" },
+    { baseUrl: "localhost:8000" },
+    { baseUrl: "http://x", flavor: "tgi" },
+    { baseUrl: "http://x", priorityOrder: "highest" },
+    { baseUrl: "http://x", pollIntervalMs: 10 },
+  ];
   for (const bad of bads) {
     assert.equal(openAiEngineOptionsSchema.safeParse(bad).success, false, JSON.stringify(bad));
   }

@@ -10,7 +10,15 @@ export const upstreamFlavors = ["auto", "vllm", "sglang", "trtllm", "llamacpp"] 
 export type UpstreamFlavor = (typeof upstreamFlavors)[number];
 
 const modelIdList = z
-  .union([z.array(z.string().min(1)), z.string().transform((text) => text.split(",").map((id) => id.trim()).filter((id) => id !== ""))])
+  .union([
+    z.array(z.string().min(1)),
+    z.string().transform((text) =>
+      text
+        .split(",")
+        .map((id) => id.trim())
+        .filter((id) => id !== ""),
+    ),
+  ])
   .default([]);
 
 const httpUrl = z.url({ protocol: /^https?$/, error: "expected an http(s) URL" }).transform((text) => text.replace(/\/+$/, ""));

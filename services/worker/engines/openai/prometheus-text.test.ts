@@ -11,7 +11,7 @@ test("parses names, escaped label values, special values and timestamps", () => 
       'info{path="C:\\\\models\\\\x",quote="say \\"hi\\"",multi="a\\nb",empty=""} 1.0 1712345678901',
       "# a free comment",
       "",
-      "ratio{le=\"+Inf\",} NaN",
+      'ratio{le="+Inf",} NaN',
       "hot +Inf",
       "cold -Inf",
       "big 1.7537953269352946e+09",
@@ -35,7 +35,7 @@ test("parses names, escaped label values, special values and timestamps", () => 
 
 test("rejects malformed lines, naming the line", () => {
   const bad = [
-    ["ok 1\nbroken{a=\"x} 1", 2],
+    ['ok 1\nbroken{a="x} 1', 2],
     ["no_value", 1],
     ["x{a=1} 2", 1],
     ['x{a="1" b="2"} 2', 1],

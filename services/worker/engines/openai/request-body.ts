@@ -90,7 +90,11 @@ export function toOpenAiMessage(message: ChatMessage): Record<string, unknown> {
   if (message.name !== undefined && message.name !== "") out.name = message.name;
   if (message.role === "tool") out.tool_call_id = message.toolCallId;
   if (message.toolCalls.length > 0) {
-    out.tool_calls = message.toolCalls.map((call) => ({ id: call.id, type: "function", function: { name: call.name, arguments: call.arguments } }));
+    out.tool_calls = message.toolCalls.map((call) => ({
+      id: call.id,
+      type: "function",
+      function: { name: call.name, arguments: call.arguments },
+    }));
     if (message.content === "") out.content = null;
   }
   if (message.reasoningContent !== "") out.reasoning_content = message.reasoningContent;
@@ -98,7 +102,8 @@ export function toOpenAiMessage(message: ChatMessage): Record<string, unknown> {
 }
 
 function toOpenAiTool(tool: Tool): Record<string, unknown> {
-  const parameters = tool.parametersJson === "" ? { type: "object", properties: {} } : parseJson(tool.parametersJson, `tools.${tool.name}.parameters`);
+  const parameters =
+    tool.parametersJson === "" ? { type: "object", properties: {} } : parseJson(tool.parametersJson, `tools.${tool.name}.parameters`);
   return { type: "function", function: { name: tool.name, description: tool.description, parameters } };
 }
 

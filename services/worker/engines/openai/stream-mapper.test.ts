@@ -55,7 +55,9 @@ test("text, then the upstream's usage: started with the estimate, finished with 
 });
 
 test("continuous usage (vLLM/SGLang): started carries the upstream's prompt count, token counts follow usage", () => {
-  const usage = (completion: number) => ({ usage: { prompt_tokens: 40, completion_tokens: completion, prompt_tokens_details: { cached_tokens: 32 } } });
+  const usage = (completion: number) => ({
+    usage: { prompt_tokens: 40, completion_tokens: completion, prompt_tokens_details: { cached_tokens: 32 } },
+  });
   const events = run([
     chunk({ role: "assistant", content: "" }, null, usage(0)),
     chunk({ content: "a b" }, null, usage(2)),
@@ -120,10 +122,23 @@ test("tool-call fragments pass on by index as they come: a call's first with its
 
 test("a whole tool call in one chunk (vLLM's parsers) goes out as one fragment; a call whose name never came, at the end", () => {
   const mapper = new StreamMapper({ estimatedPromptTokens: 3, maxTokens: 10 });
-  const first = mapper.push(chunk({ tool_calls: [{ index: 0, id: "c1", function: { name: "f", arguments: "{}" } }, { index: 1, id: "c2", function: { arguments: "{" } }] }));
-  assert.deepEqual(first.flatMap((event) => (event.kind === "delta" && event.toolCalls) || []), [{ index: 0, call: { id: "c1", name: "f", arguments: "{}" } }]);
+  const first = mapper.push(
+    chunk({
+      tool_calls: [
+        { index: 0, id: "c1", function: { name: "f", arguments: "{}" } },
+        { index: 1, id: "c2", function: { arguments: "{" } },
+      ],
+    }),
+  );
+  assert.deepEqual(
+    first.flatMap((event) => (event.kind === "delta" && event.toolCalls) || []),
+    [{ index: 0, call: { id: "c1", name: "f", arguments: "{}" } }],
+  );
   const last = mapper.push(chunk({}, "stop"));
-  assert.deepEqual(last.flatMap((event) => (event.kind === "delta" && event.toolCalls) || []), [{ index: 1, call: { id: "c2", name: "", arguments: "{" } }]);
+  assert.deepEqual(
+    last.flatMap((event) => (event.kind === "delta" && event.toolCalls) || []),
+    [{ index: 1, call: { id: "c2", name: "", arguments: "{" } }],
+  );
 });
 
 test("chat logprobs map to TokenLogprob with the upstream's bytes and alternatives", () => {

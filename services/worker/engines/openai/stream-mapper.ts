@@ -61,7 +61,8 @@ export class StreamMapper {
 
   /** Events for one chunk (the parsed `data:` of one SSE event). Throws UpstreamStreamError for an error chunk. */
   push(chunk: unknown): GenerationEvent[] {
-    if (typeof chunk !== "object" || chunk === null) throw new UpstreamStreamError("the upstream sent a chunk that is not a JSON object", undefined);
+    if (typeof chunk !== "object" || chunk === null)
+      throw new UpstreamStreamError("the upstream sent a chunk that is not a JSON object", undefined);
     const record = chunk as Record<string, unknown>;
     throwIfError(record);
     const events: GenerationEvent[] = [];
@@ -118,7 +119,8 @@ export class StreamMapper {
 
   /** Events when the stream ends normally; throws when the choice never finished. */
   end(): GenerationEvent[] {
-    if (this.finishReason === undefined) throw new UpstreamStreamError("the upstream closed the stream before the generation finished", undefined);
+    if (this.finishReason === undefined)
+      throw new UpstreamStreamError("the upstream closed the stream before the generation finished", undefined);
     const events: GenerationEvent[] = [];
     const pending = this.flushToolCalls();
     if (pending.length > 0) events.push({ kind: "delta", text: "", tokenCount: 0, toolCalls: pending });
@@ -239,7 +241,11 @@ function logprobsOf(value: unknown): TokenLogprob[] {
         logprob: numberOr(logprobs[index]) ?? 0,
         bytes: Buffer.from(text, "utf8"),
         topLogprobs: alternatives
-          .map(([alternative, logprob]) => ({ token: alternative, logprob: numberOr(logprob) ?? 0, bytes: Buffer.from(alternative, "utf8") }))
+          .map(([alternative, logprob]) => ({
+            token: alternative,
+            logprob: numberOr(logprob) ?? 0,
+            bytes: Buffer.from(alternative, "utf8"),
+          }))
           .sort((a, b) => b.logprob - a.logprob),
       };
     });
@@ -248,7 +254,9 @@ function logprobsOf(value: unknown): TokenLogprob[] {
 }
 
 function bytesOf(bytes: unknown, token: string): Buffer {
-  return Array.isArray(bytes) && bytes.every((byte) => typeof byte === "number") ? Buffer.from(bytes as number[]) : Buffer.from(token, "utf8");
+  return Array.isArray(bytes) && bytes.every((byte) => typeof byte === "number")
+    ? Buffer.from(bytes as number[])
+    : Buffer.from(token, "utf8");
 }
 
 export function finishReasonOf(reason: string): FinishReason {

@@ -45,11 +45,17 @@ export class UpstreamClient {
 
   /** POSTs a streaming request; the time limit covers the wait for response headers only. */
   async stream(path: string, body: unknown, signal: AbortSignal): Promise<Response> {
-    return this.call(this.url(path), body, signal, async (response) => {
-      if (!response.ok) throw await this.errorOf(response);
-      if (response.body === null) throw new EngineError("internal", "the upstream answered a streamed request without a body");
-      return response;
-    }, true);
+    return this.call(
+      this.url(path),
+      body,
+      signal,
+      async (response) => {
+        if (!response.ok) throw await this.errorOf(response);
+        if (response.body === null) throw new EngineError("internal", "the upstream answered a streamed request without a body");
+        return response;
+      },
+      true,
+    );
   }
 
   /** Classifies a non-2xx response, reading the OpenAI error body (or FastAPI's `detail`). */
@@ -149,7 +155,9 @@ export function errorMessageOf(text: string): string {
   if (typeof record.detail === "string") return record.detail;
   if (Array.isArray(record.detail)) {
     return record.detail
-      .map((item) => (typeof item === "object" && item !== null && "msg" in item ? String((item as { msg: unknown }).msg) : JSON.stringify(item)))
+      .map((item) =>
+        typeof item === "object" && item !== null && "msg" in item ? String((item as { msg: unknown }).msg) : JSON.stringify(item),
+      )
       .join("; ");
   }
   return text.trim();

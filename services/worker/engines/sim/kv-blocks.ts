@@ -111,7 +111,11 @@ export class KvBlocks {
     const block: CachedBlock = { hash, parent: parent !== undefined && this.cached.has(parent) ? parent : undefined, refs: 1, children: 0 };
     this.cached.set(hash, block);
     const parentBlock = block.parent === undefined ? undefined : this.cached.get(block.parent);
-    if (parentBlock) this.changeEnd(parentBlock, () => void (parentBlock.children += 1));
+    if (parentBlock) {
+      this.changeEnd(parentBlock, () => {
+        parentBlock.children += 1;
+      });
+    }
     if (!this.evicted.delete(hash)) this.stored.add(hash);
     return block;
   }
@@ -177,7 +181,11 @@ export class KvBlocks {
       this.cached.delete(block.hash);
     });
     const parentBlock = block.parent === undefined ? undefined : this.cached.get(block.parent);
-    if (parentBlock) this.changeEnd(parentBlock, () => void (parentBlock.children = Math.max(0, parentBlock.children - 1)));
+    if (parentBlock) {
+      this.changeEnd(parentBlock, () => {
+        parentBlock.children = Math.max(0, parentBlock.children - 1);
+      });
+    }
     if (!this.stored.delete(block.hash)) this.evicted.add(block.hash);
   }
 

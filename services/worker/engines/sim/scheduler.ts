@@ -121,7 +121,8 @@ export class Scheduler {
   submit(plan: SequencePlan): Sequence {
     if (this.closed) throw new EngineError("unavailable", "the engine is shutting down");
     const sequence = new Sequence(plan, this.clock.now());
-    sequence.expectedPrefill = plan.promptTokens - this.kv.match(plan.promptHashes, Math.floor((plan.promptTokens - 1) / blockTokens)).length * blockTokens;
+    sequence.expectedPrefill =
+      plan.promptTokens - this.kv.match(plan.promptHashes, Math.floor((plan.promptTokens - 1) / blockTokens)).length * blockTokens;
     // Behind every queued request of its class or a more urgent one.
     insertAfterLast(this.waiting, sequence, (queued) => queued.plan.urgency > plan.urgency);
     if (!this.step && !this.wakeQueued) {
@@ -315,7 +316,12 @@ export class Scheduler {
         sequence.cachedTokens = matched.length * blockTokens;
         this.prefixCacheQueries += plan.promptTokens;
         this.prefixCacheHits += sequence.cachedTokens;
-        sequence.events.push({ kind: "started", promptTokens: plan.promptTokens, cachedTokens: sequence.cachedTokens, maxTokens: plan.maxTokens });
+        sequence.events.push({
+          kind: "started",
+          promptTokens: plan.promptTokens,
+          cachedTokens: sequence.cachedTokens,
+          maxTokens: plan.maxTokens,
+        });
       }
     }
   }
@@ -406,7 +412,8 @@ export class Scheduler {
       pending.toolCalls = token.toolCalls;
     }
     if (plan.stops.stopped) this.finish(sequence, FinishReason.FINISH_REASON_STOP);
-    else if (plan.writer.done) this.finish(sequence, plan.writer.callsTools ? FinishReason.FINISH_REASON_TOOL_CALLS : FinishReason.FINISH_REASON_STOP);
+    else if (plan.writer.done)
+      this.finish(sequence, plan.writer.callsTools ? FinishReason.FINISH_REASON_TOOL_CALLS : FinishReason.FINISH_REASON_STOP);
     else if (sequence.generated >= plan.maxTokens) this.finish(sequence, FinishReason.FINISH_REASON_LENGTH);
     else if (pending.tokens >= this.options.maxTokensPerDelta) this.flushDelta(sequence);
   }

@@ -1,12 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  ChatMessage,
-  FinishReason,
-  ReasoningEffort,
-  SamplingParams,
-  Tool,
-} from "../../../../gen/infermesh/common/v1/common.js";
+import { ChatMessage, FinishReason, ReasoningEffort, SamplingParams, Tool } from "../../../../gen/infermesh/common/v1/common.js";
 import { ManualClock } from "../../../common/clock.js";
 import { blockHashes, canonicalPrompt } from "../../../common/prefix-hash.js";
 import { EngineError, type GenerationEvent, type GenerationInput, type KvBlockEvent } from "../engine.js";
@@ -37,7 +31,12 @@ function setup(options: SimOptionsInput = {}) {
   return { clock, engine, kvEvents, model: engine.models()[0]!.id };
 }
 
-function input(model: string, content: string | { role: string; content: string }[], sampling: Partial<SamplingParams> = {}, extra: Partial<GenerationInput> = {}): GenerationInput {
+function input(
+  model: string,
+  content: string | { role: string; content: string }[],
+  sampling: Partial<SamplingParams> = {},
+  extra: Partial<GenerationInput> = {},
+): GenerationInput {
   const raw = typeof content === "string";
   return {
     requestId: "r1",
@@ -85,10 +84,14 @@ async function collect(engine: SimEngine, request: GenerationInput): Promise<Gen
 }
 
 const deltas = (events: readonly GenerationEvent[]) => events.filter((event) => event.kind === "delta");
-const textOf = (events: readonly GenerationEvent[]) => deltas(events).map((event) => event.text).join("");
+const textOf = (events: readonly GenerationEvent[]) =>
+  deltas(events)
+    .map((event) => event.text)
+    .join("");
 const finishOf = (events: readonly GenerationEvent[]) => events.find((event) => event.kind === "finished")!;
 const startOf = (events: readonly GenerationEvent[]) => events.find((event) => event.kind === "started")!;
-const deltaTimes = (run: { events: { at: number; event: GenerationEvent }[] }) => run.events.filter(({ event }) => event.kind === "delta").map(({ at }) => at);
+const deltaTimes = (run: { events: { at: number; event: GenerationEvent }[] }) =>
+  run.events.filter(({ event }) => event.kind === "delta").map(({ at }) => at);
 const gaps = (times: number[]) => times.slice(1).map((time, index) => time - times[index]!);
 
 test("a decode step takes longer the more sequences share it, as configured", async () => {
@@ -118,7 +121,11 @@ test("timeScale 0.5 runs twice as fast as the GPU; timeScale 0 costs no time at 
   const free = setup({ timeScale: 0, maxTokensPerDelta: 16, answerTokensMin: 40, answerTokensMax: 40 });
   const events = await collect(free.engine, input(free.model, "x".repeat(40)));
   assert.equal(free.clock.now(), 0);
-  assert.deepEqual(deltas(events).map((event) => event.tokenCount), [16, 16, 8], "tokens come 16 to a delta");
+  assert.deepEqual(
+    deltas(events).map((event) => event.tokenCount),
+    [16, 16, 8],
+    "tokens come 16 to a delta",
+  );
   assert.equal(finishOf(events).completionTokens, 40);
 });
 
@@ -128,8 +135,14 @@ test("wakeIntervalMs wakes the scheduler less often: tokens come in fewer deltas
   await advance(clock, 400);
   // Steps end at 30, 60, ... 240 ms as before; the scheduler looks every 100 ms.
   const tokenDeltas = run.events.filter(({ event }) => event.kind === "delta");
-  assert.deepEqual(tokenDeltas.map(({ event }) => event.kind === "delta" && event.tokenCount), [3, 3, 2]);
-  assert.deepEqual(tokenDeltas.map(({ at }) => at), [100, 200, 300]);
+  assert.deepEqual(
+    tokenDeltas.map(({ event }) => event.kind === "delta" && event.tokenCount),
+    [3, 3, 2],
+  );
+  assert.deepEqual(
+    tokenDeltas.map(({ at }) => at),
+    [100, 200, 300],
+  );
 });
 
 test("the H100 presets' step time grows as the batch touches more experts and holds more KV", async () => {
@@ -210,7 +223,11 @@ test("when KV is full, a request waits; it starts once a finished one's blocks a
   assert.deepEqual(new Set(evicted), new Set(hashesA.slice(5)));
   const again = start(engine, clock, input(model, promptA));
   await advance(clock, 600);
-  assert.equal((startOf(again.events.map(({ event }) => event)) as { cachedTokens: number }).cachedTokens, 80, "a's first five blocks are still cached");
+  assert.equal(
+    (startOf(again.events.map(({ event }) => event)) as { cachedTokens: number }).cachedTokens,
+    80,
+    "a's first five blocks are still cached",
+  );
 });
 
 test("idle cached prefixes are counted, and evictIdle drops them and reports the evicted blocks", async () => {
@@ -250,7 +267,10 @@ test("a sequence that outgrows the KV preempts the newest one, which resumes and
   for (const run of [a, b]) {
     const events = run.events.map(({ event }) => event);
     assert.equal(finishOf(events).completionTokens, 100);
-    assert.equal(deltas(events).reduce((sum, event) => sum + event.tokenCount, 0), 100);
+    assert.equal(
+      deltas(events).reduce((sum, event) => sum + event.tokenCount, 0),
+      100,
+    );
     assert.equal(events.filter((event) => event.kind === "started").length, 1);
   }
   assert.ok(deltaTimes(b).at(-1)! > deltaTimes(a).at(-1)!, "b finished after a, having recomputed");
@@ -278,7 +298,11 @@ test("a more urgent request that does not fit preempts the least urgent running 
   await advance(clock, 200);
   const person = start(engine, clock, input(model, "p".repeat(40), {}, { priority: "interactive" }));
   await advance(clock, 100);
-  assert.equal(person.events[0]?.event.kind, "started", "the interactive request started within a few steps, not after the batch one's 40 tokens");
+  assert.equal(
+    person.events[0]?.event.kind,
+    "started",
+    "the interactive request started within a few steps, not after the batch one's 40 tokens",
+  );
   assert.equal(engine.load().waitingRequests, 1, "the batch one waits to recompute");
   const same = start(engine, clock, input(model, "s".repeat(40), {}, { priority: "interactive" }));
   await advance(clock, 100);
@@ -370,7 +394,11 @@ const weather = Tool.create({
     required: ["city", "days", "unit"],
   }),
 });
-const search = Tool.create({ name: "search", description: "Web search", parametersJson: JSON.stringify({ type: "object", properties: { query: { type: "string" } }, required: ["query"] }) });
+const search = Tool.create({
+  name: "search",
+  description: "Web search",
+  parametersJson: JSON.stringify({ type: "object", properties: { query: { type: "string" } }, required: ["query"] }),
+});
 
 test("with tools the model calls one: whole calls with JSON arguments that fill the required parameters", async () => {
   const { engine, model } = setup({ timeScale: 0 });
@@ -396,7 +424,10 @@ test("with tools the model calls one: whole calls with JSON arguments that fill 
   assert.notEqual(textOf(none), "");
   assert.notEqual(finishOf(none).finishReason, FinishReason.FINISH_REASON_TOOL_CALLS);
 
-  await assert.rejects(collect(engine, input(model, chat, {}, { tools: [weather], toolChoice: "nope" })), (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument");
+  await assert.rejects(
+    collect(engine, input(model, chat, {}, { tools: [weather], toolChoice: "nope" })),
+    (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument",
+  );
 });
 
 test("response_format json_schema gives JSON with the schema's required properties; json_object gives an object", async () => {
@@ -426,7 +457,10 @@ test("response_format json_schema gives JSON with the schema's required properti
   assert.equal(typeof value.address.city, "string");
   assert.equal(finishOf(events).finishReason, FinishReason.FINISH_REASON_STOP);
 
-  const object = await collect(engine, input(model, "Anything.", { responseFormat: { format: { $case: "jsonObject", value: {} } }, maxTokens: 1000 }));
+  const object = await collect(
+    engine,
+    input(model, "Anything.", { responseFormat: { format: { $case: "jsonObject", value: {} } }, maxTokens: 1000 }),
+  );
   const parsed = JSON.parse(textOf(object));
   assert.equal(typeof parsed, "object");
   assert.ok(!Array.isArray(parsed) && parsed !== null);
@@ -446,18 +480,25 @@ test("logprobs: one entry per answer token, with top_logprobs alternatives best 
       assert.equal(entry.topLogprobs.length, 3);
       assert.equal(entry.topLogprobs[0]!.token, entry.token);
       const values = entry.topLogprobs.map((top) => top.logprob);
-      assert.deepEqual(values, [...values].sort((x, y) => y - x));
+      assert.deepEqual(
+        values,
+        [...values].sort((x, y) => y - x),
+      );
       assert.equal(new Set(entry.topLogprobs.map((top) => top.token)).size, 3);
       assert.ok(values.reduce((sum, logprob) => sum + Math.exp(logprob), 0) <= 1 + 1e-9);
     }
   }
   assert.equal(entries, 12);
-  await assert.rejects(collect(engine, input(model, "Hi.", { logprobs: true, topLogprobs: 21 })), (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument");
+  await assert.rejects(
+    collect(engine, input(model, "Hi.", { logprobs: true, topLogprobs: 21 })),
+    (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument",
+  );
 });
 
 test("reasoning effort: reasoning deltas first, more for higher effort, counted in reasoningTokens", async () => {
   const { engine, model } = setup({ timeScale: 0, maxTokensPerDelta: 8, reasoningTokensLow: 8, reasoningTokensHigh: 32 });
-  const run = (reasoningEffort: ReasoningEffort) => collect(engine, input(model, [{ role: "user", content: "Why?" }], { maxTokens: 100 }, { reasoningEffort }));
+  const run = (reasoningEffort: ReasoningEffort) =>
+    collect(engine, input(model, [{ role: "user", content: "Why?" }], { maxTokens: 100 }, { reasoningEffort }));
   const low = await run(ReasoningEffort.REASONING_EFFORT_LOW);
   const high = await run(ReasoningEffort.REASONING_EFFORT_HIGH);
   assert.equal(finishOf(low).reasoningTokens, 8);
@@ -471,8 +512,15 @@ test("reasoning effort: reasoning deltas first, more for higher effort, counted 
 test("a prompt longer than the context is refused before any event, naming both lengths; an unknown model is not found", async () => {
   const { engine, model } = setup();
   const iterator = engine.generate(input(model, "x".repeat(5000)), new AbortController().signal)[Symbol.asyncIterator]();
-  await assert.rejects(iterator.next(), (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument" && /1250/.test(error.message) && /1024/.test(error.message));
-  await assert.rejects(collect(engine, input("gpt-4", "hi")), (error: unknown) => error instanceof EngineError && error.kind === "not_found");
+  await assert.rejects(
+    iterator.next(),
+    (error: unknown) =>
+      error instanceof EngineError && error.kind === "invalid_argument" && /1250/.test(error.message) && /1024/.test(error.message),
+  );
+  await assert.rejects(
+    collect(engine, input("gpt-4", "hi")),
+    (error: unknown) => error instanceof EngineError && error.kind === "not_found",
+  );
   assert.equal(engine.load().waitingRequests + engine.load().runningRequests, 0);
 });
 
@@ -486,8 +534,14 @@ test("tokenize: 4 characters a token; generated text round-trips; unknown ids ar
   const messages = [ChatMessage.create({ role: "user", content: "hello" })];
   assert.equal((await engine.tokenize(model, "", messages)).length, Math.ceil(canonicalPrompt({ messages }).length / 4));
   const [opaque] = await engine.tokenize(model, "日本語です");
-  await assert.rejects(engine.detokenize(model, [opaque!]), (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument");
-  await assert.rejects(engine.detokenize(model, [-1]), (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument");
+  await assert.rejects(
+    engine.detokenize(model, [opaque!]),
+    (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument",
+  );
+  await assert.rejects(
+    engine.detokenize(model, [-1]),
+    (error: unknown) => error instanceof EngineError && error.kind === "invalid_argument",
+  );
 });
 
 test("embeddings are unit vectors of the configured size, the same for the same text", async () => {
@@ -517,7 +571,9 @@ test("load() counts running and waiting requests and KV; listeners hear when req
   await advance(clock, 300);
   assert.equal(a.events.at(-1)!.event.kind, "finished");
   assert.ok(engine.load().tokensPerSecond > 0);
-  assert.deepEqual(engine.models(), [{ id: "sim-gpt-oss-20b", engine: "sim", contextTokens: 1024, description: engine.models()[0]!.description }]);
+  assert.deepEqual(engine.models(), [
+    { id: "sim-gpt-oss-20b", engine: "sim", contextTokens: 1024, description: engine.models()[0]!.description },
+  ]);
   assert.match(engine.models()[0]!.description, /synthetic/);
 });
 
@@ -531,13 +587,17 @@ test("close() ends running generations CANCELLED, fails queued ones and refuses 
   const last = running.events.at(-1)!.event;
   assert.equal(last.kind === "finished" && last.finishReason, FinishReason.FINISH_REASON_CANCELLED);
   assert.ok(queued.error instanceof EngineError && queued.error.kind === "unavailable");
-  await assert.rejects(collect(engine, input(model, "c")), (error: unknown) => error instanceof EngineError && error.kind === "unavailable");
+  await assert.rejects(
+    collect(engine, input(model, "c")),
+    (error: unknown) => error instanceof EngineError && error.kind === "unavailable",
+  );
 });
 
 test("sessions' KV is tracked: idle sessions least recently used first, and evicting one frees only what it alone holds", async () => {
   const { engine, model, clock } = setup({ timeScale: 0 });
   const system = { role: "system", content: "s".repeat(640) }; // 10 shared blocks
-  const turn = (sessionId: string, question: string) => collect(engine, input(model, [system, { role: "user", content: question }], {}, { sessionId }));
+  const turn = (sessionId: string, question: string) =>
+    collect(engine, input(model, [system, { role: "user", content: question }], {}, { sessionId }));
   await turn("alice", "a".repeat(320));
   clock.advance(1_000);
   await turn("bob", "b".repeat(320));
@@ -545,7 +605,11 @@ test("sessions' KV is tracked: idle sessions least recently used first, and evic
 
   const resident = engine.residentSessions(64);
   assert.equal(resident.count, 2);
-  assert.deepEqual(resident.idle.map((session) => session.sessionId), ["alice", "bob"], "least recently used first");
+  assert.deepEqual(
+    resident.idle.map((session) => session.sessionId),
+    ["alice", "bob"],
+    "least recently used first",
+  );
   const [alice, bob] = resident.idle;
   assert.ok(alice!.idleMs >= 1_000 && bob!.idleMs < alice!.idleMs);
   // Each holds its question and answer beyond the shared system prompt, not the prompt itself.
@@ -553,9 +617,17 @@ test("sessions' KV is tracked: idle sessions least recently used first, and evic
 
   assert.deepEqual(engine.residentSessions(0), { count: 2, idle: [] }, "the list only when asked for");
   assert.equal(await engine.evictSessions(["alice", "nobody"]), alice!.kvTokens);
-  assert.deepEqual(engine.residentSessions(64).idle.map((session) => session.sessionId), ["bob"]);
-  const cachedOf = async (sessionId: string, question: string) => (startOf(await turn(sessionId, question)) as { cachedTokens: number }).cachedTokens;
-  assert.equal(await cachedOf("carol", "a".repeat(320)), 160, "the shared system prompt (10 blocks) is still cached; alice's own blocks are not");
+  assert.deepEqual(
+    engine.residentSessions(64).idle.map((session) => session.sessionId),
+    ["bob"],
+  );
+  const cachedOf = async (sessionId: string, question: string) =>
+    (startOf(await turn(sessionId, question)) as { cachedTokens: number }).cachedTokens;
+  assert.equal(
+    await cachedOf("carol", "a".repeat(320)),
+    160,
+    "the shared system prompt (10 blocks) is still cached; alice's own blocks are not",
+  );
   assert.ok((await cachedOf("dave", "b".repeat(320))) > 160, "bob's blocks stay");
 });
 

@@ -111,7 +111,10 @@ export class SimEngine implements Engine {
       signal.throwIfAborted();
       const tokens = countTokens(input);
       if (tokens > this.options.contextTokens) {
-        throw new EngineError("invalid_argument", `input[${index}] has ${tokens} tokens but the model's context holds ${this.options.contextTokens}`);
+        throw new EngineError(
+          "invalid_argument",
+          `input[${index}] has ${tokens} tokens but the model's context holds ${this.options.contextTokens}`,
+        );
       }
       promptTokens += tokens;
       const random = new Random(hashText(input, this.options.seed));
@@ -142,10 +145,13 @@ export class SimEngine implements Engine {
   private plan(input: GenerationInput): SequencePlan {
     this.checkModel(input.model);
     const sampling = input.sampling;
-    if (sampling.topLogprobs < 0 || sampling.topLogprobs > 20) throw new EngineError("invalid_argument", "top_logprobs must be between 0 and 20");
-    if (sampling.maxTokens !== undefined && sampling.maxTokens < 1) throw new EngineError("invalid_argument", "max_tokens must be at least 1");
+    if (sampling.topLogprobs < 0 || sampling.topLogprobs > 20)
+      throw new EngineError("invalid_argument", "top_logprobs must be between 0 and 20");
+    if (sampling.maxTokens !== undefined && sampling.maxTokens < 1)
+      throw new EngineError("invalid_argument", "max_tokens must be at least 1");
     if (input.prompt === undefined && input.messages.length === 0) throw new EngineError("invalid_argument", "messages must not be empty");
-    if (input.prompt !== undefined && input.tools.length > 0) throw new EngineError("invalid_argument", "tools need messages, not a raw prompt");
+    if (input.prompt !== undefined && input.tools.length > 0)
+      throw new EngineError("invalid_argument", "tools need messages, not a raw prompt");
     const canonical = canonicalPrompt(input);
     if (canonical.length === 0) throw new EngineError("invalid_argument", "the prompt must not be empty");
     // Tool definitions are part of what the model reads.
@@ -163,11 +169,19 @@ export class SimEngine implements Engine {
     return {
       promptTokens,
       promptHashes: blockHashes(canonical),
-      continuation: input.prompt === undefined ? (text) => blockHashes(canonicalPrompt({ messages: [...messages, { role: "assistant", content: text }] })) : undefined,
+      continuation:
+        input.prompt === undefined
+          ? (text) => blockHashes(canonicalPrompt({ messages: [...messages, { role: "assistant", content: text }] }))
+          : undefined,
       maxTokens: Math.min(sampling.maxTokens ?? this.options.defaultMaxTokens, contextTokens - promptTokens),
       sessionId: input.sessionId ?? "",
       urgency: generationUrgency(input),
-      writer: new OutputWriter(random, this.reasoningTokens(input.reasoningEffort), answer, sampling.logprobs ? sampling.topLogprobs : undefined),
+      writer: new OutputWriter(
+        random,
+        this.reasoningTokens(input.reasoningEffort),
+        answer,
+        sampling.logprobs ? sampling.topLogprobs : undefined,
+      ),
       stops: new StopStrings(sampling.stop),
       logprobs: sampling.logprobs,
     };
@@ -198,7 +212,10 @@ export class SimEngine implements Engine {
     const format = input.sampling.responseFormat?.format;
     if (format?.$case === "jsonObject") return { kind: "json", text: jsonObjectAnswer(random, Math.max(1, naturalTokens - 6)) };
     if (format?.$case === "jsonSchema") {
-      return { kind: "json", text: JSON.stringify(placeholderFor(parseSchema(format.value.schemaJson, "response_format.json_schema.schema"))) };
+      return {
+        kind: "json",
+        text: JSON.stringify(placeholderFor(parseSchema(format.value.schemaJson, "response_format.json_schema.schema"))),
+      };
     }
     return { kind: "text", naturalTokens };
   }

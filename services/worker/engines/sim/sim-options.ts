@@ -121,7 +121,16 @@ const presetNames = Object.keys(simPresets) as [SimPresetName, ...SimPresetName[
 /** A decimal setting; accepts numbers from files and decimal text from env and flags. */
 const decimal = (min: number, max: number) =>
   z
-    .union([z.number(), z.string().regex(/^-?\d+(\.\d+)?$/, "expected a number").transform(Number)], { error: "expected a number" })
+    .union(
+      [
+        z.number(),
+        z
+          .string()
+          .regex(/^-?\d+(\.\d+)?$/, "expected a number")
+          .transform(Number),
+      ],
+      { error: "expected a number" },
+    )
     .pipe(z.number().min(min).max(max));
 
 /**
@@ -175,7 +184,9 @@ export const simOptionsSchema = z
     const options = {
       ...raw,
       ...figures,
-      description: raw.description ?? `simulated ${raw.preset} ("sim" engine): synthetic text and timing modelled on the real thing; not a language model`,
+      description:
+        raw.description ??
+        `simulated ${raw.preset} ("sim" engine): synthetic text and timing modelled on the real thing; not a language model`,
     };
     const problems: [string, string][] = [];
     if (Math.floor(options.kvCapacityTokens / blockTokens) * blockTokens < options.contextTokens) {

@@ -1,6 +1,6 @@
 import type { TokenLogprob, ToolCall, TopLogprob } from "../../../../gen/infermesh/common/v1/common.js";
 import { EngineError } from "../engine.js";
-import { Random } from "../../../common/random.js";
+import type { Random } from "../../../common/random.js";
 import { charsPerToken, countTokens, wordPieces } from "./synthetic-text.js";
 
 /** What a generation answers with, after any reasoning. */
@@ -39,9 +39,11 @@ export class OutputWriter {
     private readonly topLogprobs: number | undefined,
   ) {
     this.answerTokens =
-      answer.kind === "text" ? answer.naturalTokens
-      : answer.kind === "json" ? countTokens(answer.text)
-      : answer.calls.reduce((sum, call) => sum + countTokens(call.name) + countTokens(call.arguments), 0);
+      answer.kind === "text"
+        ? answer.naturalTokens
+        : answer.kind === "json"
+          ? countTokens(answer.text)
+          : answer.calls.reduce((sum, call) => sum + countTokens(call.name) + countTokens(call.arguments), 0);
   }
 
   /** Tokens the generation has when nothing cuts it short. */
@@ -81,7 +83,12 @@ export class OutputWriter {
   }
 
   private answerToken(text: string): SyntheticToken {
-    return { channel: "answer", text, logprob: this.topLogprobs === undefined ? undefined : this.logprobOf(text, this.topLogprobs), toolCalls: undefined };
+    return {
+      channel: "answer",
+      text,
+      logprob: this.topLogprobs === undefined ? undefined : this.logprobOf(text, this.topLogprobs),
+      toolCalls: undefined,
+    };
   }
 
   private piece(): string {
@@ -158,11 +165,14 @@ export function placeholderFor(schema: unknown, root: unknown = schema, depth = 
     return merged;
   }
   const types = Array.isArray(node.type) ? node.type : [node.type];
-  const type = types.find((candidate) => candidate !== "null") ?? types[0] ?? (node.properties ? "object" : node.items ? "array" : undefined);
+  const type =
+    types.find((candidate) => candidate !== "null") ?? types[0] ?? (node.properties ? "object" : node.items ? "array" : undefined);
   switch (type) {
     case "object": {
       const properties = (typeof node.properties === "object" && node.properties !== null ? node.properties : {}) as Schema;
-      const names = Array.isArray(node.required) ? (node.required as unknown[]).filter((name): name is string => typeof name === "string") : Object.keys(properties);
+      const names = Array.isArray(node.required)
+        ? (node.required as unknown[]).filter((name): name is string => typeof name === "string")
+        : Object.keys(properties);
       const value: Record<string, unknown> = {};
       for (const name of names) value[name] = placeholderFor(properties[name] ?? {}, root, depth + 1);
       return value;
@@ -206,7 +216,10 @@ function numberWithin(node: Schema, integer: boolean): number {
 function resolveRef(root: unknown, ref: string): unknown {
   if (!ref.startsWith("#")) return {};
   let node: unknown = root;
-  for (const part of ref.slice(1).split("/").filter((segment) => segment !== "")) {
+  for (const part of ref
+    .slice(1)
+    .split("/")
+    .filter((segment) => segment !== "")) {
     if (typeof node !== "object" || node === null) return {};
     node = (node as Schema)[part.replace(/~1/g, "/").replace(/~0/g, "~")];
   }

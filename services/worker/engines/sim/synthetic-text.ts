@@ -14,7 +14,7 @@ export const charsPerToken = 4;
 /** Tokens per KV block: one prefix-hash block of the canonical prompt. */
 export const blockTokens = prefixBlockChars / charsPerToken;
 
-const alphabet = "\t\n\u001e\u001f" + Array.from({ length: 95 }, (_, index) => String.fromCharCode(32 + index)).join("");
+const alphabet = `\t\n\u001e\u001f${Array.from({ length: 95 }, (_, index) => String.fromCharCode(32 + index)).join("")}`;
 const base = alphabet.length;
 const digitOf = new Map([...alphabet].map((char, index) => [char, index]));
 /** First id of the pieces of each length 1..4. */
