@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { Client as GrpcClient, credentials, Metadata, status, type ChannelCredentials } from "@grpc/grpc-js";
+import { credentials, status, type ChannelCredentials } from "@grpc/grpc-js";
 import { createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
@@ -17,6 +17,7 @@ import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_se
 import { meshRoles, type MeshRole } from "../../services/common/mesh-security/identity.js";
 import { admissionRules, memoryGuardRules, routerRules, workerRules } from "../../services/common/mesh-security/rules.js";
 import { makeTestPki, meshCredentials, metricSum, startTestMesh, waitFor, type TestMesh } from "../support/harness.js";
+import { callRaw, rawMethods } from "../support/raw-grpc.js";
 
 let mesh: TestMesh;
 const model = "sim-gpt-oss-20b";
@@ -29,86 +30,34 @@ after(async () => {
   await mesh?.stop();
 });
 
-interface Method {
-  readonly path: string;
-  readonly requestStream: boolean;
-  readonly responseStream: boolean;
-}
-
 /** Every internal service: its port, its role, its methods and who may call them. */
 function internalServices() {
-  const describe = (definition: {
-    fullName: string;
-    methods: Record<string, { name: string; requestStream: boolean; responseStream: boolean }>;
-  }) =>
-    Object.fromEntries(
-      Object.entries(definition.methods).map(([key, method]) => [
-        key,
-        { path: `/${definition.fullName}/${method.name}`, requestStream: method.requestStream, responseStream: method.responseStream },
-      ]),
-    ) as Record<string, Method>;
   return [
     {
       role: "admission" as const,
       port: mesh.ports.admission,
-      methods: describe(AdmissionServiceDefinition),
+      methods: rawMethods(AdmissionServiceDefinition),
       rules: admissionRules as Record<string, readonly MeshRole[]>,
     },
     {
       role: "router" as const,
       port: mesh.ports.router,
-      methods: describe(RouterServiceDefinition),
+      methods: rawMethods(RouterServiceDefinition),
       rules: routerRules as Record<string, readonly MeshRole[]>,
     },
     {
       role: "memory-guard" as const,
       port: mesh.ports.memoryGuard,
-      methods: describe(MemoryGuardServiceDefinition),
+      methods: rawMethods(MemoryGuardServiceDefinition),
       rules: memoryGuardRules as Record<string, readonly MeshRole[]>,
     },
     {
       role: "worker" as const,
       port: mesh.ports.workerBase,
-      methods: describe(WorkerServiceDefinition),
+      methods: rawMethods(WorkerServiceDefinition),
       rules: workerRules as Record<string, readonly MeshRole[]>,
     },
   ];
-}
-
-/**
- * Calls `method` with an empty message as a raw grpc-js client would and resolves with
- * the status it ends with (OK for a stream that answered at all).
- */
-function callRaw(port: number, channelCredentials: ChannelCredentials, method: Method): Promise<{ code: status; details: string }> {
-  const client = new GrpcClient(`127.0.0.1:${port}`, channelCredentials);
-  const serialize = (value: Buffer) => value;
-  const deserialize = (value: Buffer) => value;
-  const deadline = Date.now() + 5_000;
-  return new Promise<{ code: status; details: string }>((resolve) => {
-    const settle = (code: status, details: string) => {
-      resolve({ code, details });
-      call.cancel?.();
-      client.close();
-    };
-    let call: { cancel?: () => void; on?: (...args: any[]) => void };
-    if (!method.requestStream && !method.responseStream) {
-      call = client.makeUnaryRequest(method.path, serialize, deserialize, Buffer.alloc(0), new Metadata(), { deadline }, (error) =>
-        settle(error?.code ?? status.OK, error?.details ?? ""),
-      );
-      return;
-    }
-    const stream: any = method.requestStream
-      ? method.responseStream
-        ? client.makeBidiStreamRequest(method.path, serialize, deserialize, new Metadata(), { deadline })
-        : client.makeClientStreamRequest(method.path, serialize, deserialize, new Metadata(), { deadline }, (error) =>
-            settle(error?.code ?? status.OK, error?.details ?? ""),
-          )
-      : client.makeServerStreamRequest(method.path, serialize, deserialize, Buffer.alloc(0), new Metadata(), { deadline });
-    call = stream;
-    if (method.requestStream) stream.write(Buffer.alloc(0));
-    stream.on?.("data", () => settle(status.OK, "answered"));
-    stream.on?.("error", (error: { code: status; details: string }) => settle(error.code, error.details));
-  });
 }
 
 /** A worker certificate that names the mesh's worker identity but was issued by another CA. */
@@ -140,7 +89,7 @@ test("with no client certificate, or one from another CA, every internal port re
         ["TLS without a client certificate", serverAuthOnly],
         ["another CA's worker certificate", stranger],
       ] as const) {
-        const { code } = await callRaw(service.port, channelCredentials, method);
+        const { code } = await callRaw(service.port, channelCredentials, method, undefined, { deadlineMs: 5_000 });
         assert.equal(code, status.UNAVAILABLE, `${how} -> ${method.path}: the handshake must fail, got ${status[code]}`);
       }
     }

@@ -5,7 +5,7 @@
  * over HTTP no 5xx but a 503 or 504 with Retry-After, and every error in OpenAI's
  * shape; over gRPC a precise status, never INTERNAL or UNKNOWN.
  */
-import { Client as GrpcClient, Metadata, status, type ChannelCredentials } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import fc from "fast-check";
 import { createChannel, createClient, type Client } from "nice-grpc";
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
@@ -15,6 +15,7 @@ import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_se
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { MeshRole } from "../../services/common/mesh-security/identity.js";
 import { meshCredentials, type TestMesh } from "./harness.js";
+import { callRaw, type RawMethod, rawMethods } from "./raw-grpc.js";
 
 /** What one kind of case did: how many ran and how many broke the property (by what). */
 export interface FuzzTally {
@@ -465,32 +466,29 @@ export function publicChatClient(mesh: TestMesh): Client<typeof ChatServiceDefin
 
 /** Internal methods the fuzzer calls, with the identity allowed to. Admin RPCs (drain, split, load, unload) are left out: they act for real. */
 export function internalTargets(mesh: TestMesh) {
-  const method = (
-    definition: { fullName: string; methods: Record<string, { name: string; requestStream: boolean; responseStream: boolean }> },
-    key: string,
-  ) => {
-    const found = definition.methods[key]!;
-    return { path: `/${definition.fullName}/${found.name}`, requestStream: found.requestStream, responseStream: found.responseStream };
-  };
-  const target = (port: number, peer: MeshRole, as: MeshRole, call: ReturnType<typeof method>) => ({
+  const target = (port: number, peer: MeshRole, as: MeshRole, method: RawMethod) => ({
     port,
     credentials: meshCredentials(mesh.pkiDir, peer, as),
-    ...call,
+    method,
   });
+  const admission = rawMethods(AdmissionServiceDefinition);
+  const router = rawMethods(RouterServiceDefinition);
+  const memoryGuard = rawMethods(MemoryGuardServiceDefinition);
+  const worker = rawMethods(WorkerServiceDefinition);
   return [
-    target(mesh.ports.admission, "admission", "gateway", method(AdmissionServiceDefinition, "acquire")),
-    target(mesh.ports.admission, "admission", "gateway", method(AdmissionServiceDefinition, "getStats")),
-    target(mesh.ports.router, "router", "gateway", method(RouterServiceDefinition, "pick")),
-    target(mesh.ports.router, "router", "gateway", method(RouterServiceDefinition, "listWorkers")),
-    target(mesh.ports.router, "router", "worker", method(RouterServiceDefinition, "connect")),
-    target(mesh.ports.memoryGuard, "memory-guard", "worker", method(MemoryGuardServiceDefinition, "report")),
-    target(mesh.ports.memoryGuard, "memory-guard", "router", method(MemoryGuardServiceDefinition, "watch")),
-    target(mesh.ports.workerBase + 1, "worker", "gateway", method(WorkerServiceDefinition, "generate")),
-    target(mesh.ports.workerBase + 1, "worker", "gateway", method(WorkerServiceDefinition, "tokenize")),
-    target(mesh.ports.workerBase, "worker", "gateway", method(WorkerServiceDefinition, "tokenize")),
-    target(mesh.ports.workerBase, "worker", "gateway", method(WorkerServiceDefinition, "detokenize")),
-    target(mesh.ports.workerBase, "worker", "gateway", method(WorkerServiceDefinition, "embed")),
-    target(mesh.ports.workerBase, "worker", "gateway", method(WorkerServiceDefinition, "getInfo")),
+    target(mesh.ports.admission, "admission", "gateway", admission.acquire!),
+    target(mesh.ports.admission, "admission", "gateway", admission.getStats!),
+    target(mesh.ports.router, "router", "gateway", router.pick!),
+    target(mesh.ports.router, "router", "gateway", router.listWorkers!),
+    target(mesh.ports.router, "router", "worker", router.connect!),
+    target(mesh.ports.memoryGuard, "memory-guard", "worker", memoryGuard.report!),
+    target(mesh.ports.memoryGuard, "memory-guard", "router", memoryGuard.watch!),
+    target(mesh.ports.workerBase + 1, "worker", "gateway", worker.generate!),
+    target(mesh.ports.workerBase + 1, "worker", "gateway", worker.tokenize!),
+    target(mesh.ports.workerBase, "worker", "gateway", worker.tokenize!),
+    target(mesh.ports.workerBase, "worker", "gateway", worker.detokenize!),
+    target(mesh.ports.workerBase, "worker", "gateway", worker.embed!),
+    target(mesh.ports.workerBase, "worker", "gateway", worker.getInfo!),
   ];
 }
 
@@ -528,45 +526,11 @@ function varint(value: bigint): number[] {
 
 type Target = ReturnType<typeof internalTargets>[number];
 
-/** Calls `target` with `bytes` as its (first) message; a stream is read for its first answer, then cancelled. */
-export function checkInternalCall(target: Target, bytes: Uint8Array, tally: FuzzTally): Promise<string | undefined> {
-  const client = new GrpcClient(`127.0.0.1:${target.port}`, target.credentials as ChannelCredentials, {
-    "grpc.ssl_target_name_override": "localhost",
-  });
-  const serialize = (value: Buffer) => value;
-  const deserialize = (value: Buffer) => value;
-  const deadline = Date.now() + 10_000;
-  const message = Buffer.from(bytes);
-  return new Promise<string | undefined>((resolve) => {
-    let settled = false;
-    let call: { cancel(): void } | undefined;
-    const settle = (code: number | undefined, detail = "") => {
-      if (settled) return;
-      settled = true;
-      call?.cancel();
-      client.close();
-      answered(tally, code === undefined ? "no status" : status[code]!);
-      if (code === undefined || !preciseStatuses.has(code))
-        resolve(note(tally, `${target.path}: ${code === undefined ? detail : status[code]}`));
-      else resolve(note(tally, undefined));
-    };
-    if (!target.requestStream && !target.responseStream) {
-      call = client.makeUnaryRequest(target.path, serialize, deserialize, message, new Metadata(), { deadline }, (error) =>
-        settle(error?.code ?? status.OK),
-      );
-      return;
-    }
-    const stream: any = target.requestStream
-      ? client.makeBidiStreamRequest(target.path, serialize, deserialize, new Metadata(), { deadline })
-      : client.makeServerStreamRequest(target.path, serialize, deserialize, message, new Metadata(), { deadline });
-    call = stream;
-    if (target.requestStream) stream.write(message);
-    // A stream that has neither answered nor failed after a moment took the message.
-    setTimeout(() => settle(status.OK), 500);
-    stream.on("data", () => settle(status.OK));
-    stream.on("error", (error: { code: number }) => settle(error.code));
-    stream.on("end", () => settle(status.OK));
-  });
+/** Calls `target` with `bytes` as its (first) message; a stream is read for its first answer, or left after a quiet moment. */
+export async function checkInternalCall(target: Target, bytes: Uint8Array, tally: FuzzTally): Promise<string | undefined> {
+  const { code } = await callRaw(target.port, target.credentials, target.method, bytes, { quietMs: 500 });
+  answered(tally, status[code] ?? String(code));
+  return note(tally, preciseStatuses.has(code) ? undefined : `${target.method.path}: ${status[code] ?? code}`);
 }
 
 /** Prints one line per kind of case: cases run and failures by kind. */
