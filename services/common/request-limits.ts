@@ -9,6 +9,9 @@ export const maxChatMessages = 2_048;
 /** Most inputs one embeddings request may carry (OpenAI's limit). */
 export const maxEmbeddingInputs = 2_048;
 
+/** Most tokens one embeddings request may carry in all its inputs (OpenAI's limit). */
+export const maxEmbeddingTokens = 300_000;
+
 /** Most choices (n) one request may ask for. */
 export const maxChoices = 16;
 

@@ -151,3 +151,11 @@ test("a forced tool call cut short by max_tokens answers the partial call with f
   assert.match(streamedArguments, /^\{"city/);
   assert.equal(chunks.at(-1).choices[0].finish_reason, "length");
 });
+
+test("an embeddings call over 300,000 tokens in all is refused at once, before any input is embedded", async () => {
+  const input = Array.from({ length: 200 }, () => "hello world ".repeat(600));
+  const answer = await post("/v1/embeddings", { model, input });
+  assert.equal(answer.status, 400, JSON.stringify(answer.body).slice(0, 300));
+  assert.match(answer.body.error.message, /the inputs hold more than 300000 tokens in all/);
+  await assertWorkerUnharmed();
+});

@@ -42,6 +42,7 @@ import {
 import { queuedSequenceIds, sequenceOrderedStrategy } from "./batch-strategy.js";
 import { forcingFunctionCall, requiresToolCall, toChatHistory, toFunctions } from "./chat-history.js";
 import { SequencePool, type PooledSequence } from "./sequence-pool.js";
+import { maxEmbeddingTokens } from "../../../common/request-limits.js";
 import { checkTokenizable } from "./text-bounds.js";
 import { ThroughputMeter } from "./throughput-meter.js";
 import { decodeTokens, type DecodeStop } from "./token-decoder.js";
@@ -253,23 +254,33 @@ export class LlamaCppEngine implements Engine {
   async embed(model: string, inputs: readonly string[], signal: AbortSignal): Promise<Embeddings> {
     this.checkModel(model);
     if (inputs.length === 0) throw new EngineError("invalid_argument", "inputs must not be empty");
-    for (const [index, input] of inputs.entries()) this.checkText(`input[${index}]`, input);
+    // Every input is tokenized and bounded before the request waits for the context.
+    let promptTokens = 0;
+    const tokenized = inputs.map((input, index) => {
+      this.checkText(`input[${index}]`, input);
+      const tokens = this.model.tokenize(input, false);
+      if (tokens.length > this.options.contextTokens) {
+        throw new EngineError(
+          "invalid_argument",
+          `input[${index}] has ${tokens.length} tokens but the model's context holds ${this.options.contextTokens}`,
+        );
+      }
+      promptTokens += tokens.length;
+      if (promptTokens > maxEmbeddingTokens) {
+        throw new EngineError(
+          "invalid_argument",
+          `input: the inputs hold more than ${maxEmbeddingTokens} tokens in all (past input[${index}])`,
+        );
+      }
+      return tokens;
+    });
     // One embedding context, created on first use and used by one request at a time.
     const run = this.embedQueue.then(async () => {
       this.embedding ??= this.model.createEmbeddingContext({ contextSize: this.options.contextTokens, threads: this.options.threads });
       const context = await this.embedding;
       const vectors: number[][] = [];
-      let promptTokens = 0;
-      for (const [index, input] of inputs.entries()) {
+      for (const tokens of tokenized) {
         signal.throwIfAborted();
-        const tokens = this.model.tokenize(input, false);
-        if (tokens.length > this.options.contextTokens) {
-          throw new EngineError(
-            "invalid_argument",
-            `input[${index}] has ${tokens.length} tokens but the model's context holds ${this.options.contextTokens}`,
-          );
-        }
-        promptTokens += tokens.length;
         const { vector } = await context.getEmbeddingFor(tokens);
         const norm = Math.hypot(...vector) || 1;
         vectors.push(vector.map((value) => value / norm));
