@@ -1,11 +1,17 @@
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { credentials } from "@grpc/grpc-js";
+import { createChannel, createClient } from "nice-grpc";
+import { HealthDefinition } from "nice-grpc-server-health";
 import { pino } from "pino";
+import { Registry } from "prom-client";
 import { RouterServiceDefinition } from "../../../gen/infermesh/router/v1/router_service.js";
 import { ConfigError } from "../config.js";
+import { startGrpcServer } from "../grpc-server.js";
 import { AuthorizationPolicy, type MethodRules } from "./authorization.js";
 import { defaultTrustDomain, roleOf } from "./identity.js";
 import { ensureLocalPki, issueFromLocalCa } from "./local-pki.js";
@@ -101,4 +107,63 @@ test("a policy denies what it does not name, lets every identity reach health an
   assert.equal(policy.permits("/grpc.health.v1.Health/Check", undefined), false);
   const incomplete = { pick: ["gateway"] } as unknown as MethodRules<typeof RouterServiceDefinition>;
   assert.throws(() => new AuthorizationPolicy().allow(RouterServiceDefinition, incomplete), /no authorization rule for connect/);
+});
+
+test("a renewed certificate is served without a restart: new connections get the new one once the files are re-read", async () => {
+  const directory = mkdtempSync(join(tmpdir(), "pki-"));
+  await ensureLocalPki(directory, defaultTrustDomain);
+  const routerDir = join(directory, "router");
+  const security = MeshSecurity.load("router", settings(routerDir), silent, 100);
+  const server = await startGrpcServer({
+    address: "127.0.0.1:0",
+    credentials: security.serverCredentials(routerPolicy(), new Registry(), silent),
+    serviceNames: [],
+    addServices: () => undefined,
+    logger: silent,
+  });
+  /** The serial number of the certificate a new connection is shown. */
+  const servedSerial = async () => {
+    let serial = "";
+    const gateway = join(directory, "gateway");
+    const channelCredentials = credentials.createSsl(
+      readFileSync(join(gateway, "ca.crt")),
+      readFileSync(join(gateway, "tls.key")),
+      readFileSync(join(gateway, "tls.crt")),
+      {
+        checkServerIdentity: (_host, certificate) => {
+          serial = certificate.serialNumber;
+          return undefined;
+        },
+      },
+    );
+    const channel = createChannel(`127.0.0.1:${server.port}`, channelCredentials);
+    try {
+      await createClient(HealthDefinition, channel).check({ service: "" });
+    } finally {
+      channel.close();
+    }
+    return serial;
+  };
+  try {
+    // The provider reads the files once the server listens; the first handshakes may come before.
+    let before = "";
+    for (let attempt = 0; attempt < 100 && before === ""; attempt += 1) {
+      before = await servedSerial().catch(() => "");
+      if (before === "") await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(before, new X509Certificate(readFileSync(join(routerDir, "tls.crt"))).serialNumber);
+    const renewed = await issueFromLocalCa(directory, { commonName: "router", uris: ["spiffe://infermesh.local/router"] });
+    writeFileSync(join(routerDir, "tls.key"), renewed.privateKeyPem);
+    writeFileSync(join(routerDir, "tls.crt"), renewed.certificatePem);
+    const expected = new X509Certificate(renewed.certificatePem).serialNumber;
+    const deadline = Date.now() + 10_000;
+    let served = before;
+    while (served !== expected && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      served = await servedSerial().catch(() => served);
+    }
+    assert.equal(served, expected, "the renewed certificate is served");
+  } finally {
+    await server.close(0);
+  }
 });

@@ -10,7 +10,7 @@ import { authorizationInterceptor, DenialRecorder, type AuthorizationPolicy } fr
 import { roleOf, spiffeId, type MeshRole } from "./identity.js";
 import { expiryWarningDays, tlsFiles, type MeshSecuritySettings as Settings } from "./settings.js";
 
-/** How often certificate files are re-read. */
+/** How often certificate files are re-read (tests pass a shorter interval to load()). */
 const certificateRefreshMs = 60_000;
 
 /** Client channel options: keepalives notice a dead server within seconds. */
@@ -35,6 +35,7 @@ export class MeshSecurity {
     /** The role this process holds. */
     readonly role: MeshRole,
     private readonly settings: Settings,
+    refreshMs: number,
   ) {
     if (settings.insecure) return;
     const directory = resolve(settings.tlsDir);
@@ -42,7 +43,7 @@ export class MeshSecurity {
       certificateFile: join(directory, tlsFiles.certificate),
       privateKeyFile: join(directory, tlsFiles.privateKey),
       caCertificateFile: join(directory, tlsFiles.ca),
-      refreshIntervalMs: certificateRefreshMs,
+      refreshIntervalMs: refreshMs,
     });
   }
 
@@ -51,13 +52,13 @@ export class MeshSecurity {
    * match, a certificate the CA did not issue, a wrong identity or an expired
    * certificate stops the start with a message that names the setting.
    */
-  static load(role: MeshRole, settings: Settings, logger: Logger): MeshSecurity {
+  static load(role: MeshRole, settings: Settings, logger: Logger, refreshMs = certificateRefreshMs): MeshSecurity {
     if (settings.insecure) {
       logger.warn(
         { role },
         "insecure is set: internal gRPC is plaintext, unauthenticated and unauthorized; anyone who can reach this port can call every RPC. Never run this way outside a sealed test.",
       );
-      return new MeshSecurity(role, settings);
+      return new MeshSecurity(role, settings, refreshMs);
     }
     const directory = resolve(settings.tlsDir);
     const read = (file: string) => {
@@ -105,7 +106,7 @@ export class MeshSecurity {
       logger.warn({ notAfter: certificate.validTo }, "this service's mesh certificate ends soon; renew it (cert-manager does by itself)");
     }
     logger.info({ identity: spiffeId(settings.trustDomain, role), notAfter: certificate.validTo }, "mutual TLS on internal gRPC");
-    return new MeshSecurity(role, settings);
+    return new MeshSecurity(role, settings, refreshMs);
   }
 
   get insecure(): boolean {
