@@ -79,10 +79,7 @@ export function createChatService(deps: FlowDeps, access: AccessControl): Servic
               event: { $case: "finished", value: { id, model, finishReason: event.value.finishReason, usage: event.value.usage } },
             };
             if (calls.length === 0) return finished;
-            return [
-              { event: { $case: "delta", value: { id, content: "", reasoningContent: "", toolCalls: calls.filter(Boolean) } } },
-              finished,
-            ];
+            return [{ event: { $case: "delta", value: { id, content: "", reasoningContent: "", toolCalls: calls } } }, finished];
           }
           return undefined;
         },

@@ -32,6 +32,10 @@ const acceptableRequestId = /^[\w.:/-]{1,128}$/;
 const isLoopback = (address: string | undefined) =>
   address === "::1" || address === "::ffff:127.0.0.1" || (address?.startsWith("127.") ?? false);
 
+/** OpenAI's 404 for a URL no route serves; `why` says why the router could not read it. */
+const unknownUrl = (method: string, url: string, why?: string) =>
+  new ApiError(Status.NOT_FOUND, `Unknown request URL: ${method} ${url.split("?")[0]}${why ? ` (${why})` : ""}`, { code: "unknown_url" });
+
 /** Deepest nesting of objects and arrays a JSON body may have. */
 const maxBodyDepth = 64;
 
@@ -55,12 +59,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     keepAliveTimeout: 72_000,
     // A URL the router cannot even decode ("/v1/models/%ff") gets the OpenAI shape too.
     frameworkErrors: (error, request, reply) => {
-      void sendError(
-        reply,
-        new ApiError(Status.NOT_FOUND, `Unknown request URL: ${request.method} ${request.url.split("?")[0]} (${error.message})`, {
-          code: "unknown_url",
-        }),
-      );
+      void sendError(reply, unknownUrl(request.method, request.url, error.message));
     },
   });
   // JSON bodies: nesting is bounded before parsing, so nothing later (parsing, schema
@@ -126,12 +125,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     return sendError(reply, apiError);
   });
 
-  app.setNotFoundHandler((request, reply) =>
-    sendError(
-      reply,
-      new ApiError(Status.NOT_FOUND, `Unknown request URL: ${request.method} ${request.url.split("?")[0]}`, { code: "unknown_url" }),
-    ),
-  );
+  app.setNotFoundHandler((request, reply) => sendError(reply, unknownUrl(request.method, request.url)));
 
   registerChatCompletions(app, deps);
   registerCompletions(app, deps);

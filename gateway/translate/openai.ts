@@ -170,10 +170,9 @@ export const logprobsContent = (logprobs: readonly TokenLogprob[]) =>
     top_logprobs: entry.topLogprobs.map((top) => ({ token: top.token, logprob: top.logprob, bytes: [...top.bytes] })),
   }));
 
-/** tool_calls of a message (`withIndex` false) or of a stream delta (true). */
-export const toolCallsBody = (calls: readonly ToolCall[], firstIndex = 0, withIndex = false) =>
-  calls.map((call, offset) => ({
-    ...(withIndex ? { index: firstIndex + offset } : {}),
+/** tool_calls of a whole message (a stream's are tool-calls.ts's toolCallDeltas). */
+export const toolCallsBody = (calls: readonly ToolCall[]) =>
+  calls.map((call) => ({
     id: call.id,
     type: "function" as const,
     function: { name: call.name, arguments: call.arguments },

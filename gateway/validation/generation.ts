@@ -79,8 +79,8 @@ function validateSampling(sampling: SamplingParams): void {
   const format = sampling.responseFormat?.format;
   if (format?.$case === "jsonSchema") {
     if (format.value.name === "") throw invalid("response_format.json_schema.name", "must not be empty");
-    const checked = checkJsonSchema(format.value.schemaJson === "" ? "{}" : format.value.schemaJson);
-    if ("problem" in checked) throw invalid("response_format.json_schema.schema", checked.problem);
+    const problem = checkJsonSchema(format.value.schemaJson === "" ? "{}" : format.value.schemaJson);
+    if (problem) throw invalid("response_format.json_schema.schema", problem);
   }
 }
 
@@ -111,8 +111,8 @@ function validateTools(tools: readonly Tool[], toolChoice: string): void {
     if (names.has(tool.name)) throw invalid(`tools[${index}].function.name`, `'${tool.name}' is offered twice`);
     names.add(tool.name);
     if (tool.parametersJson !== "") {
-      const checked = checkJsonSchema(tool.parametersJson);
-      if ("problem" in checked) throw invalid(`tools[${index}].function.parameters`, checked.problem);
+      const problem = checkJsonSchema(tool.parametersJson);
+      if (problem) throw invalid(`tools[${index}].function.parameters`, problem);
     }
   }
   if (toolChoice === "" || toolChoice === "none" || toolChoice === "auto") return;

@@ -12,23 +12,22 @@ const ajv = new Ajv({ strict: false, validateSchema: true });
  * Parses a JSON Schema a request carries and checks it before any work starts: its size,
  * its nesting (checked on the text, without recursion, so no depth can overflow a
  * stack), and that it is a valid JSON Schema (ajv, against the draft-07 meta-schema),
- * which is what an engine needs to turn it into a grammar. Returns the problem, or the
- * parsed schema.
+ * which is what an engine needs to turn it into a grammar. Returns the problem, if any.
  */
-export function checkJsonSchema(text: string): { schema: unknown } | { problem: string } {
+export function checkJsonSchema(text: string): string | undefined {
   const bytes = Buffer.byteLength(text);
-  if (bytes > maxSchemaBytes) return { problem: `the schema is ${bytes} bytes; at most ${maxSchemaBytes}` };
+  if (bytes > maxSchemaBytes) return `the schema is ${bytes} bytes; at most ${maxSchemaBytes}`;
   const depth = nestingDepth(text);
-  if (depth > maxSchemaDepth) return { problem: `the schema nests ${depth} levels deep; at most ${maxSchemaDepth}` };
+  if (depth > maxSchemaDepth) return `the schema nests ${depth} levels deep; at most ${maxSchemaDepth}`;
   let schema: unknown;
   try {
     schema = JSON.parse(text);
   } catch {
-    return { problem: "the schema is not valid JSON" };
+    return "the schema is not valid JSON";
   }
   if (typeof schema !== "object" || schema === null || Array.isArray(schema)) {
-    if (typeof schema === "boolean") return { schema };
-    return { problem: "a schema must be a JSON object" };
+    if (typeof schema === "boolean") return undefined;
+    return "a schema must be a JSON object";
   }
   // Validated against draft-07's meta-schema whatever $schema names (2020-12's keywords
   // that draft-07 lacks are allowed there as unknown keywords).
@@ -36,9 +35,9 @@ export function checkJsonSchema(text: string): { schema: unknown } | { problem: 
   if (!ajv.validateSchema(body)) {
     const first = ajv.errors?.[0];
     const where = first?.instancePath ? ` at ${first.instancePath}` : "";
-    return { problem: `not a valid JSON Schema${where}: ${first?.message ?? "invalid"}` };
+    return `not a valid JSON Schema${where}: ${first?.message ?? "invalid"}`;
   }
-  return { schema };
+  return undefined;
 }
 
 /**

@@ -91,8 +91,8 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       if (sampling.responseFormat?.format?.$case === "jsonSchema")
         schemas.push(["response_format.json_schema.schema", sampling.responseFormat.format.value.schemaJson || "{}"]);
       for (const [field, text] of schemas) {
-        const checked = text === "" ? { schema: undefined } : checkJsonSchema(text);
-        if ("problem" in checked) throw new ServerError(Status.INVALID_ARGUMENT, `${field}: ${checked.problem}`);
+        const problem = text === "" ? undefined : checkJsonSchema(text);
+        if (problem) throw new ServerError(Status.INVALID_ARGUMENT, `${field}: ${problem}`);
       }
       const n = sampling.n ?? 1;
       if (n < 1 || n > maxChoices) throw new ServerError(Status.INVALID_ARGUMENT, `n must be between 1 and ${maxChoices}`);

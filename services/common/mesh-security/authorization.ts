@@ -1,7 +1,7 @@
 import { Metadata, ServerInterceptingCall, status, type ServerInterceptor } from "@grpc/grpc-js";
 import { Counter, type Registry } from "prom-client";
 import type { Logger } from "../logger.js";
-import { roleOf, type MeshRole, meshRoles } from "./identity.js";
+import { type MeshRole, roleOf } from "./identity.js";
 
 /** A generated service definition (ts-proto, nice-grpc flavour): its name and methods. */
 interface ServiceDefinition {
@@ -36,12 +36,6 @@ export class AuthorizationPolicy {
     if (caller === undefined) return false;
     if (openToTheMesh.some((prefix) => path.startsWith(prefix))) return true;
     return this.callers.get(path)?.has(caller) ?? false;
-  }
-
-  /** The roles allowed to call `path` (for messages and tests). */
-  allowedCallers(path: string): readonly MeshRole[] {
-    if (openToTheMesh.some((prefix) => path.startsWith(prefix))) return meshRoles;
-    return [...(this.callers.get(path) ?? [])];
   }
 }
 

@@ -44,10 +44,7 @@ export async function ensureLocalPki(
   const caKeyPath = join(directory, "ca.key");
   let ca: { certificate: x509.X509Certificate; privateKey: CryptoKey };
   if (existsSync(caCertificatePath) && existsSync(caKeyPath)) {
-    ca = {
-      certificate: new x509.X509Certificate(readFileSync(caCertificatePath, "utf8")),
-      privateKey: await importPrivateKey(readFileSync(caKeyPath, "utf8")),
-    };
+    ca = await loadCa(directory);
   } else {
     ca = await createCa(trustDomain);
     writeAtomically(caKeyPath, await exportPrivateKey(ca.privateKey), 0o600);
@@ -80,12 +77,16 @@ export async function issueFromLocalCa(
   subject: { commonName: string; uris: readonly string[]; lifetimeMs?: number },
 ): Promise<{ certificatePem: string; privateKeyPem: string }> {
   useNodeCrypto();
-  const ca = {
+  const leaf = await issue(await loadCa(directory), subject.commonName, subject.uris, subject.lifetimeMs ?? leafLifetimeDays * dayMs);
+  return { certificatePem: leaf.certificate.toString("pem"), privateKeyPem: await exportPrivateKey(leaf.privateKey) };
+}
+
+/** The CA in `directory`: its certificate and signing key. */
+async function loadCa(directory: string) {
+  return {
     certificate: new x509.X509Certificate(readFileSync(join(directory, "ca.crt"), "utf8")),
     privateKey: await importPrivateKey(readFileSync(join(directory, "ca.key"), "utf8")),
   };
-  const leaf = await issue(ca, subject.commonName, subject.uris, subject.lifetimeMs ?? leafLifetimeDays * dayMs);
-  return { certificatePem: leaf.certificate.toString("pem"), privateKeyPem: await exportPrivateKey(leaf.privateKey) };
 }
 
 async function createCa(trustDomain: string) {
