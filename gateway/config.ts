@@ -60,6 +60,12 @@ export const gatewayConfigSchema = z.object({
   responseCacheMaxBytes: integer(1_024, 68_719_476_736).default(64 * 1024 * 1024),
   /** How long a cached answer is served; 0 keeps it until evicted. */
   responseCacheTtlMs: integer(0, 604_800_000).default(600_000),
+  /** Bytes stored Responses (previous_response_id, GET /v1/responses/{id}) may hold in all. */
+  responsesMaxBytes: integer(0, 68_719_476_736).default(256 * 1024 * 1024),
+  /** Bytes one tenant's stored Responses may hold; its oldest make room first. */
+  responsesTenantMaxBytes: integer(0, 68_719_476_736).default(64 * 1024 * 1024),
+  /** How long a stored Response is kept after its last use; 0 keeps it until evicted. */
+  responsesTtlMs: integer(0, 2_592_000_000).default(86_400_000),
   /** How long SIGTERM waits for open requests. */
   shutdownGraceMs: integer(0, 600_000).default(10_000),
   ...meshSecuritySettings("gateway"),

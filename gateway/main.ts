@@ -10,8 +10,9 @@ import { createLogger, type Logger } from "../services/common/logger.js";
 import { createMetricsRegistry } from "../services/common/metrics.js";
 import { AccessControl } from "./access/access-control.js";
 import { ApiKeys } from "./access/api-keys.js";
-import { createFlowMetrics, type FlowDeps } from "./generation-flow.js";
+import { createFlowMetrics, type FlowDeps } from "./flow/deps.js";
 import { ResponseCache } from "./response-cache/response-cache.js";
+import { ResponsesStore } from "./responses-store/responses-store.js";
 import { loadGatewayConfig } from "./config.js";
 import { createChatService } from "./grpc/chat-service.js";
 import { createCompletionService } from "./grpc/completion-service.js";
@@ -41,6 +42,10 @@ try {
     catalog,
   );
   const cache = config.responseCache ? new ResponseCache(config.responseCacheMaxBytes, config.responseCacheTtlMs, registry) : undefined;
+  const responses = new ResponsesStore(
+    { maxBytes: config.responsesMaxBytes, tenantMaxBytes: config.responsesTenantMaxBytes, ttlMs: config.responsesTtlMs },
+    registry,
+  );
   const grpc = await startGrpcServer({
     address: config.grpcListen,
     // The public API: users authenticate with API keys, as over HTTP; TLS to clients is
@@ -64,6 +69,7 @@ try {
     flow,
     access,
     cache,
+    responses,
     corsOrigins: config.corsOrigins,
     registry,
     logger,

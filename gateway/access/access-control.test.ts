@@ -35,7 +35,6 @@ async function classOf(key: keyof typeof keys | undefined, settings: Partial<Req
     model: "m",
     profileHeader: undefined,
     priorityHeader: undefined,
-    maxTokens: undefined,
     user: "u",
     ...settings,
   });

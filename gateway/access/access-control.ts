@@ -1,7 +1,7 @@
 import { Status } from "nice-grpc";
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import { ApiError } from "../errors.js";
-import type { Caller } from "../generation-flow.js";
+import type { Caller } from "../flow/request.js";
 import type { ModelCatalog } from "../mesh/models.js";
 import { bearerToken, priorityClassOf, type ApiKeys, type KeyIdentity } from "./api-keys.js";
 import { profileNames, type Alias, type Profile, type ProfileName } from "./profiles.js";
@@ -15,15 +15,15 @@ export interface AccessSettings {
   readonly defaultProfile: ProfileName;
 }
 
-/** A request's model, bounds and caller once its key, alias and profile are applied. */
-export interface ResolvedRequest {
+/** A request's model, profile and caller once its key, alias and profile are applied. */
+export interface AccessResolution {
   /** The model to ask the router for. */
   readonly model: string;
   /** Other served models the router may choose instead (profile `balanced`). */
   readonly alternativeModels: readonly string[];
-  /** The output bound: the request's, or the profile's when it asks none. */
-  readonly maxTokens: number;
   readonly profile: ProfileName;
+  /** The profile's output bound: the most max_tokens a request may ask, and its max_tokens when it asks none. */
+  readonly maxTokens: number;
   readonly caller: Caller;
   /** The key, when one was presented and known. */
   readonly identity: KeyIdentity | undefined;
@@ -46,7 +46,6 @@ export interface RequestSettings {
   readonly profileHeader: string | undefined;
   /** The priority class it asks for (x-infermesh-priority), if any. */
   readonly priorityHeader: string | undefined;
-  readonly maxTokens: number | null | undefined;
   /** OpenAI's `user`: the fairness key of callers without an API key. */
   readonly user: string;
 }
@@ -98,8 +97,8 @@ export class AccessControl {
    * Applies alias, profile (header, then key, then server), priority class and limits
    * to a request.
    */
-  async resolve(identity: KeyIdentity | undefined, request: RequestSettings, signal?: AbortSignal): Promise<ResolvedRequest> {
-    const { model: modelField, profileHeader, priorityHeader, maxTokens: requestedMaxTokens, user } = request;
+  async resolve(identity: KeyIdentity | undefined, request: RequestSettings, signal?: AbortSignal): Promise<AccessResolution> {
+    const { model: modelField, profileHeader, priorityHeader, user } = request;
     if (profileHeader !== undefined && !(profileNames as readonly string[]).includes(profileHeader)) {
       throw new ApiError(Status.INVALID_ARGUMENT, `Unknown profile '${profileHeader}'; expected one of ${profileNames.join(", ")}.`, {
         param: profileHeaderName,
@@ -115,12 +114,6 @@ export class AccessControl {
     const alias = Object.hasOwn(this.settings.aliases, modelField) ? this.settings.aliases[modelField] : undefined;
     const profileName = alias?.profile ?? (profileHeader as ProfileName | undefined) ?? identity?.profile ?? this.settings.defaultProfile;
     const profile = this.settings.profiles[profileName];
-    if (requestedMaxTokens != null && requestedMaxTokens > profile.maxTokens) {
-      throw new ApiError(Status.INVALID_ARGUMENT, `max_tokens is at most ${profile.maxTokens} under the ${profileName} profile.`, {
-        param: "max_tokens",
-        code: "invalid_value",
-      });
-    }
     let model = alias?.model ?? modelField;
     let alternativeModels: string[] = [];
     if (alias && alias.model === undefined) {
@@ -145,7 +138,7 @@ export class AccessControl {
     return {
       model,
       alternativeModels,
-      maxTokens: requestedMaxTokens ?? profile.maxTokens,
+      maxTokens: profile.maxTokens,
       profile: profileName,
       identity,
       caller: {

@@ -1,50 +1,36 @@
 import type { CallContext, ServiceImplementation } from "nice-grpc";
-import { randomUUID } from "node:crypto";
 import { SamplingParams, type ToolCall } from "../../gen/infermesh/common/v1/common.js";
 import type { ChatServiceDefinition, ChatRequest, ChatResponse, StreamChatResponse } from "../../gen/infermesh/gateway/v1/chat_service.js";
-import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { AccessControl } from "../access/access-control.js";
-import { flowRequestFor, runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
+import type { FlowDeps } from "../flow/deps.js";
+import { runGeneration } from "../flow/generate.js";
+import type { ResolvedGeneration } from "../flow/request.js";
 import { collectGeneration } from "../translate/choices.js";
 import { joinToolCall } from "../../services/common/tool-call-fragments.js";
-import type { GenerationValues } from "../validation/generation.js";
-import { asServerError, relayEvents, resolveCall, validateCall } from "./resolve.js";
+import { asServerError, relayEvents, resolveGenerationCall } from "./resolve.js";
 
 /** The public ChatService: the same path, keys and profiles as POST /v1/chat/completions. */
 export function createChatService(deps: FlowDeps, access: AccessControl): ServiceImplementation<typeof ChatServiceDefinition> {
   /** Validates a request and applies its key (metadata `authorization`), alias and profile. */
-  async function flowRequest(request: ChatRequest, context: CallContext): Promise<GenerationFlowRequest> {
-    const values: GenerationValues = {
+  const resolve = (request: ChatRequest, context: CallContext) =>
+    resolveGenerationCall(access, context, request, "chat", {
       messages: request.messages,
       prompt: undefined,
       sampling: request.sampling ?? SamplingParams.create(),
       tools: request.tools,
       toolChoice: request.toolChoice,
       reasoningEffort: request.reasoningEffort,
-    };
-    validateCall(values);
-    const resolved = await resolveCall(access, context, request, values.sampling.maxTokens);
-    return flowRequestFor(
-      resolved,
-      request.user,
-      "chat",
-      GenerateRequest.create({
-        ...values,
-        requestId: randomUUID(),
-        model: resolved.model,
-        sampling: { ...values.sampling, maxTokens: resolved.maxTokens },
-      }),
-    );
-  }
+    });
+  const idOf = (resolved: ResolvedGeneration) => `chatcmpl-${resolved.requestId.replaceAll("-", "")}`;
 
   return {
     async chat(request: ChatRequest, context: CallContext): Promise<ChatResponse> {
-      const flow = await flowRequest(request, context);
+      const resolved = await resolve(request, context);
       try {
-        const answer = await collectGeneration(runGeneration(deps, flow, context.signal), flow.generate.model, 1);
+        const answer = await collectGeneration(runGeneration(deps, resolved, context.signal), resolved.model, 1);
         const choice = answer.choices[0]!;
         return {
-          id: `chatcmpl-${flow.generate.requestId.replaceAll("-", "")}`,
+          id: idOf(resolved),
           model: answer.model,
           content: choice.text,
           finishReason: choice.finishReason,
@@ -59,12 +45,12 @@ export function createChatService(deps: FlowDeps, access: AccessControl): Servic
     },
 
     async *streamChat(request, context: CallContext): AsyncIterable<StreamChatResponse> {
-      const flow = await flowRequest(request, context);
-      const id = `chatcmpl-${flow.generate.requestId.replaceAll("-", "")}`;
-      let model = flow.generate.model;
+      const resolved = await resolve(request, context);
+      const id = idOf(resolved);
+      let model = resolved.model;
       const calls: ToolCall[] = [];
       yield* relayEvents<StreamChatResponse>(
-        runGeneration(deps, flow, context.signal),
+        runGeneration(deps, resolved, context.signal),
         (event) => {
           if (event.$case === "started") model = event.value.model || model;
           if (event.$case === "delta") {

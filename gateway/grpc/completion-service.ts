@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { CallContext, ServiceImplementation } from "nice-grpc";
 import { ReasoningEffort, SamplingParams } from "../../gen/infermesh/common/v1/common.js";
 import type {
@@ -7,58 +6,44 @@ import type {
   CompleteResponse,
   StreamCompleteResponse,
 } from "../../gen/infermesh/gateway/v1/completion_service.js";
-import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { AccessControl } from "../access/access-control.js";
-import { flowRequestFor, runGeneration, type FlowDeps, type GenerationFlowRequest } from "../generation-flow.js";
+import type { FlowDeps } from "../flow/deps.js";
+import { runGeneration } from "../flow/generate.js";
+import type { ResolvedGeneration } from "../flow/request.js";
 import { collectGeneration } from "../translate/choices.js";
-import type { GenerationValues } from "../validation/generation.js";
-import { asServerError, relayEvents, resolveCall, validateCall } from "./resolve.js";
+import { asServerError, relayEvents, resolveGenerationCall } from "./resolve.js";
 
 /** The public CompletionService: the same path, keys and profiles as POST /v1/completions. */
 export function createCompletionService(deps: FlowDeps, access: AccessControl): ServiceImplementation<typeof CompletionServiceDefinition> {
-  async function flowRequest(request: CompleteRequest, context: CallContext): Promise<GenerationFlowRequest> {
-    const values: GenerationValues = {
+  const resolve = (request: CompleteRequest, context: CallContext) =>
+    resolveGenerationCall(access, context, request, "text_completion", {
       messages: [],
       prompt: request.prompt,
       sampling: request.sampling ?? SamplingParams.create(),
       tools: [],
       toolChoice: "",
       reasoningEffort: ReasoningEffort.REASONING_EFFORT_UNSPECIFIED,
-    };
-    validateCall(values);
-    const resolved = await resolveCall(access, context, request, values.sampling.maxTokens);
-    return flowRequestFor(
-      resolved,
-      request.user,
-      "text_completion",
-      GenerateRequest.create({
-        ...values,
-        requestId: randomUUID(),
-        model: resolved.model,
-        sampling: { ...values.sampling, maxTokens: resolved.maxTokens },
-      }),
-    );
-  }
-  const idOf = (flow: GenerationFlowRequest) => `cmpl-${flow.generate.requestId.replaceAll("-", "")}`;
+    });
+  const idOf = (resolved: ResolvedGeneration) => `cmpl-${resolved.requestId.replaceAll("-", "")}`;
 
   return {
     async complete(request, context): Promise<CompleteResponse> {
-      const flow = await flowRequest(request, context);
+      const resolved = await resolve(request, context);
       try {
-        const answer = await collectGeneration(runGeneration(deps, flow, context.signal), flow.generate.model, 1);
+        const answer = await collectGeneration(runGeneration(deps, resolved, context.signal), resolved.model, 1);
         const choice = answer.choices[0]!;
-        return { id: idOf(flow), model: answer.model, text: choice.text, finishReason: choice.finishReason, usage: answer.usage };
+        return { id: idOf(resolved), model: answer.model, text: choice.text, finishReason: choice.finishReason, usage: answer.usage };
       } catch (error) {
         asServerError(error);
       }
     },
 
     async *streamComplete(request, context): AsyncIterable<StreamCompleteResponse> {
-      const flow = await flowRequest(request, context);
-      const id = idOf(flow);
-      let model = flow.generate.model;
+      const resolved = await resolve(request, context);
+      const id = idOf(resolved);
+      let model = resolved.model;
       yield* relayEvents<StreamCompleteResponse>(
-        runGeneration(deps, flow, context.signal),
+        runGeneration(deps, resolved, context.signal),
         (event) => {
           if (event.$case === "started") model = event.value.model || model;
           if (event.$case === "delta") return { event: { $case: "delta", value: { id, text: event.value.text } } };

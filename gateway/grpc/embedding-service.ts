@@ -1,10 +1,10 @@
-import { randomUUID } from "node:crypto";
 import { ServerError, Status, type ServiceImplementation } from "nice-grpc";
 import type { EmbeddingServiceDefinition, EmbedResponse } from "../../gen/infermesh/gateway/v1/embedding_service.js";
 import type { AccessControl } from "../access/access-control.js";
-import { runEmbedding, type FlowDeps } from "../generation-flow.js";
+import type { FlowDeps } from "../flow/deps.js";
+import { runEmbedding } from "../flow/embed.js";
 import { maxEmbeddingInputs } from "../../services/common/request-limits.js";
-import { asServerError, resolveCall } from "./resolve.js";
+import { asServerError, resolveEmbeddingCall } from "./resolve.js";
 
 /** The public EmbeddingService: the same path, keys and limits as POST /v1/embeddings. */
 export function createEmbeddingService(deps: FlowDeps, access: AccessControl): ServiceImplementation<typeof EmbeddingServiceDefinition> {
@@ -13,13 +13,9 @@ export function createEmbeddingService(deps: FlowDeps, access: AccessControl): S
       if (request.inputs.length === 0 || request.inputs.length > maxEmbeddingInputs) {
         throw new ServerError(Status.INVALID_ARGUMENT, `inputs must hold 1 to ${maxEmbeddingInputs} texts`);
       }
-      const resolved = await resolveCall(access, context, request, undefined);
+      const resolved = await resolveEmbeddingCall(access, context, request);
       try {
-        const result = await runEmbedding(
-          deps,
-          { requestId: randomUUID(), model: resolved.model, inputs: request.inputs, caller: resolved.caller, sessionId: request.user },
-          context.signal,
-        );
+        const result = await runEmbedding(deps, resolved, context.signal);
         return {
           model: resolved.model,
           embeddings: result.vectors.map((values) => ({ values: [...values] })),

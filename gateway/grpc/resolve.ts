@@ -1,9 +1,12 @@
+import { randomUUID } from "node:crypto";
 import { ServerError, Status, type CallContext } from "nice-grpc";
-import { priorityHeaderName, type AccessControl, type ResolvedRequest } from "../access/access-control.js";
+import { priorityHeaderName, type AccessControl } from "../access/access-control.js";
 import type { StreamError } from "../../gen/infermesh/common/v1/common.js";
 import { toApiError } from "../errors.js";
 import type { GenerationEvent } from "../mesh/generation.js";
-import { validateGeneration, type GenerationValues } from "../validation/generation.js";
+import type { ResolvedEmbedding, ResolvedGeneration } from "../flow/request.js";
+import { type Asked, resolveEmbedding, resolveGeneration } from "../flow/resolve.js";
+import type { GenerationValues } from "../validation/generation.js";
 
 /** Rethrows a flow failure as the matching gRPC status, with no internals. */
 export function asServerError(error: unknown): never {
@@ -12,41 +15,51 @@ export function asServerError(error: unknown): never {
   throw new ServerError(apiError.status, apiError.message);
 }
 
-/**
- * The shared validation (the HTTP API's, word for word) as a gRPC status, then what
- * only this API lacks: one choice per call, since its responses carry one.
- */
-export function validateCall(values: GenerationValues): void {
-  try {
-    validateGeneration(values);
-  } catch (error) {
-    asServerError(error);
-  }
-  if ((values.sampling.n ?? 1) !== 1)
-    throw new ServerError(Status.INVALID_ARGUMENT, "Invalid value for 'n': n above 1 is served by the HTTP API only");
+/** What a call says about itself: the request's model, profile and user, and the priority metadata. */
+function askedOfCall(context: CallContext, request: { model: string; profile?: string; user: string }): Asked {
+  if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
+  return {
+    requestId: randomUUID(),
+    model: request.model,
+    profileHeader: request.profile || undefined,
+    priorityHeader: context.metadata.get(priorityHeaderName),
+    user: request.user,
+  };
 }
 
-/** Applies the call's key (metadata `authorization`), the model alias, the profile and the priority (metadata `x-infermesh-priority`). */
-export async function resolveCall(
+/**
+ * Resolves a generation call as the HTTP API resolves its requests (the same
+ * validation, word for word, as a gRPC status): the call's key (metadata
+ * `authorization`), alias, profile and priority. What only this API lacks: one choice
+ * per call, since its responses carry one.
+ */
+export async function resolveGenerationCall(
   access: AccessControl,
   context: CallContext,
   request: { model: string; profile?: string; user: string },
-  maxTokens: number | undefined,
-): Promise<ResolvedRequest> {
-  if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
+  operation: ResolvedGeneration["operation"],
+  values: GenerationValues,
+): Promise<ResolvedGeneration> {
+  const asked = askedOfCall(context, request);
   try {
     const identity = access.authenticate(context.metadata.get("authorization"));
-    return await access.resolve(
-      identity,
-      {
-        model: request.model,
-        profileHeader: request.profile || undefined,
-        priorityHeader: context.metadata.get(priorityHeaderName),
-        maxTokens,
-        user: request.user,
-      },
-      context.signal,
-    );
+    const rules = { maxTokens: "max_tokens", oneChoice: "n above 1 is served by the HTTP API only" };
+    return await resolveGeneration(access, identity, asked, operation, values, rules, context.signal);
+  } catch (error) {
+    asServerError(error);
+  }
+}
+
+/** Resolves an embeddings call: its key, alias and profile. */
+export async function resolveEmbeddingCall(
+  access: AccessControl,
+  context: CallContext,
+  request: { model: string; user: string; inputs: readonly string[] },
+): Promise<ResolvedEmbedding> {
+  const asked = askedOfCall(context, request);
+  try {
+    const identity = access.authenticate(context.metadata.get("authorization"));
+    return await resolveEmbedding(access, identity, asked, request.inputs, context.signal);
   } catch (error) {
     asServerError(error);
   }

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { ResolvedRequest } from "../access/access-control.js";
+import type { ResolvedGeneration } from "../flow/request.js";
 import { bypassRequested, cacheKey, canonicalJson, isDeterministic } from "../response-cache/response-cache.js";
 import type { HttpDeps } from "./deps.js";
 
@@ -15,7 +15,7 @@ const deliveryFields = new Set(["stream", "stream_options", "user"]);
 export function responseCacheKey(
   deps: HttpDeps,
   request: FastifyRequest,
-  resolved: ResolvedRequest,
+  resolved: ResolvedGeneration,
   body: Record<string, unknown> & { temperature?: number | null; seed?: number | null },
 ): string | undefined {
   const cache = deps.cache;
@@ -34,7 +34,7 @@ export function responseCacheKey(
     resolved.caller.tenantId,
     resolved.model,
     ...resolved.alternativeModels,
-    resolved.maxTokens,
+    resolved.values.sampling.maxTokens,
   ].join("|");
   return cacheKey(scope, canonicalJson(answerFields));
 }

@@ -1,8 +1,10 @@
 import type { FastifyRequest } from "fastify";
-import { priorityHeaderName, profileHeaderName, type AccessControl, type ResolvedRequest } from "../access/access-control.js";
+import { priorityHeaderName, profileHeaderName, type AccessControl } from "../access/access-control.js";
 import type { KeyIdentity } from "../access/api-keys.js";
-import type { FlowDeps } from "../generation-flow.js";
+import type { FlowDeps } from "../flow/deps.js";
+import type { Asked } from "../flow/resolve.js";
 import type { ResponseCache } from "../response-cache/response-cache.js";
+import type { ResponsesStore } from "../responses-store/responses-store.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -17,23 +19,19 @@ export interface HttpDeps {
   readonly access: AccessControl;
   /** The response cache, when configured. */
   readonly cache: ResponseCache | undefined;
+  /** Stored Responses (previous_response_id, retrieve, delete). */
+  readonly responses: ResponsesStore;
 }
 
-/** Applies the request's key, alias, profile and priority. */
-export function resolveRequest(
-  deps: HttpDeps,
-  request: FastifyRequest,
-  model: string,
-  maxTokens: number | null | undefined,
-  user: string | null | undefined,
-): Promise<ResolvedRequest> {
-  return deps.access.resolve(request.identity, {
+/** What an HTTP request says about itself: its id, the body's model and user, the profile and priority headers. */
+export function askedOf(request: FastifyRequest, model: string, user: string | null | undefined): Asked {
+  return {
+    requestId: request.id,
     model,
     profileHeader: headerValue(request, profileHeaderName),
     priorityHeader: headerValue(request, priorityHeaderName),
-    maxTokens,
-    user: user ?? "",
-  });
+    user,
+  };
 }
 
 function headerValue(request: FastifyRequest, name: string): string | undefined {

@@ -15,6 +15,7 @@ import { registerModelAdmin } from "./admin/model-admin.js";
 import { registerTrafficSplitAdmin } from "./admin/traffic-split-admin.js";
 import { registerWorkerAdmin } from "./admin/worker-admin.js";
 import { registerModels } from "./models/route.js";
+import { registerResponses } from "./responses/route.js";
 
 export interface HttpServerDeps extends HttpDeps {
   readonly registry: Registry;
@@ -130,6 +131,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   registerChatCompletions(app, deps);
   registerCompletions(app, deps);
   registerEmbeddings(app, deps);
+  registerResponses(app, deps);
   registerModels(app, deps.flow.catalog, Math.floor(Date.now() / 1000));
   registerModelAdmin(app, deps.flow.clients, deps.flow.catalog);
   registerWorkerAdmin(app, deps.flow.clients);

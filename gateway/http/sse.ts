@@ -57,6 +57,11 @@ export class SseStream {
     if (!this.closed) this.out.write(`data: ${json}\n\n`);
   }
 
+  /** Sends one named event (`event: <type>`), as the Responses API streams. */
+  sendEvent(type: string, json: string): void {
+    if (!this.closed) this.out.write(`event: ${type}\ndata: ${json}\n\n`);
+  }
+
   /** Sends the terminal error event of a stream that had started. */
   sendError(error: unknown): void {
     this.send(JSON.stringify(openAiErrorBody(toApiError(error))));

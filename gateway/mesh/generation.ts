@@ -1,5 +1,5 @@
 import { ClientError, Status } from "nice-grpc";
-import type { PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
+import type { PickRequest, PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
 import type { GenerateRequest, GenerateResponse, WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Client } from "nice-grpc";
 import { ApiError, retryableBeforeFirstToken } from "../errors.js";
@@ -7,20 +7,6 @@ import type { MeshClients } from "./clients.js";
 
 /** At most this many workers are tried for one request (the pick plus two retries). */
 const maxAttempts = 3;
-
-/** What the router needs to place a request. */
-export interface PlacedRequest {
-  readonly requestId: string;
-  readonly model: string;
-  readonly estimatedInputTokens: number;
-  readonly sessionId: string;
-  /** Models the router may choose instead (balanced profile). */
-  readonly alternativeModels: readonly string[];
-  /** Chained block hashes of the canonical prompt, for the router's prefix affinity. */
-  readonly prefixBlockHashes: readonly number[];
-  /** Output tokens the request may generate, all choices together. */
-  readonly maxOutputTokens: number;
-}
 
 /** A worker event, or the terminal failure of a stream that had already started. */
 export type GenerationEvent = NonNullable<GenerateResponse["event"]>;
@@ -116,18 +102,6 @@ export async function withWorker<T>(
 }
 
 /** Asks the router for the ordered candidates of a request. */
-export function pickWorkers(clients: MeshClients, request: PlacedRequest, signal: AbortSignal): Promise<PickResponse> {
-  return clients.router.pick(
-    {
-      requestId: request.requestId,
-      model: request.model,
-      estimatedInputTokens: request.estimatedInputTokens,
-      excludeWorkerIds: [],
-      sessionId: request.sessionId,
-      alternativeModels: [...request.alternativeModels],
-      prefixBlockHashes: [...request.prefixBlockHashes],
-      maxOutputTokens: request.maxOutputTokens,
-    },
-    { signal },
-  );
+export function pickWorkers(clients: MeshClients, request: PickRequest, signal: AbortSignal): Promise<PickResponse> {
+  return clients.router.pick(request, { signal });
 }

@@ -67,12 +67,12 @@ export function chatGenerationOf(body: ChatCompletionBody): GenerationValues {
   };
 }
 
-/** One prompt of a completions body as generation values; `maxTokens` defaults to OpenAI's 16 there. */
-export function completionGenerationOf(body: CompletionBody, prompt: string, maxTokens: number): GenerationValues {
+/** A completions body, with one of its prompts, as generation values. */
+export function completionGenerationOf(body: CompletionBody, prompt: string): GenerationValues {
   return {
     messages: [],
     prompt,
-    sampling: samplingParams(body, maxTokens, { logprobs: body.logprobs != null, topLogprobs: body.logprobs ?? 0 }),
+    sampling: samplingParams(body, body.max_tokens ?? undefined, { logprobs: body.logprobs != null, topLogprobs: body.logprobs ?? 0 }),
     tools: [],
     toolChoice: "",
     reasoningEffort: ReasoningEffort.REASONING_EFFORT_UNSPECIFIED,

@@ -32,9 +32,17 @@ export function invalid(param: string, problem: string): ApiError {
   return new ApiError(Status.INVALID_ARGUMENT, `Invalid value for '${param}': ${problem}`, { param, code: "invalid_value" });
 }
 
+/** Where the APIs differ: the name of the output bound, and whether a call carries one choice only. */
+export interface ApiRules {
+  /** max_tokens (chat, completions) or max_output_tokens (responses). */
+  readonly maxTokens: string;
+  /** Why `n` must be 1, for an API whose responses carry one choice. */
+  readonly oneChoice?: string;
+}
+
 /** Throws the first problem of `request`, as an ApiError naming the parameter. */
-export function validateGeneration(request: GenerationValues): void {
-  validateSampling(request.sampling);
+export function validateGeneration(request: GenerationValues, rules: ApiRules = { maxTokens: "max_tokens" }): void {
+  validateSampling(request.sampling, rules);
   if (request.prompt !== undefined) {
     if (request.prompt === "") throw invalid("prompt", "must not be empty");
     if (request.messages.length > 0) throw invalid("messages", "a completion takes a prompt, not messages");
@@ -59,7 +67,7 @@ function inRange(param: string, value: number | undefined, low: number, high: nu
   }
 }
 
-function validateSampling(sampling: SamplingParams): void {
+function validateSampling(sampling: SamplingParams, rules: ApiRules): void {
   inRange("temperature", sampling.temperature, 0, 2);
   inRange("top_p", sampling.topP, 0, 1, { lowOpen: true });
   inRange("top_k", sampling.topK, 0, maxCount, { integer: true });
@@ -67,8 +75,9 @@ function validateSampling(sampling: SamplingParams): void {
   inRange("repetition_penalty", sampling.repetitionPenalty, 0, 10, { lowOpen: true });
   inRange("presence_penalty", sampling.presencePenalty, -2, 2);
   inRange("frequency_penalty", sampling.frequencyPenalty, -2, 2);
-  inRange("max_tokens", sampling.maxTokens, 1, maxCount, { integer: true });
+  inRange(rules.maxTokens, sampling.maxTokens, 1, maxCount, { integer: true });
   inRange("n", sampling.n, 1, maxChoices, { integer: true });
+  if (rules.oneChoice !== undefined && (sampling.n ?? 1) !== 1) throw invalid("n", rules.oneChoice);
   inRange("seed", sampling.seed, 0, 4_294_967_295, { integer: true });
   inRange("top_logprobs", sampling.topLogprobs, 0, 20, { integer: true });
   if (sampling.topLogprobs > 0 && !sampling.logprobs) throw invalid("top_logprobs", "needs logprobs set to true");

@@ -9,6 +9,7 @@ import { rejectionMessage, rejectReasonOf, type Rejection } from "./outcomes.js"
 import { classOf, type ClassName } from "../common/priority-classes.js";
 import type { Scheduler, Slot } from "./scheduler.js";
 import type { TenantCharge, TenantLimiter } from "./tenant-limits.js";
+import { kvNeedTokens } from "../common/kv-need.js";
 
 export interface AdmissionServiceDeps {
   readonly scheduler: Scheduler;
@@ -101,7 +102,7 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
       {
         tenantId,
         className,
-        kvNeedTokens: request.estimatedInputTokens + request.maxOutputTokens,
+        kvNeedTokens: kvNeedTokens(request.estimatedInputTokens, request.maxTokens, request.choices),
         queueTimeoutMs: request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs,
       },
       AbortSignal.any([released, closed.signal]),
@@ -155,7 +156,8 @@ function isUsageReport(message: AcquireRequest): boolean {
     message.priorityClass === PriorityClass.PRIORITY_CLASS_UNSPECIFIED &&
     message.model === "" &&
     message.estimatedInputTokens === 0 &&
-    message.maxOutputTokens === 0 &&
+    message.maxTokens === 0 &&
+    message.choices === 0 &&
     message.queueTimeoutMs === undefined &&
     message.tenantLimits === undefined
   );

@@ -8,6 +8,7 @@ import { Fleet, type FleetMember } from "./fleet.js";
 import { Picker, type PickerConfig, type PickQuery } from "./picker.js";
 import { PrefixTable } from "./prefix-table.js";
 import { SessionTable } from "./session-table.js";
+import { kvNeedTokens } from "../common/kv-need.js";
 
 const SERVING = ServingState.SERVING_STATE_SERVING;
 
@@ -81,11 +82,12 @@ let requests = 0;
 
 function query(overrides: Partial<PickQuery> & { text?: string } = {}): PickQuery {
   const { text, ...rest } = overrides;
+  const estimatedInputTokens = text === undefined ? 100 : Math.ceil(text.length / 4);
   return {
     requestId: `request-${(requests += 1)}`,
     models: ["m"],
-    estimatedInputTokens: text === undefined ? 100 : Math.ceil(text.length / 4),
-    maxOutputTokens: 100,
+    estimatedInputTokens,
+    kvNeedTokens: kvNeedTokens(estimatedInputTokens, 100, 1),
     sessionId: "",
     prefixHashes: text === undefined ? [] : blockHashes(text),
     excludedWorkerIds: new Set(),

@@ -66,8 +66,8 @@ export interface PickQuery {
   /** The model asked for, then the ones that may serve instead (balanced profile). */
   readonly models: readonly string[];
   readonly estimatedInputTokens: number;
-  /** Output tokens the request may generate; with the prompt, what it may hold in KV. */
-  readonly maxOutputTokens: number;
+  /** The KV it may hold on the worker (kvNeedTokens), counted against it until the worker reports it. */
+  readonly kvNeedTokens: number;
   readonly sessionId: string;
   readonly prefixHashes: readonly number[];
   readonly excludedWorkerIds: ReadonlySet<string>;
@@ -228,7 +228,7 @@ export class Picker {
   /** The request went to `placement`: count it there and remember its prefix and session. */
   commit(query: PickQuery, placement: Placement): void {
     const workerId = placement.member.registration.workerId;
-    this.fleet.notePick(placement.member, query.requestId, query.estimatedInputTokens + query.maxOutputTokens, placement.prefillTokens);
+    this.fleet.notePick(placement.member, query.requestId, query.kvNeedTokens, placement.prefillTokens);
     this.prefixes.record(workerId, query.prefixHashes);
     this.sessions.record(query.sessionId, workerId);
   }

@@ -13,6 +13,7 @@ import type { Fleet, FleetMember } from "./fleet.js";
 import type { Picker, PickQuery } from "./picker.js";
 import type { PrefixTable } from "./prefix-table.js";
 import type { TrafficSplits } from "./traffic-split.js";
+import { kvNeedTokens } from "../common/kv-need.js";
 
 export interface RouterServiceDeps {
   readonly fleet: Fleet;
@@ -65,7 +66,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
         requestId: request.requestId,
         models: [...(versions ?? [request.model]), ...request.alternativeModels],
         estimatedInputTokens: request.estimatedInputTokens,
-        maxOutputTokens: request.maxOutputTokens,
+        kvNeedTokens: kvNeedTokens(request.estimatedInputTokens, request.maxTokens, request.choices),
         sessionId: request.sessionId,
         prefixHashes: request.prefixBlockHashes,
         excludedWorkerIds: new Set(request.excludeWorkerIds),

@@ -92,8 +92,6 @@ export const workerConfigSchema = z.object({
   batchSize: integer(1, 65_536).default(512),
   /** Flash attention: on CPU 4-17 % more tokens/s on the test model; what GPUs want too. */
   flashAttention: boolean().default(true),
-  /** Output bound when a request sets none. */
-  defaultMaxTokens: integer(1, 1_048_576).default(256),
   /** How long SIGTERM waits for running generations. */
   shutdownGraceMs: integer(0, 600_000).default(10_000),
   ...meshSecuritySettings("worker"),

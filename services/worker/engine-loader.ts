@@ -41,7 +41,6 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
         metricsUrl: config.upstreamMetricsUrl,
         flavor: config.upstreamFlavor,
         priorityOrder: config.upstreamPriority,
-        defaultMaxTokens: config.defaultMaxTokens,
       },
       { logger },
     );
@@ -77,6 +76,5 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
     sequences: config.sequences,
     batchSize: config.batchSize,
     flashAttention: config.flashAttention,
-    defaultMaxTokens: config.defaultMaxTokens,
   });
 }

@@ -14,6 +14,7 @@ import type { EngineHost } from "./engine-host.js";
 import type { Arrivals } from "./arrivals.js";
 import type { FailureWindow } from "./failure-window.js";
 import type { KvReservations } from "./kv-reservations.js";
+import { kvNeedTokens } from "../common/kv-need.js";
 
 export interface WorkerServiceDeps {
   readonly workerId: string;
@@ -156,8 +157,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         throw new ServerError(Status.INTERNAL, "the engine did not start");
       }
       const started = first.value;
-      // Every choice holds the prompt and its own output in KV.
-      const release = deps.reservations.hold(n * (started.promptTokens + started.maxTokens));
+      const release = deps.reservations.hold(kvNeedTokens(started.promptTokens, started.maxTokens, n));
       const usage: Usage = {
         promptTokens: started.promptTokens,
         completionTokens: 0,

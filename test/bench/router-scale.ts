@@ -17,6 +17,7 @@ import { Fleet, type FleetMember } from "../../services/router/fleet.js";
 import { Picker, type PickQuery } from "../../services/router/picker.js";
 import { PrefixTable } from "../../services/router/prefix-table.js";
 import { SessionTable } from "../../services/router/session-table.js";
+import { kvNeedTokens } from "../../services/common/kv-need.js";
 
 const { values } = parseArgs({
   options: {
@@ -101,7 +102,7 @@ function queries(count: number): PickQuery[] {
       requestId: `request-${index}`,
       models: ["gpt-oss-20b"],
       estimatedInputTokens: Math.ceil(text.length / 4),
-      maxOutputTokens: 512,
+      kvNeedTokens: kvNeedTokens(Math.ceil(text.length / 4), 512, 1),
       sessionId: `session-${Math.floor(random() * 50_000)}`,
       prefixHashes: blockHashes(text, 64, 256),
       excludedWorkerIds: new Set<string>(),

@@ -173,7 +173,6 @@ async function tokensAfterCancel(): Promise<number[]> {
     contextTokens,
     sequences: 2,
     batchSize: defaults.batchSize,
-    defaultMaxTokens: 512,
   });
   const after: number[] = [];
   for (let round = 0; round < 5; round += 1) {

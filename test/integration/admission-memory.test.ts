@@ -135,7 +135,8 @@ function acquire(kvNeedTokens: number) {
     priorityClass: PriorityClass.PRIORITY_CLASS_STANDARD,
     model: "m",
     estimatedInputTokens: kvNeedTokens / 2,
-    maxOutputTokens: kvNeedTokens / 2,
+    maxTokens: kvNeedTokens / 2,
+    choices: 1,
   });
   const events: AcquireResponse[] = [];
   const done = (async () => {

@@ -59,7 +59,8 @@ const request = {
   priorityClass: PriorityClass.PRIORITY_CLASS_STANDARD,
   model: "m",
   estimatedInputTokens: 10,
-  maxOutputTokens: 10,
+  maxTokens: 10,
+  choices: 1,
   queueTimeoutMs: undefined as number | undefined,
 };
 

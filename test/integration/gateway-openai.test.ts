@@ -18,7 +18,7 @@ import { ChatServiceDefinition } from "../../gen/infermesh/gateway/v1/chat_servi
 import { CompletionServiceDefinition } from "../../gen/infermesh/gateway/v1/completion_service.js";
 import { EmbeddingServiceDefinition } from "../../gen/infermesh/gateway/v1/embedding_service.js";
 import { ModelServiceDefinition } from "../../gen/infermesh/gateway/v1/model_service.js";
-import { estimateTokens } from "../../gateway/generation-flow.js";
+import { estimatedPromptTokens } from "../../gateway/flow/request.js";
 import { metricValue, startTestMesh, type TestMesh } from "../support/harness.js";
 
 const model = "sim-gpt-oss-20b";
@@ -341,7 +341,7 @@ test("tokens per minute pay for output as it streams, not for max_tokens: once a
   const metered = new OpenAI({ baseURL: `${mesh.baseUrl}/v1`, apiKey: keys.metered, maxRetries: 0 });
   const tokensPerMinute = 1_000;
   // What the gateway estimates for this prompt, and admission charges at admission.
-  const inputTokens = estimateTokens(question.map((message) => ChatMessage.create(message)));
+  const inputTokens = estimatedPromptTokens({ messages: question.map((message) => ChatMessage.create(message)) });
   let charged = 0;
   let served = 0;
   let refusal: InstanceType<typeof OpenAI.APIError> | undefined;

@@ -98,7 +98,8 @@ test("Pick reports the reason and every scorer's score; the prefix holder is fir
     sessionId: "",
     alternativeModels: [],
     prefixBlockHashes: blockHashes(canonicalPrompt({ messages: [...messages, { role: "user", content: "next" }] })),
-    maxOutputTokens: 16,
+    maxTokens: 16,
+    choices: 1,
   });
   assert.equal(pick.reason, "prefix-affinity");
   assert.equal(pick.candidates.length, workers);

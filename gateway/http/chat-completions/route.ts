@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Status } from "nice-grpc";
-import { GenerateRequest, type Delta } from "../../../gen/infermesh/worker/v1/worker_service.js";
+import type { Delta } from "../../../gen/infermesh/worker/v1/worker_service.js";
 import { ApiError } from "../../errors.js";
-import { flowRequestFor, runGeneration } from "../../generation-flow.js";
+import { runGeneration } from "../../flow/generate.js";
+import { resolveGeneration } from "../../flow/resolve.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
 import { collectGeneration, streamErrorOf, type CollectedGeneration } from "../../translate/choices.js";
 import {
@@ -15,10 +16,9 @@ import {
   usageBody,
 } from "../../translate/openai.js";
 import { toolCallDeltas } from "../../translate/tool-calls.js";
-import { validateGeneration } from "../../validation/generation.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
 import { clientAbort } from "../client-abort.js";
-import { resolveRequest, type HttpDeps } from "../deps.js";
+import { askedOf, type HttpDeps } from "../deps.js";
 import { ChunkEnvelope, SseStream, type StreamIds } from "../sse.js";
 import { parseBody } from "../validation.js";
 import { chatCompletionBody, type ChatCompletionBody } from "./schema.js";
@@ -27,19 +27,12 @@ import { chatCompletionBody, type ChatCompletionBody } from "./schema.js";
 export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const body = parseBody(chatCompletionBody, request.body);
-    const values = chatGenerationOf(body);
-    validateGeneration(values);
-    const resolved = await resolveRequest(deps, request, body.model, values.sampling.maxTokens, body.user);
-    const flowRequest = flowRequestFor(
-      resolved,
-      body.user,
+    const resolved = await resolveGeneration(
+      deps.access,
+      request.identity,
+      askedOf(request, body.model, body.user),
       "chat",
-      GenerateRequest.create({
-        ...values,
-        requestId: request.id,
-        model: resolved.model,
-        sampling: { ...values.sampling, maxTokens: resolved.maxTokens },
-      }),
+      chatGenerationOf(body),
     );
     const completion: StreamIds = {
       id: `chatcmpl-${randomUUID().replaceAll("-", "")}`,
@@ -47,7 +40,7 @@ export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): v
       fingerprint: systemFingerprint(await deps.flow.catalog.find(resolved.model), resolved.model),
     };
     const abort = clientAbort(reply);
-    const events = runGeneration(deps.flow, flowRequest, abort.signal);
+    const events = runGeneration(deps.flow, resolved, abort.signal);
     try {
       if (body.stream) {
         // Errors before the first event become an HTTP error status; after it, an SSE error event.

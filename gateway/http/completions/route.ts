@@ -3,38 +3,36 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { pushable } from "it-pushable";
 import { Status } from "nice-grpc";
 import type { TokenLogprob, Usage } from "../../../gen/infermesh/common/v1/common.js";
-import { GenerateRequest } from "../../../gen/infermesh/worker/v1/worker_service.js";
-import type { ResolvedRequest } from "../../access/access-control.js";
 import { ApiError } from "../../errors.js";
-import { flowRequestFor, runGeneration } from "../../generation-flow.js";
+import { runGeneration } from "../../flow/generate.js";
+import type { ResolvedGeneration } from "../../flow/request.js";
+import { resolveGeneration } from "../../flow/resolve.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
 import { type Choice, type CollectedGeneration, collectGeneration, streamErrorOf } from "../../translate/choices.js";
 import { completionGenerationOf, finishReasonText, systemFingerprint, usageBody } from "../../translate/openai.js";
-import { invalid, validateGeneration } from "../../validation/generation.js";
+import { invalid } from "../../validation/generation.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
 import { clientAbort } from "../client-abort.js";
-import { resolveRequest, type HttpDeps } from "../deps.js";
+import { askedOf, type HttpDeps } from "../deps.js";
 import { ChunkEnvelope, SseStream, type StreamIds } from "../sse.js";
 import { parseBody } from "../validation.js";
-import { completionBody, defaultCompletionMaxTokens, type CompletionBody } from "./schema.js";
+import { completionBody, type CompletionBody } from "./schema.js";
 
 /** POST /v1/completions (and /api/v1/…): OpenAI's text completions, streamed or whole. */
 export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const body = parseBody(completionBody, request.body);
     const prompts = typeof body.prompt === "string" ? [body.prompt] : body.prompt;
-    const values = prompts.map((prompt) => completionGenerationOf(body, prompt, body.max_tokens ?? defaultCompletionMaxTokens));
-    for (const [index, promptValues] of values.entries()) {
-      try {
-        validateGeneration(promptValues);
-      } catch (error) {
-        // Name the prompt that is wrong when there are several.
-        if (prompts.length > 1 && error instanceof ApiError && error.details.param === "prompt")
-          throw invalid(`prompt[${index}]`, "must not be empty");
-        throw error;
-      }
-    }
-    const resolved = await resolveRequest(deps, request, body.model, values[0]!.sampling.maxTokens, body.user);
+    // The prompts share every other value: one resolution, validated once, serves them all.
+    const empty = prompts.indexOf("");
+    if (prompts.length > 1 && empty >= 0) throw invalid(`prompt[${empty}]`, "must not be empty");
+    const resolved = await resolveGeneration(
+      deps.access,
+      request.identity,
+      askedOf(request, body.model, body.user),
+      "text_completion",
+      completionGenerationOf(body, prompts[0]!),
+    );
     const choicesPerPrompt = body.n ?? 1;
     const completion: StreamIds = {
       id: `cmpl-${randomUUID().replaceAll("-", "")}`,
@@ -45,18 +43,7 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
     const run = (prompt: string, index: number) =>
       runGeneration(
         deps.flow,
-        flowRequestFor(
-          resolved,
-          body.user,
-          "text_completion",
-          GenerateRequest.create({
-            ...values[index]!,
-            requestId: prompts.length === 1 ? request.id : `${request.id}/${index}`,
-            model: resolved.model,
-            prompt,
-            sampling: { ...values[index]!.sampling, maxTokens: resolved.maxTokens },
-          }),
-        ),
+        prompts.length === 1 ? resolved : { ...resolved, requestId: `${request.id}/${index}`, values: { ...resolved.values, prompt } },
         abort.signal,
       );
     if (body.stream) {
@@ -176,7 +163,7 @@ async function streamCompletion(
   first: IteratorResult<PromptEvent>,
   completion: StreamIds,
   body: CompletionBody,
-  resolved: ResolvedRequest,
+  resolved: ResolvedGeneration,
   prompts: readonly string[],
 ): Promise<void> {
   const choicesPerPrompt = body.n ?? 1;

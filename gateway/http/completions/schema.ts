@@ -14,8 +14,6 @@ export const completionBody = z
     prompt: z.union([z.string(), z.array(z.string()).min(1).max(maxPrompts)], {
       error: "expected a string or an array of strings (token-id prompts are not supported)",
     }),
-    // OpenAI's default for this endpoint.
-    max_tokens: z.number().nullish(),
     echo: z.boolean().nullish(),
     logprobs: z.number().int().min(0).max(5).nullish(),
     suffix: z.null({ error: "suffix is not supported" }).optional(),
@@ -28,6 +26,3 @@ export const completionBody = z
   });
 
 export type CompletionBody = z.infer<typeof completionBody>;
-
-/** OpenAI's max_tokens default for completions. */
-export const defaultCompletionMaxTokens = 16;

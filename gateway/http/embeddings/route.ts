@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { runEmbedding } from "../../generation-flow.js";
+import { runEmbedding } from "../../flow/embed.js";
+import { resolveEmbedding } from "../../flow/resolve.js";
 import { clientAbort } from "../client-abort.js";
-import { resolveRequest, type HttpDeps } from "../deps.js";
+import { askedOf, type HttpDeps } from "../deps.js";
 import { parseBody } from "../validation.js";
 import { embeddingBody } from "./schema.js";
 
@@ -16,13 +17,9 @@ const base64Of = (values: readonly number[]) => {
 export function registerEmbeddings(app: FastifyInstance, deps: HttpDeps): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const body = parseBody(embeddingBody, request.body);
-    const resolved = await resolveRequest(deps, request, body.model, undefined, body.user);
     const inputs = typeof body.input === "string" ? [body.input] : body.input;
-    const result = await runEmbedding(
-      deps.flow,
-      { requestId: request.id, model: resolved.model, inputs, caller: resolved.caller, sessionId: body.user ?? "" },
-      clientAbort(reply).signal,
-    );
+    const resolved = await resolveEmbedding(deps.access, request.identity, askedOf(request, body.model, body.user), inputs);
+    const result = await runEmbedding(deps.flow, resolved, clientAbort(reply).signal);
     const base64 = body.encoding_format === "base64";
     return reply.send({
       object: "list",

@@ -112,8 +112,12 @@ export interface AcquireRequest {
   model: string;
   /** Estimated prompt tokens. */
   estimatedInputTokens: number;
-  /** Upper bound on output tokens. */
-  maxOutputTokens: number;
+  /**
+   * Output tokens each choice may generate: the request's max_tokens as the gateway
+   * resolved it. With the prompt and `choices`, the KV the request may need
+   * (services/common/kv-need.ts).
+   */
+  maxTokens: number;
   /** How long the caller is willing to wait in the queue; absent means the server default. */
   queueTimeoutMs?:
     | number
@@ -131,6 +135,8 @@ export interface AcquireRequest {
    * first message.
    */
   outputTokens: number;
+  /** Independent completions the request generates (OpenAI `n`); 0 counts as 1. */
+  choices: number;
 }
 
 /** TenantLimits bound what one tenant may use; an absent field is no limit. */
@@ -265,10 +271,11 @@ function createBaseAcquireRequest(): AcquireRequest {
     priorityClass: 0,
     model: "",
     estimatedInputTokens: 0,
-    maxOutputTokens: 0,
+    maxTokens: 0,
     queueTimeoutMs: undefined,
     tenantLimits: undefined,
     outputTokens: 0,
+    choices: 0,
   };
 }
 
@@ -289,8 +296,8 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     if (message.estimatedInputTokens !== 0) {
       writer.uint32(40).uint32(message.estimatedInputTokens);
     }
-    if (message.maxOutputTokens !== 0) {
-      writer.uint32(48).uint32(message.maxOutputTokens);
+    if (message.maxTokens !== 0) {
+      writer.uint32(48).uint32(message.maxTokens);
     }
     if (message.queueTimeoutMs !== undefined) {
       writer.uint32(56).uint32(message.queueTimeoutMs);
@@ -300,6 +307,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     }
     if (message.outputTokens !== 0) {
       writer.uint32(72).uint32(message.outputTokens);
+    }
+    if (message.choices !== 0) {
+      writer.uint32(80).uint32(message.choices);
     }
     return writer;
   },
@@ -362,7 +372,7 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
               break;
             }
 
-            message.maxOutputTokens = reader.uint32();
+            message.maxTokens = reader.uint32();
             continue;
           }
           case 7: {
@@ -387,6 +397,14 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
             }
 
             message.outputTokens = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.choices = reader.uint32();
             continue;
           }
         }
@@ -424,10 +442,10 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
         : isSet(object.estimated_input_tokens)
         ? globalThis.Number(object.estimated_input_tokens)
         : 0,
-      maxOutputTokens: isSet(object.maxOutputTokens)
-        ? globalThis.Number(object.maxOutputTokens)
-        : isSet(object.max_output_tokens)
-        ? globalThis.Number(object.max_output_tokens)
+      maxTokens: isSet(object.maxTokens)
+        ? globalThis.Number(object.maxTokens)
+        : isSet(object.max_tokens)
+        ? globalThis.Number(object.max_tokens)
         : 0,
       queueTimeoutMs: isSet(object.queueTimeoutMs)
         ? globalThis.Number(object.queueTimeoutMs)
@@ -444,6 +462,7 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
         : isSet(object.output_tokens)
         ? globalThis.Number(object.output_tokens)
         : 0,
+      choices: isSet(object.choices) ? globalThis.Number(object.choices) : 0,
     };
   },
 
@@ -464,8 +483,8 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     if (message.estimatedInputTokens !== 0) {
       obj.estimatedInputTokens = Math.round(message.estimatedInputTokens);
     }
-    if (message.maxOutputTokens !== 0) {
-      obj.maxOutputTokens = Math.round(message.maxOutputTokens);
+    if (message.maxTokens !== 0) {
+      obj.maxTokens = Math.round(message.maxTokens);
     }
     if (message.queueTimeoutMs !== undefined) {
       obj.queueTimeoutMs = Math.round(message.queueTimeoutMs);
@@ -475,6 +494,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     }
     if (message.outputTokens !== 0) {
       obj.outputTokens = Math.round(message.outputTokens);
+    }
+    if (message.choices !== 0) {
+      obj.choices = Math.round(message.choices);
     }
     return obj;
   },
@@ -489,12 +511,13 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     message.priorityClass = object.priorityClass ?? 0;
     message.model = object.model ?? "";
     message.estimatedInputTokens = object.estimatedInputTokens ?? 0;
-    message.maxOutputTokens = object.maxOutputTokens ?? 0;
+    message.maxTokens = object.maxTokens ?? 0;
     message.queueTimeoutMs = object.queueTimeoutMs ?? undefined;
     message.tenantLimits = (object.tenantLimits !== undefined && object.tenantLimits !== null)
       ? TenantLimits.fromPartial(object.tenantLimits)
       : undefined;
     message.outputTokens = object.outputTokens ?? 0;
+    message.choices = object.choices ?? 0;
     return message;
   },
 };

@@ -38,10 +38,13 @@ export interface PickRequest {
    */
   prefixBlockHashes: number[];
   /**
-   * Output tokens the request may generate (all its choices); with the prompt, the KV
-   * it may take on the chosen worker until that worker reports it.
+   * Output tokens each choice may generate: the request's max_tokens as the gateway
+   * resolved it. With the prompt and `choices`, the KV it may take on the chosen worker
+   * until that worker reports it (services/common/kv-need.ts).
    */
-  maxOutputTokens: number;
+  maxTokens: number;
+  /** Independent completions the request generates (OpenAI `n`); 0 counts as 1. */
+  choices: number;
 }
 
 /** Candidate is one worker the request may go to. */
@@ -311,7 +314,8 @@ function createBasePickRequest(): PickRequest {
     sessionId: "",
     alternativeModels: [],
     prefixBlockHashes: [],
-    maxOutputTokens: 0,
+    maxTokens: 0,
+    choices: 0,
   };
 }
 
@@ -342,8 +346,11 @@ export const PickRequest: MessageFns<PickRequest> = {
       }
       writer.join();
     }
-    if (message.maxOutputTokens !== 0) {
-      writer.uint32(64).uint32(message.maxOutputTokens);
+    if (message.maxTokens !== 0) {
+      writer.uint32(64).uint32(message.maxTokens);
+    }
+    if (message.choices !== 0) {
+      writer.uint32(72).uint32(message.choices);
     }
     return writer;
   },
@@ -432,7 +439,15 @@ export const PickRequest: MessageFns<PickRequest> = {
               break;
             }
 
-            message.maxOutputTokens = reader.uint32();
+            message.maxTokens = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.choices = reader.uint32();
             continue;
           }
         }
@@ -480,11 +495,12 @@ export const PickRequest: MessageFns<PickRequest> = {
         : globalThis.Array.isArray(object?.prefix_block_hashes)
         ? object.prefix_block_hashes.map((e: any) => globalThis.Number(e))
         : [],
-      maxOutputTokens: isSet(object.maxOutputTokens)
-        ? globalThis.Number(object.maxOutputTokens)
-        : isSet(object.max_output_tokens)
-        ? globalThis.Number(object.max_output_tokens)
+      maxTokens: isSet(object.maxTokens)
+        ? globalThis.Number(object.maxTokens)
+        : isSet(object.max_tokens)
+        ? globalThis.Number(object.max_tokens)
         : 0,
+      choices: isSet(object.choices) ? globalThis.Number(object.choices) : 0,
     };
   },
 
@@ -511,8 +527,11 @@ export const PickRequest: MessageFns<PickRequest> = {
     if (message.prefixBlockHashes?.length) {
       obj.prefixBlockHashes = message.prefixBlockHashes.map((e) => Math.round(e));
     }
-    if (message.maxOutputTokens !== 0) {
-      obj.maxOutputTokens = Math.round(message.maxOutputTokens);
+    if (message.maxTokens !== 0) {
+      obj.maxTokens = Math.round(message.maxTokens);
+    }
+    if (message.choices !== 0) {
+      obj.choices = Math.round(message.choices);
     }
     return obj;
   },
@@ -529,7 +548,8 @@ export const PickRequest: MessageFns<PickRequest> = {
     message.sessionId = object.sessionId ?? "";
     message.alternativeModels = object.alternativeModels?.map((e) => e) || [];
     message.prefixBlockHashes = object.prefixBlockHashes?.map((e) => e) || [];
-    message.maxOutputTokens = object.maxOutputTokens ?? 0;
+    message.maxTokens = object.maxTokens ?? 0;
+    message.choices = object.choices ?? 0;
     return message;
   },
 };

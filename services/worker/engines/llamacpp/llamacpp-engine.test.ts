@@ -30,7 +30,6 @@ before(async () => {
     contextTokens: 1024,
     sequences: 3,
     batchSize: 512,
-    defaultMaxTokens: 16,
   });
   engine.onKvEvent((event) => kvEvents.push(event));
 });
@@ -47,7 +46,8 @@ function input(overrides: Partial<Omit<GenerationInput, "sampling">> & { samplin
     toolChoice: "",
     reasoningEffort: ReasoningEffort.REASONING_EFFORT_UNSPECIFIED,
     ...overrides,
-    sampling: SamplingParams.create(overrides.sampling ?? {}),
+    // The gateway always sends a bound; 16 keeps these runs short.
+    sampling: SamplingParams.create({ maxTokens: 16, ...overrides.sampling }),
   };
 }
 

@@ -67,8 +67,6 @@ export interface LlamaCppOptions {
   readonly batchSize: number;
   /** Flash attention (default on). */
   readonly flashAttention?: boolean;
-  /** Output bound when the request sets none. */
-  readonly defaultMaxTokens: number;
 }
 
 /** How one generation runs, settled before it takes a sequence. */
@@ -542,7 +540,8 @@ export class LlamaCppEngine implements Engine {
       canonical: canonicalPrompt(input),
       chat,
       grammar,
-      maxTokens: Math.min(sampling.maxTokens ?? this.options.defaultMaxTokens, contextTokens - promptTokens.length),
+      // The gateway always sends the request's bound; a caller that sends none gets the context's room.
+      maxTokens: Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextTokens - promptTokens.length),
     };
   }
 

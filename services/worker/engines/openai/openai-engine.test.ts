@@ -359,7 +359,7 @@ test("a raw prompt goes to /v1/completions; without known metrics no vLLM-only s
       "[DONE]",
     ]),
   );
-  const engine = await startEngine({ defaultMaxTokens: 50 });
+  const engine = await startEngine();
   const events = await collect(
     engine.generate(
       input({ messages: [], prompt: "The capital of France is", sampling: SamplingParams.create({ logprobs: true, topLogprobs: 1 }) }),
@@ -371,7 +371,6 @@ test("a raw prompt goes to /v1/completions; without known metrics no vLLM-only s
     model,
     prompt: "The capital of France is",
     logprobs: 1,
-    max_tokens: 50,
     n: 1,
     stream: true,
     stream_options: { include_usage: true },
@@ -381,7 +380,11 @@ test("a raw prompt goes to /v1/completions; without known metrics no vLLM-only s
     events.map((event) => (event.kind === "delta" ? event.text : event.kind)),
     ["started", " Paris", ".", "finished"],
   );
-  assert.deepEqual(events[0], { kind: "started", promptTokens: 6, cachedTokens: 0, maxTokens: 50 }, "estimate: 24 characters / 4");
+  assert.deepEqual(
+    events[0],
+    { kind: "started", promptTokens: 6, cachedTokens: 0, maxTokens: 32_762 },
+    "estimate: 24 characters / 4; no bound asked: the room the 32,768-token context leaves",
+  );
   const finished = events.at(-1)!;
   assert.ok(finished.kind === "finished");
   assert.equal(finished.promptTokens, 6);

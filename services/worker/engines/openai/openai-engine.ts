@@ -133,7 +133,6 @@ export class OpenAiEngine implements Engine {
     const model = this.modelInfo(input.model);
     const flavor = this.poller.current().flavor;
     const request = buildUpstreamRequest(input, {
-      defaultMaxTokens: this.options.defaultMaxTokens,
       contextTokens: model.contextTokens,
       continuousUsage: flavor === "vllm" || flavor === "sglang",
       priorityOrder: this.options.priorityOrder,

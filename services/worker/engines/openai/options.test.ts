@@ -13,7 +13,6 @@ test("defaults, a trimmed base URL, comma-separated model ids and numbers writte
     pollIntervalMs: 250,
     requestTimeoutMs: 30_000,
     contextTokens: 8_192,
-    defaultMaxTokens: 1_024,
     priorityOrder: "off",
     maxSequences: 256,
   });

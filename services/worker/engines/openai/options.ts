@@ -41,8 +41,6 @@ export const openAiEngineOptionsSchema = z.object({
   requestTimeoutMs: integer(100, 3_600_000).default(30_000),
   /** Context window reported when the upstream does not list max_model_len. */
   contextTokens: integer(1, 16_777_216).default(8_192),
-  /** Output bound sent when a request sets none. */
-  defaultMaxTokens: integer(1, 16_777_216).default(1_024),
   /**
    * Whether each request carries its priority class as the upstream's `priority` field,
    * and which way the upstream orders it: vLLM run with `--scheduling-policy priority`

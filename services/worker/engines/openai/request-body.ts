@@ -7,15 +7,14 @@ import type { PriorityOrder } from "./options.js";
 export interface UpstreamRequest {
   readonly path: "/v1/chat/completions" | "/v1/completions";
   readonly body: Record<string, unknown>;
-  /** The output bound sent (the request's, or the engine's default). */
+  /** The output bound: the request's, or (none sent upstream) the context's room the prompt leaves. */
   readonly maxTokens: number;
   /** Prompt tokens guessed from the text, for `started` when the upstream has not said yet. */
   readonly estimatedPromptTokens: number;
 }
 
 export interface RequestDefaults {
-  readonly defaultMaxTokens: number;
-  /** The model's context window, to keep the default bound inside it. */
+  /** The model's context window: the bound of a request that sets none. */
   readonly contextTokens: number;
   /** Ask for usage on every chunk (vLLM's and SGLang's stream_options.continuous_usage_stats). */
   readonly continuousUsage: boolean;
@@ -29,14 +28,15 @@ export function buildUpstreamRequest(input: GenerationInput, defaults: RequestDe
   if (chat && input.messages.length === 0) throw new EngineError("invalid_argument", "messages must not be empty");
   if (!chat && input.tools.length > 0) throw new EngineError("invalid_argument", "tools need chat messages, not a raw prompt");
   const estimatedPromptTokens = chat ? estimateChatTokens(input.messages) : estimateTextTokens(input.prompt!);
-  // Without a bound from the request, keep the default inside the context the prompt leaves.
-  const room = defaults.contextTokens - estimatedPromptTokens;
-  const maxTokens = input.sampling.maxTokens ?? Math.max(1, Math.min(defaults.defaultMaxTokens, room));
+  // The gateway always sends the request's bound. Without one the upstream applies its
+  // own (the context's room): the estimate of that room is only this worker's accounting.
+  const maxTokens = input.sampling.maxTokens ?? Math.max(1, defaults.contextTokens - estimatedPromptTokens);
 
   const body: Record<string, unknown> = { model: input.model };
   if (chat) body.messages = input.messages.map(toOpenAiMessage);
   else body.prompt = input.prompt;
-  Object.assign(body, samplingFields(input.sampling, chat), { max_tokens: maxTokens, n: 1, stream: true });
+  Object.assign(body, samplingFields(input.sampling, chat), { n: 1, stream: true });
+  if (input.sampling.maxTokens !== undefined) body.max_tokens = input.sampling.maxTokens;
   body.stream_options = defaults.continuousUsage ? { include_usage: true, continuous_usage_stats: true } : { include_usage: true };
   if (chat) {
     if (input.tools.length > 0) {

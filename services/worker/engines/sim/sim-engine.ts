@@ -173,7 +173,8 @@ export class SimEngine implements Engine {
         input.prompt === undefined
           ? (text) => blockHashes(canonicalPrompt({ messages: [...messages, { role: "assistant", content: text }] }))
           : undefined,
-      maxTokens: Math.min(sampling.maxTokens ?? this.options.defaultMaxTokens, contextTokens - promptTokens),
+      // The gateway always sends the request's bound; a caller that sends none gets the context's room.
+      maxTokens: Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextTokens - promptTokens),
       sessionId: input.sessionId ?? "",
       urgency: generationUrgency(input),
       writer: new OutputWriter(
@@ -187,14 +188,19 @@ export class SimEngine implements Engine {
     };
   }
 
-  /** Tool calls when tools are offered and not refused; JSON when asked for; words otherwise. */
+  /**
+   * Tool calls when tools are offered and not refused, unless a tool has just answered
+   * and no call is required (a model then answers from the result, so a tool loop
+   * ends); JSON when asked for; words otherwise.
+   */
   private answerShape(input: GenerationInput, random: Random): AnswerShape {
     const choice = input.toolChoice;
+    const toolAnswered = input.messages.at(-1)?.role === "tool" && (choice === "" || choice === "auto");
     const schemas = input.tools.map((tool, index) => parseSchema(tool.parametersJson, `tools[${index}].parameters`));
     if (input.tools.length === 0 && choice !== "" && choice !== "auto" && choice !== "none") {
       throw new EngineError("invalid_argument", `tool_choice "${choice}" needs tools`);
     }
-    if (input.tools.length > 0 && choice !== "none") {
+    if (input.tools.length > 0 && choice !== "none" && !toolAnswered) {
       let index = random.below(input.tools.length);
       if (choice !== "" && choice !== "auto" && choice !== "required") {
         index = input.tools.findIndex((tool) => tool.name === choice);

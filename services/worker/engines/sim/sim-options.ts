@@ -162,8 +162,6 @@ export const simOptionsSchema = z
     wakeIntervalMs: decimal(0, 60_000).default(0),
     /** Most tokens in one delta; tokens that arrive together (timeScale 0, wakeIntervalMs) come in deltas this big. */
     maxTokensPerDelta: integer(1, 65_536).default(16),
-    /** Output bound when a request sets none. */
-    defaultMaxTokens: integer(1, 16_777_216).default(256),
     /** Shortest and longest natural answer in tokens; each generation draws its length between them. */
     answerTokensMin: integer(0, 16_777_216).default(16),
     answerTokensMax: integer(0, 16_777_216).default(512),
