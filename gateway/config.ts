@@ -60,6 +60,12 @@ export const gatewayConfigSchema = z.object({
   responseCacheMaxBytes: integer(1_024, 68_719_476_736).default(64 * 1024 * 1024),
   /** How long a cached answer is served; 0 keeps it until evicted. */
   responseCacheTtlMs: integer(0, 604_800_000).default(600_000),
+  /**
+   * Identical deterministic requests (temperature 0 or a seed) of one tenant that arrive
+   * while one runs share its generation instead of generating again (opt-in, and per key:
+   * `dedupeRequests` on the key; callers without a key share when this is on).
+   */
+  dedupeRequests: boolean().default(false),
   /** Bytes stored Responses (previous_response_id, GET /v1/responses/{id}) may hold in all. */
   responsesMaxBytes: integer(0, 68_719_476_736).default(256 * 1024 * 1024),
   /** Bytes one tenant's stored Responses may hold; its oldest make room first. */

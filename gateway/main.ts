@@ -11,6 +11,7 @@ import { createMetricsRegistry } from "../services/common/metrics.js";
 import { AccessControl } from "./access/access-control.js";
 import { ApiKeys } from "./access/api-keys.js";
 import { createFlowMetrics, type FlowDeps } from "./flow/deps.js";
+import { SharedGenerations } from "./flow/shared-generations.js";
 import { ResponseCache } from "./response-cache/response-cache.js";
 import { ResponsesStore } from "./responses-store/responses-store.js";
 import { loadGatewayConfig } from "./config.js";
@@ -30,7 +31,13 @@ try {
   const security = MeshSecurity.load("gateway", config, logger);
   const clients = new MeshClients(security, config.admissionAddress, config.routerAddress, config.unaryTimeoutMs);
   const catalog = new ModelCatalog(clients, config.modelCacheMs);
-  const flow: FlowDeps = { clients, catalog, metrics: createFlowMetrics(registry), requestTimeoutMs: config.requestTimeoutMs };
+  const flow: FlowDeps = {
+    clients,
+    catalog,
+    metrics: createFlowMetrics(registry),
+    requestTimeoutMs: config.requestTimeoutMs,
+    shared: config.dedupeRequests ? new SharedGenerations(registry) : undefined,
+  };
   const access = new AccessControl(
     {
       auth: config.auth,

@@ -37,6 +37,8 @@ export const apiKeySchema = z
     admin: z.boolean().default(false),
     /** Its deterministic requests may be answered from the gateway's response cache (when on). */
     responseCache: z.boolean().default(false),
+    /** Its deterministic requests may share an identical one's generation while it runs (when the gateway's dedupeRequests is on). */
+    dedupeRequests: z.boolean().default(false),
     limits: tenantLimitsSchema.default({}),
   })
   .strict()
@@ -53,6 +55,7 @@ export interface KeyIdentity {
   readonly profile: ApiKeyConfig["profile"];
   readonly admin: boolean;
   readonly responseCache: boolean;
+  readonly dedupeRequests: boolean;
   readonly limits: TenantLimits;
 }
 
@@ -88,6 +91,7 @@ export class ApiKeys {
           profile: entry.profile,
           admin: entry.admin,
           responseCache: entry.responseCache,
+          dedupeRequests: entry.dedupeRequests,
           limits: entry.limits,
         }),
       });

@@ -1,6 +1,7 @@
 import { Histogram, type Registry } from "prom-client";
 import type { MeshClients } from "../mesh/clients.js";
 import type { ModelCatalog } from "../mesh/models.js";
+import type { SharedGenerations } from "./shared-generations.js";
 
 /** What the flows need; built once in main. */
 export interface FlowDeps {
@@ -9,6 +10,8 @@ export interface FlowDeps {
   readonly metrics: FlowMetrics;
   /** Every request's deadline, from arrival to its last token. */
   readonly requestTimeoutMs: number;
+  /** Identical deterministic requests share a generation (the gateway's dedupeRequests); undefined when off. */
+  readonly shared?: SharedGenerations;
 }
 
 /** Latency histograms of the flows. */

@@ -5,17 +5,24 @@ import { admitAndPick, requireModel } from "./admit-and-pick.js";
 import { withDeadline } from "./deadline.js";
 import type { FlowDeps } from "./deps.js";
 import { generateRequestOf, type ResolvedGeneration, sizeOf } from "./request.js";
+import { shareKey } from "./shared-generations.js";
+
+/**
+ * The events of a request's generation: its own, or, when identical deterministic
+ * requests share generations, the one already running for an identical request.
+ */
+export function runGeneration(deps: FlowDeps, request: ResolvedGeneration, clientSignal: AbortSignal): AsyncGenerator<GenerationEvent> {
+  const key = deps.shared && shareKey(request);
+  if (!deps.shared || key === undefined) return generateOnce(deps, request, clientSignal);
+  return deps.shared.run(key, (signal) => generateOnce(deps, request, signal), clientSignal);
+}
 
 /**
  * Drives one generation through the mesh: model check, admission, routing, the
  * worker. The admission slot is released on every path: when the generator finishes,
  * fails or is closed early (client disconnect).
  */
-export async function* runGeneration(
-  deps: FlowDeps,
-  request: ResolvedGeneration,
-  clientSignal: AbortSignal,
-): AsyncGenerator<GenerationEvent> {
+async function* generateOnce(deps: FlowDeps, request: ResolvedGeneration, clientSignal: AbortSignal): AsyncGenerator<GenerationEvent> {
   const arrivedAt = performance.now();
   const deadline = withDeadline(clientSignal, deps.requestTimeoutMs);
   const signal = deadline.signal;

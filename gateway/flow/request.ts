@@ -47,6 +47,11 @@ export interface ResolvedGeneration extends Resolution {
   readonly operation: "chat" | "text_completion";
   /** What the worker runs: a chat (messages) or a completion (prompt). */
   readonly values: GenerationValues & { readonly sampling: ResolvedSampling };
+  /**
+   * Whether it may share a running identical generation (when deterministic): the key
+   * allows it (or there is none) and the caller did not ask for a fresh answer.
+   */
+  readonly shareable: boolean;
 }
 
 /** An embeddings request, resolved and validated. */

@@ -16,6 +16,8 @@ export interface Asked {
   readonly priorityHeader: string | undefined;
   /** OpenAI's `user`: the session key, and the fairness key of callers without an API key. */
   readonly user: string | null | undefined;
+  /** The caller asked for a fresh answer (`Cache-Control: no-cache`): no cache, no shared generation. */
+  readonly fresh?: boolean;
 }
 
 async function resolveAccess(access: AccessControl, identity: KeyIdentity | undefined, asked: Asked, signal?: AbortSignal) {
@@ -60,7 +62,12 @@ export async function resolveGeneration(
       code: "invalid_value",
     });
   }
-  return { ...resolution, operation, values: { ...values, sampling: { ...values.sampling, maxTokens: maxTokens ?? outputBound } } };
+  return {
+    ...resolution,
+    operation,
+    values: { ...values, sampling: { ...values.sampling, maxTokens: maxTokens ?? outputBound } },
+    shareable: asked.fresh !== true && (identity?.dedupeRequests ?? true),
+  };
 }
 
 /** Resolves an embeddings request (its inputs are bounded by its API's schema). */

@@ -3,7 +3,7 @@ import { priorityHeaderName, profileHeaderName, type AccessControl } from "../ac
 import type { KeyIdentity } from "../access/api-keys.js";
 import type { FlowDeps } from "../flow/deps.js";
 import type { Asked } from "../flow/resolve.js";
-import type { ResponseCache } from "../response-cache/response-cache.js";
+import { bypassRequested, type ResponseCache } from "../response-cache/response-cache.js";
 import type { ResponsesStore } from "../responses-store/responses-store.js";
 
 declare module "fastify" {
@@ -31,6 +31,7 @@ export function askedOf(request: FastifyRequest, model: string, user: string | n
     profileHeader: headerValue(request, profileHeaderName),
     priorityHeader: headerValue(request, priorityHeaderName),
     user,
+    fresh: bypassRequested(request.headers["cache-control"]),
   };
 }
 
