@@ -203,6 +203,94 @@ const embeddingBody = fc.record(
   { requiredKeys: ["model", "input"] },
 );
 
+const textPart = fc.record({ type: field(fc.constantFrom("input_text", "output_text"), fc.string({ maxLength: 12 })), text: content });
+
+const responsesItem = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ role: field(fc.constantFrom("user", "system", "developer", "assistant")), content }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      type: fc.constant("message"),
+      role: field(fc.constantFrom("user", "assistant")),
+      content: field(fc.array(textPart, { maxLength: 3 })),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      type: fc.constant("function_call"),
+      call_id: field(fc.string({ maxLength: 8 })),
+      name: field(fc.constantFrom("get_weather"), fc.string({ maxLength: 70 })),
+      arguments: field(fc.string({ maxLength: 20 })),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ type: fc.constant("function_call_output"), call_id: field(fc.string({ maxLength: 8 })), output: content }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      type: fc.constant("reasoning"),
+      summary: field(fc.array(textPart, { maxLength: 2 })),
+      content: field(fc.array(textPart)),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ type: fc.constantFrom("item_reference", "web_search_call", "input_image"), id: field(fc.string()) }),
+  },
+  { weight: 1, arbitrary: jsonValue },
+);
+
+const responsesBody = fc.record(
+  {
+    model: modelName,
+    input: field(fc.oneof(content, fc.array(responsesItem, { minLength: 1, maxLength: 4 }))),
+    instructions: field(content),
+    max_output_tokens: maxTokens,
+    temperature: samplingFields.temperature,
+    top_p: samplingFields.top_p,
+    tools: field(
+      fc.array(
+        fc.oneof(
+          {
+            weight: 4,
+            arbitrary: fc.record({ type: fc.constant("function"), name: field(fc.constantFrom("get_weather")), parameters: schema }),
+          },
+          { weight: 1, arbitrary: fc.record({ type: fc.constantFrom("web_search", "file_search", "code_interpreter", "mcp") }) },
+        ),
+        { maxLength: 3 },
+      ),
+    ),
+    tool_choice: field(
+      fc.constantFrom("auto", "none", "required"),
+      fc.oneof(jsonValue, fc.record({ type: fc.constant("function"), name: fc.string({ maxLength: 12 }) })),
+    ),
+    text: field(
+      fc.record({
+        format: fc.oneof(
+          fc.record({ type: fc.constantFrom("text", "json_object") }),
+          fc.record({ type: fc.constant("json_schema"), name: fc.string({ minLength: 1, maxLength: 6 }), schema }),
+        ),
+      }),
+    ),
+    reasoning: field(fc.record({ effort: field(fc.constantFrom("minimal", "low", "medium", "high")) })),
+    stream: field(fc.boolean()),
+    store: field(fc.boolean()),
+    previous_response_id: rarely(fc.string({ maxLength: 60 })),
+    parallel_tool_calls: field(fc.boolean()),
+    metadata: field(fc.dictionary(fc.string({ maxLength: 70 }), fc.string({ maxLength: 600 }), { maxKeys: 20 })),
+    include: field(fc.array(fc.constantFrom("message.output_text.logprobs", "reasoning.encrypted_content"), { maxLength: 2 })),
+    top_logprobs: rarely(fc.integer({ min: 0, max: 25 })),
+    background: rarely(fc.boolean()),
+    truncation: rarely(fc.constantFrom("auto", "disabled")),
+    user: field(fc.string({ maxLength: 10 })),
+    prompt_cache_key: rarely(fc.string({ maxLength: 20 })),
+  },
+  { requiredKeys: ["model", "input", "max_output_tokens"] },
+);
+
 /** One HTTP request: a method, a path (sometimes mangled), headers and a body (sometimes not JSON). */
 export const httpCase = fc
   .oneof(
@@ -220,6 +308,14 @@ export const httpCase = fc
         method: fc.constant("POST"),
         path: fc.constant("/v1/completions"),
         body: completionBody.map((body) => JSON.stringify(body)),
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        method: fc.constant("POST"),
+        path: fc.constant("/v1/responses"),
+        body: responsesBody.map((body) => JSON.stringify(body)),
       }),
     },
     {
@@ -246,6 +342,9 @@ export const httpCase = fc
             "/admin/workers",
             "/debug/bundle",
             "/v1/chat/completions?x=%zz",
+            "/v1/responses/resp_0",
+            "/v1/responses/resp_0/input_items?limit=500&order=sideways",
+            "/v1/responses/%ff/input_items",
           ),
           fc.webPath().map((path) => `/v1${path}`),
           fc.string({ maxLength: 20 }).map((text) => `/v1/models/${encodeURIComponent(text)}`),
@@ -332,8 +431,12 @@ function openAiErrorProblem(text: string, httpStatus: number): string | undefine
   return undefined;
 }
 
-/** A stream's events are JSON (an error one in OpenAI's shape) and it ends with [DONE] or an error. */
+/**
+ * A stream's events are JSON (an error one in OpenAI's shape) and it ends with [DONE] or
+ * an error; a Responses stream (named events) ends with its response's end.
+ */
 function sseProblem(text: string): string | undefined {
+  if (text.startsWith("event: ")) return responsesStreamProblem(text);
   const data = text
     .split("\n")
     .filter((line) => line.startsWith("data: "))
@@ -351,6 +454,26 @@ function sseProblem(text: string): string | undefined {
   }
   const last = data.at(-1)!;
   return last === "[DONE]" || last.includes('"error"') ? undefined : "a stream that did not end";
+}
+
+/** A Responses stream: events numbered from 0, each JSON, the last the response's end (a failure with its error). */
+function responsesStreamProblem(text: string): string | undefined {
+  const events = text
+    .split("\n")
+    .filter((line) => line.startsWith("data: "))
+    .map((line) => line.slice(6));
+  let last: { type?: string; sequence_number?: number; response?: { error?: { message?: unknown } } } = {};
+  for (const [index, event] of events.entries()) {
+    try {
+      last = JSON.parse(event);
+    } catch {
+      return "a Responses event that is not JSON";
+    }
+    if (last.sequence_number !== index) return "Responses events out of sequence";
+  }
+  if (last.type === "response.failed")
+    return typeof last.response?.error?.message === "string" ? undefined : "response.failed without its error";
+  return last.type === "response.completed" || last.type === "response.incomplete" ? undefined : "a Responses stream that did not end";
 }
 
 // ---- public gRPC -------------------------------------------------------------------
