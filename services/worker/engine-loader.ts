@@ -6,6 +6,7 @@ import { LlamaCppEngine } from "./engines/llamacpp/llamacpp-engine.js";
 import { ensureTestModel } from "./engines/llamacpp/test-model/generate.js";
 import { OpenAiEngine } from "./engines/openai/openai-engine.js";
 import { SimEngine } from "./engines/sim/sim-engine.js";
+import { LoadProgressLog, loadProgressField } from "./load-progress.js";
 
 /** The id under which the generated test model is served. */
 export const testModelId = "infermesh-test";
@@ -66,6 +67,9 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
     );
   }
   logger.info({ modelPath, threads: config.threads, contextTokens: config.contextTokens, sequences: config.sequences }, "loading model");
+  const progress = new LoadProgressLog((fraction) =>
+    logger.info({ [loadProgressField]: fraction }, `loading model: ${Math.floor(fraction * 100)} %`),
+  );
   return LlamaCppEngine.load({
     modelPath,
     modelId,
@@ -78,5 +82,6 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
     batchSize: config.batchSize,
     flashAttention: config.flashAttention,
     defaultMaxTokens: config.defaultMaxTokens,
+    onLoadProgress: (fraction) => progress.update(fraction),
   });
 }
