@@ -1,11 +1,11 @@
 import { resolve } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { defaultTrustDomain } from "../common/mesh-security/identity.js";
 import { ensureLocalPki } from "../common/mesh-security/local-pki.js";
 import { exitOnStartupFailure } from "../common/lifecycle.js";
 import { loadLauncherConfig } from "./config.js";
 import { lineFormatter } from "./log-format.js";
 import { defaultPorts, meshChildren, telemetryImport } from "./mesh.js";
+import { describeModels, waitUntilReady } from "./readiness.js";
 import { Supervisor } from "./supervisor.js";
 
 /** `npm start`: the whole mesh as separate processes under one supervisor. */
@@ -38,10 +38,10 @@ try {
     }),
   );
 
-  let stopping = false;
+  const lifetime = new AbortController();
   const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (lifetime.signal.aborted) return;
+    lifetime.abort();
     say(`${signal}: stopping all services`);
     supervisor.stop().then(() => {
       say("stopped");
@@ -51,21 +51,14 @@ try {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
 
-  const url = `http://${config.host}:${defaultPorts.gatewayHttp}`;
-  for (let attempt = 0; !stopping; attempt += 1) {
-    const ready = await fetch(`${url}/readyz`).then(
-      (response) => response.ok,
-      () => false,
-    );
-    if (ready) {
-      const models = (await fetch(`${url}/v1/models`).then((response) => response.json())) as { data: { id: string }[] };
-      say(
-        `ready: OpenAI API at ${url}/v1, gRPC API at ${config.host}:${defaultPorts.gatewayGrpc}; models: ${models.data.map((model) => model.id).join(", ")}`,
-      );
-      break;
-    }
-    if (attempt > 0 && attempt % 40 === 0) say("still waiting for a worker to load its model…");
-    await sleep(250);
+  const baseUrl = `http://${config.host}:${defaultPorts.gatewayHttp}`;
+  const ready = await waitUntilReady({
+    baseUrl,
+    signal: lifetime.signal,
+    onStillWaiting: () => say("still waiting for a worker to load its model…"),
+  });
+  if (ready) {
+    say(`ready: OpenAI API at ${baseUrl}/v1, gRPC API at ${config.host}:${defaultPorts.gatewayGrpc}; ${await describeModels(baseUrl)}`);
   }
 } catch (error) {
   exitOnStartupFailure(undefined, error);
