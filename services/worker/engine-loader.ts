@@ -63,7 +63,7 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
     logger.warn(
       { path: testModel.path, parameters: testModel.parameterCount, created: testModel.created, build_ms: Math.round(testModel.elapsedMs) },
       `No model configured: serving the generated test model "${modelId}" (random weights: its answers are nonsense). ` +
-        `To serve a real model, point the worker at a GGUF, e.g. INFERMESH_WORKER_MODEL_PATH=/models/gpt-oss-20b-mxfp4.gguf npm start`,
+        `To serve a real model, point the worker at a GGUF, e.g. npm start -- --model /models/gpt-oss-20b-mxfp4.gguf`,
     );
   }
   logger.info({ modelPath, threads: config.threads, contextTokens: config.contextTokens, sequences: config.sequences }, "loading model");
