@@ -4,6 +4,7 @@ import { exitOnStartupFailure } from "../common/lifecycle.js";
 import { asksForHelp, launcherUsage, loadLauncherConfig } from "./config.js";
 import { lineFormatter } from "./log-format.js";
 import { listeningPorts, meshChildren, telemetryImport } from "./mesh.js";
+import { LauncherOutput } from "./output.js";
 import { portsTaken } from "./port-check.js";
 import { describeModels, waitUntilReady } from "./readiness.js";
 import { Supervisor } from "./supervisor.js";
@@ -15,8 +16,13 @@ if (asksForHelp(argv)) {
 } else {
   try {
     const config = loadLauncherConfig({ argv, env: process.env });
-    const format = lineFormatter(config.logFormat, process.stdout.isTTY === true);
-    const say = (message: string) => process.stdout.write(`${format("infermesh", message)}\n`);
+    const terminal = process.stdout.isTTY === true;
+    const output = new LauncherOutput(
+      { stdout: (text) => process.stdout.write(text), stderr: (text) => process.stderr.write(text) },
+      lineFormatter(config.logFormat, terminal),
+      terminal && config.logFormat === "pretty",
+    );
+    const say = (message: string) => output.say(message);
     const taken = await portsTaken(config.host, listeningPorts(config.ports, config.workers));
     if (taken.length > 0) {
       throw new Error(
@@ -35,7 +41,7 @@ if (asksForHelp(argv)) {
     }
     const supervisor = new Supervisor({
       nodeArgs: telemetryImport(),
-      onLine: (child, line, stream) => (stream === "stderr" ? process.stderr : process.stdout).write(`${format(child, line)}\n`),
+      onLine: (child, line, stream) => output.childLine(child, line, stream),
       onEvent: say,
     });
     supervisor.start(
