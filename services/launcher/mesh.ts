@@ -32,11 +32,59 @@ export const defaultPorts: MeshPorts = Object.freeze({
   workerMetricsBase: 9110,
 });
 
+/** How a mesh's ports differ from the defaults. */
+export interface PortPlan {
+  /** Added to every default port, internal and metrics ones included, so meshes run side by side. */
+  readonly offset: number;
+  /** The gateway's HTTP port, where given; else the default plus the offset. */
+  readonly gatewayHttp?: number;
+  /** The gateway's public gRPC port, where given; else the default plus the offset. */
+  readonly gatewayGrpc?: number;
+  /** Workers, each with its own gRPC and metrics port. */
+  readonly workers: number;
+}
+
+/** The ports of a mesh laid out by `plan`; throws when one would pass 65535 or two processes would share one. */
+export function meshPorts(plan: PortPlan): MeshPorts {
+  const moved = Object.fromEntries(Object.entries(defaultPorts).map(([name, port]) => [name, port + plan.offset])) as unknown as MeshPorts;
+  const ports: MeshPorts = Object.freeze({
+    ...moved,
+    gatewayHttp: plan.gatewayHttp ?? moved.gatewayHttp,
+    gatewayGrpc: plan.gatewayGrpc ?? moved.gatewayGrpc,
+  });
+  const taken = new Map<number, string>();
+  for (const [what, port] of listeningPorts(ports, plan.workers)) {
+    if (port > 65_535) throw new Error(`${what} would listen on port ${port}, past 65535: choose a smaller --port-offset`);
+    const other = taken.get(port);
+    if (other !== undefined) throw new Error(`${other} and ${what} would both listen on port ${port}`);
+    taken.set(port, what);
+  }
+  return ports;
+}
+
+/** Every port a mesh of `workers` workers listens on, each with what listens there. */
+export function listeningPorts(ports: MeshPorts, workers: number): [what: string, port: number][] {
+  const list: [string, number][] = [
+    ["the gateway's HTTP API", ports.gatewayHttp],
+    ["the gateway's gRPC API", ports.gatewayGrpc],
+    ["admission", ports.admission],
+    ["the router", ports.router],
+    ["memory-guard", ports.memoryGuard],
+    ["admission's metrics", ports.admissionMetrics],
+    ["the router's metrics", ports.routerMetrics],
+    ["memory-guard's metrics", ports.memoryGuardMetrics],
+  ];
+  for (let index = 0; index < workers; index += 1) {
+    list.push([`worker-${index}`, ports.workerBase + index], [`worker-${index}'s metrics`, ports.workerMetricsBase + index]);
+  }
+  return list;
+}
+
 export interface MeshLayout {
   readonly ports: MeshPorts;
   readonly host: string;
   readonly workers: number;
-  /** Extra flags for every worker (e.g. --model-path). */
+  /** Extra flags for every worker (e.g. --engine llamacpp --model-path …). */
   readonly workerArgs: readonly string[];
   /** Extra flags for worker i alone, after the shared ones. */
   readonly workerArgsOf?: (index: number) => readonly string[];

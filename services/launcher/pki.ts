@@ -3,7 +3,7 @@ import { loadConfig } from "../common/config.js";
 import { exitOnStartupFailure } from "../common/lifecycle.js";
 import { defaultTrustDomain, meshRoles } from "../common/mesh-security/identity.js";
 import { ensureLocalPki } from "../common/mesh-security/local-pki.js";
-import { launcherConfigSchema } from "./config.js";
+import { defaultPkiDir, launcherConfigSchema } from "./config.js";
 
 /**
  * `npm run pki`: makes the local mesh CA and every identity's certificate (what
@@ -12,7 +12,7 @@ import { launcherConfigSchema } from "./config.js";
  */
 try {
   const config = loadConfig(launcherConfigSchema.pick({ pkiDir: true }), { argv: process.argv.slice(2), env: process.env }, "INFERMESH_");
-  const directory = resolve(config.pkiDir);
+  const directory = resolve(config.pkiDir || defaultPkiDir(process.env));
   const report = await ensureLocalPki(directory, defaultTrustDomain);
   process.stdout.write(`mesh CA: ${join(directory, "ca.crt")}\n`);
   for (const role of meshRoles) {

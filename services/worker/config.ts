@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { boolean, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import { userCacheDir } from "../common/paths.js";
 import { priorityOrders, upstreamFlavors } from "./engines/openai/options.js";
 
 export const workerConfigSchema = z.object({
@@ -71,10 +72,10 @@ export const workerConfigSchema = z.object({
   testModelSize: z.enum(["tiny", "small", "medium"]).default("small"),
   /** Architecture of the generated test model: gpt-oss exercises the same code as gpt-oss-20b. */
   testModelArchitecture: z.enum(["gpt-oss", "llama"]).default("gpt-oss"),
-  /** Where the generated test model is cached. */
-  cacheDir: z.string().default(".cache/models"),
-  /** Directory admin LoadModel calls may load GGUFs from (paths outside it are refused). */
-  modelDir: z.string().default(".cache/models"),
+  /** Where the generated test model is cached; empty: the per-user model cache (userCacheDir's models/). */
+  cacheDir: z.string().default(""),
+  /** Directory admin LoadModel calls may load GGUFs from (paths outside it are refused); empty: the per-user model cache. */
+  modelDir: z.string().default(""),
   /** "cpu" forces the CPU; "auto" uses CUDA, Vulkan or Metal when present; or name the backend. */
   gpu: z.enum(["auto", "cpu", "cuda", "vulkan", "metal"]).default("auto"),
   /** The GPU this worker owns (one worker per GPU); -1 leaves every visible GPU to the backend. */
@@ -100,4 +101,9 @@ export const workerConfigSchema = z.object({
 
 export type WorkerConfig = z.infer<typeof workerConfigSchema>;
 
-export const loadWorkerConfig = (sources: ConfigSources) => loadConfig(workerConfigSchema, sources, "INFERMESH_WORKER_");
+/** The worker's settings; the model directories default to the per-user cache found from `sources.env`. */
+export function loadWorkerConfig(sources: ConfigSources): Readonly<WorkerConfig> {
+  const config = loadConfig(workerConfigSchema, sources, "INFERMESH_WORKER_");
+  const models = userCacheDir(sources.env, "models");
+  return Object.freeze({ ...config, cacheDir: config.cacheDir || models, modelDir: config.modelDir || models });
+}

@@ -6,6 +6,7 @@ import { LlamaCppEngine } from "./engines/llamacpp/llamacpp-engine.js";
 import { ensureTestModel } from "./engines/llamacpp/test-model/generate.js";
 import { OpenAiEngine } from "./engines/openai/openai-engine.js";
 import { SimEngine } from "./engines/sim/sim-engine.js";
+import { LoadProgressLog, loadProgressField } from "./load-progress.js";
 
 /** The id under which the generated test model is served. */
 export const testModelId = "infermesh-test";
@@ -61,10 +62,13 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
     logger.warn(
       { path: testModel.path, parameters: testModel.parameterCount, created: testModel.created, build_ms: Math.round(testModel.elapsedMs) },
       `No model configured: serving the generated test model "${modelId}" (random weights: its answers are nonsense). ` +
-        `To serve a real model, point the worker at a GGUF, e.g. INFERMESH_WORKER_MODEL_PATH=/models/gpt-oss-20b-mxfp4.gguf npm start`,
+        `To serve a real model, point the worker at a GGUF, e.g. npm start -- --model /models/gpt-oss-20b-mxfp4.gguf`,
     );
   }
   logger.info({ modelPath, threads: config.threads, contextTokens: config.contextTokens, sequences: config.sequences }, "loading model");
+  const progress = new LoadProgressLog((fraction) =>
+    logger.info({ [loadProgressField]: fraction }, `loading model: ${Math.floor(fraction * 100)} %`),
+  );
   return LlamaCppEngine.load({
     modelPath,
     modelId,
@@ -76,5 +80,6 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
     sequences: config.sequences,
     batchSize: config.batchSize,
     flashAttention: config.flashAttention,
+    onLoadProgress: (fraction) => progress.update(fraction),
   });
 }

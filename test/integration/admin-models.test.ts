@@ -4,11 +4,11 @@
  * and the OpenAI API follows.
  */
 import assert from "node:assert/strict";
-import { basename, resolve } from "node:path";
+import { basename } from "node:path";
 import { after, before, test } from "node:test";
 import OpenAI from "openai";
 import { ensureTestModel } from "../../services/worker/engines/llamacpp/test-model/generate.js";
-import { startTestMesh, type TestMesh } from "../support/harness.js";
+import { startTestMesh, testModelDir, type TestMesh } from "../support/harness.js";
 
 let mesh: TestMesh;
 let openai: OpenAI;
@@ -52,7 +52,7 @@ test("an admin unloads the served model, loads a GGUF under a new id, and the AP
   assert.equal((await admin("tiny-2/load", { model_path: "x.gguf", workers: ["no-such-worker"] })).status, 404);
   assert.equal((await admin("tiny-2/load", {})).status, 400, "model_path is required");
 
-  const model = await ensureTestModel({ cacheDir: resolve(".cache/models"), size: "tiny", architecture: "gpt-oss", weightType: "f16" });
+  const model = await ensureTestModel({ cacheDir: testModelDir, size: "tiny", architecture: "gpt-oss", weightType: "f16" });
   const loaded = await admin("tiny-2/load", { model_path: basename(model.path) });
   assert.equal(loaded.status, 200, JSON.stringify(loaded.body));
   assert.deepEqual(loaded.body.loaded, unloaded.body.unloaded);

@@ -10,6 +10,7 @@ import { pino } from "pino";
 import { defaultTrustDomain, type MeshRole } from "../../services/common/mesh-security/identity.js";
 import { ensureLocalPki } from "../../services/common/mesh-security/local-pki.js";
 import { MeshSecurity } from "../../services/common/mesh-security/mesh-security.js";
+import { repoRoot } from "../../services/common/paths.js";
 import { meshChildren, telemetryImport, type MeshPorts } from "../../services/launcher/mesh.js";
 import { Supervisor } from "../../services/launcher/supervisor.js";
 
@@ -163,6 +164,12 @@ export function meshCredentials(pkiDir: string, peer: MeshRole, as: MeshRole): C
   return holding(pkiDir, as).credentialsFor(peer);
 }
 
+/**
+ * Where tests build and cache the test model: in the repository, not the per-user cache
+ * `npm start` uses, so a test run writes nothing outside the checkout.
+ */
+export const testModelDir = join(repoRoot(), ".cache/models");
+
 /** Starts gateway, admission, router, memory-guard and one llama.cpp worker (or `workers` of them) on the tiny test model. */
 export async function startTestMesh(
   options: {
@@ -217,7 +224,11 @@ export async function startTestMesh(
     ports,
     host: "127.0.0.1",
     workers,
-    workerArgs: ["--test-model-size", "tiny", "--gpu", "cpu", "--context-tokens", "2048", ...(options.workerArgs ?? [])],
+    workerArgs: [
+      ...["--test-model-size", "tiny", "--gpu", "cpu", "--context-tokens", "2048"],
+      ...["--cache-dir", testModelDir, "--model-dir", testModelDir],
+      ...(options.workerArgs ?? []),
+    ],
     admissionArgs: options.admissionArgs,
     routerArgs: options.routerArgs,
     workerArgsOf: options.workerArgsOf,

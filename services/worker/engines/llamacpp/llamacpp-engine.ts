@@ -67,6 +67,8 @@ export interface LlamaCppOptions {
   readonly batchSize: number;
   /** Flash attention (default on). */
   readonly flashAttention?: boolean;
+  /** Called as the weights load with the share loaded so far, in (0, 1]. */
+  readonly onLoadProgress?: (fraction: number) => void;
 }
 
 /** How one generation runs, settled before it takes a sequence. */
@@ -117,7 +119,7 @@ export class LlamaCppEngine implements Engine {
       process.env.GGML_VK_VISIBLE_DEVICES = String(options.gpuIndex);
     }
     const llama = await getLlama({ gpu: options.gpu === "cpu" ? false : options.gpu, logLevel: "error" as never });
-    const model = await llama.loadModel({ modelPath: options.modelPath });
+    const model = await llama.loadModel({ modelPath: options.modelPath, onLoadProgress: options.onLoadProgress });
     let pool: SequencePool | undefined;
     let created: LlamaContext | undefined;
     const context = await model.createContext({

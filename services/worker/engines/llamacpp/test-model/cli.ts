@@ -6,6 +6,7 @@
 
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { userCacheDir } from "../../../../common/paths.js";
 import {
   DEFAULT_TEST_MODEL_ARCHITECTURE,
   DEFAULT_TEST_MODEL_SEED,
@@ -17,13 +18,17 @@ import {
   type TestModelWeightType,
 } from "./generate.js";
 
+const defaultCacheDir = userCacheDir(process.env, "models");
+
 const USAGE = `Usage: cli.js [--architecture gpt-oss|llama] [--size tiny|small|medium] [--seed N] [--cache-dir DIR] [--weight-type f32|f16] [--json]
 
 Builds a GGUF model with random weights and a real BPE tokenizer (its answers are
 nonsense), or reuses the cached file, and prints its path and parameter count.
 gpt-oss: mixture of experts, attention sinks, sliding window, harmony chat format;
 llama: dense, ChatML.
-Defaults: --architecture ${DEFAULT_TEST_MODEL_ARCHITECTURE}, --size small, --seed ${DEFAULT_TEST_MODEL_SEED}, --cache-dir .cache/models, --weight-type f32.`;
+Defaults: --architecture ${DEFAULT_TEST_MODEL_ARCHITECTURE}, --size small, --seed ${DEFAULT_TEST_MODEL_SEED}, --cache-dir ${defaultCacheDir}
+(the per-user model cache npm start's workers use: $XDG_CACHE_HOME/infermesh/models, else
+~/.cache/infermesh/models), --weight-type f32.`;
 
 function formatCount(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}K`;
@@ -39,7 +44,7 @@ async function main(argv: string[]): Promise<number> {
         architecture: { type: "string", default: DEFAULT_TEST_MODEL_ARCHITECTURE },
         size: { type: "string", default: "small" },
         seed: { type: "string", default: String(DEFAULT_TEST_MODEL_SEED) },
-        "cache-dir": { type: "string", default: ".cache/models" },
+        "cache-dir": { type: "string", default: defaultCacheDir },
         "weight-type": { type: "string", default: "f32" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
