@@ -2,7 +2,7 @@ import { Status } from "nice-grpc";
 import type { AccessControl } from "../access/access-control.js";
 import type { KeyIdentity } from "../access/api-keys.js";
 import { ApiError } from "../errors.js";
-import { type GenerationValues, type ApiRules, validateGeneration } from "../validation/generation.js";
+import { type ApiRules, type GenerationValues, paramName, validateGeneration } from "../validation/generation.js";
 import type { ResolvedEmbedding, ResolvedGeneration, Resolution } from "./request.js";
 
 /** What a request says about itself, whichever API it came through. */
@@ -50,17 +50,21 @@ export async function resolveGeneration(
   asked: Asked,
   operation: ResolvedGeneration["operation"],
   values: GenerationValues,
-  rules: ApiRules = { maxTokens: "max_tokens" },
+  rules: ApiRules = {},
   signal?: AbortSignal,
 ): Promise<ResolvedGeneration> {
   validateGeneration(values, rules);
   const { resolution, outputBound } = await resolveAccess(access, identity, asked, signal);
   const { maxTokens } = values.sampling;
   if (maxTokens !== undefined && maxTokens > outputBound) {
-    throw new ApiError(Status.INVALID_ARGUMENT, `${rules.maxTokens} is at most ${outputBound} under the ${resolution.profile} profile.`, {
-      param: rules.maxTokens,
-      code: "invalid_value",
-    });
+    throw new ApiError(
+      Status.INVALID_ARGUMENT,
+      `${paramName(rules, "max_tokens")} is at most ${outputBound} under the ${resolution.profile} profile.`,
+      {
+        param: paramName(rules, "max_tokens"),
+        code: "invalid_value",
+      },
+    );
   }
   return {
     ...resolution,

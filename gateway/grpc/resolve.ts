@@ -43,7 +43,7 @@ export async function resolveGenerationCall(
   const asked = askedOfCall(context, request);
   try {
     const identity = access.authenticate(context.metadata.get("authorization"));
-    const rules = { maxTokens: "max_tokens", oneChoice: "n above 1 is served by the HTTP API only" };
+    const rules = { oneChoice: "n above 1 is served by the HTTP API only" };
     return await resolveGeneration(access, identity, asked, operation, values, rules, context.signal);
   } catch (error) {
     asServerError(error);

@@ -3,7 +3,9 @@ import test from "node:test";
 import { FinishReason } from "../../gen/infermesh/common/v1/common.js";
 import { responsesBody } from "../http/responses/schema.js";
 import type { GenerationEvent } from "../mesh/generation.js";
-import { chatMessagesOf, inputItemsOf, ResponseBuilder, responseEcho } from "./responses.js";
+import { ApiError } from "../errors.js";
+import { validateGeneration } from "../validation/generation.js";
+import { chatMessagesOf, inputItemsOf, ResponseBuilder, responseEcho, responsesGenerationOf, responsesParam } from "./responses.js";
 
 const delta = (fields: {
   text?: string;
@@ -199,4 +201,32 @@ test("the schema refuses built-in tools, background mode, non-text input and ove
   assert.match(refusal({ input: [{ type: "file_search_call", id: "x" }] }).message, /'file_search_call' are not supported/);
   assert.match(refusal({ metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"])) }).message, /at most 16/);
   assert.match(refusal({ truncation: "auto" }).message, /truncation 'auto' is not supported/);
+});
+
+test("the shared validation names parameters as the Responses API does", () => {
+  const problem = (body: object) => {
+    const parsed = responsesBody.parse({ model: "m", input: "hi", ...body });
+    try {
+      validateGeneration(
+        responsesGenerationOf(
+          parsed,
+          [],
+          inputItemsOf(parsed.input, () => assert.fail()),
+        ),
+        { rename: responsesParam },
+      );
+    } catch (error) {
+      assert.ok(error instanceof ApiError);
+      return [error.details.param, error.message];
+    }
+    assert.fail("expected a refusal");
+  };
+  assert.deepEqual(problem({ max_output_tokens: 0 }), [
+    "max_output_tokens",
+    "Invalid value for 'max_output_tokens': must be an integer at least 1 and at most 2147483647",
+  ]);
+  assert.equal(problem({ tools: [{ type: "function", name: "no spaces" }] })[0], "tools[0].name");
+  assert.equal(problem({ text: { format: { type: "json_schema", name: "x", schema: { type: "bogus" } } } })[0], "text.format.schema");
+  assert.equal(problem({ temperature: 3 })[0], "temperature");
+  assert.equal(problem({ tool_choice: "required" })[0], "tool_choice");
 });

@@ -108,6 +108,19 @@ export function chatMessagesOf(items: readonly (ResponseItem | ResponsesInputIte
   return messages;
 }
 
+/**
+ * The Responses API's name for a chat completion parameter. The chat's messages are
+ * its whole input (instructions and stored conversation included), so a problem of one
+ * message is the input's.
+ */
+export const responsesParam = (param: string) =>
+  param
+    .replace(/^max_tokens$/, "max_output_tokens")
+    .replace(/^response_format\.json_schema\./, "text.format.")
+    .replace(/^reasoning_effort$/, "reasoning.effort")
+    .replace(/^tools\[(\d+)\]\.function\./, "tools[$1].")
+    .replace(/^messages(\[.*)?$/, "input");
+
 /** Whether the response should carry token logprobs (OpenAI's `include`). */
 export const wantsLogprobs = (body: ResponsesBody) => body.include?.includes("message.output_text.logprobs") === true;
 

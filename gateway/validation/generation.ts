@@ -32,16 +32,29 @@ export function invalid(param: string, problem: string): ApiError {
   return new ApiError(Status.INVALID_ARGUMENT, `Invalid value for '${param}': ${problem}`, { param, code: "invalid_value" });
 }
 
-/** Where the APIs differ: the name of the output bound, and whether a call carries one choice only. */
+/** Where the APIs differ: what they call a parameter, and whether a call carries one choice only. */
 export interface ApiRules {
-  /** max_tokens (chat, completions) or max_output_tokens (responses). */
-  readonly maxTokens: string;
+  /** The API's name for a chat completion parameter (the Responses API says max_output_tokens for max_tokens…). */
+  readonly rename?: (param: string) => string;
   /** Why `n` must be 1, for an API whose responses carry one choice. */
   readonly oneChoice?: string;
 }
 
-/** Throws the first problem of `request`, as an ApiError naming the parameter. */
-export function validateGeneration(request: GenerationValues, rules: ApiRules = { maxTokens: "max_tokens" }): void {
+/** An API's name for the chat completion parameter `param`. */
+export const paramName = (rules: ApiRules, param: string) => rules.rename?.(param) ?? param;
+
+/** Throws the first problem of `request`, as an ApiError naming the parameter as the request's API names it. */
+export function validateGeneration(request: GenerationValues, rules: ApiRules = {}): void {
+  try {
+    checkGeneration(request, rules);
+  } catch (error) {
+    const param = error instanceof ApiError ? error.details.param : undefined;
+    if (!(error instanceof ApiError) || param === undefined || paramName(rules, param) === param) throw error;
+    throw invalid(paramName(rules, param), error.message.slice(`Invalid value for '${param}': `.length));
+  }
+}
+
+function checkGeneration(request: GenerationValues, rules: ApiRules): void {
   validateSampling(request.sampling, rules);
   if (request.prompt !== undefined) {
     if (request.prompt === "") throw invalid("prompt", "must not be empty");
@@ -75,7 +88,7 @@ function validateSampling(sampling: SamplingParams, rules: ApiRules): void {
   inRange("repetition_penalty", sampling.repetitionPenalty, 0, 10, { lowOpen: true });
   inRange("presence_penalty", sampling.presencePenalty, -2, 2);
   inRange("frequency_penalty", sampling.frequencyPenalty, -2, 2);
-  inRange(rules.maxTokens, sampling.maxTokens, 1, maxCount, { integer: true });
+  inRange("max_tokens", sampling.maxTokens, 1, maxCount, { integer: true });
   inRange("n", sampling.n, 1, maxChoices, { integer: true });
   if (rules.oneChoice !== undefined && (sampling.n ?? 1) !== 1) throw invalid("n", rules.oneChoice);
   inRange("seed", sampling.seed, 0, 4_294_967_295, { integer: true });

@@ -13,6 +13,7 @@ import {
   type ResponseItem,
   responseEcho,
   responsesGenerationOf,
+  responsesParam,
   wantsLogprobs,
 } from "../../translate/responses.js";
 import { clientAbort } from "../client-abort.js";
@@ -53,7 +54,7 @@ export function registerResponses(app: FastifyInstance, deps: HttpDeps): void {
       askedOf(request, body.model, body.user),
       "chat",
       responsesGenerationOf(body, conversation, input),
-      { maxTokens: "max_output_tokens" },
+      { rename: responsesParam },
     );
     const builderFor = (sink?: ConstructorParameters<typeof ResponseBuilder>[2]) =>
       new ResponseBuilder(

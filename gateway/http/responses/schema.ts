@@ -69,11 +69,14 @@ const messageItem = z.object({
   status: z.string().optional(),
 });
 
+/** OpenAI's rule for function names, checked here to name the input item (the shared validation names the chat's message). */
+const functionName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a function name is 1 to 64 letters, digits, underscores or dashes");
+
 const functionCallItem = z.object({
   type: z.literal("function_call"),
   id: z.string().optional(),
-  call_id: z.string({ error: "a function_call needs its call_id" }),
-  name: z.string(),
+  call_id: z.string({ error: "a function_call needs its call_id" }).min(1, "must not be empty"),
+  name: functionName,
   arguments: z.string(),
   status: z.string().optional(),
 });
@@ -81,7 +84,7 @@ const functionCallItem = z.object({
 const functionCallOutputItem = z.object({
   type: z.literal("function_call_output"),
   id: z.string().optional(),
-  call_id: z.string({ error: "a function_call_output needs the call_id it answers" }),
+  call_id: z.string({ error: "a function_call_output needs the call_id it answers" }).min(1, "must not be empty"),
   output: textContent,
   status: z.string().optional(),
 });

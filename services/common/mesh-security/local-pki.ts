@@ -5,6 +5,7 @@ import { X509Certificate as NodeX509Certificate, webcrypto } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
+import { lock } from "proper-lockfile";
 import { meshRoles, spiffeId, type MeshRole } from "./identity.js";
 import { expiryWarningDays, tlsFiles } from "./settings.js";
 
@@ -40,6 +41,17 @@ export async function ensureLocalPki(
 ): Promise<LocalPkiReport> {
   useNodeCrypto();
   mkdirSync(directory, { recursive: true, mode: 0o700 });
+  // One CA per user is shared by every mesh it starts: two starting at once must not each
+  // make one. The lock is a directory beside it, taken over when its holder died.
+  const release = await lock(directory, { realpath: false, stale: 30_000, retries: { retries: 100, minTimeout: 50, maxTimeout: 500 } });
+  try {
+    return await ensureUnlocked(directory, trustDomain, roles);
+  } finally {
+    await release();
+  }
+}
+
+async function ensureUnlocked(directory: string, trustDomain: string, roles: readonly MeshRole[]): Promise<LocalPkiReport> {
   const caCertificatePath = join(directory, "ca.crt");
   const caKeyPath = join(directory, "ca.key");
   let ca: { certificate: x509.X509Certificate; privateKey: CryptoKey };

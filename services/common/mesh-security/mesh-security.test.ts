@@ -38,6 +38,17 @@ test("a local PKI is made once: a second run issues nothing and keeps every file
   }
 });
 
+test("two meshes starting at once on a fresh directory make one CA between them", async () => {
+  const directory = mkdtempSync(join(tmpdir(), "pki-"));
+  const reports = await Promise.all([ensureLocalPki(directory, defaultTrustDomain), ensureLocalPki(directory, defaultTrustDomain)]);
+  assert.deepEqual(reports.map((report) => report.issued.length).sort(), [0, 6], "one made everything, the other found it");
+  const ca = readFileSync(join(directory, "ca.crt"), "utf8");
+  for (const role of ["gateway", "admission", "router", "memory-guard", "worker", "operator"] as const) {
+    assert.equal(readFileSync(join(directory, role, "ca.crt"), "utf8"), ca);
+    assert.ok(new X509Certificate(readFileSync(join(directory, role, "tls.crt"))).checkIssued(new X509Certificate(ca)));
+  }
+});
+
 test("a service refuses to start on a missing, foreign, mismatched, wrong-role or expired certificate, naming tlsDir", async () => {
   const directory = mkdtempSync(join(tmpdir(), "pki-"));
   await ensureLocalPki(directory, defaultTrustDomain);

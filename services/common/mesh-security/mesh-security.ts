@@ -67,7 +67,7 @@ export class MeshSecurity {
       } catch (error) {
         throw new ConfigError(
           `setting "tlsDir": cannot read ${join(directory, file)} (${(error as NodeJS.ErrnoException).code ?? error}). ` +
-            "It needs tls.crt, tls.key and ca.crt: `npm start` and `npm run pki` make them under .cache/pki; or set insecure (plaintext, for debugging only).",
+            "It needs tls.crt, tls.key and ca.crt: `npm start` and `npm run pki` make them, one directory per role, in the per-user infermesh cache (~/.cache/infermesh/pki); or set insecure (plaintext, for debugging only).",
         );
       }
     };

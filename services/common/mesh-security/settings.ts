@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { boolean } from "../config.js";
+import { userCacheDir } from "../paths.js";
 import { defaultTrustDomain, type MeshRole } from "./identity.js";
 
 /** The files of one identity, in the layout cert-manager writes into a Secret. */
@@ -16,9 +17,13 @@ export const meshSecuritySettings = (role: MeshRole) => ({
   /**
    * Directory with tls.crt, tls.key and ca.crt (the layout cert-manager writes into a
    * Secret): this service's certificate, its key and the mesh CA. Re-read every minute,
-   * so a renewed certificate is used without a restart.
+   * so a renewed certificate is used without a restart. By default the role's directory
+   * of the per-user CA that `npm start` and `npm run pki` make.
    */
-  tlsDir: z.string().min(1).default(`.cache/pki/${role}`),
+  tlsDir: z
+    .string()
+    .min(1)
+    .default(userCacheDir(process.env, "pki", role)),
   /** Plaintext internal gRPC with no identities and no authorization: for debugging only; warns at start. */
   insecure: boolean().default(false),
   /** The SPIFFE trust domain mesh certificates name (spiffe://<domain>/<role>). */
