@@ -74,6 +74,14 @@ const toolChoice = z.union(
   { error: 'expected \'none\', \'auto\', \'required\' or {"type":"function","function":{"name":…}}' },
 );
 
+/** A JSON Schema output format: chat's `response_format.json_schema`, the Responses API's `text.format`. */
+export const jsonSchemaFormatFields = {
+  name: z.string(),
+  description: z.string().nullish(),
+  schema: z.record(z.string(), z.unknown()).optional(),
+  strict: z.boolean().nullish(),
+};
+
 const responseFormat = z.discriminatedUnion(
   "type",
   [
@@ -81,12 +89,7 @@ const responseFormat = z.discriminatedUnion(
     z.object({ type: z.literal("json_object") }),
     z.object({
       type: z.literal("json_schema"),
-      json_schema: z.object({
-        name: z.string(),
-        description: z.string().optional(),
-        schema: z.record(z.string(), z.unknown()).optional(),
-        strict: z.boolean().nullish(),
-      }),
+      json_schema: z.object(jsonSchemaFormatFields),
     }),
   ],
   { error: "expected response_format.type to be text, json_object or json_schema" },

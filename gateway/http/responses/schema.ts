@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { jsonSchemaFormatFields } from "../chat-completions/schema.js";
 
 /**
  * The body of POST /v1/responses (OpenAI's Responses API), as JSON types. As for chat,
@@ -173,13 +174,7 @@ const textFormat = z.discriminatedUnion(
   [
     z.object({ type: z.literal("text") }),
     z.object({ type: z.literal("json_object") }),
-    z.object({
-      type: z.literal("json_schema"),
-      name: z.string(),
-      description: z.string().nullish(),
-      schema: z.record(z.string(), z.unknown()).optional(),
-      strict: z.boolean().nullish(),
-    }),
+    z.object({ type: z.literal("json_schema"), ...jsonSchemaFormatFields }),
   ],
   { error: "expected text.format.type to be text, json_object or json_schema" },
 );
