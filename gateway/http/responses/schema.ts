@@ -47,18 +47,22 @@ const inputContentPart = z.unknown().transform((part, context): { readonly text:
   return { text: fields.text };
 });
 
-/** A string, or an array of `part`s; anything else is refused with `expected`. */
-const stringOr = <Part extends z.ZodType>(part: Part, expected: string) =>
+/** A string, or an array of at most `most` `part`s (`what` names them); anything else is refused. */
+const stringOr = <Part extends z.ZodType>(part: Part, what: string, most = maxInputItems) =>
   z.unknown().transform((value, context): string | z.infer<Part>[] => {
     if (typeof value === "string") return value;
     if (!Array.isArray(value)) {
-      context.addIssue({ code: "custom", message: expected });
+      context.addIssue({ code: "custom", message: `expected a string or an array of ${what}` });
+      return z.NEVER;
+    }
+    if (value.length > most) {
+      context.addIssue({ code: "custom", message: `at most ${most} ${what} are accepted` });
       return z.NEVER;
     }
     return forward(z.array(part), value, context);
   });
 
-const textContent = stringOr(inputContentPart, "expected a string or an array of input_text parts");
+const textContent = stringOr(inputContentPart, "input_text parts");
 
 const messageItem = z.object({
   type: z.literal("message").optional(),
@@ -181,18 +185,7 @@ const textFormat = z.discriminatedUnion(
 
 export const responsesBody = z.object({
   model: z.string({ error: "a model id (string) is required" }).min(1, "a model id is required"),
-  input: z.unknown().transform((value, context) => {
-    if (typeof value === "string") return value;
-    if (!Array.isArray(value)) {
-      context.addIssue({ code: "custom", message: "expected a string or an array of input items" });
-      return z.NEVER;
-    }
-    if (value.length > maxInputItems) {
-      context.addIssue({ code: "custom", message: `at most ${maxInputItems} input items are accepted` });
-      return z.NEVER;
-    }
-    return forward(z.array(inputItem), value, context);
-  }),
+  input: stringOr(inputItem, "input items"),
   instructions: z.string().nullish(),
   previous_response_id: z.string().nullish(),
   tools: z.array(tool).nullish(),
