@@ -72,6 +72,12 @@ export const gatewayConfigSchema = z.object({
   responsesTenantMaxBytes: integer(0, 68_719_476_736).default(64 * 1024 * 1024),
   /** How long a stored Response is kept after its last use; 0 keeps it until evicted. */
   responsesTtlMs: integer(0, 2_592_000_000).default(86_400_000),
+  /**
+   * The level of the one access event each request writes when it ends (request id,
+   * trace id, tenant, model, profile, class, API, outcome, timings, tokens, worker, pick
+   * reason; never its prompt or output); "off" writes none.
+   */
+  accessLog: z.enum(["info", "debug", "off"]).default("info"),
   /** How long SIGTERM waits for open requests. */
   shutdownGraceMs: integer(0, 600_000).default(10_000),
   ...meshSecuritySettings("gateway"),

@@ -3,6 +3,7 @@ import { CompletionServiceDefinition } from "../gen/infermesh/gateway/v1/complet
 import { EmbeddingServiceDefinition } from "../gen/infermesh/gateway/v1/embedding_service.js";
 import { ModelServiceDefinition } from "../gen/infermesh/gateway/v1/model_service.js";
 import { ServerCredentials } from "@grpc/grpc-js";
+import { Gauge } from "prom-client";
 import { startGrpcServer } from "../services/common/grpc-server.js";
 import { MeshSecurity } from "../services/common/mesh-security/mesh-security.js";
 import { exitOnSignals, exitOnStartupFailure } from "../services/common/lifecycle.js";
@@ -10,7 +11,9 @@ import { createLogger, type Logger } from "../services/common/logger.js";
 import { createMetricsRegistry } from "../services/common/metrics.js";
 import { AccessControl } from "./access/access-control.js";
 import { ApiKeys } from "./access/api-keys.js";
-import { createFlowMetrics, type FlowDeps } from "./flow/deps.js";
+import type { FlowDeps } from "./flow/deps.js";
+import { RequestMetrics } from "./observability/request-metrics.js";
+import { RequestObserver } from "./observability/request-observation.js";
 import { SharedGenerations } from "./flow/shared-generations.js";
 import { ResponseCache } from "./response-cache/response-cache.js";
 import { ResponsesStore } from "./responses-store/responses-store.js";
@@ -34,7 +37,7 @@ try {
   const flow: FlowDeps = {
     clients,
     catalog,
-    metrics: createFlowMetrics(registry),
+    observer: new RequestObserver(new RequestMetrics(registry), logger, config.accessLog),
     requestTimeoutMs: config.requestTimeoutMs,
     shared: config.dedupeRequests ? new SharedGenerations(registry) : undefined,
   };
@@ -49,6 +52,16 @@ try {
     catalog,
   );
   const cache = config.responseCache ? new ResponseCache(config.responseCacheMaxBytes, config.responseCacheTtlMs, registry) : undefined;
+  // Which models each profile prefers, joined to the request series by model.
+  const profileModels = new Gauge({
+    name: "infermesh_gateway_profile_model_info",
+    help: "The models of each serving profile, by preference (rank 0 first); always 1",
+    labelNames: ["profile", "model_id", "rank"],
+    registers: [registry],
+  });
+  for (const [profile, { models }] of Object.entries(config.profiles)) {
+    for (const [rank, model] of models.entries()) profileModels.set({ profile, model_id: model, rank: String(rank) }, 1);
+  }
   const responses = new ResponsesStore(
     { maxBytes: config.responsesMaxBytes, tenantMaxBytes: config.responsesTenantMaxBytes, ttlMs: config.responsesTtlMs },
     registry,

@@ -11,8 +11,12 @@ import type { GenerationValues } from "../validation/generation.js";
 const freshPickMs = 50;
 
 /** Fails with NOT_FOUND for a model no worker ever served, UNAVAILABLE for one that is away. */
-export async function requireModel(deps: FlowDeps, model: string, signal: AbortSignal): Promise<void> {
-  if (await deps.catalog.find(model, signal)) return;
+export async function requireModel(deps: FlowDeps, request: Resolution, signal: AbortSignal): Promise<void> {
+  const { model } = request;
+  if (await deps.catalog.find(model, signal)) {
+    request.observation?.served(model);
+    return;
+  }
   if (deps.catalog.servedBefore(model)) {
     throw new ApiError(Status.UNAVAILABLE, `No worker is serving \`${model}\` right now; retry shortly.`, {
       code: "model_unavailable",
@@ -44,14 +48,13 @@ export async function admitAndPick(
   values: GenerationValues | undefined,
   signal: AbortSignal,
 ): Promise<Admitted> {
-  const arrivedAt = performance.now();
   const pickRequest = pickRequestOf(request, size, values);
   const earlyPick = pickWorkers(deps.clients, pickRequest, signal);
   earlyPick.catch(() => undefined);
   const slot = await acquireSlot(deps.clients, acquireRequestOf(request, size), signal);
-  deps.metrics.queueSeconds.observe((performance.now() - arrivedAt) / 1000);
   try {
     const pick = slot.queuedMs > freshPickMs ? await pickWorkers(deps.clients, pickRequest, signal) : await earlyPick;
+    request.observation?.admitted(pick);
     return { slot, pick };
   } catch (error) {
     slot.release();

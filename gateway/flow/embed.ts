@@ -1,4 +1,3 @@
-import { trace } from "@opentelemetry/api";
 import { withWorker } from "../mesh/generation.js";
 import { admitAndPick, requireModel } from "./admit-and-pick.js";
 import { underDeadline } from "./deadline.js";
@@ -13,18 +12,14 @@ export interface EmbeddingResult {
 
 /** Runs an embeddings request through admission and routing to a worker's Embed. */
 export function runEmbedding(deps: FlowDeps, request: ResolvedEmbedding, clientSignal: AbortSignal): Promise<EmbeddingResult> {
-  trace.getActiveSpan()?.setAttributes({
-    "gen_ai.operation.name": "embeddings",
-    "gen_ai.request.model": request.model,
-    "infermesh.request_id": request.requestId,
-  });
   return underDeadline(clientSignal, deps.requestTimeoutMs, async (signal) => {
-    await requireModel(deps, request.model, signal);
+    await requireModel(deps, request, signal);
     const { slot, pick } = await admitAndPick(deps, request, embeddingSizeOf(request), undefined, signal);
     try {
       const response = await withWorker(deps.clients, pick, signal, (worker) =>
         worker.embed({ model: request.model, inputs: [...request.inputs] }, { signal }),
       );
+      request.observation?.embedded(response.promptTokens);
       return { vectors: response.embeddings.map((embedding) => embedding.values), promptTokens: response.promptTokens };
     } finally {
       slot.release();

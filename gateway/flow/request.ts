@@ -11,6 +11,7 @@ import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js
 import { blockHashes, canonicalPrompt, prefixBlockChars } from "../../services/common/prefix-hash.js";
 import type { KeyIdentity, TenantLimits } from "../access/api-keys.js";
 import type { ProfileName } from "../access/profiles.js";
+import type { RequestObservation } from "../observability/request-observation.js";
 import type { GenerationValues } from "../validation/generation.js";
 
 /** Who a request is charged to, from its API key (or the anonymous default). */
@@ -36,6 +37,8 @@ export interface Resolution {
   readonly identity: KeyIdentity | undefined;
   /** End-user id (OpenAI's `user`): the session-affinity key; may be empty. */
   readonly sessionId: string;
+  /** What the operator sees of it: metrics and the access event. */
+  readonly observation?: RequestObservation;
 }
 
 /** SamplingParams whose output bound is settled: the request's, or its profile's. */

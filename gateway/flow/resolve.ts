@@ -3,6 +3,7 @@ import type { AccessControl } from "../access/access-control.js";
 import type { KeyIdentity } from "../access/api-keys.js";
 import { ApiError } from "../errors.js";
 import { type ApiRules, type GenerationValues, paramName, validateGeneration } from "../validation/generation.js";
+import type { RequestObservation } from "../observability/request-observation.js";
 import type { ResolvedEmbedding, ResolvedGeneration, Resolution } from "./request.js";
 
 /** What a request says about itself, whichever API it came through. */
@@ -18,6 +19,7 @@ export interface Asked {
   readonly user: string | null | undefined;
   /** The caller asked for a fresh answer (`Cache-Control: no-cache`): no cache, no shared generation. */
   readonly fresh?: boolean;
+  readonly observation?: RequestObservation;
 }
 
 async function resolveAccess(access: AccessControl, identity: KeyIdentity | undefined, asked: Asked, signal?: AbortSignal) {
@@ -35,7 +37,9 @@ async function resolveAccess(access: AccessControl, identity: KeyIdentity | unde
     caller: decided.caller,
     identity,
     sessionId: user,
+    observation: asked.observation,
   };
+  asked.observation?.resolved(resolution);
   return { resolution, outputBound: decided.maxTokens };
 }
 
@@ -66,12 +70,14 @@ export async function resolveGeneration(
       },
     );
   }
-  return {
+  const resolved: ResolvedGeneration = {
     ...resolution,
     operation,
     values: { ...values, sampling: { ...values.sampling, maxTokens: maxTokens ?? outputBound } },
     shareable: asked.fresh !== true && (identity?.dedupeRequests ?? true),
   };
+  asked.observation?.generation(resolved);
+  return resolved;
 }
 
 /** Resolves an embeddings request (its inputs are bounded by its API's schema). */
@@ -83,5 +89,6 @@ export async function resolveEmbedding(
   signal?: AbortSignal,
 ): Promise<ResolvedEmbedding> {
   const { resolution } = await resolveAccess(access, identity, asked, signal);
+  asked.observation?.embedding(resolution);
   return { ...resolution, inputs };
 }

@@ -7,6 +7,8 @@ import type { GenerationEvent } from "../mesh/generation.js";
 import type { ResolvedEmbedding, ResolvedGeneration } from "../flow/request.js";
 import { type Asked, resolveEmbedding, resolveGeneration } from "../flow/resolve.js";
 import type { GenerationValues } from "../validation/generation.js";
+import type { FlowDeps } from "../flow/deps.js";
+import type { RequestObservation } from "../observability/request-observation.js";
 
 /** Rethrows a flow failure as the matching gRPC status, with no internals. */
 export function asServerError(error: unknown): never {
@@ -15,11 +17,53 @@ export function asServerError(error: unknown): never {
   throw new ServerError(apiError.status, apiError.message);
 }
 
+/**
+ * Runs a unary call under its observation (metrics and access event, API "grpc"): a
+ * failure is its outcome, and it ends when the call does.
+ */
+export async function observedCall<Response>(
+  deps: FlowDeps,
+  context: CallContext,
+  call: (observation: RequestObservation) => Promise<Response>,
+): Promise<Response> {
+  const observation = deps.observer.start("grpc", randomUUID());
+  try {
+    return await call(observation);
+  } catch (error) {
+    observation.fail(error);
+    throw error;
+  } finally {
+    observation.end({ callerLeft: context.signal.aborted });
+  }
+}
+
+/** A server-streaming call under its observation, as observedCall. */
+export async function* observedStream<Response>(
+  deps: FlowDeps,
+  context: CallContext,
+  call: (observation: RequestObservation) => AsyncIterable<Response>,
+): AsyncGenerator<Response> {
+  const observation = deps.observer.start("grpc", randomUUID());
+  try {
+    yield* call(observation);
+  } catch (error) {
+    observation.fail(error);
+    throw error;
+  } finally {
+    observation.end({ callerLeft: context.signal.aborted });
+  }
+}
+
 /** What a call says about itself: the request's model, profile and user, and the priority metadata. */
-function askedOfCall(context: CallContext, request: { model: string; profile?: string; user: string }): Asked {
+function askedOfCall(
+  context: CallContext,
+  request: { model: string; profile?: string; user: string },
+  observation: RequestObservation,
+): Asked {
   if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
   return {
-    requestId: randomUUID(),
+    requestId: observation.requestId,
+    observation,
     model: request.model,
     profileHeader: request.profile || undefined,
     priorityHeader: context.metadata.get(priorityHeaderName),
@@ -39,8 +83,9 @@ export async function resolveGenerationCall(
   request: { model: string; profile?: string; user: string },
   operation: ResolvedGeneration["operation"],
   values: GenerationValues,
+  observation: RequestObservation,
 ): Promise<ResolvedGeneration> {
-  const asked = askedOfCall(context, request);
+  const asked = askedOfCall(context, request, observation);
   try {
     const identity = access.authenticate(context.metadata.get("authorization"));
     const rules = { oneChoice: "n above 1 is served by the HTTP API only" };
@@ -55,8 +100,9 @@ export async function resolveEmbeddingCall(
   access: AccessControl,
   context: CallContext,
   request: { model: string; user: string; inputs: readonly string[] },
+  observation: RequestObservation,
 ): Promise<ResolvedEmbedding> {
-  const asked = askedOfCall(context, request);
+  const asked = askedOfCall(context, request, observation);
   try {
     const identity = access.authenticate(context.metadata.get("authorization"));
     return await resolveEmbedding(access, identity, asked, request.inputs, context.signal);

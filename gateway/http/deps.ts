@@ -3,6 +3,7 @@ import { priorityHeaderName, profileHeaderName, type AccessControl } from "../ac
 import type { KeyIdentity } from "../access/api-keys.js";
 import type { FlowDeps } from "../flow/deps.js";
 import type { Asked } from "../flow/resolve.js";
+import type { RequestObservation } from "../observability/request-observation.js";
 import { bypassRequested, type ResponseCache } from "../response-cache/response-cache.js";
 import type { ResponsesStore } from "../responses-store/responses-store.js";
 
@@ -10,6 +11,8 @@ declare module "fastify" {
   interface FastifyRequest {
     /** The API key's identity; set by the auth hook, undefined when anonymous. */
     identity: KeyIdentity | undefined;
+    /** The observation of an API request (metrics, access event); undefined for other routes. */
+    observation: RequestObservation | undefined;
   }
 }
 
@@ -32,6 +35,7 @@ export function askedOf(request: FastifyRequest, model: string, user: string | n
     priorityHeader: headerValue(request, priorityHeaderName),
     user,
     fresh: bypassRequested(request.headers["cache-control"]),
+    observation: request.observation,
   };
 }
 

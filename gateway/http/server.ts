@@ -1,11 +1,14 @@
 import { randomUUID } from "node:crypto";
 import cors from "@fastify/cors";
+import { trace } from "@opentelemetry/api";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
 import { Status } from "nice-grpc";
 import type { Registry } from "prom-client";
 import { ApiError, toApiError } from "../errors.js";
 import { nestingDepth } from "../../services/common/json-schema.js";
 import type { Logger } from "../../services/common/logger.js";
+import { scrape } from "../../services/common/metrics.js";
+import type { Api } from "../observability/request-metrics.js";
 import { registerChatCompletions } from "./chat-completions/route.js";
 import { registerCompletions } from "./completions/route.js";
 import type { HttpDeps } from "./deps.js";
@@ -39,6 +42,16 @@ const unknownUrl = (method: string, url: string, why?: string) =>
 
 /** Deepest nesting of objects and arrays a JSON body may have. */
 const maxBodyDepth = 64;
+
+/** The routes whose requests are observed (metrics, access event), by API. */
+const apiRoutes = new Map<string, Api>(
+  (["/v1", "/api/v1"] as const).flatMap((prefix) => [
+    [`${prefix}/chat/completions`, "chat"],
+    [`${prefix}/completions`, "completions"],
+    [`${prefix}/responses`, "responses"],
+    [`${prefix}/embeddings`, "embeddings"],
+  ]),
+);
 
 /** Paths that answer without an API key: probes and the Prometheus scrape. */
 const openPaths = new Set(["/healthz", "/readyz", "/metrics"]);
@@ -81,6 +94,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     parseJson(request, text as string, done);
   });
   app.decorateRequest("identity", undefined);
+  app.decorateRequest("observation", undefined);
 
   if (deps.corsOrigins.length > 0) {
     void app.register(cors, {
@@ -92,6 +106,23 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
 
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
+    // The server span is named by route, as OpenTelemetry's HTTP conventions ask ("POST /v1/chat/completions").
+    const route = request.routeOptions.url;
+    if (route) trace.getActiveSpan()?.updateName(`${request.method} ${route}`).setAttribute("http.route", route);
+    const api = request.method === "POST" ? apiRoutes.get(request.routeOptions.url ?? "") : undefined;
+    if (api) {
+      const observation = deps.flow.observer.start(api, request.id);
+      request.observation = observation;
+      // After the last byte, or the caller leaving first (a stream it closed).
+      reply.raw.once("close", () => {
+        // An event handler: nothing thrown here may reach the process.
+        try {
+          observation.end({ httpStatus: reply.raw.statusCode, callerLeft: !reply.raw.writableFinished });
+        } catch (error) {
+          request.log.error({ err: error }, "the request's observation failed");
+        }
+      });
+    }
     // The matched route's pattern, as the router decoded the path ("/%61dmin/x" is "/admin/x");
     // the raw path only for URLs no route matches.
     const path = request.routeOptions.url ?? request.url.split("?", 1)[0]!;
@@ -101,7 +132,10 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof ApiError) return sendError(reply, error);
+    if (error instanceof ApiError) {
+      request.observation?.fail(error);
+      return sendError(reply, error);
+    }
     if (error.statusCode === 413) {
       return sendError(
         reply,
@@ -122,6 +156,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
       );
     }
     const apiError = toApiError(error);
+    request.observation?.fail(apiError);
     if (apiError.status === Status.INTERNAL) request.log.error({ err: error }, "request failed");
     return sendError(reply, apiError);
   });
@@ -142,6 +177,9 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     const ready = await deps.ready().catch(() => false);
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready" });
   });
-  app.get("/metrics", async (_request, reply) => reply.type(deps.registry.contentType).send(await deps.registry.metrics()));
+  app.get("/metrics", async (request, reply) => {
+    const { contentType, text } = await scrape(deps.registry, request.headers.accept);
+    return reply.type(contentType).send(text);
+  });
   return app;
 }

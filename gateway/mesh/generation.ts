@@ -22,9 +22,11 @@ export async function* generate(
   request: GenerateRequest,
   pick: PickResponse,
   signal: AbortSignal,
+  onRetry: () => void = () => undefined,
 ): AsyncGenerator<GenerationEvent> {
   let lastError: unknown;
   for (const candidate of pick.candidates.slice(0, maxAttempts)) {
+    if (lastError !== undefined) onRetry();
     // A balanced pick may run another model than the one asked for.
     const model = candidate.model || request.model;
     const events = clients.worker(candidate.address).generate(model === request.model ? request : { ...request, model }, { signal });

@@ -47,7 +47,27 @@ export function exportEngineMetrics(registry: Registry, currentEngine: () => Eng
   };
   counter("vllm:prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache", (load) => load.prefixCacheQueries);
   counter("vllm:prefix_cache_hits_total", "Prompt tokens found in the prefix cache", (load) => load.prefixCacheHits);
+  // The seeds' labels where they are true: one series per served model, joined to the
+  // request series by model_id (model_name in vLLM's), not multiplied into each of them.
+  new Gauge({
+    name: "infermesh_worker_model_info",
+    help: "The model a worker serves: its engine, size (from its id, e.g. 20b) and GPU mode (the device kind: cpu, cuda, …); always 1",
+    labelNames: ["worker_id", "model_id", "engine", "model_size", "gpu_mode"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const engine = currentEngine();
+      if (!engine) return;
+      const gpuMode = engine.device.split(":")[0] ?? "";
+      for (const model of engine.models()) {
+        this.set({ worker_id: workerId, model_id: model.id, engine: engine.kind, model_size: modelSizeOf(model.id), gpu_mode: gpuMode }, 1);
+      }
+    },
+  });
   gauge("infermesh_worker_kv_used_tokens", "KV cells in use", (load) => load.kvUsedTokens);
   gauge("infermesh_worker_kv_total_tokens", "KV cells in all", (load) => load.kvTotalTokens);
   gauge("infermesh_worker_tokens_per_second", "Generated tokens per second, 5 s window", (load) => load.tokensPerSecond);
 }
+
+/** A model's size as its id names it ("gpt-oss-120b" → "120b"), or "" when it names none. */
+export const modelSizeOf = (modelId: string) => /(?:^|[^a-z0-9.])(\d+(?:\.\d+)?[bm])(?![a-z0-9])/i.exec(modelId)?.[1]?.toLowerCase() ?? "";

@@ -1,6 +1,6 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { Registry } from "prom-client";
+import { createMetricsRegistry } from "../common/metrics.js";
 import type { CallContext } from "nice-grpc";
 import { ChatMessage } from "../../gen/infermesh/common/v1/common.js";
 import { GenerateRequest } from "../../gen/infermesh/worker/v1/worker_service.js";
@@ -44,7 +44,7 @@ function setup() {
     reservations: new KvReservations(),
     failures,
     arrivals,
-    registry: new Registry(),
+    registry: createMetricsRegistry("worker"),
     logger: createLogger("worker", "fatal"),
   });
   const model = engine.models()[0]!.id;

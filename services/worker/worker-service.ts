@@ -14,6 +14,7 @@ import type { EngineHost } from "./engine-host.js";
 import type { Arrivals } from "./arrivals.js";
 import type { FailureWindow } from "./failure-window.js";
 import type { KvReservations } from "./kv-reservations.js";
+import { VllmMetrics } from "./vllm-metrics.js";
 import { kvNeedTokens } from "../common/kv-need.js";
 
 export interface WorkerServiceDeps {
@@ -70,15 +71,12 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
     labelNames: ["outcome"] as const,
     registers: [deps.registry],
   });
-  const generatedTokens = new Counter({
-    name: "infermesh_worker_generation_tokens_total",
-    help: "Tokens generated",
-    registers: [deps.registry],
-  });
+  const vllm = new VllmMetrics(deps.registry);
 
   return {
     async *generate(request: GenerateRequest, context: CallContext): AsyncIterable<GenerateResponse> {
       const engine = servingEngine();
+      const timing = vllm.track(request.model);
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
       if ((request.prompt === undefined) === (request.messages.length === 0)) {
         throw new ServerError(Status.INVALID_ARGUMENT, "exactly one of messages and prompt must be set");
@@ -157,6 +155,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         throw new ServerError(Status.INTERNAL, "the engine did not start");
       }
       const started = first.value;
+      timing.started(started.promptTokens);
       const release = deps.reservations.hold(kvNeedTokens(started.promptTokens, started.maxTokens, n));
       const usage: Usage = {
         promptTokens: started.promptTokens,
@@ -198,7 +197,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
           if (next.done) break;
           const { index, event } = next.value;
           if (event.kind === "delta") {
-            generatedTokens.inc(event.tokenCount);
+            timing.tokens(index, event.tokenCount);
             yield {
               event: {
                 $case: "delta",
@@ -222,6 +221,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
           }
         }
         outcome = firstFinish === FinishReason.FINISH_REASON_CANCELLED ? "cancelled" : "finished";
+        timing.finished(firstFinish);
         yield { event: { $case: "finished", value: { finishReason: firstFinish, usage } } };
       } finally {
         // A caller that cancels stops reading before any terminal event.

@@ -173,3 +173,28 @@ test("every Compose service passes settings it accepts, holds its certificate fr
   const scraped = new Set(prometheus.scrape_configs.flatMap((job: any) => job.static_configs.flatMap((entry: any) => entry.targets)));
   assert.deepEqual([...scraped].sort(), [...metricsTargets].sort());
 });
+
+/**
+ * promtool, from Debian's `prometheus` package: `.ci/run` installs it and sets
+ * INFERMESH_REQUIRE_PROMTOOL, so CI never skips these; elsewhere they skip, saying why.
+ */
+function promtool(t: { skip(message: string): void }, ...args: string[]): string | undefined {
+  try {
+    return execFileSync("promtool", args, { cwd: join(root, "deploy/prometheus"), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
+    if (missing && process.env.INFERMESH_REQUIRE_PROMTOOL !== "1") {
+      t.skip("promtool is not installed (apt-get install prometheus)");
+      return undefined;
+    }
+    const failed = error as { stdout?: string; stderr?: string };
+    assert.fail(`promtool ${args.join(" ")} failed:\n${failed.stdout ?? ""}${failed.stderr ?? (error as Error).message}`);
+  }
+}
+
+test("the alert rules are valid, and each alert's unit test fires it on a broken SLO and keeps it quiet on a kept one", (t) => {
+  const checked = promtool(t, "check", "rules", "alerts.yml");
+  if (checked === undefined) return;
+  assert.match(checked, /SUCCESS: 11 rules found/);
+  assert.match(promtool(t, "test", "rules", "alerts.test.yml") ?? "", /SUCCESS/);
+});

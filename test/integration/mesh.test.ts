@@ -215,7 +215,7 @@ test("every port lists and describes its services by reflection, as grpcurl does
 });
 
 test("a client that disconnects mid-stream stops the worker's decoding and frees its slot", async () => {
-  const tokensBefore = (await metricValue(workerMetrics(), "infermesh_worker_generation_tokens_total")) ?? 0;
+  const tokensBefore = (await metricValue(workerMetrics(), "vllm:generation_tokens_total")) ?? 0;
   const abort = new AbortController();
   const stream = await openai.chat.completions.create(
     { model, messages: question, max_tokens: 1500, temperature: 0, stream: true },
@@ -233,7 +233,7 @@ test("a client that disconnects mid-stream stops the worker's decoding and frees
     async () => (await metricValue(workerMetrics(), 'infermesh_worker_generations_total{outcome="cancelled"')) === 1,
   );
   await waitFor("the admission slot to be freed", async () => (await inFlightSlots()) === 0);
-  const decoded = ((await metricValue(workerMetrics(), "infermesh_worker_generation_tokens_total")) ?? 0) - tokensBefore;
+  const decoded = ((await metricValue(workerMetrics(), "vllm:generation_tokens_total")) ?? 0) - tokensBefore;
   assert.ok(decoded < 1000, `decoding stopped early (${decoded} of 1500 tokens)`);
 });
 

@@ -77,6 +77,8 @@ export interface CollectedSpan {
   readonly parentSpanId: string;
   readonly name: string;
   readonly attributes: Record<string, unknown>;
+  /** OTLP's status code: 0 unset, 1 ok, 2 error. */
+  readonly statusCode: number;
 }
 
 /** A minimal OTLP/HTTP (JSON) trace receiver: what a Collector would get. */
@@ -118,6 +120,7 @@ export class OtlpCollector {
             parentSpanId: span.parentSpanId ?? "",
             name: span.name,
             attributes: attributesOf(span.attributes),
+            statusCode: span.status?.code ?? 0,
           });
         }
       }
@@ -127,8 +130,14 @@ export class OtlpCollector {
 
 function attributesOf(list: { key: string; value: Record<string, unknown> }[] | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const { key, value } of list ?? []) out[key] = Object.values(value)[0];
+  for (const { key, value } of list ?? []) out[key] = plainValue(value);
   return out;
+}
+
+/** An OTLP JSON AnyValue as a plain value: `{stringValue: "x"}` is "x", an arrayValue an array. */
+function plainValue(value: Record<string, unknown>): unknown {
+  const array = value.arrayValue as { values?: Record<string, unknown>[] } | undefined;
+  return array ? (array.values ?? []).map(plainValue) : Object.values(value)[0];
 }
 
 export interface TestMesh {

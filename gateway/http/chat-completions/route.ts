@@ -39,6 +39,7 @@ export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): v
       created: Math.floor(Date.now() / 1000),
       fingerprint: systemFingerprint(await deps.flow.catalog.find(resolved.model), resolved.model),
     };
+    request.observation?.responseId(completion.id);
     const abort = clientAbort(reply);
     const events = runGeneration(deps.flow, resolved, abort.signal);
     try {

@@ -39,6 +39,7 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
       created: Math.floor(Date.now() / 1000),
       fingerprint: systemFingerprint(await deps.flow.catalog.find(resolved.model), resolved.model),
     };
+    request.observation?.responseId(completion.id);
     const abort = clientAbort(reply);
     const run = (prompt: string, index: number) =>
       runGeneration(

@@ -56,9 +56,11 @@ export function registerResponses(app: FastifyInstance, deps: HttpDeps): void {
       responsesGenerationOf(body, conversation, input),
       { rename: responsesParam },
     );
+    const id = newItemId("resp");
+    request.observation?.responseId(id);
     const builderFor = (sink?: ConstructorParameters<typeof ResponseBuilder>[2]) =>
       new ResponseBuilder(
-        { id: newItemId("resp"), created_at: Math.floor(Date.now() / 1000), model: resolved.model, ...responseEcho(body) },
+        { id, created_at: Math.floor(Date.now() / 1000), model: resolved.model, ...responseEcho(body) },
         { logprobs: wantsLogprobs(body), parallelToolCalls: body.parallel_tool_calls ?? true },
         sink,
       );

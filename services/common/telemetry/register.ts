@@ -12,6 +12,9 @@ import { NodeSDK } from "@opentelemetry/sdk-node";
 
 let sdk: NodeSDK | undefined;
 
+/** HTTP paths served without a trace: the probes and the Prometheus scrape. */
+const untracedPaths = new Set(["/healthz", "/readyz", "/metrics"]);
+
 /** Whether the standard OTEL_* variables ask for trace export. */
 export function tracingRequested(env: Readonly<Record<string, string | undefined>>): boolean {
   if (env.OTEL_SDK_DISABLED === "true") return false;
@@ -32,7 +35,8 @@ if (tracingRequested(process.env)) {
   register("@opentelemetry/instrumentation/hook.mjs", import.meta.url);
   sdk = new NodeSDK({
     instrumentations: [
-      new HttpInstrumentation({ ignoreIncomingRequestHook: (request) => request.url === "/metrics" }),
+      // Probes and scrapes are not requests anyone traces: a poll every second would be a trace a second.
+      new HttpInstrumentation({ ignoreIncomingRequestHook: (request) => untracedPaths.has(request.url?.split("?", 1)[0] ?? "") }),
       new GrpcInstrumentation({ ignoreGrpcMethods: ["Check", "Watch", "ServerReflectionInfo"].map((name) => new RegExp(`^${name}$`)) }),
     ],
     // Metrics are scraped by Prometheus (prom-client); logs go to stdout.
