@@ -6,10 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, stringify } from "yaml";
+import { dashboardJson, dashboardQueries } from "../../deploy/grafana/dashboard.js";
 import { loadGatewayConfig } from "../../gateway/config.js";
 import { loadAdmissionConfig } from "../../services/admission/config.js";
 import { spiffeId, defaultTrustDomain, type MeshRole } from "../../services/common/mesh-security/identity.js";
@@ -196,5 +198,25 @@ test("the alert rules are valid, and each alert's unit test fires it on a broken
   const checked = promtool(t, "check", "rules", "alerts.yml");
   if (checked === undefined) return;
   assert.match(checked, /SUCCESS: 11 rules found/);
+  assert.match(promtool(t, "check", "config", "prometheus.yml") ?? "", /SUCCESS: 1 rule files found/);
   assert.match(promtool(t, "test", "rules", "alerts.test.yml") ?? "", /SUCCESS/);
+});
+
+test("the Grafana dashboard is its builder's output, and every query in it is valid PromQL", (t) => {
+  const committed = readFileSync(join(root, "deploy/grafana/infermesh.json"), "utf8");
+  assert.equal(committed, dashboardJson(), "deploy/grafana/infermesh.json differs from its builder: run npm run dashboards");
+  const queries = dashboardQueries(JSON.parse(committed));
+  assert.ok(queries.length >= 15);
+  // Grafana's variables as a query would have them, then promtool parses each as a rule.
+  const concrete = queries.map((query) =>
+    query.replaceAll("$__rate_interval", "1m").replaceAll("$__range", "1h").replaceAll("$model", ".*"),
+  );
+  const directory = mkdtempSync(join(tmpdir(), "dashboard-queries-"));
+  const file = join(directory, "queries.yml");
+  writeFileSync(
+    file,
+    stringify({ groups: [{ name: "dashboard", rules: concrete.map((expr, index) => ({ record: `dashboard:query${index}`, expr })) }] }),
+  );
+  const checked = promtool(t, "check", "rules", file);
+  if (checked !== undefined) assert.match(checked, new RegExp(`SUCCESS: ${queries.length} rules found`));
 });

@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { repoRoot } from "../../services/common/paths.js";
+import { dashboardQueries } from "../../deploy/grafana/dashboard.js";
 import { OtlpCollector, startTestMesh, type TestMesh, waitFor } from "../support/harness.js";
 
 const model = "sim-gpt-oss-20b";
@@ -22,7 +23,7 @@ before(async () => {
   mesh = await startTestMesh({
     otlpEndpoint: collector.endpoint,
     workerArgs: ["--engine", "sim", "--sim-time-scale", "1", "--sim-answer-tokens-min", "2000", "--sim-answer-tokens-max", "2000"],
-    gatewayArgs: ["--request-timeout-ms", "2000"],
+    gatewayArgs: ["--request-timeout-ms", "2000", "--response-cache", "true"],
   });
 });
 
@@ -190,9 +191,10 @@ test("a stream cut by the deadline after its first token: outcome timeout, its s
   );
 });
 
-test("every metric the alert rules query is one a live mesh exports", async () => {
+test("every metric the alert rules and the dashboard query is one a live mesh exports", async () => {
   const rules = readFileSync(join(repoRoot(), "deploy/prometheus/alerts.yml"), "utf8");
-  const queried = new Set([...rules.matchAll(/\b(infermesh_[a-z0-9_]+|vllm:[a-z0-9_:]+)/g)].map((match) => match[1]!));
+  const dashboard = dashboardQueries(JSON.parse(readFileSync(join(repoRoot(), "deploy/grafana/infermesh.json"), "utf8"))).join("\n");
+  const queried = new Set([...`${rules}\n${dashboard}`.matchAll(/\b(infermesh_[a-z0-9_]+|vllm:[a-z0-9_:]+)/g)].map((match) => match[1]!));
   const { ports } = mesh;
   const exported = new Set<string>();
   for (const url of [

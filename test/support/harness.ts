@@ -183,6 +183,8 @@ export const testModelDir = join(repoRoot(), ".cache/models");
 export async function startTestMesh(
   options: {
     otlpEndpoint?: string;
+    /** With otlpEndpoint: the share of traces kept (parent-based trace-id ratio); 1 unless given. */
+    traceSampleRatio?: number;
     admissionArgs?: string[];
     routerArgs?: string[];
     workerArgs?: string[];
@@ -218,7 +220,9 @@ export async function startTestMesh(
         OTEL_EXPORTER_OTLP_ENDPOINT: options.otlpEndpoint,
         OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/json",
         OTEL_BSP_SCHEDULE_DELAY: "50",
-        OTEL_TRACES_SAMPLER: "always_on",
+        ...(options.traceSampleRatio === undefined
+          ? { OTEL_TRACES_SAMPLER: "always_on" }
+          : { OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: String(options.traceSampleRatio) }),
       }
     : { OTEL_SDK_DISABLED: "true" };
   const logs: string[] = [];
