@@ -1,12 +1,14 @@
 import { type Span, SpanStatusCode, trace, TraceFlags } from "@opentelemetry/api";
 import type { Status } from "nice-grpc";
 import type { Histogram, LabelValues } from "prom-client";
-import { FinishReason, PriorityClass, type Usage } from "../../gen/infermesh/common/v1/common.js";
+import { PriorityClass, type Usage } from "../../gen/infermesh/common/v1/common.js";
 import type { PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Logger } from "../../services/common/logger.js";
 import type { Resolution, ResolvedGeneration } from "../flow/request.js";
 import type { GenerationEvent } from "../mesh/generation.js";
 import { ApiError, toApiError } from "../errors.js";
+import { sumUsage } from "../translate/choices.js";
+import { finishReasonText } from "../translate/openai.js";
 import { type Api, type Outcome, outcomeOf, outcomeOfHttpStatus, type RequestLabels, type RequestMetrics } from "./request-metrics.js";
 
 /** Where access events go, and at which level ("off": none). */
@@ -155,9 +157,9 @@ export class RequestObservation {
         break;
       }
       case "finished":
-        this.finishReasons.push(finishReasonName(event.value.finishReason));
+        this.finishReasons.push(finishReasonText(event.value.finishReason));
         // Several prompts of one completions request each finish: their usage adds up.
-        this.usage = addUsage(this.usage, event.value.usage);
+        this.usage = sumUsage([this.usage, event.value.usage]);
         // Before the response ends: the server span ends with it.
         this.span?.setAttributes({
           "gen_ai.response.finish_reasons": this.finishReasons,
@@ -251,23 +253,3 @@ export class RequestObservation {
 }
 
 const round = (value: number) => Math.round(value * 10) / 10;
-
-/** OpenAI's name of a finish reason, as gen_ai.response.finish_reasons lists them. */
-const finishReasonName = (reason: FinishReason) =>
-  reason === FinishReason.FINISH_REASON_LENGTH
-    ? "length"
-    : reason === FinishReason.FINISH_REASON_TOOL_CALLS
-      ? "tool_calls"
-      : reason === FinishReason.FINISH_REASON_CANCELLED
-        ? "cancelled"
-        : "stop";
-
-const addUsage = (sum: Usage | undefined, usage: Usage | undefined): Usage | undefined =>
-  !sum || !usage
-    ? (usage ?? sum)
-    : {
-        promptTokens: sum.promptTokens + usage.promptTokens,
-        completionTokens: sum.completionTokens + usage.completionTokens,
-        cachedTokens: sum.cachedTokens + usage.cachedTokens,
-        reasoningTokens: sum.reasoningTokens + usage.reasoningTokens,
-      };

@@ -31,6 +31,19 @@ const newChoice = (index: number): Choice => ({
   finishReason: FinishReason.FINISH_REASON_STOP,
 });
 
+/** The usage of several generations (the prompts of one completions request), added up. */
+export function sumUsage(usages: readonly (Usage | undefined)[]): Usage {
+  return usages.reduce<Usage>(
+    (sum, usage) => ({
+      promptTokens: sum.promptTokens + (usage?.promptTokens ?? 0),
+      completionTokens: sum.completionTokens + (usage?.completionTokens ?? 0),
+      cachedTokens: sum.cachedTokens + (usage?.cachedTokens ?? 0),
+      reasoningTokens: sum.reasoningTokens + (usage?.reasoningTokens ?? 0),
+    }),
+    { promptTokens: 0, completionTokens: 0, cachedTokens: 0, reasoningTokens: 0 },
+  );
+}
+
 /** A worker's terminal error event as an ApiError. */
 export const streamErrorOf = (event: Extract<GenerationEvent, { $case: "error" }>) =>
   new ApiError(event.value.statusCode as Status, event.value.message);

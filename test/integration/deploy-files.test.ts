@@ -204,7 +204,12 @@ test("the alert rules are valid, and each alert's unit test fires it on a broken
 
 test("the Grafana dashboard is its builder's output, and every query in it is valid PromQL", (t) => {
   const committed = readFileSync(join(root, "deploy/grafana/infermesh.json"), "utf8");
-  assert.equal(committed, dashboardJson(), "deploy/grafana/infermesh.json differs from its builder: run npm run dashboards");
+  // Compared as JSON: the file is formatted by Biome like every other.
+  assert.deepEqual(
+    JSON.parse(committed),
+    JSON.parse(dashboardJson()),
+    "deploy/grafana/infermesh.json differs from its builder: run npm run dashboards",
+  );
   const queries = dashboardQueries(JSON.parse(committed));
   assert.ok(queries.length >= 15);
   // Grafana's variables as a query would have them, then promtool parses each as a rule.
@@ -219,4 +224,17 @@ test("the Grafana dashboard is its builder's output, and every query in it is va
   );
   const checked = promtool(t, "check", "rules", file);
   if (checked !== undefined) assert.match(checked, new RegExp(`SUCCESS: ${queries.length} rules found`));
+});
+
+test("the Collector keeps every erred and slow trace and a 3 % share of the rest, whole, before batching", () => {
+  const [config] = parseAllDocuments(readFileSync(join(root, "deploy/otel/collector.yaml"), "utf8")).map((document) => document.toJS());
+  const pipeline = config.service.pipelines.traces;
+  assert.deepEqual(pipeline.processors, ["tail_sampling", "batch"]);
+  const policies = config.processors.tail_sampling.policies as { type: string; [key: string]: any }[];
+  assert.deepEqual(
+    policies.map((policy) => policy.type),
+    ["status_code", "latency", "probabilistic"],
+  );
+  assert.deepEqual(policies[0]!.status_code.status_codes, ["ERROR"]);
+  assert.equal(policies[2]!.probabilistic.sampling_percentage, 3);
 });

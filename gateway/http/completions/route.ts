@@ -8,7 +8,7 @@ import { runGeneration } from "../../flow/generate.js";
 import type { ResolvedGeneration } from "../../flow/request.js";
 import { resolveGeneration } from "../../flow/resolve.js";
 import type { GenerationEvent } from "../../mesh/generation.js";
-import { type Choice, type CollectedGeneration, collectGeneration, streamErrorOf } from "../../translate/choices.js";
+import { type Choice, type CollectedGeneration, collectGeneration, streamErrorOf, sumUsage } from "../../translate/choices.js";
 import { completionGenerationOf, finishReasonText, systemFingerprint, usageBody } from "../../translate/openai.js";
 import { invalid } from "../../validation/generation.js";
 import { replyFromCache, responseCacheKey } from "../cache-policy.js";
@@ -109,18 +109,6 @@ function legacyLogprobs(logprobs: readonly TokenLogprob[], startOffset: number) 
     top_logprobs: logprobs.map((entry) => Object.fromEntries(entry.topLogprobs.map((top) => [top.token, top.logprob]))),
     text_offset: textOffset,
   };
-}
-
-function sumUsage(usages: readonly (Usage | undefined)[]): Usage {
-  return usages.reduce<Usage>(
-    (sum, usage) => ({
-      promptTokens: sum.promptTokens + (usage?.promptTokens ?? 0),
-      completionTokens: sum.completionTokens + (usage?.completionTokens ?? 0),
-      cachedTokens: sum.cachedTokens + (usage?.cachedTokens ?? 0),
-      reasoningTokens: sum.reasoningTokens + (usage?.reasoningTokens ?? 0),
-    }),
-    { promptTokens: 0, completionTokens: 0, cachedTokens: 0, reasoningTokens: 0 },
-  );
 }
 
 /** An event of one of several prompts' generations. */
