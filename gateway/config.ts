@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { eventLogSetting } from "../services/common/decision-events.js";
 import { meshSecuritySettings } from "../services/common/mesh-security/settings.js";
 import { boolean, integer, loadConfig, port, type ConfigSources } from "../services/common/config.js";
 import { apiKeySchema } from "./access/api-keys.js";
@@ -81,6 +82,8 @@ export const gatewayConfigSchema = z.object({
   /** How long SIGTERM waits for open requests. */
   shutdownGraceMs: integer(0, 600_000).default(10_000),
   ...meshSecuritySettings("gateway"),
+  /** The level of the typed decision events (services/common/decision-events.ts); "off" writes none. */
+  eventLog: eventLogSetting(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 

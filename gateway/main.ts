@@ -8,6 +8,7 @@ import { startGrpcServer } from "../services/common/grpc-server.js";
 import { MeshSecurity } from "../services/common/mesh-security/mesh-security.js";
 import { exitOnSignals, exitOnStartupFailure } from "../services/common/lifecycle.js";
 import { createLogger, type Logger } from "../services/common/logger.js";
+import { decisionEvents } from "../services/common/decision-events.js";
 import { createMetricsRegistry } from "../services/common/metrics.js";
 import { AccessControl } from "./access/access-control.js";
 import { ApiKeys } from "./access/api-keys.js";
@@ -90,6 +91,7 @@ try {
     access,
     cache,
     responses,
+    events: decisionEvents(logger, config.eventLog),
     corsOrigins: config.corsOrigins,
     registry,
     logger,

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { ResolvedGeneration } from "../flow/request.js";
-import { bypassRequested, cacheKey, canonicalJson, isDeterministic } from "../response-cache/response-cache.js";
+import { bypassRequested, type CacheOutcome, cacheKey, canonicalJson, isDeterministic } from "../response-cache/response-cache.js";
 import type { HttpDeps } from "./deps.js";
 
 /** Body fields that change how an answer is delivered, not what it is. */
@@ -20,12 +20,16 @@ export function responseCacheKey(
 ): string | undefined {
   const cache = deps.cache;
   if (!cache || (request.identity && !request.identity.responseCache)) return undefined;
+  const decided = (outcome: CacheOutcome) => {
+    cache.count(outcome);
+    deps.events("response_cache", { request_id: request.id, outcome });
+  };
   if (bypassRequested(request.headers["cache-control"])) {
-    cache.count("bypass");
+    decided("bypass");
     return undefined;
   }
   if (!isDeterministic(body)) {
-    cache.count("not_deterministic");
+    decided("not_deterministic");
     return undefined;
   }
   const answerFields = Object.fromEntries(Object.entries(body).filter(([key]) => !deliveryFields.has(key)));
@@ -51,6 +55,7 @@ export async function replyFromCache(
 ): Promise<boolean> {
   if (key === undefined || !deps.cache) return false;
   const cached = deps.cache.get(key);
+  deps.events("response_cache", { request_id: reply.request.id, outcome: cached === undefined ? "miss" : "hit" });
   reply.header("x-infermesh-cache", cached === undefined ? "miss" : "hit");
   if (cached === undefined) return false;
   await reply.type("application/json; charset=utf-8").send({ ...JSON.parse(cached), ...fresh });

@@ -3,6 +3,7 @@ import { priorityHeaderName, profileHeaderName, type AccessControl } from "../ac
 import type { KeyIdentity } from "../access/api-keys.js";
 import type { FlowDeps } from "../flow/deps.js";
 import type { Asked } from "../flow/resolve.js";
+import type { DecisionEvents } from "../../services/common/decision-events.js";
 import type { RequestObservation } from "../observability/request-observation.js";
 import { bypassRequested, type ResponseCache } from "../response-cache/response-cache.js";
 import type { ResponsesStore } from "../responses-store/responses-store.js";
@@ -24,6 +25,8 @@ export interface HttpDeps {
   readonly cache: ResponseCache | undefined;
   /** Stored Responses (previous_response_id, retrieve, delete). */
   readonly responses: ResponsesStore;
+  /** Typed decision events (the response cache's). */
+  readonly events: DecisionEvents;
 }
 
 /** What an HTTP request says about itself: its id, the body's model and user, the profile and priority headers. */

@@ -30,15 +30,17 @@ function setup() {
     memory,
   });
   const tenants = new TenantLimiter(clock);
+  const decisions: { event: string; fields: Readonly<Record<string, unknown>> }[] = [];
   const service = createAdmissionService({
     scheduler,
     tenants,
     stats: new AdmissionStats(scheduler, memory, new Registry()),
     defaultQueueTimeoutMs: 60_000,
     logger,
+    events: (event, fields) => decisions.push({ event, fields }),
   });
   /** Starts one Acquire call; its generator is driven by hand. */
-  const call = () => {
+  const call = (limits?: AcquireRequest["tenantLimits"]) => {
     const requests = pushable<AcquireRequest>({ objectMode: true });
     requests.push(
       AcquireRequest.create({
@@ -47,13 +49,14 @@ function setup() {
         priorityClass: PriorityClass.PRIORITY_CLASS_STANDARD,
         model: "m",
         estimatedInputTokens: 10,
+        tenantLimits: limits,
       }),
     );
     const context = { signal: new AbortController().signal } as CallContext;
     const events = (service.acquire(requests, context) as AsyncGenerator<AcquireResponse>)[Symbol.asyncIterator]();
     return { events, requests };
   };
-  return { scheduler, tenants, call };
+  return { scheduler, tenants, call, decisions };
 }
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
@@ -87,4 +90,29 @@ test("a call closed at its Queued event just as its grant arrives does not keep 
   assert.equal(scheduler.inFlightOf("standard"), 0, "the slot granted to a closed call is released");
   const next = call();
   assert.equal((await next.events.next()).value?.event?.$case, "granted", "capacity is free again");
+});
+
+test("each decision is an event: queued with its place, granted with its wait, rejected with its reason", async () => {
+  const { call, decisions } = setup();
+  const holder = call();
+  await holder.events.next();
+  const waiter = call();
+  await waiter.events.next();
+  const counted = call({ requestsPerMinute: 1 });
+  await counted.events.next();
+  const limited = call({ requestsPerMinute: 1 });
+  assert.equal((await limited.events.next()).value?.event?.$case, "rejected");
+  assert.deepEqual(
+    decisions.map(({ event, fields }) => [event, fields.reason ?? fields.position ?? fields.queued_ms]),
+    [
+      ["admission.granted", 0],
+      ["admission.queued", 0],
+      ["admission.queued", 1],
+      ["admission.rejected", "rate_limited"],
+    ],
+  );
+  assert.equal(decisions[3]!.fields.limit, "requests_per_minute");
+  assert.equal(decisions[3]!.fields.tenant, "t");
+  await waiter.events.return(undefined);
+  await counted.events.return(undefined);
 });

@@ -4,6 +4,7 @@ import { ServerError, Status, type CallContext, type ServiceImplementation } fro
 import type { AcquireRequest, AcquireResponse, AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { PriorityClass } from "../../gen/infermesh/common/v1/common.js";
 import type { Logger } from "../common/logger.js";
+import { type DecisionEvents, noDecisionEvents } from "../common/decision-events.js";
 import type { AdmissionStats } from "./admission-stats.js";
 import { rejectionMessage, rejectReasonOf, type Rejection } from "./outcomes.js";
 import { classOf, type ClassName } from "../common/priority-classes.js";
@@ -17,11 +18,14 @@ export interface AdmissionServiceDeps {
   readonly stats: AdmissionStats;
   readonly defaultQueueTimeoutMs: number;
   readonly logger: Logger;
+  /** Queued, granted and rejected, with why. */
+  readonly events?: DecisionEvents;
 }
 
 /** AdmissionService: a granted slot is held until the caller closes its side of the Acquire stream. */
 export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImplementation<typeof AdmissionServiceDefinition> {
-  const { scheduler, stats, logger } = deps;
+  const { scheduler, stats } = deps;
+  const events = deps.events ?? noDecisionEvents;
 
   return {
     async *acquire(requests: AsyncIterable<AcquireRequest>, context: CallContext): AsyncIterable<AcquireResponse> {
@@ -38,7 +42,15 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
       const charge = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens);
       if (!("release" in charge)) {
         stats.record(className, "rate_limited");
-        logger.debug({ request_id: request.requestId, tenant: tenantId, limit: charge.limit }, "rate limited");
+        events("admission.rejected", {
+          request_id: request.requestId,
+          tenant: tenantId,
+          priority_class: className,
+          model: request.model,
+          reason: "rate_limited",
+          limit: charge.limit,
+          retry_after_ms: charge.retryAfterMs,
+        });
         yield rejectedEvent(
           "rate_limited",
           `Rate limit reached for tenant ${tenantId} on ${charge.limit.replaceAll("_", " ")}; retry later.`,
@@ -98,6 +110,7 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
     const closed = new AbortController();
     // Queued events come from the scheduler's callback; they end when the outcome is known.
     const queued = pushable<AcquireResponse>({ objectMode: true });
+    let wasQueued = false;
     const outcome = scheduler.request(
       {
         tenantId,
@@ -106,7 +119,20 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
         queueTimeoutMs: request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs,
       },
       AbortSignal.any([released, closed.signal]),
-      (place) => queued.push({ event: { $case: "queued", value: place } }),
+      (place) => {
+        if (!wasQueued) {
+          wasQueued = true;
+          events("admission.queued", {
+            request_id: request.requestId,
+            tenant: tenantId,
+            priority_class: className,
+            model: request.model,
+            position: place.position,
+            estimated_wait_ms: place.estimatedWaitMs,
+          });
+        }
+        queued.push({ event: { $case: "queued", value: place } });
+      },
     );
     outcome.then(
       () => queued.end(),
@@ -125,12 +151,21 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
       }
       if (result.kind === "rejected") {
         stats.record(className, result.rejection, performance.now() - arrivedAt);
-        logger.debug({ request_id: request.requestId, tenant: tenantId, reason: result.rejection }, "rejected");
+        events("admission.rejected", {
+          request_id: request.requestId,
+          tenant: tenantId,
+          priority_class: className,
+          model: request.model,
+          reason: result.rejection,
+          queued_ms: Math.round(performance.now() - arrivedAt),
+          retry_after_ms: result.retryAfterMs,
+        });
         yield rejectedEvent(result.rejection, rejectionMessage(result.rejection), result.retryAfterMs);
         return;
       }
       slot = result.slot;
       stats.record(className, "granted", slot.queuedMs);
+      events("admission.granted", { request_id: request.requestId, tenant: tenantId, priority_class: className, queued_ms: slot.queuedMs });
       yield { event: { $case: "granted", value: { slotId: slot.id, queuedMs: slot.queuedMs } } };
       // Hold the slot until the caller closes its side (or vanishes).
       await forever(released).catch(() => undefined);

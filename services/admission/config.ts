@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { eventLogSetting } from "../common/decision-events.js";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 import type { PerClass } from "../common/priority-classes.js";
@@ -59,6 +60,8 @@ export const admissionConfigSchema = z.object({
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(5_000),
   ...meshSecuritySettings("admission"),
+  /** The level of the typed decision events (services/common/decision-events.ts); "off" writes none. */
+  eventLog: eventLogSetting(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 

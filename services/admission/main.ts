@@ -9,6 +9,7 @@ import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js"
 import { MeshSecurity } from "../common/mesh-security/mesh-security.js";
 import { admissionPolicy } from "../common/mesh-security/rules.js";
 import { createAdmissionService } from "./admission-service.js";
+import { decisionEvents } from "../common/decision-events.js";
 import { AdmissionStats } from "./admission-stats.js";
 import { loadAdmissionConfig, maxQueuePerClass } from "./config.js";
 import { MemoryGate } from "./memory-gate.js";
@@ -42,6 +43,7 @@ try {
     stats: new AdmissionStats(scheduler, memory, registry),
     defaultQueueTimeoutMs: config.queueTimeoutMs,
     logger,
+    events: decisionEvents(logger, config.eventLog),
   });
   const grpc = await startGrpcServer({
     address: config.listen,

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { eventLogSetting } from "../common/decision-events.js";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 
@@ -17,6 +18,8 @@ export const memoryGuardConfigSchema = z
     /** How long SIGTERM waits for open streams. */
     shutdownGraceMs: integer(0, 600_000).default(2_000),
     ...meshSecuritySettings("memory-guard"),
+    /** The level of the typed decision events (services/common/decision-events.ts); "off" writes none. */
+    eventLog: eventLogSetting(),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
   })
   .refine((config) => config.warnRatio < config.criticalRatio, {

@@ -8,6 +8,7 @@ import { memoryGuardPolicy } from "../common/mesh-security/rules.js";
 import { loadMemoryGuardConfig } from "./config.js";
 import { KvLedger } from "./kv-ledger.js";
 import { createMemoryGuardService } from "./memory-guard-service.js";
+import { decisionEvents } from "../common/decision-events.js";
 
 let logger: Logger | undefined;
 try {
@@ -17,7 +18,13 @@ try {
   const security = MeshSecurity.load("memory-guard", config, logger);
   const ledger = new KvLedger({ warnRatio: config.warnRatio, criticalRatio: config.criticalRatio });
   const lifetime = new AbortController();
-  const service = createMemoryGuardService({ ledger, registry, logger, lifetime: lifetime.signal });
+  const service = createMemoryGuardService({
+    ledger,
+    registry,
+    logger,
+    events: decisionEvents(logger, config.eventLog),
+    lifetime: lifetime.signal,
+  });
   const grpc = await startGrpcServer({
     address: config.listen,
     credentials: security.serverCredentials(memoryGuardPolicy(), registry, logger),

@@ -9,12 +9,15 @@ import type {
   WatchResponse,
 } from "../../gen/infermesh/memory/v1/memory_service.js";
 import type { Logger } from "../common/logger.js";
+import { type DecisionEvents, noDecisionEvents } from "../common/decision-events.js";
 import type { KvLedger } from "./kv-ledger.js";
 
 export interface MemoryGuardServiceDeps {
   readonly ledger: KvLedger;
   readonly registry: Registry;
   readonly logger: Logger;
+  /** Evictions asked of workers. */
+  readonly events?: DecisionEvents;
   /** Aborts when the process shuts down, ending long-lived streams. */
   readonly lifetime: AbortSignal;
 }
@@ -22,6 +25,7 @@ export interface MemoryGuardServiceDeps {
 /** MemoryGuardService: KV accounting from worker reports (usage and reservations), pressure to watchers. */
 export function createMemoryGuardService(deps: MemoryGuardServiceDeps): ServiceImplementation<typeof MemoryGuardServiceDefinition> {
   const { ledger, logger } = deps;
+  const events = deps.events ?? noDecisionEvents;
   const evictions = new Counter({
     name: "infermesh_memory_evict_requests_total",
     help: "EvictIdle commands sent to workers",
@@ -114,7 +118,7 @@ export function createMemoryGuardService(deps: MemoryGuardServiceDeps): ServiceI
               evictAskedAt = Date.now();
               sessionEvictions.inc({ worker_id: workerId }, sessions.length);
               commands.push({ event: { $case: "evictSessions", value: { sessionIds: sessions } } });
-              logger.info({ worker_id: workerId, excess, sessions: sessions.length }, "asked the worker to evict idle sessions");
+              events("memory.evict", { worker_id: workerId, excess_tokens: excess, sessions: sessions.length });
             } else if (report.idleSequences > 0) {
               evictAskedAt = Date.now();
               evictions.inc();

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { eventLogSetting } from "../common/decision-events.js";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { pickPolicies, type PickerConfig } from "./picker.js";
 import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
@@ -75,6 +76,8 @@ export const routerConfigSchema = z.object({
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(2_000),
   ...meshSecuritySettings("router"),
+  /** The level of the typed decision events (services/common/decision-events.ts); "off" writes none. */
+  eventLog: eventLogSetting(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 

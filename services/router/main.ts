@@ -16,6 +16,7 @@ import { SessionTable } from "./session-table.js";
 import { TrafficSplits } from "./traffic-split.js";
 import { watchPressure } from "./pressure-watch.js";
 import { createRouterService } from "./router-service.js";
+import { decisionEvents } from "../common/decision-events.js";
 
 let logger: Logger | undefined;
 try {
@@ -39,6 +40,7 @@ try {
     reportIntervalMs: config.reportIntervalMs,
     registry,
     logger,
+    events: decisionEvents(logger, config.eventLog),
     lifetime: lifetime.signal,
   });
   const grpc = await startGrpcServer({

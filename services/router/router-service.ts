@@ -9,6 +9,7 @@ import type {
   RouterServiceDefinition,
 } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Logger } from "../common/logger.js";
+import { type DecisionEvents, noDecisionEvents } from "../common/decision-events.js";
 import type { Fleet, FleetMember } from "./fleet.js";
 import type { Picker, PickQuery } from "./picker.js";
 import type { PrefixTable } from "./prefix-table.js";
@@ -23,6 +24,8 @@ export interface RouterServiceDeps {
   readonly reportIntervalMs: number;
   readonly registry: Registry;
   readonly logger: Logger;
+  /** Each pick: the worker, the reason, the score. */
+  readonly events?: DecisionEvents;
   /** Aborts when the process shuts down, ending the workers' streams. */
   readonly lifetime: AbortSignal;
 }
@@ -30,6 +33,7 @@ export interface RouterServiceDeps {
 /** RouterService: the fleet from workers' Connect streams, and filter → score → pick. */
 export function createRouterService(deps: RouterServiceDeps): ServiceImplementation<typeof RouterServiceDefinition> {
   const { fleet, picker, prefixes, splits, logger } = deps;
+  const events = deps.events ?? noDecisionEvents;
   // Each connected worker's command channel, by the Connect stream that owns it.
   const commandsOf = new Map<number, Pushable<ConnectResponse>>();
   const picks = new Counter({
@@ -83,6 +87,14 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       picker.commit(query, chosen);
       picks.inc({ outcome: "picked", reason });
       if (versions) splitPicks.inc({ model: request.model, target: chosen.model });
+      events("route.pick", {
+        request_id: request.requestId,
+        model: chosen.model,
+        worker_id: chosen.member.registration.workerId,
+        reason,
+        candidates: placements.length,
+        score: Math.round(chosen.score * 1000) / 1000,
+      });
       const span = trace.getActiveSpan();
       if (span) {
         span.setAttributes({

@@ -24,6 +24,9 @@ before(async () => {
     otlpEndpoint: collector.endpoint,
     workerArgs: ["--engine", "sim", "--sim-time-scale", "1", "--sim-answer-tokens-min", "2000", "--sim-answer-tokens-max", "2000"],
     gatewayArgs: ["--request-timeout-ms", "2000", "--response-cache", "true"],
+    // Decision events at info, where an operator asking "why" would turn them on.
+    admissionArgs: ["--event-log", "info"],
+    routerArgs: ["--event-log", "info"],
   });
 });
 
@@ -40,12 +43,14 @@ const scrape = (url: string, accept?: string) =>
     lines: (await response.text()).split("\n"),
   }));
 const workerMetrics = () => `http://127.0.0.1:${mesh.ports.workerMetricsBase}/metrics`;
-/** The access event of a request, from the gateway's log. */
-const accessEvent = (requestId: string) =>
+/** A typed event of `service`'s log about a request. */
+const eventOf = (service: string, type: string, requestId: string) =>
   mesh.logs
-    .filter((line) => line.startsWith("[gateway] {"))
-    .map((line) => JSON.parse(line.slice("[gateway] ".length)) as Record<string, unknown>)
-    .find((event) => event.event === "request" && event.request_id === requestId);
+    .filter((line) => line.startsWith(`[${service}] {`))
+    .map((line) => JSON.parse(line.slice(service.length + 3)) as Record<string, unknown>)
+    .find((event) => event.event === type && event.request_id === requestId);
+/** The access event of a request, from the gateway's log. */
+const accessEvent = (requestId: string) => eventOf("gateway", "request", requestId);
 
 test("a request is counted and timed by API, served model, profile, class and outcome; its exemplar names its trace; one access event tells its story", async () => {
   const response = await post("/v1/chat/completions", { model, messages: [{ role: "user", content: "Hi" }], max_tokens: 8, stream: true });
@@ -72,6 +77,13 @@ test("a request is counted and timed by API, served model, profile, class and ou
   assert.ok(!JSON.stringify(event).includes("Hi"), "no prompt in the event");
   const traceId = event.trace_id as string;
   assert.match(traceId, /^[0-9a-f]{32}$/);
+  // Where it was decided: admission's grant and the router's pick, with the same ids.
+  const granted = await waitFor("admission's grant event", () => eventOf("admission", "admission.granted", requestId));
+  assert.equal(granted.priority_class, "standard");
+  assert.equal(granted.trace_id, traceId);
+  const pick = await waitFor("the router's pick event", () => eventOf("router", "route.pick", requestId));
+  assert.equal(pick.worker_id, "worker-0");
+  assert.equal(pick.reason, event.pick_reason);
 
   const failed = await post("/v1/chat/completions", { model, messages: [], max_tokens: 8 });
   assert.equal(failed.status, 400);
