@@ -176,6 +176,32 @@ test("logprobs come per token with sorted alternatives", async () => {
   }
 });
 
+test("a tiny temperature with a JSON grammar is greedy decoding, not a crash (the fuzz suite found a temperature of 3e-44 killing the worker)", async () => {
+  const tiny = await run(
+    input({
+      messages: chat(["user", 'S]Nt"'], ["user", "GyQ"], ["user", "tWUqGmj"], ["user", "`<pI%A"]),
+      sampling: {
+        maxTokens: 1,
+        temperature: 3.444124764752976e-44,
+        topP: 0.9999999999999988,
+        topK: 81,
+        minP: 3.8590013631539256e-220,
+        presencePenalty: 1.5136212370782225e-24,
+        frequencyPenalty: -1.9999999999999982,
+        logprobs: true,
+        responseFormat: { format: { $case: "jsonObject", value: {} } },
+      },
+    }),
+  );
+  const greedy = await run(
+    input({
+      messages: chat(["user", 'S]Nt"'], ["user", "GyQ"], ["user", "tWUqGmj"], ["user", "`<pI%A"]),
+      sampling: { maxTokens: 1, temperature: 0, logprobs: true, responseFormat: { format: { $case: "jsonObject", value: {} } } },
+    }),
+  );
+  assert.equal(tiny.text, greedy.text);
+});
+
 test("a json_schema response format yields JSON matching the schema", async () => {
   const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] };
   const result = await run(

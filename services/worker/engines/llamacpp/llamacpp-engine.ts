@@ -429,7 +429,7 @@ export class LlamaCppEngine implements Engine {
           events.push({ kind: "delta", text: "", tokenCount: pendingTokens, toolCalls: [fragment] });
           pendingTokens = 0;
         };
-        const temperature = input.sampling.temperature ?? 1;
+        const temperature = samplingTemperature(input.sampling.temperature);
         run = chat
           .generateResponse(plan.chat.history, {
             ...chatSampling(input.sampling, temperature),
@@ -466,7 +466,7 @@ export class LlamaCppEngine implements Engine {
           promptTokens: plan.promptTokens,
           keep: cachedTokens,
           sampling: input.sampling,
-          temperature: input.sampling.temperature ?? 1,
+          temperature: samplingTemperature(input.sampling.temperature),
           maxTokens: plan.maxTokens,
           grammar: plan.grammar,
           signal: decoding.signal,
@@ -664,6 +664,18 @@ function reuseScore(candidate: PooledSequence, promptTokens: Token[]): number {
   const reused = candidate.sequence.compareContextTokens(promptTokens).firstDifferentIndex;
   return reused - Math.max(0, candidate.promptTokens - reused);
 }
+
+/** Below this a temperature is greedy decoding. */
+const greedyBelow = 1e-3;
+
+/**
+ * The temperature llama.cpp samples at: OpenAI's default of 1, and a tiny one (3e-44 is
+ * a valid float) as 0, greedy. Dividing logits by a tiny temperature overflows them to
+ * infinities, the sampler then draws a token a JSON grammar forbids, and llama.cpp's
+ * grammar fails on it in a promise node-llama-cpp leaves unhandled: the worker died.
+ */
+export const samplingTemperature = (temperature: number | undefined) =>
+  temperature === undefined ? 1 : temperature < greedyBelow ? 0 : temperature;
 
 function chatSampling(sampling: SamplingParams, temperature: number) {
   const penalties =
