@@ -97,6 +97,7 @@ try {
     logger,
     bodyLimitBytes: config.bodyLimitBytes,
     ready: async () => (await catalog.list()).length > 0,
+    debug: { service: "gateway", config, registry },
   });
   const address = await http.listen({ host: config.host, port: config.port });
   logger.info(

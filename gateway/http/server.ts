@@ -17,6 +17,8 @@ import { sendError } from "./errors.js";
 import { registerModelAdmin } from "./admin/model-admin.js";
 import { registerTrafficSplitAdmin } from "./admin/traffic-split-admin.js";
 import { registerWorkerAdmin } from "./admin/worker-admin.js";
+import { registerDebugBundle } from "./admin/debug-bundle.js";
+import type { DebugSource } from "../../services/common/debug-info.js";
 import { registerModels } from "./models/route.js";
 import { registerResponses } from "./responses/route.js";
 
@@ -28,6 +30,8 @@ export interface HttpServerDeps extends HttpDeps {
   readonly corsOrigins: readonly string[];
   /** Whether the mesh behind the gateway can serve (for /readyz). */
   readonly ready: () => Promise<boolean>;
+  /** The gateway's own part of a bug report (GET /debug/bundle). */
+  readonly debug: DebugSource;
 }
 
 /** An incoming x-request-id is kept when it is a plain token; anything else is replaced. */
@@ -171,6 +175,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   registerModelAdmin(app, deps.flow.clients, deps.flow.catalog);
   registerWorkerAdmin(app, deps.flow.clients);
   registerTrafficSplitAdmin(app, deps.flow.clients);
+  registerDebugBundle(app, { clients: deps.flow.clients, gateway: deps.debug, recent: deps.flow.observer.recent });
 
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_request, reply) => {

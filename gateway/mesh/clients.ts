@@ -1,6 +1,7 @@
 import type { Channel } from "@grpc/grpc-js";
 import { createClient, type Client } from "nice-grpc";
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
+import { DebugServiceDefinition } from "../../gen/infermesh/debug/v1/debug_service.js";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import { createGrpcClient } from "../../services/common/grpc-client.js";
@@ -13,6 +14,8 @@ const adminTimeoutMs = 15 * 60_000;
 export class MeshClients {
   readonly admission: Client<typeof AdmissionServiceDefinition>;
   readonly router: Client<typeof RouterServiceDefinition>;
+  /** Admission's and the router's parts of a bug report. */
+  readonly debug: { readonly admission: Client<typeof DebugServiceDefinition>; readonly router: Client<typeof DebugServiceDefinition> };
   private readonly workers = new Map<
     string,
     {
@@ -20,6 +23,7 @@ export class MeshClients {
       client: Client<typeof WorkerServiceDefinition>;
       work?: Client<typeof WorkerServiceDefinition>;
       admin?: Client<typeof WorkerServiceDefinition>;
+      debug?: Client<typeof DebugServiceDefinition>;
     }
   >();
   private readonly channels: Channel[];
@@ -35,6 +39,17 @@ export class MeshClients {
     this.channels = [admissionChannel, routerChannel];
     this.admission = createGrpcClient(AdmissionServiceDefinition, admissionChannel, unaryTimeoutMs);
     this.router = createGrpcClient(RouterServiceDefinition, routerChannel, unaryTimeoutMs);
+    this.debug = {
+      admission: createGrpcClient(DebugServiceDefinition, admissionChannel, unaryTimeoutMs),
+      router: createGrpcClient(DebugServiceDefinition, routerChannel, unaryTimeoutMs),
+    };
+  }
+
+  /** The worker's part of a bug report. */
+  workerDebug(address: string): Client<typeof DebugServiceDefinition> {
+    const entry = this.workerEntry(address);
+    entry.debug ??= createGrpcClient(DebugServiceDefinition, entry.channel, this.unaryTimeoutMs);
+    return entry.debug;
   }
 
   /** The client of the worker at host:port (created on first use). */

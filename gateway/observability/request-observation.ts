@@ -8,6 +8,7 @@ import type { Resolution, ResolvedGeneration } from "../flow/request.js";
 import type { GenerationEvent } from "../mesh/generation.js";
 import { ApiError, toApiError } from "../errors.js";
 import { sumUsage } from "../translate/choices.js";
+import { RecentRequests } from "./recent-requests.js";
 import { finishReasonText } from "../translate/openai.js";
 import { type Api, type Outcome, outcomeOf, outcomeOfHttpStatus, type RequestLabels, type RequestMetrics } from "./request-metrics.js";
 
@@ -24,6 +25,9 @@ const className: Record<PriorityClass, string> = {
 
 /** Starts the observation of each request; built once in main. */
 export class RequestObserver {
+  /** The last requests that ended, for the debug bundle. */
+  readonly recent = new RecentRequests();
+
   constructor(
     readonly metrics: RequestMetrics,
     private readonly logger: Logger,
@@ -32,7 +36,14 @@ export class RequestObserver {
 
   /** Observes a request from now (its arrival), in the active trace. */
   start(api: Api, requestId: string): RequestObservation {
-    return new RequestObservation(this.metrics, this.accessLog === "off" ? undefined : this.logger, this.accessLog, api, requestId);
+    return new RequestObservation(
+      this.metrics,
+      this.accessLog === "off" ? undefined : this.logger,
+      this.accessLog,
+      api,
+      requestId,
+      this.recent,
+    );
   }
 }
 
@@ -68,6 +79,7 @@ export class RequestObservation {
     private readonly level: AccessLogLevel,
     api: Api,
     readonly requestId: string,
+    private readonly recent?: RecentRequests,
   ) {
     this.labels = { api, model: "", profile: "", priority_class: "" };
     this.span = trace.getActiveSpan();
@@ -217,6 +229,16 @@ export class RequestObservation {
       this.metrics.generationTokens.observe(this.labels, this.usage.completionTokens);
     }
     this.logger?.[this.level === "debug" ? "debug" : "info"](this.accessEvent(outcome, e2eMs, how.httpStatus), "request");
+    this.recent?.add({
+      at: new Date().toISOString(),
+      request_id: this.requestId,
+      trace_id: this.traceId,
+      api: this.labels.api,
+      model: this.labels.model,
+      outcome,
+      e2e_ms: round(e2eMs),
+      ...(this.failure !== undefined ? { error: toApiError(this.failure).message } : {}),
+    });
   }
 
   private accessEvent(outcome: Outcome, e2eMs: number, httpStatus: number | undefined) {

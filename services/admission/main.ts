@@ -50,6 +50,7 @@ try {
     credentials: security.serverCredentials(admissionPolicy(), registry, logger),
     serviceNames: [AdmissionServiceDefinition.fullName],
     logger,
+    debug: { service: "admission", config, registry },
     addServices: (server) => server.add(AdmissionServiceDefinition, service),
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);

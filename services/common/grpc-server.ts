@@ -3,6 +3,8 @@ import { trace } from "@opentelemetry/api";
 import { createServer, type Server, type ServerMiddleware, Status } from "nice-grpc";
 import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
 import type { Logger } from "./logger.js";
+import { createDebugService, type DebugSource } from "./debug-info.js";
+import { DebugServiceDefinition } from "../../gen/infermesh/debug/v1/debug_service.js";
 import { addReflection, DescriptorIndex } from "./reflection.js";
 import { guardDecoding, refuseUndecodable } from "./request-decoding.js";
 
@@ -66,12 +68,16 @@ export async function startGrpcServer(options: {
   /** Adds the process's services; requests they cannot decode are refused with INVALID_ARGUMENT. */
   addServices: (server: Pick<Server, "add">) => void;
   logger: Logger;
+  /** The process's part of a bug report, served as DebugService (mesh services; not the public API). */
+  debug?: DebugSource;
 }): Promise<GrpcServer> {
   const server = createServer(serverChannelOptions).use(refuseUndecodable()).use(endSpansOfCancelledStreams());
   const contracts = DescriptorIndex.compiled();
   const health = HealthState();
   server.add(HealthDefinition, HealthServiceImpl(health));
-  addReflection(server, options.serviceNames, contracts);
+  const serviceNames = options.debug ? [...options.serviceNames, DebugServiceDefinition.fullName] : options.serviceNames;
+  addReflection(server, serviceNames, contracts);
+  if (options.debug) server.add(guardDecoding(DebugServiceDefinition as never, contracts), createDebugService(options.debug) as never);
   options.addServices({
     add: (definition, implementation) => server.add(guardDecoding(definition as never, contracts), implementation as never),
   });

@@ -30,6 +30,7 @@ try {
     credentials: security.serverCredentials(memoryGuardPolicy(), registry, logger),
     serviceNames: [MemoryGuardServiceDefinition.fullName],
     logger,
+    debug: { service: "memory-guard", config, registry },
     addServices: (server) => server.add(MemoryGuardServiceDefinition, service),
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);

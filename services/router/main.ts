@@ -48,6 +48,7 @@ try {
     credentials: security.serverCredentials(routerPolicy(), registry, logger),
     serviceNames: [RouterServiceDefinition.fullName],
     logger,
+    debug: { service: "router", config, registry },
     addServices: (server) => server.add(RouterServiceDefinition, service),
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);

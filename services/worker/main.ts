@@ -1,4 +1,5 @@
-import { resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { ServingState } from "../../gen/infermesh/common/v1/common.js";
 import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
@@ -8,6 +9,7 @@ import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
+import { repoRoot } from "../common/paths.js";
 import { MeshSecurity } from "../common/mesh-security/mesh-security.js";
 import { workerPolicy } from "../common/mesh-security/rules.js";
 import { loadWorkerConfig } from "./config.js";
@@ -47,6 +49,19 @@ try {
     credentials: security.serverCredentials(workerPolicy(), registry, log),
     serviceNames: [WorkerServiceDefinition.fullName],
     logger: log,
+    debug: {
+      service: "worker",
+      config,
+      registry,
+      details: () => ({
+        workerId,
+        state: runtime.state,
+        engine: runtime.engine?.kind ?? "",
+        device: runtime.engine?.device ?? "",
+        models: runtime.engine?.models() ?? [],
+        nodeLlamaCpp: nodeLlamaCppVersion(),
+      }),
+    },
     addServices: (server) =>
       server.add(
         WorkerServiceDefinition,
@@ -120,4 +135,13 @@ try {
   }
 } catch (error) {
   exitOnStartupFailure(logger, error);
+}
+
+/** node-llama-cpp's version (its llama.cpp build is the one it ships), for bug reports. */
+function nodeLlamaCppVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(repoRoot(), "node_modules/node-llama-cpp/package.json"), "utf8")) as { version: string }).version;
+  } catch {
+    return "";
+  }
 }

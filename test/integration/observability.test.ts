@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+import { extract } from "tar-stream";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { repoRoot } from "../../services/common/paths.js";
@@ -227,4 +229,50 @@ test("every metric the alert rules and the dashboard query is one a live mesh ex
     [...queried].filter((name) => !exported.has(name)),
     [],
   );
+});
+
+/** The files of a .tar.gz, by name. */
+async function untar(archive: Buffer): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  const reader = extract();
+  reader.end(gunzipSync(archive));
+  for await (const entry of reader) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry) chunks.push(chunk as Buffer);
+    files.set(entry.header.name, Buffer.concat(chunks).toString("utf8"));
+  }
+  return files;
+}
+
+test("GET /debug/bundle: one archive with every service's versions, redacted config, metrics and errors, the fleet, and the slow and failed requests' trace ids", async () => {
+  const response = await fetch(`${mesh.baseUrl}/debug/bundle`);
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-type"), "application/gzip");
+  assert.match(response.headers.get("content-disposition") ?? "", /attachment; filename="infermesh-debug-.*\.tar\.gz"/);
+  const files = await untar(Buffer.from(await response.arrayBuffer()));
+  const file = (name: string) => {
+    const content = files.get(`infermesh-debug/${name}`);
+    assert.ok(content !== undefined, `${name} is in the bundle (has ${[...files.keys()].join(", ")})`);
+    return content;
+  };
+  assert.deepEqual(JSON.parse(file("problems.json")), [], "every part was gathered");
+  const versions = JSON.parse(file("versions.json")) as Record<string, { infermesh: string; node: string; engine?: string }>;
+  assert.deepEqual(Object.keys(versions).sort(), ["admission", "gateway", "router", "workers/worker-0"]);
+  assert.equal(versions["workers/worker-0"]!.engine, "sim");
+  assert.equal(versions.gateway!.node, process.version);
+  for (const service of ["gateway", "admission", "router", "workers/worker-0"]) {
+    assert.ok(JSON.parse(file(`${service}/config.json`)).tlsDir, `${service}'s effective config`);
+    assert.ok(Array.isArray(JSON.parse(file(`${service}/errors.json`))));
+  }
+  assert.match(file("gateway/metrics.txt"), /^infermesh_gateway_requests_total\{/m);
+  assert.match(file("workers/worker-0/metrics.txt"), /^vllm:generation_tokens_total\{/m);
+  assert.equal((JSON.parse(file("router/fleet.json")) as { workers: unknown[] }).workers.length, 1);
+  const stats = JSON.parse(file("admission/stats.json")) as { capacity: number; grantedTotal: string };
+  assert.ok(stats.capacity > 0 && Number(stats.grantedTotal) > 0);
+  // The request cut by its deadline (an earlier test) is among the failed, with its trace id.
+  const failed = JSON.parse(file("requests/failed.json")) as { outcome: string; trace_id?: string }[];
+  const timeout = failed.find((request) => request.outcome === "timeout");
+  assert.match(timeout?.trace_id ?? "", /^[0-9a-f]{32}$/);
+  assert.equal((JSON.parse(file("requests/slowest.json")) as { trace_id?: string }[])[0]?.trace_id, timeout?.trace_id, "and the slowest");
+  assert.ok(![...files.values()].some((content) => content.includes("Tell me a story")), "no prompt in the bundle");
 });

@@ -4,6 +4,7 @@
  * has a rule here. Health and reflection are open to every mesh identity.
  */
 import { AdmissionServiceDefinition } from "../../../gen/infermesh/admission/v1/admission_service.js";
+import { DebugServiceDefinition } from "../../../gen/infermesh/debug/v1/debug_service.js";
 import { MemoryGuardServiceDefinition } from "../../../gen/infermesh/memory/v1/memory_service.js";
 import { RouterServiceDefinition } from "../../../gen/infermesh/router/v1/router_service.js";
 import { WorkerServiceDefinition } from "../../../gen/infermesh/worker/v1/worker_service.js";
@@ -43,7 +44,13 @@ export const workerRules: MethodRules<typeof WorkerServiceDefinition> = {
   unloadModel: ["gateway"],
 };
 
-export const admissionPolicy = () => new AuthorizationPolicy().allow(AdmissionServiceDefinition, admissionRules);
-export const routerPolicy = () => new AuthorizationPolicy().allow(RouterServiceDefinition, routerRules);
-export const memoryGuardPolicy = () => new AuthorizationPolicy().allow(MemoryGuardServiceDefinition, memoryGuardRules);
-export const workerPolicy = () => new AuthorizationPolicy().allow(WorkerServiceDefinition, workerRules);
+/** Every service's bug-report part: the gateway gathers it for an admin's GET /debug/bundle; the operator may read it. */
+export const debugRules: MethodRules<typeof DebugServiceDefinition> = {
+  getDebugInfo: ["gateway", "operator"],
+};
+
+const withDebug = () => new AuthorizationPolicy().allow(DebugServiceDefinition, debugRules);
+export const admissionPolicy = () => withDebug().allow(AdmissionServiceDefinition, admissionRules);
+export const routerPolicy = () => withDebug().allow(RouterServiceDefinition, routerRules);
+export const memoryGuardPolicy = () => withDebug().allow(MemoryGuardServiceDefinition, memoryGuardRules);
+export const workerPolicy = () => withDebug().allow(WorkerServiceDefinition, workerRules);
