@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { parseAllDocuments, stringify } from "yaml";
 import { dashboardJson, dashboardQueries } from "../../deploy/grafana/dashboard.js";
+import { monitoringManifests } from "../../deploy/k8s/monitoring.js";
 import { loadGatewayConfig } from "../../gateway/config.js";
 import { loadAdmissionConfig } from "../../services/admission/config.js";
 import { spiffeId, defaultTrustDomain, type MeshRole } from "../../services/common/mesh-security/identity.js";
@@ -237,4 +238,29 @@ test("the Collector keeps every erred and slow trace and a 3 % share of the rest
   );
   assert.deepEqual(policies[0]!.status_code.status_codes, ["ERROR"]);
   assert.equal(policies[2]!.probabilistic.sampling_percentage, 3);
+});
+
+test("the cluster's PrometheusRule is deploy/prometheus/alerts.yml, and the PodMonitor scrapes ports every infermesh pod names", () => {
+  const committed = readFileSync(join(root, "deploy/k8s/monitoring.yaml"), "utf8");
+  assert.equal(committed, monitoringManifests(), "deploy/k8s/monitoring.yaml differs from alerts.yml: run npm run monitoring");
+  const [podMonitor, rule] = parseAllDocuments(committed).map((document) => document.toJS());
+  assert.equal(rule.kind, "PrometheusRule");
+  assert.deepEqual(rule.spec.groups, parseAllDocuments(readFileSync(join(root, "deploy/prometheus/alerts.yml"), "utf8"))[0]!.toJS().groups);
+  const scraped = new Set((podMonitor.spec.podMetricsEndpoints as { port: string }[]).map((endpoint) => endpoint.port));
+  // Every Deployment's pod is selected, and names a port the PodMonitor scrapes.
+  for (const file of ["gateway", "admission", "router", "memory-guard", "worker"]) {
+    for (const document of parseAllDocuments(readFileSync(join(root, `deploy/k8s/${file}.yaml`), "utf8")).map((d) => d.toJS())) {
+      if (document?.kind !== "Deployment" && document?.kind !== "StatefulSet") continue;
+      const pod = document.spec.template;
+      for (const [key, value] of Object.entries(podMonitor.spec.selector.matchLabels))
+        assert.equal(pod.metadata.labels[key], value, `${file} selected`);
+      const ports = (pod.spec.containers as { ports?: { name: string }[] }[])
+        .flatMap((container) => container.ports ?? [])
+        .map((port) => port.name);
+      assert.ok(
+        ports.some((port) => scraped.has(port)),
+        `${file}'s pod serves metrics on a scraped port (${ports.join(", ")})`,
+      );
+    }
+  }
 });
