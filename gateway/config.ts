@@ -28,6 +28,8 @@ export const gatewayConfigSchema = z.object({
   admissionAddress: z.string().default("127.0.0.1:50051"),
   /** host:port of the router. */
   routerAddress: z.string().default("127.0.0.1:50052"),
+  /** host:port of memory-guard: only for its part of GET /debug/bundle. */
+  memoryGuardAddress: z.string().default("127.0.0.1:50053"),
   /** Deadline of every unary call into the mesh. */
   unaryTimeoutMs: integer(1, 600_000).default(5_000),
   /** How long the model list from the router is reused. */

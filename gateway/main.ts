@@ -33,7 +33,13 @@ try {
   logger = createLogger("gateway", config.logLevel);
   const registry = createMetricsRegistry("gateway");
   const security = MeshSecurity.load("gateway", config, logger);
-  const clients = new MeshClients(security, config.admissionAddress, config.routerAddress, config.unaryTimeoutMs);
+  const clients = new MeshClients(
+    security,
+    config.admissionAddress,
+    config.routerAddress,
+    config.memoryGuardAddress,
+    config.unaryTimeoutMs,
+  );
   const catalog = new ModelCatalog(clients, config.modelCacheMs);
   const flow: FlowDeps = {
     clients,

@@ -15,7 +15,11 @@ export class MeshClients {
   readonly admission: Client<typeof AdmissionServiceDefinition>;
   readonly router: Client<typeof RouterServiceDefinition>;
   /** Admission's and the router's parts of a bug report. */
-  readonly debug: { readonly admission: Client<typeof DebugServiceDefinition>; readonly router: Client<typeof DebugServiceDefinition> };
+  readonly debug: {
+    readonly admission: Client<typeof DebugServiceDefinition>;
+    readonly router: Client<typeof DebugServiceDefinition>;
+    readonly memoryGuard: Client<typeof DebugServiceDefinition>;
+  };
   private readonly workers = new Map<
     string,
     {
@@ -32,16 +36,20 @@ export class MeshClients {
     private readonly security: MeshSecurity,
     admissionAddress: string,
     routerAddress: string,
+    memoryGuardAddress: string,
     private readonly unaryTimeoutMs: number,
   ) {
     const admissionChannel = security.channel(admissionAddress, "admission");
     const routerChannel = security.channel(routerAddress, "router");
-    this.channels = [admissionChannel, routerChannel];
+    // Only the debug bundle talks to memory-guard; grpc-js connects on the first call.
+    const memoryGuardChannel = security.channel(memoryGuardAddress, "memory-guard");
+    this.channels = [admissionChannel, routerChannel, memoryGuardChannel];
     this.admission = createGrpcClient(AdmissionServiceDefinition, admissionChannel, unaryTimeoutMs);
     this.router = createGrpcClient(RouterServiceDefinition, routerChannel, unaryTimeoutMs);
     this.debug = {
       admission: createGrpcClient(DebugServiceDefinition, admissionChannel, unaryTimeoutMs),
       router: createGrpcClient(DebugServiceDefinition, routerChannel, unaryTimeoutMs),
+      memoryGuard: createGrpcClient(DebugServiceDefinition, memoryGuardChannel, unaryTimeoutMs),
     };
   }
 

@@ -191,6 +191,8 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
       at(ports.admission),
       "--router-address",
       at(ports.router),
+      "--memory-guard-address",
+      at(ports.memoryGuard),
       ...tls("gateway"),
       ...(layout.gatewayArgs ?? []),
     ],

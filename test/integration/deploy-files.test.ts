@@ -16,7 +16,7 @@ import { monitoringManifests } from "../../deploy/k8s/monitoring.js";
 import { loadGatewayConfig } from "../../gateway/config.js";
 import { loadAdmissionConfig } from "../../services/admission/config.js";
 import { spiffeId, defaultTrustDomain, type MeshRole } from "../../services/common/mesh-security/identity.js";
-import { admissionRules, memoryGuardRules, routerRules, workerRules } from "../../services/common/mesh-security/rules.js";
+import { admissionRules, debugRules, memoryGuardRules, routerRules, workerRules } from "../../services/common/mesh-security/rules.js";
 import { repoRoot } from "../../services/common/paths.js";
 import { loadMemoryGuardConfig } from "../../services/memory-guard/config.js";
 import { loadRouterConfig } from "../../services/router/config.js";
@@ -122,11 +122,12 @@ test("each internal service's NetworkPolicy admits to its gRPC port exactly the 
   const policies = parseAllDocuments(readFileSync(join(root, "deploy/k8s/network-policies.yaml"), "utf8")).map((document) =>
     document.toJS(),
   );
+  // Every service also serves its part of a bug report (DebugService).
   const rules: Record<string, Record<string, readonly MeshRole[]>> = {
-    admission: admissionRules,
-    router: routerRules,
-    "memory-guard": memoryGuardRules,
-    worker: workerRules,
+    admission: { ...admissionRules, ...debugRules },
+    router: { ...routerRules, ...debugRules },
+    "memory-guard": { ...memoryGuardRules, ...debugRules },
+    worker: { ...workerRules, ...debugRules },
   };
   for (const [role, methods] of Object.entries(rules)) {
     const policy = policies.find((candidate) => candidate.spec.podSelector.matchLabels["app.kubernetes.io/component"] === role);

@@ -257,10 +257,10 @@ test("GET /debug/bundle: one archive with every service's versions, redacted con
   };
   assert.deepEqual(JSON.parse(file("problems.json")), [], "every part was gathered");
   const versions = JSON.parse(file("versions.json")) as Record<string, { infermesh: string; node: string; engine?: string }>;
-  assert.deepEqual(Object.keys(versions).sort(), ["admission", "gateway", "router", "workers/worker-0"]);
+  assert.deepEqual(Object.keys(versions).sort(), ["admission", "gateway", "memory-guard", "router", "workers/worker-0"]);
   assert.equal(versions["workers/worker-0"]!.engine, "sim");
   assert.equal(versions.gateway!.node, process.version);
-  for (const service of ["gateway", "admission", "router", "workers/worker-0"]) {
+  for (const service of ["gateway", "admission", "router", "memory-guard", "workers/worker-0"]) {
     assert.ok(JSON.parse(file(`${service}/config.json`)).tlsDir, `${service}'s effective config`);
     assert.ok(Array.isArray(JSON.parse(file(`${service}/errors.json`))));
   }

@@ -67,10 +67,11 @@ export function registerDebugBundle(app: FastifyInstance, deps: DebugBundleDeps)
         return undefined;
       }
     };
-    const [gateway, admission, router, fleet, splits, stats] = await Promise.all([
+    const [gateway, admission, router, memoryGuard, fleet, splits, stats] = await Promise.all([
       debugInfo(deps.gateway),
       gather("admission", () => clients.debug.admission.getDebugInfo({})),
       gather("router", () => clients.debug.router.getDebugInfo({})),
+      gather("memory-guard", () => clients.debug.memoryGuard.getDebugInfo({})),
       gather("router/fleet", () => clients.router.listWorkers({})),
       gather("router/splits", () => clients.router.listTrafficSplits({})),
       gather("admission/stats", () => clients.admission.getStats({})),
@@ -86,6 +87,7 @@ export function registerDebugBundle(app: FastifyInstance, deps: DebugBundleDeps)
       { name: "gateway", info: gateway },
       { name: "admission", info: admission },
       { name: "router", info: router },
+      { name: "memory-guard", info: memoryGuard },
       ...workers.map(({ id, info }) => ({ name: `workers/${id}`, info })),
     ];
     const entries: Entry[] = [
