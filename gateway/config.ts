@@ -80,7 +80,7 @@ export const gatewayConfigSchema = z.object({
    * trace id, tenant, model, profile, class, API, outcome, timings, tokens, worker, pick
    * reason; never its prompt or output); "off" writes none.
    */
-  accessLog: z.enum(["info", "debug", "off"]).default("info"),
+  accessLog: eventLogSetting("info"),
   /** How long SIGTERM waits for open requests. */
   shutdownGraceMs: integer(0, 600_000).default(10_000),
   ...meshSecuritySettings("gateway"),

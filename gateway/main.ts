@@ -44,7 +44,7 @@ try {
   const flow: FlowDeps = {
     clients,
     catalog,
-    observer: new RequestObserver(new RequestMetrics(registry), logger, config.accessLog),
+    observer: new RequestObserver(new RequestMetrics(registry), decisionEvents(logger, config.accessLog)),
     requestTimeoutMs: config.requestTimeoutMs,
     shared: config.dedupeRequests ? new SharedGenerations(registry) : undefined,
   };

@@ -3,6 +3,7 @@ import { Writable } from "node:stream";
 import test from "node:test";
 import { Status } from "nice-grpc";
 import { pino } from "pino";
+import { decisionEvents } from "../../services/common/decision-events.js";
 import type { MetricValue, Registry } from "prom-client";
 import { createMetricsRegistry } from "../../services/common/metrics.js";
 import { FinishReason, PriorityClass } from "../../gen/infermesh/common/v1/common.js";
@@ -21,7 +22,7 @@ function observer(level: "info" | "off" = "info") {
       done();
     },
   });
-  return { registry, lines, observer: new RequestObserver(new RequestMetrics(registry), pino(sink), level) };
+  return { registry, lines, observer: new RequestObserver(new RequestMetrics(registry), decisionEvents(pino(sink), level)) };
 }
 
 const resolution = {

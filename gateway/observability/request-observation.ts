@@ -1,9 +1,10 @@
 import { type Span, SpanStatusCode, trace, TraceFlags } from "@opentelemetry/api";
 import type { Status } from "nice-grpc";
 import type { Histogram, LabelValues } from "prom-client";
-import { PriorityClass, type Usage } from "../../gen/infermesh/common/v1/common.js";
+import type { Usage } from "../../gen/infermesh/common/v1/common.js";
 import type { PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
-import type { Logger } from "../../services/common/logger.js";
+import type { DecisionEvents } from "../../services/common/decision-events.js";
+import { classOf } from "../../services/common/priority-classes.js";
 import type { Resolution, ResolvedGeneration } from "../flow/request.js";
 import type { GenerationEvent } from "../mesh/generation.js";
 import { ApiError, toApiError } from "../errors.js";
@@ -12,38 +13,20 @@ import { RecentRequests } from "./recent-requests.js";
 import { finishReasonText } from "../translate/openai.js";
 import { type Api, type Outcome, outcomeOf, outcomeOfHttpStatus, type RequestLabels, type RequestMetrics } from "./request-metrics.js";
 
-/** Where access events go, and at which level ("off": none). */
-export type AccessLogLevel = "info" | "debug" | "off";
-
-const className: Record<PriorityClass, string> = {
-  [PriorityClass.PRIORITY_CLASS_INTERACTIVE]: "interactive",
-  [PriorityClass.PRIORITY_CLASS_STANDARD]: "standard",
-  [PriorityClass.PRIORITY_CLASS_BATCH]: "batch",
-  [PriorityClass.PRIORITY_CLASS_UNSPECIFIED]: "",
-  [PriorityClass.UNRECOGNIZED]: "",
-};
-
 /** Starts the observation of each request; built once in main. */
 export class RequestObserver {
   /** The last requests that ended, for the debug bundle. */
   readonly recent = new RecentRequests();
 
+  /** `events` writes each request's access event (at the gateway's accessLog level). */
   constructor(
     readonly metrics: RequestMetrics,
-    private readonly logger: Logger,
-    private readonly accessLog: AccessLogLevel,
+    private readonly events: DecisionEvents,
   ) {}
 
   /** Observes a request from now (its arrival), in the active trace. */
   start(api: Api, requestId: string): RequestObservation {
-    return new RequestObservation(
-      this.metrics,
-      this.accessLog === "off" ? undefined : this.logger,
-      this.accessLog,
-      api,
-      requestId,
-      this.recent,
-    );
+    return new RequestObservation(this.metrics, this.events, this.recent, api, requestId);
   }
 }
 
@@ -75,11 +58,10 @@ export class RequestObservation {
 
   constructor(
     private readonly metrics: RequestMetrics,
-    private readonly logger: Logger | undefined,
-    private readonly level: AccessLogLevel,
+    private readonly events: DecisionEvents,
+    private readonly recent: RecentRequests,
     api: Api,
     readonly requestId: string,
-    private readonly recent?: RecentRequests,
   ) {
     this.labels = { api, model: "", profile: "", priority_class: "" };
     this.span = trace.getActiveSpan();
@@ -116,7 +98,7 @@ export class RequestObservation {
   resolved(resolution: Resolution): void {
     this.tenant = resolution.caller.tenantId;
     this.labels.profile = resolution.profile;
-    this.labels.priority_class = className[resolution.caller.priorityClass];
+    this.labels.priority_class = classOf(resolution.caller.priorityClass) ?? "";
     this.span?.setAttributes({
       "gen_ai.provider.name": "infermesh",
       "infermesh.profile": resolution.profile,
@@ -228,8 +210,8 @@ export class RequestObservation {
       this.metrics.promptTokens.observe(this.labels, this.usage.promptTokens);
       this.metrics.generationTokens.observe(this.labels, this.usage.completionTokens);
     }
-    this.logger?.[this.level === "debug" ? "debug" : "info"](this.accessEvent(outcome, e2eMs, how.httpStatus), "request");
-    this.recent?.add({
+    this.events("request", this.accessEvent(outcome, e2eMs, how.httpStatus));
+    this.recent.add({
       at: new Date().toISOString(),
       request_id: this.requestId,
       trace_id: this.traceId,
@@ -245,7 +227,6 @@ export class RequestObservation {
     const generatingMs = this.firstTokenAt !== undefined && this.lastTokenAt !== undefined ? this.lastTokenAt - this.firstTokenAt : 0;
     const completion = this.usage?.completionTokens ?? 0;
     return {
-      event: "request",
       request_id: this.requestId,
       ...(this.traceId ? { trace_id: this.traceId } : {}),
       tenant: this.tenant,

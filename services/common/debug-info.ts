@@ -31,8 +31,6 @@ export function recordError(line: {
   if (recentErrors.length > keptErrors) recentErrors.shift();
 }
 
-export const recentErrorLines = (): readonly RecentError[] => recentErrors;
-
 /** Setting names whose values are secrets: keys, tokens, passwords. */
 const secretName = /key|secret|token|password|credential|authorization/i;
 

@@ -10,7 +10,7 @@ export type EventLogLevel = "info" | "debug" | "off";
  * the router's pick; the response cache; memory-guard's evictions). "debug" keeps them
  * out of an info-level log until an operator asks for them.
  */
-export const eventLogSetting = () => z.enum(["info", "debug", "off"]).default("debug");
+export const eventLogSetting = (level: EventLogLevel = "debug") => z.enum(["info", "debug", "off"]).default(level);
 
 /** Writes one typed event: a JSON line whose `event` names it, with the request's ids; never its prompt. */
 export type DecisionEvents = (event: string, fields: Readonly<Record<string, unknown>>) => void;

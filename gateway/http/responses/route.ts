@@ -10,6 +10,7 @@ import {
   inputItemsOf,
   newItemId,
   ResponseBuilder,
+  type ResponseEventSink,
   type ResponseItem,
   responseEcho,
   responsesGenerationOf,
@@ -58,7 +59,7 @@ export function registerResponses(app: FastifyInstance, deps: HttpDeps): void {
     );
     const id = newItemId("resp");
     request.observation?.responseId(id);
-    const builderFor = (sink?: ConstructorParameters<typeof ResponseBuilder>[2]) =>
+    const builderFor = (sink?: ResponseEventSink) =>
       new ResponseBuilder(
         { id, created_at: Math.floor(Date.now() / 1000), model: resolved.model, ...responseEcho(body) },
         { logprobs: wantsLogprobs(body), parallelToolCalls: body.parallel_tool_calls ?? true },
