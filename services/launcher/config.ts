@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { z } from "zod";
 import { loadGatewayConfig } from "../../gateway/config.js";
-import { boolean, ConfigError, integer, loadConfig, type ConfigSources } from "../common/config.js";
+import { boolean, ConfigError, integer, kebab, loadConfig, type ConfigSources } from "../common/config.js";
 import { userCacheDir } from "../common/paths.js";
 import { workerConfigSchema } from "../worker/config.js";
 import { simPresets } from "../worker/engines/sim/sim-options.js";
@@ -56,8 +56,6 @@ const settingHelp: { readonly [Key in keyof LauncherSettings]: { value: string; 
   insecure: { value: "true|false", text: "plaintext internal gRPC, no identities: debugging only" },
   logFormat: { value: "pretty|json", text: "pretty for people; json passes the services' lines through" },
 };
-
-const kebab = (key: string) => key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 
 /** The `--help` text: every setting with its default, and how the engine follows from the model. */
 export function launcherUsage(env: ConfigSources["env"]): string {
