@@ -49,11 +49,12 @@ export async function admitAndPick(
   signal: AbortSignal,
 ): Promise<Admitted> {
   const pickRequest = pickRequestOf(request, size, values);
-  const earlyPick = pickWorkers(deps.clients, pickRequest, signal);
+  const call = { signal, trace: request.observation?.trace };
+  const earlyPick = pickWorkers(deps.clients, pickRequest, call);
   earlyPick.catch(() => undefined);
-  const slot = await acquireSlot(deps.clients, acquireRequestOf(request, size), signal);
+  const slot = await acquireSlot(deps.clients, acquireRequestOf(request, size), call);
   try {
-    const pick = slot.queuedMs > freshPickMs ? await pickWorkers(deps.clients, pickRequest, signal) : await earlyPick;
+    const pick = slot.queuedMs > freshPickMs ? await pickWorkers(deps.clients, pickRequest, call) : await earlyPick;
     request.observation?.admitted(pick);
     return { slot, pick };
   } catch (error) {

@@ -16,8 +16,8 @@ export function runEmbedding(deps: FlowDeps, request: ResolvedEmbedding, clientS
     await requireModel(deps, request, signal);
     const { slot, pick } = await admitAndPick(deps, request, embeddingSizeOf(request), undefined, signal);
     try {
-      const response = await withWorker(deps.clients, pick, signal, (worker) =>
-        worker.embed({ model: request.model, inputs: [...request.inputs] }, { signal }),
+      const response = await withWorker(deps.clients, pick, { signal, trace: request.observation?.trace }, (worker, call) =>
+        worker.embed({ model: request.model, inputs: [...request.inputs] }, call),
       );
       request.observation?.embedded(response.promptTokens);
       return { vectors: response.embeddings.map((embedding) => embedding.values), promptTokens: response.promptTokens };

@@ -48,7 +48,8 @@ async function* generateOnce(deps: FlowDeps, request: ResolvedGeneration, client
     const output = new OutputReport(slot);
     try {
       const onRetry = () => request.observation?.retried();
-      for await (const event of generate(deps.clients, generateRequestOf(request), pick, signal, onRetry)) {
+      const call = { signal, trace: request.observation?.trace };
+      for await (const event of generate(deps.clients, generateRequestOf(request), pick, call, onRetry)) {
         if (event.$case === "delta") output.add(event.value.tokenCount);
         if (event.$case === "finished") {
           // Before the caller sees the end: its next request must find this one's output charged.

@@ -1,3 +1,4 @@
+import { callTrace } from "../../services/common/telemetry/tracing.js";
 import { randomUUID } from "node:crypto";
 import { ServerError, Status, type CallContext } from "nice-grpc";
 import { priorityHeaderName, type AccessControl } from "../access/access-control.js";
@@ -26,7 +27,7 @@ export async function observedCall<Response>(
   context: CallContext,
   call: (observation: RequestObservation) => Promise<Response>,
 ): Promise<Response> {
-  const observation = deps.observer.start("grpc", randomUUID());
+  const observation = deps.observer.start("grpc", randomUUID(), callTrace(context));
   try {
     return await call(observation);
   } catch (error) {
@@ -43,7 +44,7 @@ export async function* observedStream<Response>(
   context: CallContext,
   call: (observation: RequestObservation) => AsyncIterable<Response>,
 ): AsyncGenerator<Response> {
-  const observation = deps.observer.start("grpc", randomUUID());
+  const observation = deps.observer.start("grpc", randomUUID(), callTrace(context));
   try {
     yield* call(observation);
   } catch (error) {

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import type { ResolvedGeneration } from "../flow/request.js";
 import { bypassRequested, type CacheOutcome, cacheKey, canonicalJson, isDeterministic } from "../response-cache/response-cache.js";
 import type { HttpDeps } from "./deps.js";
+import { traceFields } from "../../services/common/telemetry/tracing.js";
 
 /** Body fields that change how an answer is delivered, not what it is. */
 const deliveryFields = new Set(["stream", "stream_options", "user"]);
@@ -22,7 +23,7 @@ export function responseCacheKey(
   if (!cache || (request.identity && !request.identity.responseCache)) return undefined;
   const decided = (outcome: CacheOutcome) => {
     cache.count(outcome);
-    deps.events("response_cache", { request_id: request.id, outcome });
+    deps.events("response_cache", { request_id: request.id, ...traceFields(request.trace?.span), outcome });
   };
   if (bypassRequested(request.headers["cache-control"])) {
     decided("bypass");
@@ -55,7 +56,11 @@ export async function replyFromCache(
 ): Promise<boolean> {
   if (key === undefined || !deps.cache) return false;
   const cached = deps.cache.get(key);
-  deps.events("response_cache", { request_id: reply.request.id, outcome: cached === undefined ? "miss" : "hit" });
+  deps.events("response_cache", {
+    request_id: reply.request.id,
+    ...traceFields(reply.request.trace?.span),
+    outcome: cached === undefined ? "miss" : "hit",
+  });
   reply.header("x-infermesh-cache", cached === undefined ? "miss" : "hit");
   if (cached === undefined) return false;
   await reply.type("application/json; charset=utf-8").send({ ...JSON.parse(cached), ...fresh });

@@ -7,6 +7,7 @@ import type { DecisionEvents } from "../../services/common/decision-events.js";
 import type { RequestObservation } from "../observability/request-observation.js";
 import { bypassRequested, type ResponseCache } from "../response-cache/response-cache.js";
 import type { ResponsesStore } from "../responses-store/responses-store.js";
+import type { RequestTrace } from "./tracing.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -14,6 +15,8 @@ declare module "fastify" {
     identity: KeyIdentity | undefined;
     /** The observation of an API request (metrics, access event); undefined for other routes. */
     observation: RequestObservation | undefined;
+    /** The request's span and trace context; undefined when not tracing, and for probes. */
+    trace: RequestTrace | undefined;
   }
 }
 

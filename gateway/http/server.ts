@@ -1,7 +1,13 @@
 import { randomUUID } from "node:crypto";
 import cors from "@fastify/cors";
-import { trace } from "@opentelemetry/api";
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
 import { Status } from "nice-grpc";
 import type { Registry } from "prom-client";
 import { ApiError, toApiError } from "../errors.js";
@@ -21,6 +27,7 @@ import { registerDebugBundle } from "./admin/debug-bundle.js";
 import type { DebugSource } from "../../services/common/debug-info.js";
 import { registerModels } from "./models/route.js";
 import { registerResponses } from "./responses/route.js";
+import { endRequestSpan, inRequestContext, startRequestSpan } from "./tracing.js";
 
 export interface HttpServerDeps extends HttpDeps {
   readonly registry: Registry;
@@ -57,7 +64,7 @@ const apiRoutes = new Map<string, Api>(
   ]),
 );
 
-/** Paths that answer without an API key: probes and the Prometheus scrape. */
+/** Paths that answer without an API key: probes and the Prometheus scrape. They are not traced either: a poll a second would be a trace a second. */
 const openPaths = new Set(["/healthz", "/readyz", "/metrics"]);
 
 /** Builds the OpenAI-compatible HTTP API on Fastify. */
@@ -99,6 +106,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   });
   app.decorateRequest("identity", undefined);
   app.decorateRequest("observation", undefined);
+  app.decorateRequest("trace", undefined);
 
   if (deps.corsOrigins.length > 0) {
     void app.register(cors, {
@@ -110,32 +118,35 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
 
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
-    // The server span is named by route, as OpenTelemetry's HTTP conventions ask ("POST /v1/chat/completions").
+    // The matched route's pattern, as the router decoded the path ("/%61dmin/x" is "/admin/x");
+    // the raw path only for URLs no route matches.
     const route = request.routeOptions.url;
-    if (route) trace.getActiveSpan()?.updateName(`${request.method} ${route}`).setAttribute("http.route", route);
-    const api = request.method === "POST" ? apiRoutes.get(request.routeOptions.url ?? "") : undefined;
-    if (api) {
-      const observation = deps.flow.observer.start(api, request.id);
-      request.observation = observation;
+    const path = route ?? request.url.split("?", 1)[0]!;
+    const requestTrace = openPaths.has(path) ? undefined : startRequestSpan(request, route);
+    request.trace = requestTrace;
+    const api = request.method === "POST" ? apiRoutes.get(route ?? "") : undefined;
+    const observation = api ? deps.flow.observer.start(api, request.id, requestTrace?.context) : undefined;
+    request.observation = observation;
+    if (requestTrace || observation) {
       // After the last byte, or the caller leaving first (a stream it closed).
       reply.raw.once("close", () => {
         // An event handler: nothing thrown here may reach the process.
         try {
-          observation.end({ httpStatus: reply.raw.statusCode, callerLeft: !reply.raw.writableFinished });
+          observation?.end({ httpStatus: reply.raw.statusCode, callerLeft: !reply.raw.writableFinished });
+          if (requestTrace) endRequestSpan(requestTrace, reply.raw.statusCode, !observation);
         } catch (error) {
           request.log.error({ err: error }, "the request's observation failed");
         }
       });
     }
-    // The matched route's pattern, as the router decoded the path ("/%61dmin/x" is "/admin/x");
-    // the raw path only for URLs no route matches.
-    const path = request.routeOptions.url ?? request.url.split("?", 1)[0]!;
     if (openPaths.has(path) || request.method === "OPTIONS") return;
     request.identity = deps.access.authenticate(request.headers.authorization);
     if (/^\/(admin|debug)(\/|$)/i.test(path)) deps.access.requireAdmin(request.identity, isLoopback(request.socket.remoteAddress));
   });
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
+  app.setErrorHandler((error: FastifyError, request, reply) => inRequestContext(request, () => handleError(error, request, reply)));
+
+  function handleError(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
     if (error instanceof ApiError) {
       request.observation?.fail(error);
       return sendError(reply, error);
@@ -163,7 +174,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     request.observation?.fail(apiError);
     if (apiError.status === Status.INTERNAL) request.log.error({ err: error }, "request failed");
     return sendError(reply, apiError);
-  });
+  }
 
   app.setNotFoundHandler((request, reply) => sendError(reply, unknownUrl(request.method, request.url)));
 

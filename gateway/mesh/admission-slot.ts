@@ -2,7 +2,7 @@ import { pushable } from "it-pushable";
 import { Status } from "nice-grpc";
 import { AcquireRequest, RejectReason, type Rejected } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { ApiError } from "../errors.js";
-import type { MeshClients } from "./clients.js";
+import type { MeshCall, MeshClients } from "./clients.js";
 
 /** A granted admission slot; held until released. */
 export interface AdmissionSlot {
@@ -18,11 +18,11 @@ export interface AdmissionSlot {
 
 /**
  * Opens an Acquire stream and waits for the grant. The slot lives exactly as long as
- * the stream: `release()` half-closes it (admission then ends it), and `signal`
- * aborting or this process dying breaks it. A rejection becomes an ApiError with the
+ * the stream: `release()` half-closes it (admission then ends it), and the call's
+ * signal aborting or this process dying breaks it. A rejection becomes an ApiError with the
  * retry delay admission gave (see rejectionError).
  */
-export async function acquireSlot(clients: MeshClients, request: AcquireRequest, signal: AbortSignal): Promise<AdmissionSlot> {
+export async function acquireSlot(clients: MeshClients, request: AcquireRequest, call: MeshCall): Promise<AdmissionSlot> {
   // Our side: the request, then open until released. Closing it, rather than
   // cancelling the call, spares admission an HTTP/2 reset per request.
   const outgoing = pushable<AcquireRequest>({ objectMode: true });
@@ -38,7 +38,7 @@ export async function acquireSlot(clients: MeshClients, request: AcquireRequest,
   try {
     // Read with next() rather than for-await: leaving a for-await loop would cancel
     // the call, and with it the slot.
-    const responses = clients.admission.acquire(outgoing, { signal })[Symbol.asyncIterator]();
+    const responses = clients.admission.acquire(outgoing, call)[Symbol.asyncIterator]();
     for (;;) {
       const next = await responses.next();
       if (next.done) break;

@@ -1,3 +1,4 @@
+import type { Context } from "@opentelemetry/api";
 import type { Channel } from "@grpc/grpc-js";
 import { createClient, type Client } from "nice-grpc";
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
@@ -9,6 +10,15 @@ import type { MeshSecurity } from "../../services/common/mesh-security/mesh-secu
 
 /** Loading gpt-oss-120b from disk takes minutes. */
 const adminTimeoutMs = 15 * 60_000;
+
+/**
+ * A call made for a request: its deadline or cancellation, and the trace context its
+ * span is a child of (the request's span). These are also the call's options.
+ */
+export interface MeshCall {
+  readonly signal: AbortSignal;
+  readonly trace?: Context;
+}
 
 /** The gateway's clients into the mesh; one channel per peer, reused by every request. */
 export class MeshClients {

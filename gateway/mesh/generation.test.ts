@@ -56,7 +56,7 @@ test("a worker that fails before its first event is skipped for the next candida
       yield finished;
     },
   });
-  assert.deepEqual(await collect(generate(clients, request, pickOf("a", "b"), new AbortController().signal)), [
+  assert.deepEqual(await collect(generate(clients, request, pickOf("a", "b"), { signal: new AbortController().signal })), [
     "started",
     "delta",
     "finished",
@@ -69,10 +69,13 @@ test("at most three workers are tried; then the last failure is the answer", asy
     throw unavailable();
   };
   const { clients, calls } = mesh({ a: failing, b: failing, c: failing, d: failing });
-  await assert.rejects(collect(generate(clients, request, pickOf("a", "b", "c", "d"), new AbortController().signal)), (error: unknown) => {
-    assert.ok(error instanceof ClientError && error.code === Status.UNAVAILABLE);
-    return true;
-  });
+  await assert.rejects(
+    collect(generate(clients, request, pickOf("a", "b", "c", "d"), { signal: new AbortController().signal })),
+    (error: unknown) => {
+      assert.ok(error instanceof ClientError && error.code === Status.UNAVAILABLE);
+      return true;
+    },
+  );
   assert.deepEqual(calls, ["a", "b", "c"]);
 });
 
@@ -85,10 +88,13 @@ test("a refusal that is the request's fault is not retried elsewhere", async () 
       yield started;
     },
   });
-  await assert.rejects(collect(generate(clients, request, pickOf("a", "b"), new AbortController().signal)), (error: unknown) => {
-    assert.ok(error instanceof ClientError && error.code === Status.INVALID_ARGUMENT);
-    return true;
-  });
+  await assert.rejects(
+    collect(generate(clients, request, pickOf("a", "b"), { signal: new AbortController().signal })),
+    (error: unknown) => {
+      assert.ok(error instanceof ClientError && error.code === Status.INVALID_ARGUMENT);
+      return true;
+    },
+  );
   assert.deepEqual(calls, ["a"]);
 });
 
@@ -104,7 +110,7 @@ test("after the first event a failure ends the stream with an error event, witho
     },
   });
   const events: GenerationEvent[] = [];
-  for await (const event of generate(clients, request, pickOf("a", "b"), new AbortController().signal)) events.push(event);
+  for await (const event of generate(clients, request, pickOf("a", "b"), { signal: new AbortController().signal })) events.push(event);
   assert.deepEqual(
     events.map((event) => event.$case),
     ["started", "delta", "error"],
@@ -133,10 +139,11 @@ test("stopping before the last event cancels the worker's call; stopping at it l
       cancelledAfterEnd = false; // reached: the stream was read to its end, not cancelled
     },
   });
-  for await (const event of generate(clients, request, pickOf("early"), new AbortController().signal)) if (event.$case === "started") break;
+  for await (const event of generate(clients, request, pickOf("early"), { signal: new AbortController().signal }))
+    if (event.$case === "started") break;
   assert.ok(cancelledEarly, "the worker's stream was closed");
   cancelledAfterEnd = true;
-  for await (const event of generate(clients, request, pickOf("whole"), new AbortController().signal))
+  for await (const event of generate(clients, request, pickOf("whole"), { signal: new AbortController().signal }))
     if (event.$case === "finished") break;
   assert.equal(cancelledAfterEnd, false, "the worker's stream ran to its end");
 });

@@ -2,8 +2,9 @@ import { ClientError, Status } from "nice-grpc";
 import type { PickRequest, PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
 import type { GenerateRequest, GenerateResponse, WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import type { Client } from "nice-grpc";
+import type { TraceOptions } from "../../services/common/telemetry/tracing.js";
 import { ApiError, retryableBeforeFirstToken } from "../errors.js";
-import type { MeshClients } from "./clients.js";
+import type { MeshCall, MeshClients } from "./clients.js";
 
 /** At most this many workers are tried for one request (the pick plus two retries). */
 const maxAttempts = 3;
@@ -21,15 +22,16 @@ export async function* generate(
   clients: MeshClients,
   request: GenerateRequest,
   pick: PickResponse,
-  signal: AbortSignal,
+  call: MeshCall,
   onRetry: () => void = () => undefined,
 ): AsyncGenerator<GenerationEvent> {
+  const { signal } = call;
   let lastError: unknown;
   for (const candidate of pick.candidates.slice(0, maxAttempts)) {
     if (lastError !== undefined) onRetry();
     // A balanced pick may run another model than the one asked for.
     const model = candidate.model || request.model;
-    const events = clients.worker(candidate.address).generate(model === request.model ? request : { ...request, model }, { signal });
+    const events = clients.worker(candidate.address).generate(model === request.model ? request : { ...request, model }, call);
     const iterator = events[Symbol.asyncIterator]();
     let first: IteratorResult<GenerateResponse>;
     try {
@@ -82,19 +84,20 @@ const isTerminal = (event: GenerationEvent) => event.$case === "finished" || eve
 /**
  * Runs a unary call that does the request's work (Embed) on the first picked worker
  * that answers it; a retryable failure moves on to the next candidate (at most two
- * more). `signal`, the request's deadline, bounds it: the work can outlast a unary
- * call's usual deadline.
+ * more). The request's call (its deadline) bounds it, and is `work`'s call too: the
+ * work can outlast a unary call's usual deadline.
  */
 export async function withWorker<T>(
   clients: MeshClients,
   pick: PickResponse,
-  signal: AbortSignal,
-  call: (worker: Client<typeof WorkerServiceDefinition>) => Promise<T>,
+  call: MeshCall,
+  work: (worker: Client<typeof WorkerServiceDefinition, TraceOptions>, call: MeshCall) => Promise<T>,
 ): Promise<T> {
+  const { signal } = call;
   let lastError: unknown;
   for (const candidate of pick.candidates.slice(0, maxAttempts)) {
     try {
-      return await call(clients.workerForWork(candidate.address));
+      return await work(clients.workerForWork(candidate.address), call);
     } catch (error) {
       if (signal.aborted || !retryableBeforeFirstToken(error)) throw error;
       lastError = error;
@@ -104,6 +107,6 @@ export async function withWorker<T>(
 }
 
 /** Asks the router for the ordered candidates of a request. */
-export function pickWorkers(clients: MeshClients, request: PickRequest, signal: AbortSignal): Promise<PickResponse> {
-  return clients.router.pick(request, { signal });
+export function pickWorkers(clients: MeshClients, request: PickRequest, call: MeshCall): Promise<PickResponse> {
+  return clients.router.pick(request, call);
 }

@@ -46,7 +46,7 @@ const sample = async (registry: Registry, name: string) =>
 
 test("a served request: counted by API, model, profile, class and outcome, timed, and one access event with its figures", async () => {
   const { registry, lines, observer: start } = observer();
-  const observation = start.start("chat", "r1");
+  const observation = start.start("chat", "r1", undefined);
   observation.resolved(resolution);
   observation.served("m");
   observation.admitted({ candidates: [], reason: "least-loaded" });
@@ -108,12 +108,12 @@ test("a served request: counted by API, model, profile, class and outcome, timed
 
 test("outcomes: a failure's kind wins over the status; a caller that left is cancelled; an unserved model labels nothing", async () => {
   const { registry, lines, observer: start } = observer("off");
-  const shed = start.start("responses", "a");
+  const shed = start.start("responses", "a", undefined);
   shed.fail(new ApiError(Status.UNAVAILABLE, "busy", { code: "server_overloaded" }));
   shed.end({ httpStatus: 503 });
-  const gone = start.start("chat", "b");
+  const gone = start.start("chat", "b", undefined);
   gone.end({ httpStatus: 200, callerLeft: true });
-  const typo = start.start("chat", "c");
+  const typo = start.start("chat", "c", undefined);
   typo.fail(new ApiError(Status.NOT_FOUND, "no such model"));
   typo.end({ httpStatus: 404 });
   const outcomes = (await sample(registry, "infermesh_gateway_requests_total")).map((value) => [

@@ -1,4 +1,4 @@
-import { type Span, SpanStatusCode, trace, TraceFlags } from "@opentelemetry/api";
+import { type Context, type Span, SpanStatusCode, trace as traceApi, TraceFlags } from "@opentelemetry/api";
 import type { Status } from "nice-grpc";
 import type { Histogram, LabelValues } from "prom-client";
 import type { Usage } from "../../gen/infermesh/common/v1/common.js";
@@ -24,9 +24,9 @@ export class RequestObserver {
     private readonly events: DecisionEvents,
   ) {}
 
-  /** Observes a request from now (its arrival), in the active trace. */
-  start(api: Api, requestId: string): RequestObservation {
-    return new RequestObservation(this.metrics, this.events, this.recent, api, requestId);
+  /** Observes a request from now (its arrival); `trace` is its own span's context (when tracing). */
+  start(api: Api, requestId: string, trace: Context | undefined): RequestObservation {
+    return new RequestObservation(this.metrics, this.events, this.recent, api, requestId, trace);
   }
 }
 
@@ -62,12 +62,14 @@ export class RequestObservation {
     private readonly recent: RecentRequests,
     api: Api,
     readonly requestId: string,
+    /** The context of the request's span: the parent of the calls made for it. */
+    readonly trace: Context | undefined,
   ) {
     this.labels = { api, model: "", profile: "", priority_class: "" };
-    this.span = trace.getActiveSpan();
-    const span = this.span?.spanContext();
-    this.traceId = span?.traceId;
-    this.exemplar = span && (span.traceFlags & TraceFlags.SAMPLED) !== 0 ? { trace_id: span.traceId } : undefined;
+    this.span = trace && traceApi.getSpan(trace);
+    const spanContext = this.span?.spanContext();
+    this.traceId = spanContext?.traceId;
+    this.exemplar = spanContext && (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 ? { trace_id: spanContext.traceId } : undefined;
     this.span?.setAttributes({ "infermesh.request_id": requestId, "infermesh.api": api });
   }
 

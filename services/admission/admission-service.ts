@@ -11,6 +11,7 @@ import { classOf, type ClassName } from "../common/priority-classes.js";
 import type { Scheduler, Slot } from "./scheduler.js";
 import type { TenantCharge, TenantLimiter } from "./tenant-limits.js";
 import { kvNeedTokens } from "../common/kv-need.js";
+import { callSpan, traceFields } from "../common/telemetry/tracing.js";
 
 export interface AdmissionServiceDeps {
   readonly scheduler: Scheduler;
@@ -34,6 +35,8 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
       if (first.done) throw new ServerError(Status.INVALID_ARGUMENT, "send one AcquireRequest first");
       const request = first.value;
       const arrivedAt = performance.now();
+      // The decision events' trace ids: the call's span (a log line's own mixin cannot find it across awaits).
+      const traced = traceFields(callSpan(context));
       const className = classOf(request.priorityClass);
       if (className === undefined) throw new ServerError(Status.INVALID_ARGUMENT, "priority_class must be set");
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
@@ -44,6 +47,7 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
         stats.record(className, "rate_limited");
         events("admission.rejected", {
           request_id: request.requestId,
+          ...traced,
           tenant: tenantId,
           priority_class: className,
           model: request.model,
@@ -82,7 +86,7 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
         .catch(() => undefined)
         .finally(() => release.abort());
       try {
-        yield* holdSlot(request, tenantId, className, charge, release.signal, arrivedAt);
+        yield* holdSlot(request, tenantId, className, charge, release.signal, arrivedAt, traced);
       } finally {
         context.signal.removeEventListener("abort", onCancel);
       }
@@ -102,6 +106,8 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
     charge: TenantCharge,
     released: AbortSignal,
     arrivedAt: number,
+    /** The call's trace ids, for its events. */
+    traced: ReturnType<typeof traceFields>,
   ): AsyncGenerator<AcquireResponse> {
     let slot: Slot | undefined;
     // Ends the request's claim however this generator ends, even closed at a yield
@@ -124,6 +130,7 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
           wasQueued = true;
           events("admission.queued", {
             request_id: request.requestId,
+            ...traced,
             tenant: tenantId,
             priority_class: className,
             model: request.model,
@@ -153,6 +160,7 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
         stats.record(className, result.rejection, performance.now() - arrivedAt);
         events("admission.rejected", {
           request_id: request.requestId,
+          ...traced,
           tenant: tenantId,
           priority_class: className,
           model: request.model,
@@ -165,7 +173,13 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
       }
       slot = result.slot;
       stats.record(className, "granted", slot.queuedMs);
-      events("admission.granted", { request_id: request.requestId, tenant: tenantId, priority_class: className, queued_ms: slot.queuedMs });
+      events("admission.granted", {
+        request_id: request.requestId,
+        ...traced,
+        tenant: tenantId,
+        priority_class: className,
+        queued_ms: slot.queuedMs,
+      });
       yield { event: { $case: "granted", value: { slotId: slot.id, queuedMs: slot.queuedMs } } };
       // Hold the slot until the caller closes its side (or vanishes).
       await forever(released).catch(() => undefined);

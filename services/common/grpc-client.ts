@@ -1,6 +1,15 @@
 import type { Channel } from "@grpc/grpc-js";
-import { ClientError, createClientFactory, Status, type Client, type ClientMiddleware, type CompatServiceDefinition } from "nice-grpc";
+import {
+  ClientError,
+  type ClientFactory,
+  createClientFactory,
+  Status,
+  type Client,
+  type ClientMiddleware,
+  type CompatServiceDefinition,
+} from "nice-grpc";
 import { isAbortError } from "abort-controller-x";
+import { traceClientCalls, type TraceOptions, tracingOn } from "./telemetry/tracing.js";
 
 /**
  * Gives every unary call a deadline unless the caller's own signal already bounds it.
@@ -27,11 +36,13 @@ export function unaryDeadline(timeoutMs: number): ClientMiddleware {
   };
 }
 
-/** A typed client whose unary calls carry a deadline. */
+/** A typed client whose unary calls carry a deadline, and a span when tracing (its parent in the options' `trace`). */
 export function createGrpcClient<Service extends CompatServiceDefinition>(
   definition: Service,
   channel: Channel,
   unaryTimeoutMs: number,
-): Client<Service> {
-  return createClientFactory().use(unaryDeadline(unaryTimeoutMs)).create(definition, channel);
+): Client<Service, TraceOptions> {
+  // Without tracing, `trace` is an option nothing reads.
+  const factory: ClientFactory<TraceOptions> = tracingOn ? createClientFactory().use(traceClientCalls()) : createClientFactory();
+  return factory.use(unaryDeadline(unaryTimeoutMs)).create(definition, channel);
 }

@@ -1,12 +1,12 @@
 import type { ServerCredentials } from "@grpc/grpc-js";
-import { trace } from "@opentelemetry/api";
-import { createServer, type Server, type ServerMiddleware, Status } from "nice-grpc";
+import { createServer, type Server } from "nice-grpc";
 import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
 import type { Logger } from "./logger.js";
 import { createDebugService, type DebugSource } from "./debug-info.js";
 import { DebugServiceDefinition } from "../../gen/infermesh/debug/v1/debug_service.js";
 import { addReflection, DescriptorIndex } from "./reflection.js";
 import { guardDecoding, refuseUndecodable } from "./request-decoding.js";
+import { traceServerCalls, tracingOn } from "./telemetry/tracing.js";
 
 /** Server channel options: keepalives find dead peers; a maximum connection age makes
  * clients reconnect now and then, so HTTP/2 connections rebalance across replicas. */
@@ -19,28 +19,6 @@ export const serverChannelOptions = Object.freeze({
   // Long streams (a generation, a worker's membership) may finish on the old connection.
   "grpc.max_connection_age_grace_ms": 60 * 60_000,
 });
-
-/**
- * Ends the server span of a streaming call its client cancelled. OpenTelemetry's gRPC
- * instrumentation ends a stream's span on `finish` or an error, and a cancelled call
- * has neither: without this, a request whose caller left or timed out never exports
- * the span of the work it did here (a worker's Generate, admission's Acquire).
- */
-function endSpansOfCancelledStreams(): ServerMiddleware {
-  return async function* endSpanOfCancelledStream(call, context) {
-    const span = call.requestStream || call.responseStream ? trace.getActiveSpan() : undefined;
-    const onCancel = () => {
-      span?.setAttributes({ "rpc.grpc.status_code": Status.CANCELLED, "infermesh.cancelled_by_client": true });
-      span?.end();
-    };
-    if (span) context.signal.addEventListener("abort", onCancel, { once: true });
-    try {
-      return yield* call.next(call.request, context);
-    } finally {
-      context.signal.removeEventListener("abort", onCancel);
-    }
-  };
-}
 
 /** A listening gRPC server with health and reflection. */
 export interface GrpcServer {
@@ -71,7 +49,8 @@ export async function startGrpcServer(options: {
   /** The process's part of a bug report, served as DebugService (mesh services; not the public API). */
   debug?: DebugSource;
 }): Promise<GrpcServer> {
-  const server = createServer(serverChannelOptions).use(refuseUndecodable()).use(endSpansOfCancelledStreams());
+  const created = createServer(serverChannelOptions);
+  const server = (tracingOn ? created.use(traceServerCalls()) : created).use(refuseUndecodable());
   const contracts = DescriptorIndex.compiled();
   const health = HealthState();
   server.add(HealthDefinition, HealthServiceImpl(health));

@@ -4,7 +4,12 @@ import { recordError } from "./debug-info.js";
 
 export type { Logger } from "pino";
 
-/** One JSON object per line on stdout, with the active trace and span ids. */
+/**
+ * One JSON object per line on stdout. A line written in a trace context's synchronous
+ * run (context.with) carries its trace and span ids; code that logs for a request
+ * across awaits passes them itself (telemetry/tracing.ts's traceFields), as the
+ * decision events do.
+ */
 export function createLogger(service: string, level: string): Logger {
   return pino({
     level,

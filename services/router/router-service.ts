@@ -1,4 +1,3 @@
-import { trace } from "@opentelemetry/api";
 import { pushable, type Pushable } from "it-pushable";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, Gauge, type Registry } from "prom-client";
@@ -15,6 +14,7 @@ import type { Picker, PickQuery } from "./picker.js";
 import type { PrefixTable } from "./prefix-table.js";
 import type { TrafficSplits } from "./traffic-split.js";
 import { kvNeedTokens } from "../common/kv-need.js";
+import { callSpan, traceFields } from "../common/telemetry/tracing.js";
 
 export interface RouterServiceDeps {
   readonly fleet: Fleet;
@@ -63,7 +63,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
   });
 
   return {
-    async pick(request: PickRequest) {
+    async pick(request: PickRequest, context: CallContext) {
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
       const versions = splits.route(request.model, request.sessionId);
       const query: PickQuery = {
@@ -87,16 +87,17 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       picker.commit(query, chosen);
       picks.inc({ outcome: "picked", reason });
       if (versions) splitPicks.inc({ model: request.model, target: chosen.model });
+      const span = callSpan(context);
       events("route.pick", {
         request_id: request.requestId,
+        ...traceFields(span),
         model: chosen.model,
         worker_id: chosen.member.registration.workerId,
         reason,
         candidates: placements.length,
         score: Math.round(chosen.score * 1000) / 1000,
       });
-      const span = trace.getActiveSpan();
-      if (span) {
+      if (span?.isRecording()) {
         span.setAttributes({
           "infermesh.router.worker_id": chosen.member.registration.workerId,
           "infermesh.router.model": chosen.model,

@@ -1,4 +1,4 @@
-import { trace, TraceFlags } from "@opentelemetry/api";
+import { type Span, TraceFlags } from "@opentelemetry/api";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { FinishReason } from "../../gen/infermesh/common/v1/common.js";
 
@@ -73,8 +73,8 @@ export class VllmMetrics {
   }
 
   /** Starts timing one Generate call, now, in the active trace. */
-  track(model: string): GenerationTiming {
-    return new GenerationTiming(this, model);
+  track(model: string, span: Span | undefined): GenerationTiming {
+    return new GenerationTiming(this, model, span);
   }
 }
 
@@ -94,10 +94,12 @@ export class GenerationTiming {
   constructor(
     private readonly metrics: VllmMetrics,
     model: string,
+    /** The Generate call's span: a sampled one's trace id is the exemplar. */
+    span: Span | undefined,
   ) {
     this.labels = { model_name: model };
-    const span = trace.getActiveSpan()?.spanContext();
-    this.exemplar = span && (span.traceFlags & TraceFlags.SAMPLED) !== 0 ? { trace_id: span.traceId } : undefined;
+    const spanContext = span?.spanContext();
+    this.exemplar = spanContext && (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 ? { trace_id: spanContext.traceId } : undefined;
   }
 
   started(promptTokens: number): void {

@@ -1,3 +1,4 @@
+import { callSpan } from "../common/telemetry/tracing.js";
 import { randomInt } from "node:crypto";
 import { isAbortError } from "abort-controller-x";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
@@ -76,7 +77,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
   return {
     async *generate(request: GenerateRequest, context: CallContext): AsyncIterable<GenerateResponse> {
       const engine = servingEngine();
-      const timing = vllm.track(request.model);
+      const timing = vllm.track(request.model, callSpan(context));
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
       if ((request.prompt === undefined) === (request.messages.length === 0)) {
         throw new ServerError(Status.INVALID_ARGUMENT, "exactly one of messages and prompt must be set");

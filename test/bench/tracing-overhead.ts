@@ -3,19 +3,23 @@
  * tracing off, at a 3 % share of traces kept, and at 100 %, each exported over OTLP to a
  * receiver in this process (a Collector's work, not measured). The worker is the
  * zero-cost sim, so the figures are the mesh's own latency, the worst case for a
- * relative overhead: a real generation takes far longer. Configurations alternate in
- * rounds on this one machine; quote the medians and the ratios to "off".
+ * relative overhead: a real generation takes far longer. Besides latency and
+ * throughput it reports the CPU time the mesh's processes spent per request (from
+ * /proc), the cost itself, which a noisy shared machine disturbs less than latency.
+ * Configurations alternate in rounds on this one machine; quote the medians and the
+ * ratios to "off".
  *
- *   npm run bench:tracing                     (300 requests per configuration, level and round; 2 rounds)
- *   npm run bench:tracing -- --requests 500 --rounds 3
+ *   npm run bench:tracing                     (300 requests per configuration, level and round; 3 rounds)
+ *   npm run bench:tracing -- --requests 500 --rounds 5
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { OtlpCollector, startTestMesh } from "../support/harness.js";
 
 const { values } = parseArgs({
   options: {
     requests: { type: "string", default: "300" },
-    rounds: { type: "string", default: "2" },
+    rounds: { type: "string", default: "3" },
     concurrency: { type: "string", default: "1,16" },
   },
 });
@@ -34,9 +38,29 @@ const collector = new OtlpCollector();
 await collector.start();
 const latencies = new Map<string, number[]>();
 const wallMs = new Map<string, number>();
+/** CPU seconds the mesh's processes spent, and the requests they served, per configuration and level. */
+const cpuSeconds = new Map<string, number>();
+
+/** CPU seconds (user and system) used so far by this process's children: the mesh's services. */
+function meshCpuSeconds(): number {
+  let ticks = 0;
+  for (const pid of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // Fields after "(comm)": state, ppid, …; utime and stime are the 14th and 15th of the line.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[1]) === process.pid) ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / 100; // USER_HZ
+}
 
 async function run(baseUrl: string, concurrency: number, key: string): Promise<void> {
   let started = 0;
+  const cpuBefore = meshCpuSeconds();
   const begin = performance.now();
   const samples = latencies.get(key) ?? [];
   await Promise.all(
@@ -57,6 +81,7 @@ async function run(baseUrl: string, concurrency: number, key: string): Promise<v
   );
   latencies.set(key, samples);
   wallMs.set(key, (wallMs.get(key) ?? 0) + performance.now() - begin);
+  cpuSeconds.set(key, (cpuSeconds.get(key) ?? 0) + meshCpuSeconds() - cpuBefore);
 }
 
 try {
@@ -77,18 +102,22 @@ try {
   }
   const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
   console.log(`tracing overhead, streamed 8-token chat, zero-cost sim worker, ${rounds} alternating rounds x ${requests} requests`);
-  console.log("concurrency | tracing | p50 | p99 | req/s | p50 vs off | req/s vs off");
+  const change = (value: number, base: number) => `${(((value - base) / base) * 100).toFixed(1)} %`;
+  console.log("concurrency | tracing | p50 | p99 | req/s | mesh CPU/request | p50 vs off | req/s vs off | CPU vs off");
   for (const concurrency of levels) {
-    const base = latencies.get(`off@${concurrency}`)!.sort((a, b) => a - b);
-    const baseRate = (base.length * 1000) / wallMs.get(`off@${concurrency}`)!;
+    const baseKey = `off@${concurrency}`;
+    const base = latencies.get(baseKey)!.sort((a, b) => a - b);
+    const baseRate = (base.length * 1000) / wallMs.get(baseKey)!;
+    const baseCpu = (cpuSeconds.get(baseKey)! * 1e6) / base.length;
     for (const { name } of configurations) {
       const key = `${name}@${concurrency}`;
       const sorted = latencies.get(key)!.sort((a, b) => a - b);
       const rate = (sorted.length * 1000) / wallMs.get(key)!;
+      const cpu = (cpuSeconds.get(key)! * 1e6) / sorted.length;
       const p50 = percentile(sorted, 50);
       console.log(
         `${String(concurrency).padStart(11)} | ${name.padStart(7)} | ${p50.toFixed(2)} ms | ${percentile(sorted, 99).toFixed(2)} ms | ${rate.toFixed(0)} | ` +
-          `${(((p50 - percentile(base, 50)) / percentile(base, 50)) * 100).toFixed(1)} % | ${(((rate - baseRate) / baseRate) * 100).toFixed(1)} %`,
+          `${cpu.toFixed(0)} µs | ${change(p50, percentile(base, 50))} | ${change(rate, baseRate)} | ${change(cpu, baseCpu)}`,
       );
     }
   }
