@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { eventLogSetting } from "../common/decision-events.js";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
-import { pickPolicies, type PickerConfig } from "./picker.js";
+import { pickPolicies, type SchedulerConfig } from "./scheduling/scheduler.js";
+import { defaultScorerWeights, scorers } from "./scheduling/scorers/index.js";
 import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 
 export const routerConfigSchema = z.object({
@@ -23,29 +24,33 @@ export const routerConfigSchema = z.object({
    */
   longPromptTokens: integer(1, 10_000_000).default(8_000),
   /**
-   * score: filter → score → pick (services/router/picker.ts). round-robin and
+   * score: filter → score → pick (services/router/scheduling/). round-robin and
    * least-loaded are plain load balancers' choices, for comparing against.
    */
   policy: z.enum(pickPolicies).default("score"),
-  /** Scorer weights (services/router/picker.ts): outstanding requests per sequence, against the least loaded candidate's. */
-  weightQueue: decimal(0, 100).default(2),
-  /** KV headroom, counting the picks not yet reported. */
-  weightKv: decimal(0, 100).default(1),
-  /** Share of the prompt's leading blocks the worker's KV cache holds. */
-  weightPrefix: decimal(0, 100).default(1),
-  /** The worker this session's last turn went to. */
-  weightSession: decimal(0, 100).default(2),
   /**
-   * Prefill the request would wait behind and do there (the worker's queued prefill plus
-   * the prompt its cache lacks), against the candidate where that is least.
+   * The scorers a pick runs, each with its weight (services/router/scheduling/scorers/,
+   * one file each): queue (outstanding requests per sequence, against the least loaded
+   * candidate's), prefill (the prefill the request would wait behind and do there),
+   * kv (KV headroom), prefix (the share of the prompt the worker's cache holds),
+   * session (the worker of the session's last turn), health, context (room left in the
+   * context window). A mapping in a config file; `queue=2,kv=1,…` as a flag or variable.
    */
-  weightPrefill: decimal(0, 100).default(10),
+  scorers: z.preprocess(
+    (value) => (typeof value === "string" ? parseWeights(value) : value),
+    z
+      .record(z.string(), decimal(0, 100))
+      .refine((weights) => Object.keys(weights).length > 0, "at least one scorer")
+      .superRefine((weights, context) => {
+        for (const name of Object.keys(weights)) {
+          if (!(name in scorers))
+            context.addIssue({ code: "custom", message: `unknown scorer "${name}"; known: ${Object.keys(scorers).join(", ")}` });
+        }
+      })
+      .default({ ...defaultScorerWeights }),
+  ),
   /** Tokens added to both sides of the prefill comparison, so a few hundred tokens' difference counts little. */
   prefillFloorTokens: integer(1, 10_000_000).default(2_048),
-  /** Report freshness and memory pressure. */
-  weightHealth: decimal(0, 100).default(1),
-  /** Room the prompt leaves in the context window. */
-  weightContext: decimal(0, 100).default(0.5),
   /** Prefix and session affinity count only while outstanding requests are below this share of a worker's sequences. */
   affinitySaturation: decimal(0, 10).default(0.8),
   /** They also stop counting past this multiple of the eligible workers' mean outstanding requests, plus affinitySlack. */
@@ -64,7 +69,7 @@ export const routerConfigSchema = z.object({
   pickCandidates: integer(1, 16).default(3),
   /**
    * A fleet larger than this is not scored whole: a pick scores the prefix holders, the
-   * session's worker and this many of the least loaded workers (services/router/picker.ts).
+   * session's worker and this many of the least loaded workers (services/router/scheduling/pickers/scoring.ts).
    */
   pickScoreAtMost: integer(4, 1_000_000).default(64),
   /** Prefix blocks (64 characters each) remembered per worker. */
@@ -85,19 +90,24 @@ export const loadRouterConfig = (sources: ConfigSources) => loadConfig(routerCon
 
 export type RouterConfig = ReturnType<typeof loadRouterConfig>;
 
-/** The picker's settings out of the router's. */
-export function pickerConfig(config: RouterConfig): PickerConfig {
+/** `queue=2,kv=1`: weights by scorer name, as a flag or an environment variable gives them. */
+function parseWeights(text: string): Record<string, unknown> {
+  return Object.fromEntries(
+    text
+      .split(",")
+      .filter((entry) => entry.trim() !== "")
+      .map((entry) => {
+        const [name = "", weight = ""] = entry.split("=", 2).map((part) => part.trim());
+        return [name, weight];
+      }),
+  );
+}
+
+/** The scheduler's settings out of the router's. */
+export function schedulerConfig(config: RouterConfig): SchedulerConfig {
   return {
     policy: config.policy,
-    weights: {
-      queue: config.weightQueue,
-      kv: config.weightKv,
-      prefix: config.weightPrefix,
-      session: config.weightSession,
-      health: config.weightHealth,
-      context: config.weightContext,
-      prefill: config.weightPrefill,
-    },
+    scorers: config.scorers,
     prefillFloorTokens: config.prefillFloorTokens,
     affinitySaturation: config.affinitySaturation,
     affinityImbalance: config.affinityImbalance,

@@ -19,13 +19,6 @@ export class FleetMember {
   readonly recentPicks: { atMs: number; requestId: string; tokens: number; prefill: number }[] = [];
   /** An admin drained it: no new work until it registers again. */
   draining = false;
-  /**
-   * The picker's scratch: the pick (`pickEpoch`) that last found this member eligible,
-   * and its place among that pick's eligible members, so a prefix holder is found
-   * among a thousand without a lookup per member.
-   */
-  pickEpoch = 0;
-  pickSlot = 0;
 
   constructor(
     /** What the worker registered with; its models change when an admin loads or unloads one. */
@@ -34,6 +27,12 @@ export class FleetMember {
     readonly connectionId: number,
     public pressure: PressureLevel,
     now: number,
+    /**
+     * Its place among the fleet's members, dense and reused once it leaves (below
+     * Fleet.indexLimit): what per-member tables outside the fleet (a pick's scratch)
+     * are indexed by.
+     */
+    readonly index: number,
   ) {
     this.load = LoadReport.create({ state: registration.state });
     this.lastReportAtMs = now;
@@ -68,6 +67,9 @@ export class Fleet {
   private servingCache: Map<string, FleetMember[]> | undefined;
   private readonly modelsEverServed = new Set<string>();
   private nextConnectionId = 1;
+  /** Indexes members left, for the next to join; `indexLimit` bounds those ever given. */
+  private readonly freeIndexes: number[] = [];
+  private nextIndex = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -75,8 +77,11 @@ export class Fleet {
   ) {}
 
   join(registration: Register): FleetMember {
-    const pressure = this.members.get(registration.workerId)?.pressure ?? PressureLevel.PRESSURE_LEVEL_NORMAL;
-    const member = new FleetMember(registration, this.nextConnectionId++, pressure, this.clock.now());
+    const previous = this.members.get(registration.workerId);
+    const pressure = previous?.pressure ?? PressureLevel.PRESSURE_LEVEL_NORMAL;
+    // A reconnect replaces the entry and keeps its index.
+    const index = previous?.index ?? this.freeIndexes.pop() ?? this.nextIndex++;
+    const member = new FleetMember(registration, this.nextConnectionId++, pressure, this.clock.now(), index);
     this.members.set(registration.workerId, member);
     this.servingCache = undefined;
     for (const model of registration.models) this.modelsEverServed.add(model.id);
@@ -90,8 +95,10 @@ export class Fleet {
 
   /** Removes the member if `connectionId` still owns it. */
   leave(workerId: string, connectionId: number): boolean {
-    if (this.members.get(workerId)?.connectionId !== connectionId) return false;
+    const member = this.members.get(workerId);
+    if (member?.connectionId !== connectionId) return false;
     this.servingCache = undefined;
+    this.freeIndexes.push(member.index);
     return this.members.delete(workerId);
   }
 
@@ -112,6 +119,11 @@ export class Fleet {
       member.inFlightTokens += pick.tokens;
       member.inFlightPrefill += pick.prefill;
     }
+  }
+
+  /** Every member's index is below this. */
+  get indexLimit(): number {
+    return this.nextIndex;
   }
 
   /** The fleet's clock. */

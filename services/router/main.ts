@@ -8,9 +8,9 @@ import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
 import { MeshSecurity } from "../common/mesh-security/mesh-security.js";
 import { routerPolicy } from "../common/mesh-security/rules.js";
-import { loadRouterConfig, pickerConfig } from "./config.js";
+import { loadRouterConfig, schedulerConfig } from "./config.js";
 import { Fleet } from "./fleet.js";
-import { Picker } from "./picker.js";
+import { Scheduler } from "./scheduling/scheduler.js";
 import { PrefixTable } from "./prefix-table.js";
 import { SessionTable } from "./session-table.js";
 import { TrafficSplits } from "./traffic-split.js";
@@ -30,11 +30,11 @@ try {
     pickExpireMs: config.pickExpireMs,
   });
   const prefixes = new PrefixTable(config.prefixBlocksPerWorker);
-  const picker = new Picker(fleet, prefixes, new SessionTable(config.sessionCapacity), pickerConfig(config));
+  const scheduler = new Scheduler(fleet, prefixes, new SessionTable(config.sessionCapacity), schedulerConfig(config));
   const lifetime = new AbortController();
   const service = createRouterService({
     fleet,
-    picker,
+    scheduler,
     prefixes,
     splits: new TrafficSplits(),
     reportIntervalMs: config.reportIntervalMs,

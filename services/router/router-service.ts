@@ -10,7 +10,8 @@ import type {
 import type { Logger } from "../common/logger.js";
 import { type DecisionEvents, noDecisionEvents } from "../common/decision-events.js";
 import type { Fleet, FleetMember } from "./fleet.js";
-import type { Picker, PickQuery } from "./picker.js";
+import type { PickQuery } from "./scheduling/plugin.js";
+import type { Scheduler } from "./scheduling/scheduler.js";
 import type { PrefixTable } from "./prefix-table.js";
 import type { TrafficSplits } from "./traffic-split.js";
 import { kvNeedTokens } from "../common/kv-need.js";
@@ -18,7 +19,7 @@ import { callSpan, traceFields } from "../common/telemetry/tracing.js";
 
 export interface RouterServiceDeps {
   readonly fleet: Fleet;
-  readonly picker: Picker;
+  readonly scheduler: Scheduler;
   readonly prefixes: PrefixTable;
   readonly splits: TrafficSplits;
   readonly reportIntervalMs: number;
@@ -32,7 +33,7 @@ export interface RouterServiceDeps {
 
 /** RouterService: the fleet from workers' Connect streams, and filter → score → pick. */
 export function createRouterService(deps: RouterServiceDeps): ServiceImplementation<typeof RouterServiceDefinition> {
-  const { fleet, picker, prefixes, splits, logger } = deps;
+  const { fleet, scheduler, prefixes, splits, logger } = deps;
   const events = deps.events ?? noDecisionEvents;
   // Each connected worker's command channel, by the Connect stream that owns it.
   const commandsOf = new Map<number, Pushable<ConnectResponse>>();
@@ -75,7 +76,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
         prefixHashes: request.prefixBlockHashes,
         excludedWorkerIds: new Set(request.excludeWorkerIds),
       };
-      const { placements, reason } = picker.pick(query);
+      const { placements, reason } = scheduler.pick(query);
       if (placements.length === 0) {
         const known = query.models.some((model) => fleet.hasEverServed(model));
         picks.inc({ outcome: known ? "no_worker" : "unknown_model", reason: "" });
@@ -84,7 +85,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
           : new ServerError(Status.NOT_FOUND, `model "${request.model}" is not served by any worker`);
       }
       const chosen = placements[0]!;
-      picker.commit(query, chosen);
+      scheduler.commit(query, chosen);
       picks.inc({ outcome: "picked", reason });
       if (versions) splitPicks.inc({ model: request.model, target: chosen.model });
       const span = callSpan(context);

@@ -1,7 +1,7 @@
 /**
  * Router scale: what one Pick costs the router (filter, score, pick and the commit that
  * records it) as the fleet grows, with every worker's prefix table full. Runs the
- * router's own Picker in this process, so the figure is the router's decision, without
+ * router's own Scheduler in this process, so the figure is the router's decision, without
  * the gRPC round trip around it (see `npm run bench` for that).
  *
  *   npm run bench:router                               (100, 1,000 and 5,000 workers)
@@ -12,9 +12,10 @@ import { ServingState } from "../../gen/infermesh/common/v1/common.js";
 import { LoadReport } from "../../gen/infermesh/router/v1/router_service.js";
 import { ManualClock } from "../../services/common/clock.js";
 import { blockHashes } from "../../services/common/prefix-hash.js";
-import { loadRouterConfig, pickerConfig } from "../../services/router/config.js";
+import { loadRouterConfig, schedulerConfig } from "../../services/router/config.js";
 import { Fleet, type FleetMember } from "../../services/router/fleet.js";
-import { Picker, type PickQuery } from "../../services/router/picker.js";
+import type { PickQuery } from "../../services/router/scheduling/plugin.js";
+import { Scheduler } from "../../services/router/scheduling/scheduler.js";
 import { PrefixTable } from "../../services/router/prefix-table.js";
 import { SessionTable } from "../../services/router/session-table.js";
 import { kvNeedTokens } from "../../services/common/kv-need.js";
@@ -53,7 +54,7 @@ function buildFleet(size: number) {
   const fleet = new Fleet(clock, { staleAfterMs: 5_000, freshReportMs: 2_000, pickExpireMs: 1_000 });
   const prefixes = new PrefixTable(blocksPerWorker);
   // The router's own defaults, so the bench measures what a deployment runs.
-  const picker = new Picker(fleet, prefixes, new SessionTable(1_000_000), pickerConfig(loadRouterConfig({ argv: [], env: {} })));
+  const scheduler = new Scheduler(fleet, prefixes, new SessionTable(1_000_000), schedulerConfig(loadRouterConfig({ argv: [], env: {} })));
   const random = seeded(size);
   const members: FleetMember[] = [];
   for (let index = 0; index < size; index += 1) {
@@ -90,7 +91,7 @@ function buildFleet(size: number) {
     }
     for (let held = 0; held < 4; held += 1) prefixes.record(workerId, blockHashes(systemPrompts[Math.floor(random() * tenants)]!));
   }
-  return { fleet, picker, prefixes, members };
+  return { fleet, scheduler, prefixes, members };
 }
 
 function queries(count: number): PickQuery[] {
@@ -118,12 +119,12 @@ console.log(
 console.log("workers | build s | p50 µs | p90 µs | p99 µs | max µs | picks/s | to a prefix holder");
 for (const size of fleetSizes) {
   const builtAt = performance.now();
-  const { picker } = buildFleet(size);
+  const { scheduler } = buildFleet(size);
   const buildSeconds = (performance.now() - builtAt) / 1000;
   // Warm-up: the JIT, and the prefix and session tables the workload itself builds.
   for (const query of workload.slice(0, Math.min(2_000, picks))) {
-    const { placements } = picker.pick(query);
-    picker.commit(query, placements[0]!);
+    const { placements } = scheduler.pick(query);
+    scheduler.commit(query, placements[0]!);
   }
   const latencies = new Float64Array(picks);
   let affinity = 0;
@@ -131,10 +132,10 @@ for (const size of fleetSizes) {
   for (let index = 0; index < picks; index += 1) {
     const query = workload[index]!;
     const start = performance.now();
-    const { placements } = picker.pick(query);
-    picker.commit(query, placements[0]!);
+    const { placements } = scheduler.pick(query);
+    scheduler.commit(query, placements[0]!);
     latencies[index] = (performance.now() - start) * 1000;
-    if (placements[0]!.scores.prefix > 0) affinity += 1;
+    if (placements[0]!.scores.prefix! > 0) affinity += 1;
   }
   const wall = performance.now() - begin;
   latencies.sort();
