@@ -47,6 +47,8 @@ export interface ScoringSettings {
 export class ScoringPicker implements Picker {
   readonly name = "score";
   private readonly weightSum: number;
+  /** What failing each filter adds to a worker's bounding key: the first filter weighs most. */
+  private readonly filterTiers: Float64Array;
   /** One column of scores per scorer, reused. */
   private columns: Float64Array[] = [];
   private readonly pool: Candidate[] = [];
@@ -71,6 +73,7 @@ export class ScoringPicker implements Picker {
     private readonly random: () => number,
   ) {
     this.weightSum = settings.scorers.reduce((sum, { weight }) => sum + weight, 0) || 1;
+    this.filterTiers = Float64Array.from(settings.filters, (_, at) => 10 ** (6 + settings.filters.length - 1 - at));
   }
 
   pick(query: PickQuery, models: readonly string[]): PickResult {
@@ -257,16 +260,18 @@ export class ScoringPicker implements Picker {
       this.taken = new Uint8Array(count * 2);
     }
     const { filters } = this.settings;
+    const tiers = this.filterTiers;
+    const { fleet, ranks, requestsAt } = this;
+    const { now } = pick;
     for (let index = 0; index < count; index += 1) {
       const member = eligible[index]!;
-      const rank = this.ranks[index]!;
-      const outstanding = this.requestsAt[index]! / Math.max(1, member.registration.maxSequences);
+      const rank = ranks[index]!;
+      const outstanding = requestsAt[index]! / Math.max(1, member.registration.maxSequences);
       let key = Math.min(outstanding, 99) + 100 * rank;
       if (outstanding >= 1) key += 1e4;
-      const health = this.fleet.health(member, pick.now);
-      for (let at = 0; at < filters.length; at += 1) {
-        if (!filters[at]!.keeps(member, models[rank]!, health, pick)) key += 10 ** (6 + filters.length - 1 - at);
-      }
+      const health = fleet.health(member, now);
+      const model = models[rank]!;
+      for (let at = 0; at < tiers.length; at += 1) if (!filters[at]!.keeps(member, model, health, pick)) key += tiers[at]!;
       this.keys[index] = key;
       this.selectScratch[index] = key;
     }
