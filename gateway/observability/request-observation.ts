@@ -1,4 +1,5 @@
-import { type Context, type Span, SpanStatusCode, trace as traceApi, TraceFlags } from "@opentelemetry/api";
+import { type Context, type Span, SpanStatusCode, trace as traceApi } from "@opentelemetry/api";
+import { exemplarOf } from "../../services/common/telemetry/tracing.js";
 import type { Status } from "nice-grpc";
 import type { Histogram, LabelValues } from "prom-client";
 import type { Usage } from "../../gen/infermesh/common/v1/common.js";
@@ -67,9 +68,8 @@ export class RequestObservation {
   ) {
     this.labels = { api, model: "", profile: "", priority_class: "" };
     this.span = trace && traceApi.getSpan(trace);
-    const spanContext = this.span?.spanContext();
-    this.traceId = spanContext?.traceId;
-    this.exemplar = spanContext && (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 ? { trace_id: spanContext.traceId } : undefined;
+    this.traceId = this.span?.spanContext().traceId;
+    this.exemplar = exemplarOf(this.span);
     this.span?.setAttributes({ "infermesh.request_id": requestId, "infermesh.api": api });
   }
 

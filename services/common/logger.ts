@@ -1,6 +1,7 @@
 import { trace } from "@opentelemetry/api";
 import { pino, type Logger } from "pino";
 import { recordError } from "./debug-info.js";
+import { traceFields } from "./telemetry/tracing.js";
 
 export type { Logger } from "pino";
 
@@ -29,9 +30,6 @@ export function createLogger(service: string, level: string): Logger {
         method.apply(this, args);
       },
     },
-    mixin() {
-      const spanContext = trace.getActiveSpan()?.spanContext();
-      return spanContext ? { trace_id: spanContext.traceId, span_id: spanContext.spanId } : {};
-    },
+    mixin: () => traceFields(trace.getActiveSpan()),
   });
 }

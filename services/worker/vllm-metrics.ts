@@ -1,4 +1,5 @@
-import { type Span, TraceFlags } from "@opentelemetry/api";
+import type { Span } from "@opentelemetry/api";
+import { exemplarOf } from "../common/telemetry/tracing.js";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { FinishReason } from "../../gen/infermesh/common/v1/common.js";
 
@@ -98,8 +99,7 @@ export class GenerationTiming {
     span: Span | undefined,
   ) {
     this.labels = { model_name: model };
-    const spanContext = span?.spanContext();
-    this.exemplar = spanContext && (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 ? { trace_id: spanContext.traceId } : undefined;
+    this.exemplar = exemplarOf(span);
   }
 
   started(promptTokens: number): void {

@@ -30,6 +30,7 @@ import {
   type TextMapGetter,
   type TextMapSetter,
   trace,
+  TraceFlags,
 } from "@opentelemetry/api";
 import { isAbortError } from "abort-controller-x";
 import { type CallContext, ClientError, Metadata, type ClientMiddleware, ServerError, type ServerMiddleware, Status } from "nice-grpc";
@@ -152,6 +153,15 @@ export function traceFields(span: Span | undefined): { trace_id?: string; span_i
   if (span === undefined) return {};
   const { traceId, spanId } = span.spanContext();
   return { trace_id: traceId, span_id: spanId };
+}
+
+/**
+ * The exemplar a latency sample carries: the trace id of a span whose trace is kept
+ * (an exemplar must lead to a stored trace), or none.
+ */
+export function exemplarOf(span: Span | undefined): { trace_id: string } | undefined {
+  const spanContext = span?.spanContext();
+  return spanContext && (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 ? { trace_id: spanContext.traceId } : undefined;
 }
 
 /**
