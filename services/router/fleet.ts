@@ -1,6 +1,7 @@
 import { PressureLevel, ServingState, type ModelInfo } from "../../gen/infermesh/common/v1/common.js";
 import { LoadReport, type Register, type WorkerStatus } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Clock } from "../common/clock.js";
+import { LoadIndex } from "./load-index.js";
 
 /**
  * One connected worker as the router sees it. A class, not an object literal: a pick
@@ -70,6 +71,8 @@ export class Fleet {
   /** Indexes members left, for the next to join; `indexLimit` bounds those ever given. */
   private readonly freeIndexes: number[] = [];
   private nextIndex = 0;
+  /** The members by load, per model: updated here as reports and picks change it. */
+  readonly byLoad = new LoadIndex();
 
   constructor(
     private readonly clock: Clock,
@@ -82,7 +85,9 @@ export class Fleet {
     // A reconnect replaces the entry and keeps its index.
     const index = previous?.index ?? this.freeIndexes.pop() ?? this.nextIndex++;
     const member = new FleetMember(registration, this.nextConnectionId++, pressure, this.clock.now(), index);
+    if (previous) this.byLoad.remove(previous);
     this.members.set(registration.workerId, member);
+    this.byLoad.update(member);
     this.servingCache = undefined;
     for (const model of registration.models) this.modelsEverServed.add(model.id);
     return member;
@@ -98,6 +103,7 @@ export class Fleet {
     const member = this.members.get(workerId);
     if (member?.connectionId !== connectionId) return false;
     this.servingCache = undefined;
+    this.byLoad.remove(member);
     this.freeIndexes.push(member.index);
     return this.members.delete(workerId);
   }
@@ -119,6 +125,12 @@ export class Fleet {
       member.inFlightTokens += pick.tokens;
       member.inFlightPrefill += pick.prefill;
     }
+    this.reindex(member);
+  }
+
+  /** Moves `member` in the load index, unless a reconnect has replaced it. */
+  private reindex(member: FleetMember): void {
+    if (this.members.get(member.registration.workerId) === member) this.byLoad.update(member);
   }
 
   /** Every member's index is below this. */
@@ -136,6 +148,7 @@ export class Fleet {
     member.recentPicks.push({ atMs: this.clock.now(), requestId, tokens, prefill });
     member.inFlightTokens += tokens;
     member.inFlightPrefill += prefill;
+    this.reindex(member);
   }
 
   /**
@@ -155,7 +168,10 @@ export class Fleet {
 
   /** The member now serves exactly `models`. */
   setModels(member: FleetMember, models: readonly ModelInfo[]): void {
+    const current = this.members.get(member.registration.workerId) === member;
+    if (current) this.byLoad.remove(member);
     member.registration = { ...member.registration, models: [...models] };
+    if (current) this.byLoad.update(member);
     this.servingCache = undefined;
     for (const model of models) this.modelsEverServed.add(model.id);
   }

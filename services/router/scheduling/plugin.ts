@@ -67,7 +67,7 @@ export interface Candidate {
 /**
  * A soft filter: candidates that fail it are dropped, unless that would drop all of
  * them. Filters run in order; in a fleet too large to score whole, a worker failing an
- * earlier filter ranks after one failing only a later one (see Scheduler.bound).
+ * earlier filter ranks after one failing only a later one (see ScoringPicker.takeLeastLoaded).
  */
 export interface Filter {
   readonly name: string;

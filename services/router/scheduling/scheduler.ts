@@ -34,7 +34,7 @@ export interface SchedulerConfig {
   readonly longPromptTokens: number;
   /** Candidates returned, best first: the gateway tries down this list. */
   readonly candidates: number;
-  /** Workers scored at most, besides the prefix holders and the session's worker (see ScoringPicker.bound). */
+  /** Workers scored at most, besides the prefix holders and the session's worker (see ScoringPicker.takeLeastLoaded). */
   readonly scoreAtMost: number;
 }
 

@@ -1,5 +1,5 @@
 import type { Fleet, FleetMember } from "../../fleet.js";
-import { quickselect } from "../../../common/quickselect.js";
+import { LoadIndex } from "../../load-index.js";
 import {
   type Candidate,
   type Filter,
@@ -18,7 +18,7 @@ import type { SessionTable } from "../../session-table.js";
 
 /** How the scoring picker runs. */
 export interface ScoringSettings {
-  /** The filters, in order: an earlier one weighs more when a large fleet is bounded. */
+  /** The filters, in order: in a large fleet, failing an earlier one weighs more (see `takeLeastLoaded`). */
   readonly filters: readonly Filter[];
   /** The scorers and their weights. */
   readonly scorers: readonly { readonly scorer: Scorer; readonly weight: number }[];
@@ -32,7 +32,7 @@ export interface ScoringSettings {
   readonly affinitySlack: number;
   /** Candidates returned, best first: the gateway tries down this list. */
   readonly candidates: number;
-  /** Workers scored at most, besides the prefix holders and the session's worker (see `bound`). */
+  /** Workers scored at most, besides the prefix holders and the session's worker (see `takeLeastLoaded`). */
   readonly scoreAtMost: number;
   /** A prompt this long that lands on a tensor-parallel group says so in the pick's reason. */
   readonly longPromptTokens: number;
@@ -47,23 +47,21 @@ export interface ScoringSettings {
 export class ScoringPicker implements Picker {
   readonly name = "score";
   private readonly weightSum: number;
-  /** What failing each filter adds to a worker's bounding key: the first filter weighs most. */
-  private readonly filterTiers: Float64Array;
   /** One column of scores per scorer, reused. */
   private columns: Float64Array[] = [];
   private readonly pool: Candidate[] = [];
-  /** The workers that pass the hard filters, with the preference rank of their model and their outstanding requests. */
-  private readonly eligible: FleetMember[] = [];
-  private ranks = new Int32Array(0);
-  private requestsAt = new Float64Array(0);
+  /** Candidates in `pool` so far in this pick, and the models it prefers in order. */
+  private size = 0;
+  private preference: readonly string[] = [];
+  /** The mean outstanding requests of the eligible workers: what relative saturation compares against. */
   private meanRequests = 0;
-  /** Which pick last found each member (by fleet index) eligible, and where. */
-  private epochOf = new Uint32Array(0);
-  private slotOf = new Int32Array(0);
+  /** Numbers the picks; per member (by fleet index): the pick that last met it, found it eligible, took it. */
   private epoch = 0;
-  private keys = new Float64Array(0);
-  private selectScratch = new Float64Array(0);
-  private taken = new Uint8Array(0);
+  private seenEpoch = new Uint32Array(0);
+  private eligibleEpoch = new Uint8Array(0);
+  private takenEpoch = new Uint32Array(0);
+  /** Workers of a large fleet's walk that failed a filter, and the first filter they failed. */
+  private readonly deferred: { member: FleetMember; rank: number; failed: number }[] = [];
 
   constructor(
     private readonly fleet: Fleet,
@@ -73,7 +71,6 @@ export class ScoringPicker implements Picker {
     private readonly random: () => number,
   ) {
     this.weightSum = settings.scorers.reduce((sum, { weight }) => sum + weight, 0) || 1;
-    this.filterTiers = Float64Array.from(settings.filters, (_, at) => 10 ** (6 + settings.filters.length - 1 - at));
   }
 
   pick(query: PickQuery, models: readonly string[]): PickResult {
@@ -141,87 +138,23 @@ export class ScoringPicker implements Picker {
    * Fills `this.pool` from the front, reusing its objects, and returns how many.
    *
    * A fleet larger than `scoreAtMost` is not scored whole: the candidates are the
-   * prefix holders, the session's worker, and the `scoreAtMost` workers a filter-aware
-   * load key ranks first (see `bound`). A worker outside those has no affinity and more
-   * outstanding requests per sequence than each of them, so it could win only on KV
-   * headroom, health or context fit, which weigh less than the queue; scoring it costs
-   * more than that rare gain is worth at a thousand workers.
+   * prefix holders, the session's worker, and the `scoreAtMost` least loaded workers
+   * that pass the filters (see `takeLeastLoaded`). A worker outside those has no
+   * affinity and more outstanding requests per sequence than each of them, so it could
+   * win only on KV headroom, health or context fit, which weigh less than the queue;
+   * scoring it costs more than that rare gain is worth at a thousand workers.
    */
   private candidatesOf(pick: PickState, models: readonly string[]): number {
-    const { fleet } = this;
-    const { query, now } = pick;
-    // Only a pick among several models can meet a worker twice.
-    const seen = models.length > 1 ? new Set<string>() : undefined;
-    const excluded = query.excludedWorkerIds.size > 0 ? query.excludedWorkerIds : undefined;
-    const eligible = this.eligible;
+    this.reserve();
+    this.epoch += 1;
+    this.size = 0;
+    this.preference = models;
     let total = 0;
-    for (const model of models) total += fleet.serving(model).length;
-    if (this.ranks.length < total) {
-      this.ranks = new Int32Array(total * 2);
-      this.requestsAt = new Float64Array(total * 2);
-    }
-    if (this.epochOf.length < fleet.indexLimit) {
-      const epochOf = new Uint32Array(fleet.indexLimit * 2);
-      epochOf.set(this.epochOf);
-      this.epochOf = epochOf;
-      const slotOf = new Int32Array(fleet.indexLimit * 2);
-      slotOf.set(this.slotOf);
-      this.slotOf = slotOf;
-    }
-    const epoch = ++this.epoch;
-    let count = 0;
-    let requests = 0;
-    for (let rank = 0; rank < models.length; rank += 1) {
-      const members = fleet.serving(models[rank]!);
-      // Start at a random member, so a bounded pick among equally idle workers does not always take the same ones.
-      const offset = members.length > this.settings.scoreAtMost ? Math.floor(this.random() * members.length) : 0;
-      for (let step = 0; step < members.length; step += 1) {
-        const member = members[(offset + step) % members.length]!;
-        if (!fleet.takesWork(member, now)) continue;
-        const workerId = member.registration.workerId;
-        if (excluded?.has(workerId) || seen?.has(workerId)) continue;
-        seen?.add(workerId);
-        eligible[count] = member;
-        this.ranks[count] = rank;
-        const outstanding = requestsOf(member);
-        this.requestsAt[count] = outstanding;
-        requests += outstanding;
-        this.epochOf[member.index] = epoch;
-        this.slotOf[member.index] = count;
-        count += 1;
-      }
-    }
-    eligible.length = count;
-    this.meanRequests = count > 0 ? requests / count : 0;
+    for (const model of models) total += this.fleet.serving(model).length;
+    if (total <= this.settings.scoreAtMost) this.takeAll(pick, models);
+    else this.takeLeastLoaded(pick, models);
     const pool = this.pool;
-    let size = 0;
-    const take = (index: number) => {
-      const member = eligible[index]!;
-      const rank = this.ranks[index]!;
-      // biome-ignore lint/suspicious/noAssignInExpressions: a pick reuses the pool's slot objects instead of allocating
-      const candidate = (pool[size] ??= {
-        member,
-        model: "",
-        rank,
-        health: 0,
-        sticky: false,
-        cached: 0,
-        prefill: 0,
-        requests: 0,
-        saturated: 0,
-        score: 0,
-        tieBreak: 0,
-        slot: 0,
-      });
-      candidate.member = member;
-      candidate.model = models[rank]!;
-      candidate.rank = rank;
-      candidate.tieBreak = this.random();
-      candidate.health = fleet.health(member, now);
-      size += 1;
-    };
-    if (count <= this.settings.scoreAtMost) for (let index = 0; index < count; index += 1) take(index);
-    else this.bound(pick, models, take);
+    let size = this.size;
     for (const filter of this.settings.filters) {
       // Keeps the candidates that pass, in place, unless none or all do.
       let kept = 0;
@@ -243,61 +176,140 @@ export class ScoringPicker implements Picker {
     return size;
   }
 
+  /** A small fleet: every eligible worker is a candidate. */
+  private takeAll(pick: PickState, models: readonly string[]): void {
+    let count = 0;
+    let requests = 0;
+    for (let rank = 0; rank < models.length; rank += 1) {
+      for (const member of this.fleet.serving(models[rank]!)) {
+        if (!this.eligible(member, pick)) continue;
+        count += 1;
+        requests += requestsOf(member);
+        this.take(member, rank, pick);
+      }
+    }
+    this.meanRequests = count > 0 ? requests / count : 0;
+  }
+
   /**
-   * Takes the eligible workers worth scoring in a large fleet: every prefix holder, the
-   * session's worker, and the `scoreAtMost` with the smallest key. The key orders as the
-   * filters and the ranking do: a worker failing the first filter goes after every
-   * worker passing it, then likewise for each next filter, then a saturated one, then a
-   * less preferred model; within a tier, the fewer outstanding requests per sequence,
-   * the sooner.
+   * A large fleet: the `scoreAtMost` least loaded eligible workers that pass every
+   * filter, found in the fleet's load index from the least loaded up (unsaturated
+   * workers of each model in preference order, then saturated ones), so a pick looks at
+   * about as many workers as it scores, however large the fleet. Only when too few pass
+   * the filters are failing ones taken, those failing a later filter before those
+   * failing an earlier one. Then the prefix holders and the session's worker, by id.
    */
-  private bound(pick: PickState, models: readonly string[], take: (index: number) => void): void {
-    const eligible = this.eligible;
-    const count = eligible.length;
-    if (this.keys.length < count) {
-      this.keys = new Float64Array(count * 2);
-      this.selectScratch = new Float64Array(count * 2);
-      this.taken = new Uint8Array(count * 2);
+  private takeLeastLoaded(pick: PickState, models: readonly string[]): void {
+    const { fleet, random } = this;
+    const { filters, scoreAtMost } = this.settings;
+    const deferred = this.deferred;
+    deferred.length = 0;
+    let total = 0;
+    let members = 0;
+    for (const model of models) {
+      const mean = fleet.byLoad.meanRequests(model);
+      total += mean.total;
+      members += mean.members;
     }
-    const { filters } = this.settings;
-    const tiers = this.filterTiers;
-    const { fleet, ranks, requestsAt } = this;
-    const { now } = pick;
-    for (let index = 0; index < count; index += 1) {
-      const member = eligible[index]!;
-      const rank = ranks[index]!;
-      const outstanding = requestsAt[index]! / Math.max(1, member.registration.maxSequences);
-      let key = Math.min(outstanding, 99) + 100 * rank;
-      if (outstanding >= 1) key += 1e4;
-      const health = fleet.health(member, now);
-      const model = models[rank]!;
-      for (let at = 0; at < tiers.length; at += 1) if (!filters[at]!.keeps(member, model, health, pick)) key += tiers[at]!;
-      this.keys[index] = key;
-      this.selectScratch[index] = key;
-    }
-    const limit = this.settings.scoreAtMost;
-    const threshold = quickselect(this.selectScratch, count, limit - 1);
-    let below = 0;
-    for (let index = 0; index < count; index += 1) if (this.keys[index]! < threshold) below += 1;
-    let ties = limit - below;
-    const taken = this.taken;
-    for (let index = 0; index < count; index += 1) {
-      const key = this.keys[index]!;
-      const chosen = key < threshold || (key === threshold && ties-- > 0);
-      taken[index] = chosen ? 1 : 0;
-      if (chosen) take(index);
-    }
-    // Then the prefix holders and the session's worker the load key left out: a few, found by id.
-    const takeWorker = (workerId: string) => {
-      const member = this.fleet.member(workerId);
-      if (member === undefined || this.epochOf[member.index] !== this.epoch) return;
-      const slot = this.slotOf[member.index]!;
-      if (eligible[slot] !== member || taken[slot] === 1) return;
-      taken[slot] = 1;
-      take(slot);
+    this.meanRequests = members > 0 ? total / members : 0;
+    const visit = (rank: number) => (member: FleetMember) => {
+      if (!this.eligible(member, pick)) return true;
+      const health = fleet.health(member, pick.now);
+      for (let at = 0; at < filters.length; at += 1) {
+        if (!filters[at]!.keeps(member, models[rank]!, health, pick)) {
+          deferred.push({ member, rank, failed: at });
+          return true;
+        }
+      }
+      this.take(member, rank, pick);
+      return this.size < scoreAtMost;
     };
-    for (const workerId of pick.matched.keys()) takeWorker(workerId);
-    if (pick.sessionWorker !== undefined) takeWorker(pick.sessionWorker);
+    const { saturatedFrom, buckets } = LoadIndex;
+    for (const [from, to] of [
+      [0, saturatedFrom],
+      [saturatedFrom, buckets],
+    ] as const) {
+      for (let rank = 0; rank < models.length && this.size < scoreAtMost; rank += 1) {
+        fleet.byLoad.walk(models[rank]!, from, to, random, visit(rank));
+      }
+    }
+    if (this.size < scoreAtMost && deferred.length > 0) {
+      // Stable: within a tier, still the least loaded first.
+      deferred.sort((a, b) => b.failed - a.failed);
+      for (const { member, rank } of deferred) {
+        if (this.size >= scoreAtMost) break;
+        this.take(member, rank, pick);
+      }
+    }
+    for (const workerId of pick.matched.keys()) this.takeWorker(workerId, pick, models);
+    if (pick.sessionWorker !== undefined) this.takeWorker(pick.sessionWorker, pick, models);
+  }
+
+  /** Takes the worker `workerId` if it is eligible, serves one of `models` and was not taken yet. */
+  private takeWorker(workerId: string, pick: PickState, models: readonly string[]): void {
+    const member = this.fleet.member(workerId);
+    if (member === undefined || this.takenEpoch[member.index] === this.epoch) return;
+    const rank = models.findIndex((model) => member.registration.models.some((served) => served.id === model));
+    if (rank === -1) return;
+    // Seen already (and found eligible, or not) by the walk, or now.
+    if (this.seenEpoch[member.index] === this.epoch ? !this.eligibleEpoch[member.index] : !this.eligible(member, pick)) return;
+    this.take(member, rank, pick);
+  }
+
+  /**
+   * Whether `member` may take the request: serving, fresh, not critical, not excluded,
+   * and not met already under a more preferred model. Remembered for the pick.
+   */
+  private eligible(member: FleetMember, pick: PickState): boolean {
+    const { index } = member;
+    if (this.seenEpoch[index] === this.epoch) return false;
+    this.seenEpoch[index] = this.epoch;
+    const excluded = pick.query.excludedWorkerIds;
+    const eligible = this.fleet.takesWork(member, pick.now) && !(excluded.size > 0 && excluded.has(member.registration.workerId));
+    this.eligibleEpoch[index] = eligible ? 1 : 0;
+    return eligible;
+  }
+
+  /** Adds `member`, serving the model of preference `rank`, to the pick's candidates, reusing the pool's objects. */
+  private take(member: FleetMember, rank: number, pick: PickState): void {
+    this.takenEpoch[member.index] = this.epoch;
+    // biome-ignore lint/suspicious/noAssignInExpressions: a pick reuses the pool's slot objects instead of allocating
+    const candidate = (this.pool[this.size] ??= {
+      member,
+      model: "",
+      rank,
+      health: 0,
+      sticky: false,
+      cached: 0,
+      prefill: 0,
+      requests: 0,
+      saturated: 0,
+      score: 0,
+      tieBreak: 0,
+      slot: 0,
+    });
+    candidate.member = member;
+    candidate.model = this.preference[rank]!;
+    candidate.rank = rank;
+    candidate.tieBreak = this.random();
+    candidate.health = this.fleet.health(member, pick.now);
+    this.size += 1;
+  }
+
+  /** Grows the per-member tables to the fleet's index range. */
+  private reserve(): void {
+    const limit = this.fleet.indexLimit;
+    if (this.seenEpoch.length >= limit) return;
+    const grown = (from: Uint32Array) => {
+      const to = new Uint32Array(limit * 2);
+      to.set(from);
+      return to;
+    };
+    this.seenEpoch = grown(this.seenEpoch);
+    this.takenEpoch = grown(this.takenEpoch);
+    const eligibleEpoch = new Uint8Array(limit * 2);
+    eligibleEpoch.set(this.eligibleEpoch);
+    this.eligibleEpoch = eligibleEpoch;
   }
 
   private scoresAt(slot: number): Record<string, number> {
