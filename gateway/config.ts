@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { eventLogSetting } from "../services/common/decision-events.js";
 import { meshSecuritySettings } from "../services/common/mesh-security/settings.js";
-import { boolean, integer, loadConfig, port, type ConfigSources } from "../services/common/config.js";
+import { addressList, boolean, integer, loadConfig, port, type ConfigSources } from "../services/common/config.js";
 import { apiKeySchema } from "./access/api-keys.js";
 import { aliasSchema, defaultAliases, defaultProfiles, profileNames, profileSchema } from "./access/profiles.js";
 
@@ -26,8 +26,8 @@ export const gatewayConfigSchema = z.object({
   grpcListen: z.string().default("127.0.0.1:50050"),
   /** host:port of admission. */
   admissionAddress: z.string().default("127.0.0.1:50051"),
-  /** host:port of the router. */
-  routerAddress: z.string().default("127.0.0.1:50052"),
+  /** host:port of the router; replicas comma-separated (picks spread over them and fail over). */
+  routerAddress: addressList().default(["127.0.0.1:50052"]),
   /** host:port of memory-guard: only for its part of GET /debug/bundle. */
   memoryGuardAddress: z.string().default("127.0.0.1:50053"),
   /** Deadline of every unary call into the mesh. */

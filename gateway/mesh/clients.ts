@@ -7,6 +7,7 @@ import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_se
 import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_service.js";
 import { createGrpcClient } from "../../services/common/grpc-client.js";
 import type { MeshSecurity } from "../../services/common/mesh-security/mesh-security.js";
+import { RouterReplicas } from "./router-replicas.js";
 
 /** Loading gpt-oss-120b from disk takes minutes. */
 const adminTimeoutMs = 15 * 60_000;
@@ -23,8 +24,9 @@ export interface MeshCall {
 /** The gateway's clients into the mesh; one channel per peer, reused by every request. */
 export class MeshClients {
   readonly admission: Client<typeof AdmissionServiceDefinition>;
-  readonly router: Client<typeof RouterServiceDefinition>;
-  /** Admission's and the router's parts of a bug report. */
+  /** The router replicas: picks spread over them and fail over between them. */
+  readonly router: RouterReplicas;
+  /** Admission's, the (first) router replica's and memory-guard's parts of a bug report. */
   readonly debug: {
     readonly admission: Client<typeof DebugServiceDefinition>;
     readonly router: Client<typeof DebugServiceDefinition>;
@@ -45,20 +47,20 @@ export class MeshClients {
   constructor(
     private readonly security: MeshSecurity,
     admissionAddress: string,
-    routerAddress: string,
+    routerAddresses: readonly string[],
     memoryGuardAddress: string,
     private readonly unaryTimeoutMs: number,
   ) {
     const admissionChannel = security.channel(admissionAddress, "admission");
-    const routerChannel = security.channel(routerAddress, "router");
+    const routerChannels = routerAddresses.map((address) => security.channel(address, "router"));
     // Only the debug bundle talks to memory-guard; grpc-js connects on the first call.
     const memoryGuardChannel = security.channel(memoryGuardAddress, "memory-guard");
-    this.channels = [admissionChannel, routerChannel, memoryGuardChannel];
+    this.channels = [admissionChannel, ...routerChannels, memoryGuardChannel];
     this.admission = createGrpcClient(AdmissionServiceDefinition, admissionChannel, unaryTimeoutMs);
-    this.router = createGrpcClient(RouterServiceDefinition, routerChannel, unaryTimeoutMs);
+    this.router = new RouterReplicas(routerChannels.map((channel) => createGrpcClient(RouterServiceDefinition, channel, unaryTimeoutMs)));
     this.debug = {
       admission: createGrpcClient(DebugServiceDefinition, admissionChannel, unaryTimeoutMs),
-      router: createGrpcClient(DebugServiceDefinition, routerChannel, unaryTimeoutMs),
+      router: createGrpcClient(DebugServiceDefinition, routerChannels[0]!, unaryTimeoutMs),
       memoryGuard: createGrpcClient(DebugServiceDefinition, memoryGuardChannel, unaryTimeoutMs),
     };
   }

@@ -53,6 +53,18 @@ export const port = () => integer(0, 65535);
 export const boolean = () =>
   z.union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform((text) => text === "true" || text === "1")]);
 
+/** Comma-separated host:port addresses, at least one: "10.0.0.1:50052,10.0.0.2:50052" (spaces allowed). */
+export const addressList = () =>
+  z
+    .string()
+    .transform((text) =>
+      text
+        .split(",")
+        .map((address) => address.trim())
+        .filter((address) => address !== ""),
+    )
+    .refine((addresses) => addresses.length > 0, "at least one host:port");
+
 /** A setting's flag name: portOffset is --port-offset. */
 export const kebab = (key: string) => key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 const screamingSnake = (key: string) => key.replace(/[A-Z]/g, (letter) => `_${letter}`).toUpperCase();

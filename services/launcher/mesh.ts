@@ -94,8 +94,14 @@ export interface MeshLayout {
   readonly gatewayArgs?: readonly string[];
   /** Extra flags for admission. */
   readonly admissionArgs?: readonly string[];
-  /** Extra flags for the router. */
+  /** Extra flags for the router (every replica). */
   readonly routerArgs?: readonly string[];
+  /**
+   * Router replicas beyond the first (which listens on `ports.router`): each one's gRPC
+   * and metrics port. Workers register with every replica; the gateway spreads picks
+   * over them.
+   */
+  readonly extraRouters?: readonly { readonly listen: number; readonly metrics: number }[];
   /**
    * Internal gRPC security: the directory ensureLocalPki filled (each service gets its
    * <role>/ subdirectory), or "insecure" for plaintext.
@@ -116,6 +122,8 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
   const otel = (name: string) => ({ OTEL_SERVICE_NAME: `infermesh-${name}` });
   const security = layout.security;
   const tls = (role: MeshRole) => (security === "insecure" ? ["--insecure", "true"] : ["--tls-dir", join(security.pkiDir, role)]);
+  const routers = [{ listen: ports.router, metrics: ports.routerMetrics }, ...(layout.extraRouters ?? [])];
+  const routerAddresses = routers.map((router) => at(router.listen)).join(",");
   const children: ChildSpec[] = [
     {
       name: "memory-guard",
@@ -123,21 +131,21 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
       args: ["--listen", at(ports.memoryGuard), "--metrics-port", String(ports.memoryGuardMetrics), ...tls("memory-guard")],
       env: otel("memory-guard"),
     },
-    {
-      name: "router",
+    ...routers.map((router, index) => ({
+      name: index === 0 ? "router" : `router-${index}`,
       script: entryPoint("services/router/main.js"),
       args: [
         "--listen",
-        at(ports.router),
+        at(router.listen),
         "--metrics-port",
-        String(ports.routerMetrics),
+        String(router.metrics),
         "--memory-guard-address",
         at(ports.memoryGuard),
         ...tls("router"),
         ...(layout.routerArgs ?? []),
       ],
       env: otel("router"),
-    },
+    })),
     {
       name: "admission",
       script: entryPoint("services/admission/main.js"),
@@ -166,7 +174,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
         "--metrics-port",
         String(ports.workerMetricsBase + index),
         "--router-address",
-        at(ports.router),
+        routerAddresses,
         "--memory-guard-address",
         at(ports.memoryGuard),
         ...(layout.gpuPerWorker ? ["--gpu-index", String(index)] : []),
@@ -190,7 +198,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
       "--admission-address",
       at(ports.admission),
       "--router-address",
-      at(ports.router),
+      routerAddresses,
       "--memory-guard-address",
       at(ports.memoryGuard),
       ...tls("gateway"),

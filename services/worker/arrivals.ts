@@ -4,15 +4,36 @@
  * report's own load includes them from then on. Without this the router could only
  * guess from timing when a pick had arrived, and would count a request twice (as its
  * pick and as running) until the next report.
+ *
+ * Each router replica reads its own list (`reader`): every replica must learn of
+ * every arrival, whichever replica picked the request.
  */
 export class Arrivals {
-  private ids: string[] = [];
+  private readonly readers = new Set<ArrivalsReader>();
 
-  /** Ids kept at most while no report takes them (no router connected): the newest stay. */
+  /** Ids kept at most per reader while no report takes them (its router not connected): the newest stay. */
   constructor(private readonly capacity = 4_096) {}
 
   note(requestId: string): void {
     if (requestId === "") return;
+    for (const reader of this.readers) reader.note(requestId);
+  }
+
+  /** A list of its own, for one router's reports. */
+  reader(): ArrivalsReader {
+    const reader = new ArrivalsReader(this.capacity);
+    this.readers.add(reader);
+    return reader;
+  }
+}
+
+/** One router's arrivals: those noted since its last report. */
+export class ArrivalsReader {
+  private ids: string[] = [];
+
+  constructor(private readonly capacity: number) {}
+
+  note(requestId: string): void {
     this.ids.push(requestId);
     if (this.ids.length > this.capacity * 2) this.ids.splice(0, this.ids.length - this.capacity);
   }

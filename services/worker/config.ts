@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
-import { boolean, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import { addressList, boolean, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
 import { userCacheDir } from "../common/paths.js";
 import { priorityOrders, upstreamFlavors } from "./engines/openai/options.js";
 
@@ -15,8 +15,11 @@ export const workerConfigSchema = z.object({
   metricsHost: z.string().default("127.0.0.1"),
   /** Port of the Prometheus endpoint. */
   metricsPort: port().default(9110),
-  /** host:port of the router to register with. */
-  routerAddress: z.string().default("127.0.0.1:50052"),
+  /**
+   * host:port of the router to register with; replicas comma-separated. The worker
+   * keeps a Connect stream to each, so every replica sees the whole fleet.
+   */
+  routerAddress: addressList().default(["127.0.0.1:50052"]),
   /** host:port of memory-guard to report KV usage to; empty to run without. */
   memoryGuardAddress: z.string().default("127.0.0.1:50053"),
   /**

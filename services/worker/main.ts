@@ -104,23 +104,26 @@ try {
       { address, device: engine.device, models: engine.models().map((model) => model.id), metricsPort: metrics.port },
       "worker ready",
     );
-    void keepRegistered({
-      client: createGrpcClient(RouterServiceDefinition, security.channel(config.routerAddress, "router"), 2_000),
-      workerId,
-      address,
-      runtime,
-      onDrain: (reason) => {
-        log.info({ reason }, "draining at the router's request");
-        runtime.state = ServingState.SERVING_STATE_DRAINING;
-        grpc.setServing(false);
-      },
-      logger: log,
-      signal: lifetime.signal,
-      minReportIntervalMs: config.reportMinIntervalMs,
-      tensorParallelSize: config.tensorParallelSize,
-      failureRatio: () => failures.ratio(),
-      arrivals,
-    });
+    // One Connect stream per router replica, each with its own state: every replica sees the whole fleet.
+    for (const routerAddress of config.routerAddress) {
+      void keepRegistered({
+        client: createGrpcClient(RouterServiceDefinition, security.channel(routerAddress, "router"), 2_000),
+        workerId,
+        address,
+        runtime,
+        onDrain: (reason) => {
+          log.info({ reason, router: routerAddress }, "draining at the router's request");
+          runtime.state = ServingState.SERVING_STATE_DRAINING;
+          grpc.setServing(false);
+        },
+        logger: log.child({ router: routerAddress }),
+        signal: lifetime.signal,
+        minReportIntervalMs: config.reportMinIntervalMs,
+        tensorParallelSize: config.tensorParallelSize,
+        failureRatio: () => failures.ratio(),
+        arrivals: arrivals.reader(),
+      });
+    }
     if (memoryGuard) {
       void keepReportingKv({
         client: memoryGuard,

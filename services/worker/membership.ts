@@ -4,11 +4,12 @@ import type { ConnectRequest, LoadReport, RouterServiceDefinition } from "../../
 import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import { Throttle } from "../common/throttle.js";
-import type { Arrivals } from "./arrivals.js";
+import type { ArrivalsReader } from "./arrivals.js";
 import type { EngineHost } from "./engine-host.js";
 
 /**
- * Keeps the worker in the router's fleet: opens Connect, registers, sends a load report
+ * Keeps the worker in one router replica's fleet (the worker runs one of these per
+ * replica, each with its own state): opens Connect, registers, sends a load report
  * (with the prefix blocks stored and evicted since the last) on change, at most every
  * `minReportIntervalMs` and at least at the interval the router asks for, and
  * reconnects with backoff whenever the stream breaks (a router restart included).
@@ -27,8 +28,8 @@ export function keepRegistered(options: {
   tensorParallelSize: number;
   /** Recent generations' failure ratio, reported with the load. */
   failureRatio: () => number;
-  /** Requests that reached the engine; each report lists those since the last one. */
-  arrivals: Arrivals;
+  /** Requests that reached the engine, this router's list: each report lists those since the last one. */
+  arrivals: ArrivalsReader;
 }): Promise<void> {
   const { runtime, logger } = options;
   let throttle: Throttle | undefined;

@@ -77,11 +77,15 @@ test("the engine's own failures count against the worker's health; bad requests 
 
 test("every request that reaches the worker is listed once for the next load report, refused or not", async () => {
   const { generate, arrivals } = setup();
+  // One list per router replica: each learns of every arrival.
+  const [router0, router1] = [arrivals.reader(), arrivals.reader()];
   await generate("hello", "first");
   await generate("engine-fault-at-start", "second");
-  assert.deepEqual(arrivals.take(), ["first", "second"]);
-  assert.deepEqual(arrivals.take(), [], "a report takes them");
+  assert.deepEqual(router0.take(), ["first", "second"]);
+  assert.deepEqual(router0.take(), [], "a report takes them");
+  assert.deepEqual(router1.take(), ["first", "second"]);
   const bounded = new Arrivals(2);
+  const reader = bounded.reader();
   for (const id of ["a", "b", "c", "d", "e"]) bounded.note(id);
-  assert.deepEqual(bounded.take(), ["d", "e"], "with no router to take them, only the newest are kept");
+  assert.deepEqual(reader.take(), ["d", "e"], "with no router to take them, only the newest are kept");
 });

@@ -143,6 +143,8 @@ function plainValue(value: Record<string, unknown>): unknown {
 export interface TestMesh {
   readonly baseUrl: string;
   readonly ports: MeshPorts;
+  /** Each router replica's metrics port: ports.routerMetrics, then the extra replicas'. */
+  readonly routerMetricsPorts: readonly number[];
   readonly supervisor: Supervisor;
   /** Every output line of every process, "[name] line". */
   readonly logs: string[];
@@ -193,11 +195,13 @@ export async function startTestMesh(
     gatewayArgs?: string[];
     /** Workers to start (ports workerBase + i); 1 unless given. */
     workers?: number;
+    /** Router replicas ("router", then "router-1", …); 1 unless given. */
+    routers?: number;
   } = {},
 ): Promise<TestMesh> {
   const workers = options.workers ?? 1;
   const pkiDir = await makeTestPki();
-  const free = await freePorts(10);
+  const free = await freePorts(10 + 2 * Math.max(0, (options.routers ?? 1) - 1));
   // Several workers take consecutive ports from workerBase and workerMetricsBase.
   if (workers > 1) {
     free[8] = await freePortRange(workers, free);
@@ -215,6 +219,11 @@ export async function startTestMesh(
     workerBase: free[8]!,
     workerMetricsBase: free[9]!,
   };
+  // Router replicas past the first: two ports each, after the ten above.
+  const extraRouters = Array.from({ length: (options.routers ?? 1) - 1 }, (_, replica) => ({
+    listen: free[10 + 2 * replica]!,
+    metrics: free[11 + 2 * replica]!,
+  }));
   const otel: Record<string, string> = options.otlpEndpoint
     ? {
         OTEL_EXPORTER_OTLP_ENDPOINT: options.otlpEndpoint,
@@ -244,6 +253,7 @@ export async function startTestMesh(
     ],
     admissionArgs: options.admissionArgs,
     routerArgs: options.routerArgs,
+    extraRouters,
     workerArgsOf: options.workerArgsOf,
     gatewayArgs: options.gatewayArgs,
     security: { pkiDir },
@@ -259,6 +269,7 @@ export async function startTestMesh(
   return {
     baseUrl,
     ports,
+    routerMetricsPorts: [ports.routerMetrics, ...extraRouters.map((router) => router.metrics)],
     supervisor,
     logs,
     pkiDir,
