@@ -19,10 +19,13 @@ type Options = { signal?: AbortSignal } & TraceOptions;
 
 /**
  * The router's replicas, active-active: each sees the whole fleet (every worker keeps a
- * Connect stream to each), so any of them can place any request. Picks go to the
- * replicas in turn; a replica that cannot answer passes the pick to the next one within
- * the same request, so a replica's death costs a request one more round trip, not an
- * error. What an admin changes goes to every replica.
+ * Connect stream to each), so any of them can place any request. What a replica learns
+ * from its own picks is its own, though: which worker a session's last turn went to and
+ * which prefixes a pick just sent where (until the worker's KV events arrive). So a
+ * session's picks, or a prompt's (by its first prefix block), go to one replica, and
+ * other picks to the replicas in turn. A replica that cannot answer passes the pick to
+ * the next one within the same request, so a replica's death costs a request one more
+ * round trip, not an error. What an admin changes goes to every replica.
  */
 export class RouterReplicas {
   private turn = 0;
@@ -37,7 +40,8 @@ export class RouterReplicas {
    * fleet until the workers register again.
    */
   pick(request: PickRequest, options: Options): Promise<PickResponse> {
-    return this.firstAnswer((replica) => replica.pick(request, options), options.signal, Status.NOT_FOUND);
+    const home = homeOf(request, this.replicas.length);
+    return this.firstAnswer((replica) => replica.pick(request, options), options.signal, Status.NOT_FOUND, home);
   }
 
   /**
@@ -84,8 +88,10 @@ export class RouterReplicas {
     call: (replica: RouterClient) => Promise<T>,
     signal: AbortSignal | undefined,
     alsoPassOn?: Status,
+    /** The replica to ask first; the next in turn without it. */
+    home?: number,
   ): Promise<T> {
-    const start = this.turn++ % this.replicas.length;
+    const start = home ?? this.turn++ % this.replicas.length;
     let lastError: unknown;
     for (let step = 0; step < this.replicas.length; step += 1) {
       try {
@@ -113,6 +119,25 @@ export class RouterReplicas {
     const refused = outcomes.find((outcome) => outcome.status === "rejected" && !replicaDown(outcome.reason));
     throw ((refused ?? outcomes[0]) as PromiseRejectedResult).reason;
   }
+}
+
+/**
+ * The replica whose affinity state a pick should meet: the session's, else the
+ * prompt's first prefix block's (a tenant's shared system prompt); none for a request
+ * with neither.
+ */
+function homeOf(request: PickRequest, replicas: number): number | undefined {
+  if (replicas === 1) return 0;
+  if (request.sessionId !== "") return hashText(request.sessionId) % replicas;
+  const first = request.prefixBlockHashes[0];
+  return first === undefined ? undefined : Math.abs(Math.trunc(first)) % replicas;
+}
+
+/** FNV-1a of a string, unsigned 32 bits. */
+function hashText(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < text.length; index += 1) hash = Math.imul(hash ^ text.charCodeAt(index), 0x01000193);
+  return hash >>> 0;
 }
 
 /**

@@ -35,6 +35,7 @@
  *   npm run bench:fleet -- --traces a --policies score,round-robin --users 64 --sessions 120
  *   npm run bench:fleet -- --traces a --session-rate 1.5 --think-ms 2000
  *   npm run bench:fleet -- --traces a --preset h100-gpt-oss-120b --users 64
+ *   npm run bench:fleet -- --traces a --policies score,score@2        (one router replica against two)
  *
  * "busiest worker" is the requests the busiest worker finished over the mean: 1.00 is
  * an even spread; a shared prompt piling onto one worker shows here.
@@ -264,11 +265,13 @@ async function finishedPerWorker(metricsBase: number): Promise<number[]> {
   );
 }
 
-/** A fresh mesh of sim workers whose router uses `policy`. */
+/** A fresh mesh of sim workers whose router uses `policy`; "score@2" runs two router replicas. */
 function startMesh(policy: string, admissionArgs: string[]) {
+  const [name, replicas = "1"] = policy.split("@");
   return startTestMesh({
     workers,
-    routerArgs: ["--policy", policy, ...routerArgs],
+    routers: Number(replicas),
+    routerArgs: ["--policy", name!, ...routerArgs],
     admissionArgs,
     workerArgs: [
       "--engine",
