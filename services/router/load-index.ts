@@ -1,4 +1,5 @@
 import type { FleetMember } from "./fleet.js";
+import { outstandingOf, requestsOf } from "./member-load.js";
 
 /**
  * The fleet's members by load, per model, kept up to date as load reports and picks
@@ -122,15 +123,9 @@ class ModelLoad {
   }
 }
 
-/** Requests running, waiting and picked but not yet reported. */
-function requestsOf(member: FleetMember): number {
-  const { load } = member;
-  return load.runningRequests + load.waitingRequests + member.inFlightPicks;
-}
-
 /** The bucket of a member's outstanding requests per sequence. */
 function bucketOf(member: FleetMember): number {
-  const outstanding = requestsOf(member) / Math.max(1, member.registration.maxSequences);
+  const outstanding = outstandingOf(member);
   if (outstanding < 1) return Math.floor(outstanding * LoadIndex.saturatedFrom);
   const above = LoadIndex.buckets - LoadIndex.saturatedFrom;
   return LoadIndex.saturatedFrom + Math.min(above - 1, Math.floor(((Math.min(outstanding, 99) - 1) / 98) * above));

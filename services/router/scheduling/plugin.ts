@@ -109,16 +109,7 @@ export interface Picker {
   pick(query: PickQuery, models: readonly string[]): PickResult;
 }
 
-/** Requests running, waiting and picked but not yet reported. */
-export function requestsOf(member: FleetMember): number {
-  const { load } = member;
-  return load.runningRequests + load.waitingRequests + member.inFlightPicks;
-}
-
-/** Outstanding requests per sequence the worker runs at once. */
-export function outstandingOf(member: FleetMember): number {
-  return requestsOf(member) / Math.max(1, member.registration.maxSequences);
-}
+export { outstandingOf, requestsOf } from "../member-load.js";
 
 /** Prompt tokens the worker is computing or has queued, with those of the picks its last report may not include. */
 export function prefillWaitOf(member: FleetMember): number {
