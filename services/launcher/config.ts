@@ -22,6 +22,7 @@ export const launcherConfigSchema = z.object({
     .default(""),
   gatewayConfig: z.string().default(""),
   workers: integer(1, 64).default(1),
+  routerReplicas: integer(1, 8).default(1),
   gpuPerWorker: boolean().default(false),
   pkiDir: z.string().default(""),
   insecure: boolean().default(false),
@@ -50,6 +51,7 @@ const settingHelp: { readonly [Key in keyof LauncherSettings]: { value: string; 
   upstreamUrl: { value: "URL", text: "the openai engine's server (vLLM, SGLang, …), without /v1" },
   gatewayConfig: { value: "FILE", text: "the gateway's config file: API keys, auth, profiles" },
   workers: { value: "N", text: "worker processes, one per GPU" },
+  routerReplicas: { value: "N", text: "router processes, active-active (replica k listens 1,000 × k above the first)" },
   gpuPerWorker: { value: "true|false", text: "give worker i the GPU with index i" },
   host: { value: "HOST", text: "interface every service binds to" },
   pkiDir: { value: "DIR", text: "the local mesh CA and certificates, made on first start" },
@@ -132,6 +134,7 @@ export function loadLauncherConfig(sources: ConfigSources): LauncherConfig {
       gatewayHttp: settings.port,
       gatewayGrpc: settings.grpcPort,
       workers: settings.workers,
+      routerReplicas: settings.routerReplicas,
     });
     engineChoice = chooseEngine({
       engine: settings.engine,

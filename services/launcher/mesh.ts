@@ -17,6 +17,12 @@ export interface MeshPorts {
   readonly memoryGuardMetrics: number;
   /** Worker i serves metrics on workerMetricsBase + i. */
   readonly workerMetricsBase: number;
+  /**
+   * Router replicas beyond the first (which listens on `router`), each with its gRPC
+   * and metrics port. Workers register with every replica; the gateway spreads picks
+   * over them.
+   */
+  readonly extraRouters: readonly { readonly listen: number; readonly metrics: number }[];
 }
 
 export const defaultPorts: MeshPorts = Object.freeze({
@@ -30,7 +36,11 @@ export const defaultPorts: MeshPorts = Object.freeze({
   routerMetrics: 9102,
   memoryGuardMetrics: 9103,
   workerMetricsBase: 9110,
+  extraRouters: [],
 });
+
+/** Router replica k (from 1) listens k times this above the first replica's ports: clear of the small offsets meshes run side by side at. */
+const routerReplicaStride = 1_000;
 
 /** How a mesh's ports differ from the defaults. */
 export interface PortPlan {
@@ -42,15 +52,23 @@ export interface PortPlan {
   readonly gatewayGrpc?: number;
   /** Workers, each with its own gRPC and metrics port. */
   readonly workers: number;
+  /** Router replicas (1 unless given); replica k listens 1,000 × k above the first's ports. */
+  readonly routerReplicas?: number;
 }
 
 /** The ports of a mesh laid out by `plan`; throws when one would pass 65535 or two processes would share one. */
 export function meshPorts(plan: PortPlan): MeshPorts {
-  const moved = Object.fromEntries(Object.entries(defaultPorts).map(([name, port]) => [name, port + plan.offset])) as unknown as MeshPorts;
+  const moved = Object.fromEntries(
+    Object.entries(defaultPorts).map(([name, port]) => [name, typeof port === "number" ? port + plan.offset : port]),
+  ) as unknown as MeshPorts;
   const ports: MeshPorts = Object.freeze({
     ...moved,
     gatewayHttp: plan.gatewayHttp ?? moved.gatewayHttp,
     gatewayGrpc: plan.gatewayGrpc ?? moved.gatewayGrpc,
+    extraRouters: Array.from({ length: (plan.routerReplicas ?? 1) - 1 }, (_, replica) => ({
+      listen: moved.router + routerReplicaStride * (replica + 1),
+      metrics: moved.routerMetrics + routerReplicaStride * (replica + 1),
+    })),
   });
   const taken = new Map<number, string>();
   for (const [what, port] of listeningPorts(ports, plan.workers)) {
@@ -73,6 +91,10 @@ export function listeningPorts(ports: MeshPorts, workers: number): [what: string
     ["admission's metrics", ports.admissionMetrics],
     ["the router's metrics", ports.routerMetrics],
     ["memory-guard's metrics", ports.memoryGuardMetrics],
+    ...ports.extraRouters.flatMap(({ listen, metrics }, index): [string, number][] => [
+      [`router-${index + 1}`, listen],
+      [`router-${index + 1}'s metrics`, metrics],
+    ]),
   ];
   for (let index = 0; index < workers; index += 1) {
     list.push([`worker-${index}`, ports.workerBase + index], [`worker-${index}'s metrics`, ports.workerMetricsBase + index]);
@@ -97,12 +119,6 @@ export interface MeshLayout {
   /** Extra flags for the router (every replica). */
   readonly routerArgs?: readonly string[];
   /**
-   * Router replicas beyond the first (which listens on `ports.router`): each one's gRPC
-   * and metrics port. Workers register with every replica; the gateway spreads picks
-   * over them.
-   */
-  readonly extraRouters?: readonly { readonly listen: number; readonly metrics: number }[];
-  /**
    * Internal gRPC security: the directory ensureLocalPki filled (each service gets its
    * <role>/ subdirectory), or "insecure" for plaintext.
    */
@@ -122,7 +138,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
   const otel = (name: string) => ({ OTEL_SERVICE_NAME: `infermesh-${name}` });
   const security = layout.security;
   const tls = (role: MeshRole) => (security === "insecure" ? ["--insecure", "true"] : ["--tls-dir", join(security.pkiDir, role)]);
-  const routers = [{ listen: ports.router, metrics: ports.routerMetrics }, ...(layout.extraRouters ?? [])];
+  const routers = [{ listen: ports.router, metrics: ports.routerMetrics }, ...ports.extraRouters];
   const routerAddresses = routers.map((router) => at(router.listen)).join(",");
   const children: ChildSpec[] = [
     {

@@ -207,6 +207,11 @@ export async function startTestMesh(
     free[8] = await freePortRange(workers, free);
     free[9] = await freePortRange(workers, [...free, ...Array.from({ length: workers }, (_, index) => free[8]! + index)]);
   }
+  // Router replicas past the first: two ports each, after the ten above.
+  const extraRouters = Array.from({ length: (options.routers ?? 1) - 1 }, (_, replica) => ({
+    listen: free[10 + 2 * replica]!,
+    metrics: free[11 + 2 * replica]!,
+  }));
   const ports: MeshPorts = {
     gatewayHttp: free[0]!,
     gatewayGrpc: free[1]!,
@@ -218,12 +223,8 @@ export async function startTestMesh(
     memoryGuardMetrics: free[7]!,
     workerBase: free[8]!,
     workerMetricsBase: free[9]!,
+    extraRouters,
   };
-  // Router replicas past the first: two ports each, after the ten above.
-  const extraRouters = Array.from({ length: (options.routers ?? 1) - 1 }, (_, replica) => ({
-    listen: free[10 + 2 * replica]!,
-    metrics: free[11 + 2 * replica]!,
-  }));
   const otel: Record<string, string> = options.otlpEndpoint
     ? {
         OTEL_EXPORTER_OTLP_ENDPOINT: options.otlpEndpoint,
@@ -253,7 +254,6 @@ export async function startTestMesh(
     ],
     admissionArgs: options.admissionArgs,
     routerArgs: options.routerArgs,
-    extraRouters,
     workerArgsOf: options.workerArgsOf,
     gatewayArgs: options.gatewayArgs,
     security: { pkiDir },
