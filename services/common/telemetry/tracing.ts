@@ -38,7 +38,7 @@ import { MemoryGuardServiceDefinition } from "../../../gen/infermesh/memory/v1/m
 import { RouterServiceDefinition } from "../../../gen/infermesh/router/v1/router_service.js";
 
 /** Whether the standard OTEL_* variables ask for trace export. */
-export function tracingRequested(env: Readonly<Record<string, string | undefined>>): boolean {
+function tracingRequested(env: Readonly<Record<string, string | undefined>>): boolean {
   if (env.OTEL_SDK_DISABLED === "true") return false;
   const exporter = env.OTEL_TRACES_EXPORTER;
   if (exporter !== undefined && exporter !== "") return exporter !== "none";
@@ -68,14 +68,28 @@ const metadataGetter: TextMapGetter<Metadata> = {
 };
 
 /** A call's span name and attributes, by OpenTelemetry's RPC conventions. */
-function rpcSpanOptions(path: string, kind: SpanKind): { name: string; kind: SpanKind; attributes: Attributes } {
-  const name = path.slice(1);
-  const slash = name.lastIndexOf("/");
-  return {
-    name,
-    kind,
-    attributes: { "rpc.system": "grpc", "rpc.service": name.slice(0, slash), "rpc.method": name.slice(slash + 1) },
-  };
+function rpcSpanOptions(path: string, kind: SpanKind): RpcSpan {
+  const key = `${kind}${path}`;
+  let options = spanOptionsByMethod.get(key);
+  if (options === undefined) {
+    const name = path.slice(1);
+    const slash = name.lastIndexOf("/");
+    options = {
+      name,
+      options: { kind, attributes: { "rpc.system": "grpc", "rpc.service": name.slice(0, slash), "rpc.method": name.slice(slash + 1) } },
+    };
+    spanOptionsByMethod.set(key, options);
+  }
+  return options;
+}
+
+/** Worked out once per method and side (a few dozen in all), not per call; the SDK copies the attributes it is given. */
+const spanOptionsByMethod = new Map<string, RpcSpan>();
+
+/** A call's span name and its start options. */
+interface RpcSpan {
+  readonly name: string;
+  readonly options: { readonly kind: SpanKind; readonly attributes: Attributes };
 }
 
 /**
@@ -112,7 +126,7 @@ export function traceClientCalls(): ClientMiddleware<TraceOptions> {
   return async function* traceClientCall(call, options) {
     const { trace: parent = ROOT_CONTEXT, ...callOptions } = options;
     if (untraced(call.method.path)) return yield* call.next(call.request, callOptions);
-    const { name, ...spanOptions } = rpcSpanOptions(call.method.path, SpanKind.CLIENT);
+    const { name, options: spanOptions } = rpcSpanOptions(call.method.path, SpanKind.CLIENT);
     const span = tracer.startSpan(name, spanOptions, parent);
     const metadata = Metadata(callOptions.metadata);
     propagation.inject(trace.setSpan(parent, span), metadata, metadataSetter);
@@ -173,7 +187,7 @@ export function exemplarOf(span: Span | undefined): { trace_id: string } | undef
 export function traceServerCalls(): ServerMiddleware {
   return async function* traceServerCall(call, callContext) {
     if (untraced(call.method.path)) return yield* call.next(call.request, callContext);
-    const { name, ...spanOptions } = rpcSpanOptions(call.method.path, SpanKind.SERVER);
+    const { name, options: spanOptions } = rpcSpanOptions(call.method.path, SpanKind.SERVER);
     const parent = propagation.extract(ROOT_CONTEXT, callContext.metadata, metadataGetter);
     const span = tracer.startSpan(name, spanOptions, parent);
     callTraces.set(callContext.signal, trace.setSpan(parent, span));
