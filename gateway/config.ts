@@ -24,12 +24,12 @@ export const gatewayConfigSchema = z.object({
   port: port().default(8000),
   /** host:port of the public gRPC API. */
   grpcListen: z.string().default("127.0.0.1:50050"),
-  /** host:port of admission. */
-  admissionAddress: z.string().default("127.0.0.1:50051"),
+  /** host:port of admission; replicas comma-separated (they share limits through Redis), asked in turn with failover. */
+  admissionAddress: addressList().default(["127.0.0.1:50051"]),
   /** host:port of the router; replicas comma-separated (picks spread over them and fail over). */
   routerAddress: addressList().default(["127.0.0.1:50052"]),
-  /** host:port of memory-guard: only for its part of GET /debug/bundle. */
-  memoryGuardAddress: z.string().default("127.0.0.1:50053"),
+  /** host:port of memory-guard (only bug reports ask it); replicas comma-separated. */
+  memoryGuardAddress: addressList().default(["127.0.0.1:50053"]),
   /** Deadline of every unary call into the mesh. */
   unaryTimeoutMs: integer(1, 600_000).default(5_000),
   /** How long the model list from the router is reused. */

@@ -1,6 +1,12 @@
 import { pushable } from "it-pushable";
-import { Status } from "nice-grpc";
-import { AcquireRequest, RejectReason, type Rejected } from "../../gen/infermesh/admission/v1/admission_service.js";
+import { type Client, Status } from "nice-grpc";
+import {
+  AcquireRequest,
+  type AdmissionServiceDefinition,
+  RejectReason,
+  type Rejected,
+} from "../../gen/infermesh/admission/v1/admission_service.js";
+import type { TraceOptions } from "../../services/common/telemetry/tracing.js";
 import { ApiError } from "../errors.js";
 import type { MeshCall, MeshClients } from "./clients.js";
 
@@ -17,12 +23,41 @@ export interface AdmissionSlot {
 }
 
 /**
+ * Waits for a slot from an admission replica: the next in turn, or the one after it
+ * when that one is down or stopping, so a replica's death costs a request one more
+ * round trip, not an error; when all are down, it tries again for a few seconds. (With several replicas, admission shares its limits
+ * through Redis: any replica's grant counts against the same cap.) A rejection for
+ * the fleet's capacity or the tenant's limits is final: every replica would say the
+ * same.
+ */
+export function acquireSlot(clients: MeshClients, request: AcquireRequest, call: MeshCall): Promise<AdmissionSlot> {
+  return clients.admission.firstAnswer((replica) => acquireFrom(replica, request, call), {
+    signal: call.signal,
+    passOn: (error) => error instanceof ReplicaStopping,
+    retryForMs: admissionDownRetryMs,
+  });
+}
+
+/**
+ * How long a request waits, when every admission replica is down, for one to come
+ * back before it fails (503): about a restart's time. Nothing was sent to the caller
+ * yet, so waiting costs only latency, and admission itself never answers UNAVAILABLE.
+ */
+const admissionDownRetryMs = 5_000;
+
+/**
  * Opens an Acquire stream and waits for the grant. The slot lives exactly as long as
  * the stream: `release()` half-closes it (admission then ends it), and the call's
- * signal aborting or this process dying breaks it. A rejection becomes an ApiError with the
- * retry delay admission gave (see rejectionError).
+ * signal aborting or this process dying breaks it. A replica that dies after the grant
+ * takes the slot's record with it; the request runs on (its share of the cap comes
+ * back to the other replicas when the dead one's lease expires). A rejection becomes
+ * an ApiError with the retry delay admission gave (see rejectionError).
  */
-export async function acquireSlot(clients: MeshClients, request: AcquireRequest, call: MeshCall): Promise<AdmissionSlot> {
+async function acquireFrom(
+  admission: Client<typeof AdmissionServiceDefinition, TraceOptions>,
+  request: AcquireRequest,
+  call: MeshCall,
+): Promise<AdmissionSlot> {
   // Our side: the request, then open until released. Closing it, rather than
   // cancelling the call, spares admission an HTTP/2 reset per request.
   const outgoing = pushable<AcquireRequest>({ objectMode: true });
@@ -38,7 +73,7 @@ export async function acquireSlot(clients: MeshClients, request: AcquireRequest,
   try {
     // Read with next() rather than for-await: leaving a for-await loop would cancel
     // the call, and with it the slot.
-    const responses = clients.admission.acquire(outgoing, call)[Symbol.asyncIterator]();
+    const responses = admission.acquire(outgoing, call)[Symbol.asyncIterator]();
     for (;;) {
       const next = await responses.next();
       if (next.done) break;
@@ -48,12 +83,26 @@ export async function acquireSlot(clients: MeshClients, request: AcquireRequest,
         responses.next().catch(() => undefined);
         return { queuedMs: event.value.queuedMs, reportOutputTokens, release };
       }
-      if (event?.$case === "rejected") throw rejectionError(event.value);
+      if (event?.$case === "rejected") {
+        if (event.value.reason === RejectReason.REJECT_REASON_SHUTTING_DOWN) throw new ReplicaStopping(event.value);
+        throw rejectionError(event.value);
+      }
     }
-    throw new ApiError(Status.UNAVAILABLE, "admission closed the stream without a decision");
+    throw new ReplicaStopping({
+      reason: RejectReason.REJECT_REASON_SHUTTING_DOWN,
+      message: "admission closed the stream without a decision",
+      retryAfterMs: 1_000,
+    });
   } catch (error) {
     release();
     throw error;
+  }
+}
+
+/** An admission replica stopping (or gone without a decision): the next replica may grant. With none left, a 503. */
+class ReplicaStopping extends ApiError {
+  constructor(rejected: Rejected) {
+    super(Status.UNAVAILABLE, rejected.message, { code: "server_unavailable", retryAfterMs: rejected.retryAfterMs });
   }
 }
 

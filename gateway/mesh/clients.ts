@@ -8,6 +8,8 @@ import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_se
 import { createGrpcClient } from "../../services/common/grpc-client.js";
 import type { MeshSecurity } from "../../services/common/mesh-security/mesh-security.js";
 import { RouterReplicas } from "./router-replicas.js";
+import { ReplicaSet } from "../../services/common/replica-set.js";
+import type { TraceOptions } from "../../services/common/telemetry/tracing.js";
 
 /** Loading gpt-oss-120b from disk takes minutes. */
 const adminTimeoutMs = 15 * 60_000;
@@ -23,14 +25,15 @@ export interface MeshCall {
 
 /** The gateway's clients into the mesh; one channel per peer, reused by every request. */
 export class MeshClients {
-  readonly admission: Client<typeof AdmissionServiceDefinition>;
+  /** The admission replicas: a request asks them in turn and passes to the next when one is down. */
+  readonly admission: ReplicaSet<Client<typeof AdmissionServiceDefinition, TraceOptions>>;
   /** The router replicas: picks spread over them and fail over between them. */
   readonly router: RouterReplicas;
-  /** Admission's, the (first) router replica's and memory-guard's parts of a bug report. */
+  /** Every control-plane replica's part of a bug report. */
   readonly debug: {
-    readonly admission: Client<typeof DebugServiceDefinition>;
-    readonly router: Client<typeof DebugServiceDefinition>;
-    readonly memoryGuard: Client<typeof DebugServiceDefinition>;
+    readonly admission: readonly Client<typeof DebugServiceDefinition>[];
+    readonly router: readonly Client<typeof DebugServiceDefinition>[];
+    readonly memoryGuard: readonly Client<typeof DebugServiceDefinition>[];
   };
   private readonly workers = new Map<
     string,
@@ -46,22 +49,24 @@ export class MeshClients {
 
   constructor(
     private readonly security: MeshSecurity,
-    admissionAddress: string,
+    admissionAddresses: readonly string[],
     routerAddresses: readonly string[],
-    memoryGuardAddress: string,
+    memoryGuardAddresses: readonly string[],
     private readonly unaryTimeoutMs: number,
   ) {
-    const admissionChannel = security.channel(admissionAddress, "admission");
+    const admissionChannels = admissionAddresses.map((address) => security.channel(address, "admission"));
     const routerChannels = routerAddresses.map((address) => security.channel(address, "router"));
     // Only the debug bundle talks to memory-guard; grpc-js connects on the first call.
-    const memoryGuardChannel = security.channel(memoryGuardAddress, "memory-guard");
-    this.channels = [admissionChannel, ...routerChannels, memoryGuardChannel];
-    this.admission = createGrpcClient(AdmissionServiceDefinition, admissionChannel, unaryTimeoutMs);
+    const memoryGuardChannels = memoryGuardAddresses.map((address) => security.channel(address, "memory-guard"));
+    this.channels = [...admissionChannels, ...routerChannels, ...memoryGuardChannels];
+    this.admission = new ReplicaSet(
+      admissionChannels.map((channel) => createGrpcClient(AdmissionServiceDefinition, channel, unaryTimeoutMs)),
+    );
     this.router = new RouterReplicas(routerChannels.map((channel) => createGrpcClient(RouterServiceDefinition, channel, unaryTimeoutMs)));
     this.debug = {
-      admission: createGrpcClient(DebugServiceDefinition, admissionChannel, unaryTimeoutMs),
-      router: createGrpcClient(DebugServiceDefinition, routerChannels[0]!, unaryTimeoutMs),
-      memoryGuard: createGrpcClient(DebugServiceDefinition, memoryGuardChannel, unaryTimeoutMs),
+      admission: admissionChannels.map((channel) => createGrpcClient(DebugServiceDefinition, channel, unaryTimeoutMs)),
+      router: routerChannels.map((channel) => createGrpcClient(DebugServiceDefinition, channel, unaryTimeoutMs)),
+      memoryGuard: memoryGuardChannels.map((channel) => createGrpcClient(DebugServiceDefinition, channel, unaryTimeoutMs)),
     };
   }
 

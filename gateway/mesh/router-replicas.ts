@@ -12,6 +12,7 @@ import type {
   SetTrafficSplitRequest,
   SetTrafficSplitResponse,
 } from "../../gen/infermesh/router/v1/router_service.js";
+import { ReplicaSet } from "../../services/common/replica-set.js";
 import type { TraceOptions } from "../../services/common/telemetry/tracing.js";
 
 type RouterClient = Client<typeof RouterServiceDefinition, TraceOptions>;
@@ -28,10 +29,10 @@ type Options = { signal?: AbortSignal } & TraceOptions;
  * round trip, not an error. What an admin changes goes to every replica.
  */
 export class RouterReplicas {
-  private turn = 0;
+  private readonly replicas: ReplicaSet<RouterClient>;
 
-  constructor(private readonly replicas: readonly RouterClient[]) {
-    if (replicas.length === 0) throw new Error("at least one router replica");
+  constructor(clients: readonly RouterClient[]) {
+    this.replicas = new ReplicaSet(clients);
   }
 
   /**
@@ -40,8 +41,11 @@ export class RouterReplicas {
    * fleet until the workers register again.
    */
   pick(request: PickRequest, options: Options): Promise<PickResponse> {
-    const home = homeOf(request, this.replicas.length);
-    return this.firstAnswer((replica) => replica.pick(request, options), options.signal, Status.NOT_FOUND, home);
+    return this.replicas.firstAnswer((replica) => replica.pick(request, options), {
+      signal: options.signal,
+      passOn: (error) => error instanceof ClientError && error.code === Status.NOT_FOUND,
+      home: homeOf(request, this.replicas.size),
+    });
   }
 
   /**
@@ -50,7 +54,7 @@ export class RouterReplicas {
    * filling, hides no worker.
    */
   async listWorkers(request: ListWorkersRequest, options: Options = {}): Promise<ListWorkersResponse> {
-    const lists = await this.everyAnswer((replica) => replica.listWorkers(request, options));
+    const lists = await this.replicas.everyAnswer((replica) => replica.listWorkers(request, options));
     const byId = new Map<string, ListWorkersResponse["workers"][number]>();
     for (const { workers } of lists) {
       for (const worker of workers) {
@@ -63,7 +67,7 @@ export class RouterReplicas {
   }
 
   listTrafficSplits(request: ListTrafficSplitsRequest, options: Options = {}): Promise<ListTrafficSplitsResponse> {
-    return this.firstAnswer((replica) => replica.listTrafficSplits(request, options), options.signal);
+    return this.replicas.firstAnswer((replica) => replica.listTrafficSplits(request, options), options);
   }
 
   /**
@@ -79,45 +83,9 @@ export class RouterReplicas {
     return this.everyReplica((replica) => replica.setTrafficSplit(request, options));
   }
 
-  /**
-   * Tries the replicas in turn, starting from the next one, until one answers or fails
-   * for a reason another would share (`alsoPassOn` names a status another replica may
-   * answer differently).
-   */
-  private async firstAnswer<T>(
-    call: (replica: RouterClient) => Promise<T>,
-    signal: AbortSignal | undefined,
-    alsoPassOn?: Status,
-    /** The replica to ask first; the next in turn without it. */
-    home?: number,
-  ): Promise<T> {
-    const start = home ?? this.turn++ % this.replicas.length;
-    let lastError: unknown;
-    for (let step = 0; step < this.replicas.length; step += 1) {
-      try {
-        return await call(this.replicas[(start + step) % this.replicas.length]!);
-      } catch (error) {
-        const passOn = replicaDown(error) || (error instanceof ClientError && error.code === alsoPassOn);
-        if (signal?.aborted || !passOn) throw error;
-        lastError = error;
-      }
-    }
-    throw lastError;
-  }
-
   /** Calls every replica at once; the first success is the answer, and fails only if every replica failed. */
   private async everyReplica<T>(call: (replica: RouterClient) => Promise<T>): Promise<T> {
-    return (await this.everyAnswer(call))[0]!;
-  }
-
-  /** Calls every replica at once: the answers of those that answered, or the failure if none did. */
-  private async everyAnswer<T>(call: (replica: RouterClient) => Promise<T>): Promise<T[]> {
-    const outcomes = await Promise.allSettled(this.replicas.map(call));
-    const answers = outcomes.flatMap((outcome) => (outcome.status === "fulfilled" ? [outcome.value] : []));
-    if (answers.length > 0) return answers;
-    // A refusal (NOT_FOUND, INVALID_ARGUMENT) is the same from every replica: report it rather than the first outage.
-    const refused = outcomes.find((outcome) => outcome.status === "rejected" && !replicaDown(outcome.reason));
-    throw ((refused ?? outcomes[0]) as PromiseRejectedResult).reason;
+    return (await this.replicas.everyAnswer(call))[0]!;
   }
 }
 
@@ -138,13 +106,4 @@ function hashText(text: string): number {
   let hash = 0x811c9dc5;
   for (let index = 0; index < text.length; index += 1) hash = Math.imul(hash ^ text.charCodeAt(index), 0x01000193);
   return hash >>> 0;
-}
-
-/**
- * Whether a call failed because of the replica (unreachable, gone, too slow), so that
- * another replica may answer it. UNAVAILABLE is also "no worker serves the model now",
- * which another replica may see otherwise; asking it costs one round trip.
- */
-function replicaDown(error: unknown): boolean {
-  return error instanceof ClientError && (error.code === Status.UNAVAILABLE || error.code === Status.DEADLINE_EXCEEDED);
 }

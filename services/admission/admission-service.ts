@@ -9,13 +9,13 @@ import type { AdmissionStats } from "./admission-stats.js";
 import { rejectionMessage, rejectReasonOf, type Rejection } from "./outcomes.js";
 import { classOf, type ClassName } from "../common/priority-classes.js";
 import type { Scheduler, Slot } from "./scheduler.js";
-import type { TenantCharge, TenantLimiter } from "./tenant-limits.js";
+import type { TenantCharge, TenantLimiting } from "./tenant-limits.js";
 import { kvNeedTokens } from "../common/kv-need.js";
 import { callSpan, traceFields } from "../common/telemetry/tracing.js";
 
 export interface AdmissionServiceDeps {
   readonly scheduler: Scheduler;
-  readonly tenants: TenantLimiter;
+  readonly tenants: TenantLimiting;
   readonly stats: AdmissionStats;
   readonly defaultQueueTimeoutMs: number;
   readonly logger: Logger;
@@ -42,7 +42,12 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
 
       const tenantId = request.tenantId || "anonymous";
-      const charge = deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens);
+      const charge = await deps.tenants.admit(tenantId, request.tenantLimits, request.estimatedInputTokens);
+      // Shared limits answer after a Redis round trip: the caller may have gone meanwhile.
+      if ("refund" in charge && context.signal.aborted) {
+        charge.refund();
+        return;
+      }
       if (!("release" in charge)) {
         stats.record(className, "rate_limited");
         events("admission.rejected", {

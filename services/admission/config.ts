@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { eventLogSetting } from "../common/decision-events.js";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
-import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import { decimal, integer, loadConfig, port, type ConfigSources, optionalAddressList } from "../common/config.js";
+import { redisUrlSetting } from "../common/redis.js";
 import type { PerClass } from "../common/priority-classes.js";
 
 export const admissionConfigSchema = z.object({
@@ -51,12 +52,22 @@ export const admissionConfigSchema = z.object({
   admitWithinShare: decimal(0.05, 1).default(0.5),
   /** Least time between two Queued updates (position, estimated wait) of one request. */
   queuedUpdateMs: integer(0, 60_000).default(500),
-  /** host:port of memory-guard, whose KV pressure gates grants; empty to gate by concurrency alone. */
-  memoryGuardAddress: z.string().default("127.0.0.1:50053"),
+  /** host:port of memory-guard, whose KV pressure gates grants; replicas comma-separated (it watches one, and the next when that one fails); empty to gate by concurrency alone. */
+  memoryGuardAddress: optionalAddressList().default(["127.0.0.1:50053"]),
   /** How long memory-guard's last snapshot stays in force once its Watch stream is down; then memory is ignored. */
   pressureStaleMs: integer(0, 3_600_000).default(10_000),
   /** Share of the fleet's KV that a batch grant must leave free. */
   batchHeadroomRatio: decimal(0, 0.99).default(0.15),
+  /**
+   * The shared mode: with a Redis URL, every admission replica enforces the same tenant
+   * limits and shares maxConcurrency (each replica grants from a lease of it). Empty:
+   * this process's limits are the whole mesh's, as on one box.
+   */
+  redisUrl: redisUrlSetting(),
+  /** How often a replica reports its demand and renews its lease of maxConcurrency (shared mode). */
+  leaseRefreshMs: integer(10, 10_000).default(100),
+  /** How long a replica that stopped renewing keeps its slots and tenant counts (shared mode): a dead replica's are free after this. */
+  leaseTtlMs: integer(100, 60_000).default(3_000),
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(5_000),
   ...meshSecuritySettings("admission"),

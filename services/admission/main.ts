@@ -1,6 +1,7 @@
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { systemClock } from "../common/clock.js";
+import { ReplicaSet } from "../common/replica-set.js";
 import { createGrpcClient } from "../common/grpc-client.js";
 import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
@@ -16,6 +17,7 @@ import { MemoryGate } from "./memory-gate.js";
 import { watchMemory } from "./memory-watch.js";
 import { Scheduler } from "./scheduler.js";
 import { TenantLimiter } from "./tenant-limits.js";
+import { startSharedAdmission } from "./shared/shared-admission.js";
 
 let logger: Logger | undefined;
 try {
@@ -35,11 +37,15 @@ try {
     interactiveWindowMs: config.interactiveWindowMs,
     interactiveBurst: Math.ceil(config.interactiveBurst * config.maxConcurrency),
     admitWithinShare: config.admitWithinShare,
+    onShort: () => shared?.lease.refreshSoon(),
   });
+  // The shared mode: tenant limits and the fleet's cap held across replicas in Redis.
+  const shared =
+    config.redisUrl === "" ? undefined : startSharedAdmission({ ...config, capacity: config.maxConcurrency }, scheduler, logger, registry);
   const lifetime = new AbortController();
   const service = createAdmissionService({
     scheduler,
-    tenants: new TenantLimiter(systemClock),
+    tenants: shared?.tenants ?? new TenantLimiter(systemClock),
     stats: new AdmissionStats(scheduler, memory, registry),
     defaultQueueTimeoutMs: config.queueTimeoutMs,
     logger,
@@ -54,12 +60,21 @@ try {
     addServices: (server) => server.add(AdmissionServiceDefinition, service),
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);
-  if (config.memoryGuardAddress !== "") {
-    const memoryGuard = createGrpcClient(MemoryGuardServiceDefinition, security.channel(config.memoryGuardAddress, "memory-guard"), 2_000);
+  if (config.memoryGuardAddress.length > 0) {
+    const memoryGuard = new ReplicaSet(
+      config.memoryGuardAddress.map((address) =>
+        createGrpcClient(MemoryGuardServiceDefinition, security.channel(address, "memory-guard"), 2_000),
+      ),
+    );
     void watchMemory(memoryGuard, memory, logger, lifetime.signal);
   }
   logger.info(
-    { maxConcurrency: config.maxConcurrency, memoryGuard: config.memoryGuardAddress || "none", metricsPort: metrics.port },
+    {
+      maxConcurrency: config.maxConcurrency,
+      shared: shared !== undefined,
+      memoryGuard: config.memoryGuardAddress.join(",") || "none",
+      metricsPort: metrics.port,
+    },
     "admission ready",
   );
   exitOnSignals(logger, async () => {
@@ -67,6 +82,7 @@ try {
     lifetime.abort();
     scheduler.close();
     await grpc.close(config.shutdownGraceMs);
+    await shared?.close();
     metrics.server.close();
   });
 } catch (error) {

@@ -1,6 +1,7 @@
 import type { Client } from "nice-grpc";
 import type { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { keepConnected, logReconnect } from "../common/backoff.js";
+import type { ReplicaSet } from "../common/replica-set.js";
 import type { Logger } from "../common/logger.js";
 import type { MemoryGate } from "./memory-gate.js";
 
@@ -9,7 +10,7 @@ import type { MemoryGate } from "./memory-gate.js";
  * A lost stream tells the gate, whose last snapshot then holds for pressureStaleMs.
  */
 export function watchMemory(
-  client: Client<typeof MemoryGuardServiceDefinition>,
+  replicas: ReplicaSet<Client<typeof MemoryGuardServiceDefinition>>,
   gate: MemoryGate,
   logger: Logger,
   signal: AbortSignal,
@@ -17,7 +18,8 @@ export function watchMemory(
   return keepConnected(
     async (attemptSignal) => {
       try {
-        for await (const snapshot of client.watch({}, { signal: attemptSignal })) gate.update(snapshot);
+        // One replica at a time (each sees every worker's reports), the next when it fails.
+        for await (const snapshot of replicas.next().watch({}, { signal: attemptSignal })) gate.update(snapshot);
       } finally {
         if (!signal.aborted) gate.disconnected();
       }

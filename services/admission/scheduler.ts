@@ -78,6 +78,11 @@ export interface SchedulerOptions {
    * holds longer than the mean), so that a request once queued is seldom rejected later.
    */
   readonly admitWithinShare?: number;
+  /**
+   * Called when a request must queue: with shared admission (shared/fleet-lease.ts) the
+   * replica then asks for a larger lease at once.
+   */
+  readonly onShort?: () => void;
 }
 
 interface Waiter {
@@ -135,6 +140,13 @@ export class Scheduler {
    */
   private readonly loadedHoldWeight: number;
   private closed = false;
+  /** Slots granted at once: `capacity`, or the replica's lease of the fleet's cap. */
+  private granting: number;
+  /** The slots wait estimates assume: as `granting`, or the replica's fair share while its lease is short of it. */
+  private estimating: number;
+  /** The interactive headroom and burst now (they scale with the lease). */
+  private headroom: number;
+  private burst: number;
   private lastInteractiveAtMs = Number.NEGATIVE_INFINITY;
   /** When each class's recent requests arrived, oldest first. */
   private readonly arrivals = perClass((): number[] => []);
@@ -145,11 +157,38 @@ export class Scheduler {
 
   constructor(private readonly options: SchedulerOptions) {
     this.loadedHoldWeight = Math.min(0.1, 2 / options.capacity);
+    this.granting = this.estimating = options.capacity;
+    this.headroom = options.interactiveHeadroom ?? 0;
+    this.burst = options.interactiveBurst ?? 0;
     options.memory?.onChange(() => this.reexamine());
   }
 
+  /** Slots granted at once now. */
   get capacity(): number {
-    return this.options.capacity;
+    return this.granting;
+  }
+
+  /**
+   * Changes the slots granted at once (a shared replica's lease); the interactive
+   * headroom and burst keep their share of it. Slots held beyond a smaller lease stay
+   * until released; nothing new is granted until the count is under it.
+   */
+  setCapacity(granting: number, estimating = granting): void {
+    const { capacity, interactiveHeadroom = 0, interactiveBurst = 0 } = this.options;
+    this.granting = granting;
+    this.estimating = Math.max(1, estimating);
+    this.headroom = granting <= 1 ? 0 : Math.min(granting - 1, Math.ceil((interactiveHeadroom * granting) / capacity));
+    this.burst = Math.ceil((interactiveBurst * granting) / capacity);
+    this.noteFullness();
+    this.dispatch();
+  }
+
+  /** What this scheduler runs and queues, per class, and its slots in use: what a shared replica reports. */
+  demand(): { inUse: number; perClass: PerClass<number> } {
+    return {
+      inUse: this.totalInFlight,
+      perClass: perClass((className) => this.inFlight[className] + this.queues[className].size),
+    };
   }
 
   /** Mean time a slot is held (moving average over releases). */
@@ -289,6 +328,7 @@ export class Scheduler {
       }, request.queueTimeoutMs);
       signal.addEventListener("abort", onAbort, { once: true });
       queue.push(waiter);
+      this.options.onShort?.();
       waiter.updates.flush();
       this.positionsChanged(urgencyOf(request.className));
     });
@@ -332,7 +372,7 @@ export class Scheduler {
   private estimateWaitMs(ahead: number, className: ClassName = "interactive", mode: "plain" | "cautious" = "plain"): number {
     // Batch, the class to shed first, is also judged on the releases seen; the others on the full fleet's hold alone.
     const releasesPerMs =
-      mode === "cautious" && className === "batch" ? this.cautiousReleasesPerMs() : this.capacity / Math.max(1, this.queueHoldMs);
+      mode === "cautious" && className === "batch" ? this.cautiousReleasesPerMs() : this.estimating / Math.max(1, this.queueHoldMs);
     let urgentPerMs = 0;
     for (const other of classNames) {
       if (other === className) break;
@@ -353,7 +393,7 @@ export class Scheduler {
    * for a hold time or more.
    */
   private cautiousReleasesPerMs(): number {
-    const modelled = this.capacity / Math.max(1, this.queueHoldMs);
+    const modelled = this.estimating / Math.max(1, this.queueHoldMs);
     if (this.fullSinceMs === undefined) return modelled;
     const now = this.options.clock.now();
     const since = Math.max(this.fullSinceMs, now - arrivalWindowMs);
@@ -366,7 +406,7 @@ export class Scheduler {
 
   /** Notes whether the fleet is full now (every slot but the interactive headroom taken). */
   private noteFullness(): void {
-    const full = this.totalInFlight >= this.capacity - (this.options.interactiveHeadroom ?? 0);
+    const full = this.totalInFlight >= this.granting - this.headroom;
     if (full && this.fullSinceMs === undefined) {
       this.fullSinceMs = this.options.clock.now();
       this.releasesWhileFull.length = 0;
@@ -389,11 +429,11 @@ export class Scheduler {
 
   /** Slots a class may fill: all of them and the burst for interactive; all but the headroom for the others while interactive requests come. */
   private slotsFor(className: ClassName): number {
-    if (className === "interactive") return this.capacity + (this.options.interactiveBurst ?? 0);
-    const headroom = this.options.interactiveHeadroom ?? 0;
-    if (headroom === 0) return this.capacity;
+    if (className === "interactive") return this.granting + this.burst;
+    const headroom = this.headroom;
+    if (headroom === 0) return this.granting;
     const recent = this.options.clock.now() - this.lastInteractiveAtMs <= (this.options.interactiveWindowMs ?? 30_000);
-    return recent ? this.capacity - headroom : this.capacity;
+    return recent ? this.granting - headroom : this.granting;
   }
 
   /** Memory pressure eases as running requests end: about one hold time. */

@@ -18,6 +18,20 @@ export interface TenantCharge {
   refund(): void;
 }
 
+/** Tenant limits, of one replica (TenantLimiter) or of all (SharedTenantLimiter). */
+export interface TenantLimiting {
+  /**
+   * Charges one request to its tenant when every limit allows it: the request itself
+   * and its input tokens. Returns the exceeded limit, or the charge: `release()` when
+   * the request's slot ends, `refund()` when it never got one.
+   */
+  admit(
+    tenantId: string,
+    limits: TenantLimits | undefined,
+    inputTokens: number,
+  ): LimitExceeded | TenantCharge | Promise<LimitExceeded | TenantCharge>;
+}
+
 interface TenantState {
   inFlight: number;
   requests?: MinuteBucket;
@@ -32,10 +46,10 @@ interface TenantState {
  * output afterwards lets one long answer overdraw the bucket, and the debt then holds
  * back the tenant's next requests until the refill pays it. The limits travel with
  * each request, from the caller's API key, so a changed key takes effect on its next
- * request. Several replicas each enforce the whole limit (shared counters are the
- * multi-replica work).
+ * request. This is one replica's view: replicas share limits through Redis
+ * (shared/shared-tenant-limits.ts).
  */
-export class TenantLimiter {
+export class TenantLimiter implements TenantLimiting {
   private readonly tenants = new Map<string, TenantState>();
 
   constructor(private readonly clock: Clock) {}

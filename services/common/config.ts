@@ -65,6 +65,15 @@ export const addressList = () =>
     )
     .refine((addresses) => addresses.length > 0, "at least one host:port");
 
+/** Comma-separated host:port addresses, or none (empty): "" turns the peer off. */
+export const optionalAddressList = () =>
+  z.string().transform((text) =>
+    text
+      .split(",")
+      .map((address) => address.trim())
+      .filter((address) => address !== ""),
+  );
+
 /** A setting's flag name: portOffset is --port-offset. */
 export const kebab = (key: string) => key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 const screamingSnake = (key: string) => key.replace(/[A-Z]/g, (letter) => `_${letter}`).toUpperCase();

@@ -12,6 +12,7 @@ test("redact replaces every secret of a config and keeps everything else", () =>
     ],
     upstreamApiKey: "sk-upstream",
     upstreamUrl: "http://vllm:8000",
+    redisUrl: "redis://default:hunter2@redis:6379/0",
     responseCache: true,
   };
   assert.deepEqual(redact(config), {
@@ -23,7 +24,8 @@ test("redact replaces every secret of a config and keeps everything else", () =>
     ],
     upstreamApiKey: "[redacted]",
     upstreamUrl: "http://vllm:8000",
+    redisUrl: "redis://[redacted]@redis:6379/0",
     responseCache: true,
   });
-  assert.doesNotMatch(JSON.stringify(redact(config)), /sk-secret|sk-upstream|abab/);
+  assert.doesNotMatch(JSON.stringify(redact(config)), /sk-secret|sk-upstream|abab|hunter2/);
 });

@@ -36,7 +36,8 @@ const secretName = /key|secret|token|password|credential|authorization/i;
 
 /**
  * A configuration fit for a bug report: every value under a name that holds a secret
- * (API keys and their hashes, an upstream's key) is "[redacted]"; the rest is kept, so
+ * (API keys and their hashes, an upstream's key) is "[redacted]", and so is a URL's
+ * user and password (a Redis URL's); the rest is kept, so
  * the report shows what the service ran with.
  */
 export function redact(value: unknown, name = ""): unknown {
@@ -46,6 +47,8 @@ export function redact(value: unknown, name = ""): unknown {
   }
   if (secretName.test(name) && value !== undefined && value !== "" && typeof value !== "boolean" && typeof value !== "number")
     return "[redacted]";
+  // A URL's user and password (redis://:password@host): the rest of it helps a bug report.
+  if (typeof value === "string") return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, "$1[redacted]@");
   return value;
 }
 

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { loadGatewayConfig } from "../../gateway/config.js";
 import { boolean, ConfigError, integer, kebab, loadConfig, type ConfigSources } from "../common/config.js";
 import { userCacheDir } from "../common/paths.js";
+import { redisUrlSetting } from "../common/redis.js";
 import { workerConfigSchema } from "../worker/config.js";
 import { simPresets } from "../worker/engines/sim/sim-options.js";
 import { chooseEngine, engineNames, type EngineChoice } from "./engine-choice.js";
@@ -22,7 +23,9 @@ export const launcherConfigSchema = z.object({
     .default(""),
   gatewayConfig: z.string().default(""),
   workers: integer(1, 64).default(1),
-  routerReplicas: integer(1, 8).default(1),
+  controlPlaneReplicas: integer(1, 8).default(1),
+  routerReplicas: integer(1, 8).optional(),
+  redisUrl: redisUrlSetting(),
   gpuPerWorker: boolean().default(false),
   pkiDir: z.string().default(""),
   insecure: boolean().default(false),
@@ -51,7 +54,16 @@ const settingHelp: { readonly [Key in keyof LauncherSettings]: { value: string; 
   upstreamUrl: { value: "URL", text: "the openai engine's server (vLLM, SGLang, …), without /v1" },
   gatewayConfig: { value: "FILE", text: "the gateway's config file: API keys, auth, profiles" },
   workers: { value: "N", text: "worker processes, one per GPU" },
-  routerReplicas: { value: "N", text: "router processes, active-active (replica k listens 1,000 × k above the first)" },
+  controlPlaneReplicas: {
+    value: "N",
+    text: "processes of router, admission and memory-guard each, active-active (replica k listens 1,000 × k above the first); several admissions need --redis-url",
+  },
+  routerReplicas: {
+    value: "N",
+    text: "router processes, when they should differ from --control-plane-replicas",
+    default: "--control-plane-replicas",
+  },
+  redisUrl: { value: "URL", text: "the shared mode's Redis (redis://host:port): admission replicas share their limits there" },
   gpuPerWorker: { value: "true|false", text: "give worker i the GPU with index i" },
   host: { value: "HOST", text: "interface every service binds to" },
   pkiDir: { value: "DIR", text: "the local mesh CA and certificates, made on first start" },
@@ -134,8 +146,17 @@ export function loadLauncherConfig(sources: ConfigSources): LauncherConfig {
       gatewayHttp: settings.port,
       gatewayGrpc: settings.grpcPort,
       workers: settings.workers,
-      routerReplicas: settings.routerReplicas,
+      replicas: {
+        router: settings.routerReplicas ?? settings.controlPlaneReplicas,
+        admission: settings.controlPlaneReplicas,
+        memoryGuard: settings.controlPlaneReplicas,
+      },
     });
+    if (settings.controlPlaneReplicas > 1 && settings.redisUrl === "") {
+      throw new Error(
+        "--control-plane-replicas above 1 needs --redis-url: admission replicas share tenant limits and the fleet's concurrency cap through Redis, and without it every limit would multiply by the replica count",
+      );
+    }
     engineChoice = chooseEngine({
       engine: settings.engine,
       model: settings.model,

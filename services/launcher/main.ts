@@ -53,6 +53,7 @@ if (asksForHelp(argv)) {
         workerArgs: config.engineChoice.workerArgs,
         gatewayArgs: config.gatewayConfig === "" ? [] : ["--config", config.gatewayConfig],
         security: config.insecure ? "insecure" : { pkiDir: config.pkiDir },
+        redisUrl: config.redisUrl,
       }),
     );
 

@@ -16,7 +16,7 @@ test("a port offset moves every port of the mesh, internal and metrics ones incl
     routerMetrics: 9202,
     memoryGuardMetrics: 9203,
     workerMetricsBase: 9210,
-    extraRouters: [],
+    extraReplicas: { router: [], admission: [], memoryGuard: [] },
   });
   const first = new Set(listeningPorts(meshPorts({ offset: 0, workers: 2 }), 2).map(([, port]) => port));
   assert.ok(
@@ -65,12 +65,27 @@ test("every process of the mesh is told its ports, and the workers their engine 
   assert.match(argsOf("memory-guard"), /--listen 127.0.0.1:50353 --metrics-port 9403/);
 });
 
-test("router replicas: each listens 1,000 ports above the last, and workers and the gateway are told every one", () => {
-  const ports = meshPorts({ offset: 300, workers: 1, routerReplicas: 2 });
-  assert.deepEqual(ports.extraRouters, [{ listen: 51352, metrics: 10402 }]);
+test("control-plane replicas: each listens 1,000 ports above the last, and every client is told every one", () => {
+  const ports = meshPorts({ offset: 300, workers: 1, replicas: { router: 2, admission: 2, memoryGuard: 2 } });
+  assert.deepEqual(ports.extraReplicas.router, [{ listen: 51352, metrics: 10402 }]);
+  assert.deepEqual(ports.extraReplicas.admission, [{ listen: 51351, metrics: 10401 }]);
+  assert.deepEqual(ports.extraReplicas.memoryGuard, [{ listen: 51353, metrics: 10403 }]);
   assert.ok(listeningPorts(ports, 1).some(([what, port]) => what === "router-1" && port === 51352));
-  const children = meshChildren({ ports, host: "127.0.0.1", workers: 1, workerArgs: [], security: "insecure" });
+  assert.ok(listeningPorts(ports, 1).some(([what, port]) => what === "memory-guard-1's metrics" && port === 10403));
+  const children = meshChildren({
+    ports,
+    host: "127.0.0.1",
+    workers: 1,
+    workerArgs: [],
+    security: "insecure",
+    redisUrl: "redis://127.0.0.1:6379",
+  });
   const argsOf = (name: string) => children.find((child) => child.name === name)?.args.join(" ") ?? "";
   assert.match(argsOf("router-1"), /--listen 127.0.0.1:51352 --metrics-port 10402/);
+  assert.match(argsOf("admission-1"), /--listen 127.0.0.1:51351 --metrics-port 10401 .*--redis-url redis:\/\/127.0.0.1:6379/);
   for (const name of ["gateway", "worker-0"]) assert.match(argsOf(name), /--router-address 127.0.0.1:50352,127.0.0.1:51352 /);
+  for (const name of ["gateway", "worker-0", "router", "admission-1"]) {
+    assert.match(argsOf(name), /--memory-guard-address 127.0.0.1:50353,127.0.0.1:51353 /);
+  }
+  assert.match(argsOf("gateway"), /--admission-address 127.0.0.1:50351,127.0.0.1:51351 /);
 });

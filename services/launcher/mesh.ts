@@ -3,6 +3,15 @@ import type { MeshRole } from "../common/mesh-security/identity.js";
 import { repoRoot } from "../common/paths.js";
 import type { ChildSpec } from "./supervisor.js";
 
+/** The control-plane services that run as replicas. */
+export type ControlPlaneService = "router" | "admission" | "memoryGuard";
+
+/** One extra replica's gRPC and metrics ports. */
+export interface ReplicaPorts {
+  readonly listen: number;
+  readonly metrics: number;
+}
+
 /** The ports of one local mesh; the defaults are ARCHITECTURE.md's. */
 export interface MeshPorts {
   readonly gatewayHttp: number;
@@ -18,11 +27,12 @@ export interface MeshPorts {
   /** Worker i serves metrics on workerMetricsBase + i. */
   readonly workerMetricsBase: number;
   /**
-   * Router replicas beyond the first (which listens on `router`), each with its gRPC
-   * and metrics port. Workers register with every replica; the gateway spreads picks
-   * over them.
+   * Replicas beyond the first of each control-plane service (the first listens on
+   * `router`, `admission`, `memoryGuard`). Workers register with every router and
+   * report to every memory-guard; the gateway spreads picks and acquires over the
+   * routers and admissions, which share limits through Redis.
    */
-  readonly extraRouters: readonly { readonly listen: number; readonly metrics: number }[];
+  readonly extraReplicas: { readonly [Service in ControlPlaneService]: readonly ReplicaPorts[] };
 }
 
 export const defaultPorts: MeshPorts = Object.freeze({
@@ -36,11 +46,11 @@ export const defaultPorts: MeshPorts = Object.freeze({
   routerMetrics: 9102,
   memoryGuardMetrics: 9103,
   workerMetricsBase: 9110,
-  extraRouters: [],
+  extraReplicas: { router: [], admission: [], memoryGuard: [] },
 });
 
-/** Router replica k (from 1) listens k times this above the first replica's ports: clear of the small offsets meshes run side by side at. */
-const routerReplicaStride = 1_000;
+/** Replica k (from 1) of a service listens k times this above the first replica's ports: clear of the small offsets meshes run side by side at. */
+const replicaStride = 1_000;
 
 /** How a mesh's ports differ from the defaults. */
 export interface PortPlan {
@@ -52,8 +62,8 @@ export interface PortPlan {
   readonly gatewayGrpc?: number;
   /** Workers, each with its own gRPC and metrics port. */
   readonly workers: number;
-  /** Router replicas (1 unless given); replica k listens 1,000 × k above the first's ports. */
-  readonly routerReplicas?: number;
+  /** Replicas of each control-plane service (1 unless given); replica k listens 1,000 × k above the first's ports. */
+  readonly replicas?: { readonly [Service in ControlPlaneService]?: number };
 }
 
 /** The ports of a mesh laid out by `plan`; throws when one would pass 65535 or two processes would share one. */
@@ -65,10 +75,11 @@ export function meshPorts(plan: PortPlan): MeshPorts {
     ...moved,
     gatewayHttp: plan.gatewayHttp ?? moved.gatewayHttp,
     gatewayGrpc: plan.gatewayGrpc ?? moved.gatewayGrpc,
-    extraRouters: Array.from({ length: (plan.routerReplicas ?? 1) - 1 }, (_, replica) => ({
-      listen: moved.router + routerReplicaStride * (replica + 1),
-      metrics: moved.routerMetrics + routerReplicaStride * (replica + 1),
-    })),
+    extraReplicas: {
+      router: extraReplicaPorts(plan.replicas?.router, moved.router, moved.routerMetrics),
+      admission: extraReplicaPorts(plan.replicas?.admission, moved.admission, moved.admissionMetrics),
+      memoryGuard: extraReplicaPorts(plan.replicas?.memoryGuard, moved.memoryGuard, moved.memoryGuardMetrics),
+    },
   });
   const taken = new Map<number, string>();
   for (const [what, port] of listeningPorts(ports, plan.workers)) {
@@ -79,6 +90,16 @@ export function meshPorts(plan: PortPlan): MeshPorts {
   }
   return ports;
 }
+
+/** Replicas 1… of a service whose first replica listens on `listen` and `metrics`. */
+const extraReplicaPorts = (replicas = 1, listen: number, metrics: number): ReplicaPorts[] =>
+  Array.from({ length: replicas - 1 }, (_, index) => ({
+    listen: listen + replicaStride * (index + 1),
+    metrics: metrics + replicaStride * (index + 1),
+  }));
+
+/** A replica's process name: "router" for the first, "router-1" for the next. */
+export const replicaName = (service: string, index: number) => (index === 0 ? service : `${service}-${index}`);
 
 /** Every port a mesh of `workers` workers listens on, each with what listens there. */
 export function listeningPorts(ports: MeshPorts, workers: number): [what: string, port: number][] {
@@ -91,10 +112,12 @@ export function listeningPorts(ports: MeshPorts, workers: number): [what: string
     ["admission's metrics", ports.admissionMetrics],
     ["the router's metrics", ports.routerMetrics],
     ["memory-guard's metrics", ports.memoryGuardMetrics],
-    ...ports.extraRouters.flatMap(({ listen, metrics }, index): [string, number][] => [
-      [`router-${index + 1}`, listen],
-      [`router-${index + 1}'s metrics`, metrics],
-    ]),
+    ...(Object.entries(ports.extraReplicas) as [ControlPlaneService, readonly ReplicaPorts[]][]).flatMap(([service, replicas]) =>
+      replicas.flatMap(({ listen, metrics }, index): [string, number][] => [
+        [replicaName(processName[service], index + 1), listen],
+        [`${replicaName(processName[service], index + 1)}'s metrics`, metrics],
+      ]),
+    ),
   ];
   for (let index = 0; index < workers; index += 1) {
     list.push([`worker-${index}`, ports.workerBase + index], [`worker-${index}'s metrics`, ports.workerMetricsBase + index]);
@@ -118,6 +141,8 @@ export interface MeshLayout {
   readonly admissionArgs?: readonly string[];
   /** Extra flags for the router (every replica). */
   readonly routerArgs?: readonly string[];
+  /** The shared mode's Redis, for admission (required with several admission replicas). */
+  readonly redisUrl?: string;
   /**
    * Internal gRPC security: the directory ensureLocalPki filled (each service gets its
    * <role>/ subdirectory), or "insecure" for plaintext.
@@ -138,45 +163,39 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
   const otel = (name: string) => ({ OTEL_SERVICE_NAME: `infermesh-${name}` });
   const security = layout.security;
   const tls = (role: MeshRole) => (security === "insecure" ? ["--insecure", "true"] : ["--tls-dir", join(security.pkiDir, role)]);
-  const routers = [{ listen: ports.router, metrics: ports.routerMetrics }, ...ports.extraRouters];
-  const routerAddresses = routers.map((router) => at(router.listen)).join(",");
+  const replicasOf = (service: ControlPlaneService, first: ReplicaPorts) => [first, ...ports.extraReplicas[service]];
+  const memoryGuards = replicasOf("memoryGuard", { listen: ports.memoryGuard, metrics: ports.memoryGuardMetrics });
+  const routers = replicasOf("router", { listen: ports.router, metrics: ports.routerMetrics });
+  const admissions = replicasOf("admission", { listen: ports.admission, metrics: ports.admissionMetrics });
+  const addresses = (replicas: readonly ReplicaPorts[]) => replicas.map((replica) => at(replica.listen)).join(",");
+  const memoryGuardAddresses = addresses(memoryGuards);
+  const routerAddresses = addresses(routers);
+  const redis = layout.redisUrl ? ["--redis-url", layout.redisUrl] : [];
+  const replica =
+    (service: ControlPlaneService, script: string, extra: (index: number) => readonly string[]) =>
+    (replicaPorts: ReplicaPorts, index: number): ChildSpec => ({
+      name: replicaName(processName[service], index),
+      script: entryPoint(script),
+      args: ["--listen", at(replicaPorts.listen), "--metrics-port", String(replicaPorts.metrics), ...extra(index)],
+      env: otel(processName[service]),
+    });
   const children: ChildSpec[] = [
-    {
-      name: "memory-guard",
-      script: entryPoint("services/memory-guard/main.js"),
-      args: ["--listen", at(ports.memoryGuard), "--metrics-port", String(ports.memoryGuardMetrics), ...tls("memory-guard")],
-      env: otel("memory-guard"),
-    },
-    ...routers.map((router, index) => ({
-      name: index === 0 ? "router" : `router-${index}`,
-      script: entryPoint("services/router/main.js"),
-      args: [
-        "--listen",
-        at(router.listen),
-        "--metrics-port",
-        String(router.metrics),
-        "--memory-guard-address",
-        at(ports.memoryGuard),
+    ...memoryGuards.map(replica("memoryGuard", "services/memory-guard/main.js", () => tls("memory-guard"))),
+    ...routers.map(
+      replica("router", "services/router/main.js", () => [
+        ...["--memory-guard-address", memoryGuardAddresses],
         ...tls("router"),
         ...(layout.routerArgs ?? []),
-      ],
-      env: otel("router"),
-    })),
-    {
-      name: "admission",
-      script: entryPoint("services/admission/main.js"),
-      args: [
-        "--listen",
-        at(ports.admission),
-        "--metrics-port",
-        String(ports.admissionMetrics),
-        "--memory-guard-address",
-        at(ports.memoryGuard),
+      ]),
+    ),
+    ...admissions.map(
+      replica("admission", "services/admission/main.js", () => [
+        ...["--memory-guard-address", memoryGuardAddresses],
+        ...redis,
         ...tls("admission"),
         ...(layout.admissionArgs ?? []),
-      ],
-      env: otel("admission"),
-    },
+      ]),
+    ),
   ];
   for (let index = 0; index < layout.workers; index += 1) {
     children.push({
@@ -192,7 +211,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
         "--router-address",
         routerAddresses,
         "--memory-guard-address",
-        at(ports.memoryGuard),
+        memoryGuardAddresses,
         ...(layout.gpuPerWorker ? ["--gpu-index", String(index)] : []),
         ...tls("worker"),
         ...layout.workerArgs,
@@ -212,11 +231,11 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
       "--grpc-listen",
       at(ports.gatewayGrpc),
       "--admission-address",
-      at(ports.admission),
+      addresses(admissions),
       "--router-address",
       routerAddresses,
       "--memory-guard-address",
-      at(ports.memoryGuard),
+      memoryGuardAddresses,
       ...tls("gateway"),
       ...(layout.gatewayArgs ?? []),
     ],
@@ -224,3 +243,10 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
   });
   return children;
 }
+
+/** The process name of each control-plane service's replicas. */
+const processName: { readonly [Service in ControlPlaneService]: string } = {
+  router: "router",
+  admission: "admission",
+  memoryGuard: "memory-guard",
+};

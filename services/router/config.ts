@@ -3,7 +3,7 @@ import { eventLogSetting } from "../common/decision-events.js";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { pickPolicies, type SchedulerConfig } from "./scheduling/scheduler.js";
 import { defaultScorerWeights, scorers } from "./scheduling/scorers/index.js";
-import { decimal, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import { decimal, integer, loadConfig, port, type ConfigSources, optionalAddressList } from "../common/config.js";
 
 export const routerConfigSchema = z.object({
   /** host:port of the gRPC server. */
@@ -12,8 +12,8 @@ export const routerConfigSchema = z.object({
   metricsHost: z.string().default("127.0.0.1"),
   /** Port of the Prometheus endpoint. */
   metricsPort: port().default(9102),
-  /** host:port of memory-guard, whose pressure the router watches; empty to run without. */
-  memoryGuardAddress: z.string().default("127.0.0.1:50053"),
+  /** host:port of memory-guard, whose pressure the router watches; replicas comma-separated (it watches one, and the next when that one fails); empty to run without. */
+  memoryGuardAddress: optionalAddressList().default(["127.0.0.1:50053"]),
   /** How often workers send a load report when nothing changes. */
   reportIntervalMs: integer(50, 60_000).default(1_000),
   /** Reports missed before a worker stops being picked (it is still listed). */

@@ -1,6 +1,7 @@
 import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { systemClock } from "../common/clock.js";
+import { ReplicaSet } from "../common/replica-set.js";
 import { createGrpcClient } from "../common/grpc-client.js";
 import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
@@ -52,8 +53,12 @@ try {
     addServices: (server) => server.add(RouterServiceDefinition, service),
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);
-  if (config.memoryGuardAddress !== "") {
-    const memoryGuard = createGrpcClient(MemoryGuardServiceDefinition, security.channel(config.memoryGuardAddress, "memory-guard"), 2_000);
+  if (config.memoryGuardAddress.length > 0) {
+    const memoryGuard = new ReplicaSet(
+      config.memoryGuardAddress.map((address) =>
+        createGrpcClient(MemoryGuardServiceDefinition, security.channel(address, "memory-guard"), 2_000),
+      ),
+    );
     void watchPressure(memoryGuard, fleet, logger, lifetime.signal);
   }
   logger.info({ metricsPort: metrics.port }, "router ready");

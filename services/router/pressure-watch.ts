@@ -1,6 +1,7 @@
 import type { Client } from "nice-grpc";
 import type { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { keepConnected, logReconnect } from "../common/backoff.js";
+import type { ReplicaSet } from "../common/replica-set.js";
 import type { Logger } from "../common/logger.js";
 import type { Fleet } from "./fleet.js";
 
@@ -9,14 +10,15 @@ import type { Fleet } from "./fleet.js";
  * with backoff. While memory-guard is away the last known levels stay in force.
  */
 export function watchPressure(
-  client: Client<typeof MemoryGuardServiceDefinition>,
+  replicas: ReplicaSet<Client<typeof MemoryGuardServiceDefinition>>,
   fleet: Fleet,
   logger: Logger,
   signal: AbortSignal,
 ): Promise<void> {
   return keepConnected(
     async (attemptSignal) => {
-      for await (const snapshot of client.watch({}, { signal: attemptSignal })) {
+      // One replica at a time (each sees every worker's reports), the next when it fails.
+      for await (const snapshot of replicas.next().watch({}, { signal: attemptSignal })) {
         for (const device of snapshot.devices) fleet.setPressure(device.workerId, device.level);
       }
     },

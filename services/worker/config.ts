@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
-import { addressList, boolean, integer, loadConfig, port, type ConfigSources } from "../common/config.js";
+import { addressList, boolean, integer, loadConfig, port, type ConfigSources, optionalAddressList } from "../common/config.js";
 import { userCacheDir } from "../common/paths.js";
 import { priorityOrders, upstreamFlavors } from "./engines/openai/options.js";
 
@@ -20,8 +20,8 @@ export const workerConfigSchema = z.object({
    * keeps a Connect stream to each, so every replica sees the whole fleet.
    */
   routerAddress: addressList().default(["127.0.0.1:50052"]),
-  /** host:port of memory-guard to report KV usage to; empty to run without. */
-  memoryGuardAddress: z.string().default("127.0.0.1:50053"),
+  /** host:port of memory-guard to report KV usage to; replicas comma-separated (it reports to each); empty to run without. */
+  memoryGuardAddress: optionalAddressList().default(["127.0.0.1:50053"]),
   /**
    * Least time between two load reports to the router and two KV reports to
    * memory-guard. A change after a quiet spell is reported at once; the changes of a

@@ -26,6 +26,8 @@ export function keepReportingKv(options: {
   signal: AbortSignal;
   minIntervalMs: number;
   maxIntervalMs?: number;
+  /** This stream's place among the memory-guard replicas' (their commands are obeyed from the primary alone); the only one without. */
+  link?: LinkMember;
 }): Promise<void> {
   const { runtime, logger } = options;
   let throttle: Throttle | undefined;
@@ -66,10 +68,14 @@ export function keepReportingKv(options: {
       const timer = setInterval(() => throttle?.flush(), options.maxIntervalMs ?? 1_000);
       try {
         for await (const command of options.client.report(outgoing, { signal })) {
+          // Up once the replica answers: it sends the device's level after the first report.
+          options.link?.setUp(true);
           if (command.event?.$case === "pressureChanged") {
             // At warn the next report lists the idle sessions memory-guard may evict: send it now.
             level = command.event.value.level;
             throttle?.flush();
+          } else if (options.link && !options.link.isPrimary()) {
+            // Another replica's stream is the primary: it sends the same eviction.
           } else if (command.event?.$case === "evictIdle" && runtime.engine) {
             const freed = await runtime.engine.evictIdle(command.event.value.targetFreeTokens);
             logger.info({ asked: command.event.value.targetFreeTokens, freed }, "evicted idle sequences for memory-guard");
@@ -80,6 +86,7 @@ export function keepReportingKv(options: {
           }
         }
       } finally {
+        options.link?.setUp(false);
         throttle?.cancel();
         throttle = undefined;
         clearInterval(timer);
@@ -89,4 +96,32 @@ export function keepReportingKv(options: {
     options.signal,
     logReconnect(logger, "memory-guard stream lost; reconnecting"),
   );
+}
+
+/** One memory-guard replica's stream, as the worker's PrimaryLink sees it. */
+export interface LinkMember {
+  setUp(up: boolean): void;
+  isPrimary(): boolean;
+}
+
+/**
+ * Which memory-guard replica a worker obeys: the first (in the configured order)
+ * whose Report stream is up. Every replica receives every report and decides the same
+ * evictions; obeying one keeps a worker from evicting twice what was asked once.
+ */
+export class PrimaryLink {
+  private readonly up: boolean[];
+
+  constructor(replicas: number) {
+    this.up = Array.from({ length: replicas }, () => false);
+  }
+
+  member(index: number): LinkMember {
+    return {
+      setUp: (up) => {
+        this.up[index] = up;
+      },
+      isPrimary: () => this.up.indexOf(true) === index,
+    };
+  }
 }

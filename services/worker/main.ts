@@ -17,7 +17,7 @@ import { loadEngine } from "./engine-loader.js";
 import { Arrivals } from "./arrivals.js";
 import { FailureWindow } from "./failure-window.js";
 import { KvReservations } from "./kv-reservations.js";
-import { keepReportingKv } from "./kv-reporter.js";
+import { keepReportingKv, PrimaryLink } from "./kv-reporter.js";
 import { keepRegistered } from "./membership.js";
 import { EngineHost } from "./engine-host.js";
 import { exportEngineMetrics } from "./engine-metrics.js";
@@ -38,9 +38,10 @@ try {
     modelDir: resolve(config.modelDir),
     drainGraceMs: config.shutdownGraceMs,
   });
-  const memoryGuard = config.memoryGuardAddress
-    ? createGrpcClient(MemoryGuardServiceDefinition, security.channel(config.memoryGuardAddress, "memory-guard"), 2_000)
-    : undefined;
+  const memoryGuards = config.memoryGuardAddress.map((memoryGuardAddress) => ({
+    address: memoryGuardAddress,
+    client: createGrpcClient(MemoryGuardServiceDefinition, security.channel(memoryGuardAddress, "memory-guard"), 2_000),
+  }));
   const reservations = new KvReservations();
   const failures = new FailureWindow();
   const arrivals = new Arrivals();
@@ -124,17 +125,22 @@ try {
         arrivals: arrivals.reader(),
       });
     }
-    if (memoryGuard) {
+    // One Report stream per memory-guard replica, so each sees every worker; eviction
+    // commands are carried out from one of them only (the first whose stream is up),
+    // since every replica decides the same evictions from the same reports.
+    const links = new PrimaryLink(memoryGuards.length);
+    memoryGuards.forEach(({ address: memoryGuardAddress, client }, index) => {
       void keepReportingKv({
-        client: memoryGuard,
+        client,
         workerId,
         runtime,
         reservations,
-        logger: log,
+        logger: log.child({ memory_guard: memoryGuardAddress }),
         signal: lifetime.signal,
         minIntervalMs: config.reportMinIntervalMs,
+        link: links.member(index),
       });
-    }
+    });
   }
 } catch (error) {
   exitOnStartupFailure(logger, error);

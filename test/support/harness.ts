@@ -145,6 +145,8 @@ export interface TestMesh {
   readonly ports: MeshPorts;
   /** Each router replica's metrics port: ports.routerMetrics, then the extra replicas'. */
   readonly routerMetricsPorts: readonly number[];
+  /** Each admission replica's metrics port, the first's first. */
+  readonly admissionMetricsPorts: readonly number[];
   readonly supervisor: Supervisor;
   /** Every output line of every process, "[name] line". */
   readonly logs: string[];
@@ -197,21 +199,36 @@ export async function startTestMesh(
     workers?: number;
     /** Router replicas ("router", then "router-1", …); 1 unless given. */
     routers?: number;
+    /** Admission replicas ("admission", "admission-1", …); 1 unless given. Several need `redisUrl`. */
+    admissions?: number;
+    /** Memory-guard replicas; 1 unless given. */
+    memoryGuards?: number;
+    /** The shared mode's Redis, for admission. */
+    redisUrl?: string;
   } = {},
 ): Promise<TestMesh> {
   const workers = options.workers ?? 1;
   const pkiDir = await makeTestPki();
-  const free = await freePorts(10 + 2 * Math.max(0, (options.routers ?? 1) - 1));
+  const replicas = { router: options.routers ?? 1, admission: options.admissions ?? 1, memoryGuard: options.memoryGuards ?? 1 };
+  const extras = replicas.router + replicas.admission + replicas.memoryGuard - 3;
+  const free = await freePorts(10 + 2 * extras);
   // Several workers take consecutive ports from workerBase and workerMetricsBase.
   if (workers > 1) {
     free[8] = await freePortRange(workers, free);
     free[9] = await freePortRange(workers, [...free, ...Array.from({ length: workers }, (_, index) => free[8]! + index)]);
   }
-  // Router replicas past the first: two ports each, after the ten above.
-  const extraRouters = Array.from({ length: (options.routers ?? 1) - 1 }, (_, replica) => ({
-    listen: free[10 + 2 * replica]!,
-    metrics: free[11 + 2 * replica]!,
-  }));
+  // Replicas past the first: two ports each, after the ten above.
+  let next = 10;
+  const extraOf = (count: number) =>
+    Array.from({ length: count - 1 }, () => {
+      next += 2;
+      return { listen: free[next - 2]!, metrics: free[next - 1]! };
+    });
+  const extraReplicas = {
+    router: extraOf(replicas.router),
+    admission: extraOf(replicas.admission),
+    memoryGuard: extraOf(replicas.memoryGuard),
+  };
   const ports: MeshPorts = {
     gatewayHttp: free[0]!,
     gatewayGrpc: free[1]!,
@@ -223,7 +240,7 @@ export async function startTestMesh(
     memoryGuardMetrics: free[7]!,
     workerBase: free[8]!,
     workerMetricsBase: free[9]!,
-    extraRouters,
+    extraReplicas,
   };
   const otel: Record<string, string> = options.otlpEndpoint
     ? {
@@ -256,6 +273,7 @@ export async function startTestMesh(
     routerArgs: options.routerArgs,
     workerArgsOf: options.workerArgsOf,
     gatewayArgs: options.gatewayArgs,
+    redisUrl: options.redisUrl,
     security: { pkiDir },
   }).map((child) => ({ ...child, env: { ...child.env, ...otel, INFERMESH_WORKER_LOG_LEVEL: "debug" } }));
   supervisor.start(children);
@@ -269,7 +287,8 @@ export async function startTestMesh(
   return {
     baseUrl,
     ports,
-    routerMetricsPorts: [ports.routerMetrics, ...extraRouters.map((router) => router.metrics)],
+    routerMetricsPorts: [ports.routerMetrics, ...extraReplicas.router.map((router) => router.metrics)],
+    admissionMetricsPorts: [ports.admissionMetrics, ...extraReplicas.admission.map((admission) => admission.metrics)],
     supervisor,
     logs,
     pkiDir,

@@ -9,6 +9,8 @@ import { toApiError } from "../../errors.js";
 import type { MeshClients } from "../../mesh/clients.js";
 import type { RecentRequests } from "../../observability/recent-requests.js";
 
+type DebugClient = MeshClients["debug"]["admission"][number];
+
 /** What the bundle gathers besides the mesh's own parts. */
 export interface DebugBundleDeps {
   readonly clients: MeshClients;
@@ -67,14 +69,27 @@ export function registerDebugBundle(app: FastifyInstance, deps: DebugBundleDeps)
         return undefined;
       }
     };
+    // Every replica of each control-plane service: "admission", "admission-1", …
+    const replicaParts = (role: string, replicas: readonly DebugClient[]) =>
+      Promise.all(
+        replicas.map(async (replica, index) => {
+          const name = index === 0 ? role : `${role}-${index}`;
+          return { name, info: await gather(name, () => replica.getDebugInfo({})) };
+        }),
+      );
     const [gateway, admission, router, memoryGuard, fleet, splits, stats] = await Promise.all([
       debugInfo(deps.gateway),
-      gather("admission", () => clients.debug.admission.getDebugInfo({})),
-      gather("router", () => clients.debug.router.getDebugInfo({})),
-      gather("memory-guard", () => clients.debug.memoryGuard.getDebugInfo({})),
+      replicaParts("admission", clients.debug.admission),
+      replicaParts("router", clients.debug.router),
+      replicaParts("memory-guard", clients.debug.memoryGuard),
       gather("router/fleet", () => clients.router.listWorkers({})),
       gather("router/splits", () => clients.router.listTrafficSplits({})),
-      gather("admission/stats", () => clients.admission.getStats({})),
+      Promise.all(
+        clients.admission.members.map(async (replica, index) => ({
+          name: index === 0 ? "admission" : `admission-${index}`,
+          stats: await gather(`${index === 0 ? "admission" : `admission-${index}`}/stats`, () => replica.getStats({})),
+        })),
+      ),
     ]);
     const workers = await Promise.all(
       (fleet?.workers ?? []).map(async (worker) => {
@@ -85,9 +100,9 @@ export function registerDebugBundle(app: FastifyInstance, deps: DebugBundleDeps)
     );
     const services = [
       { name: "gateway", info: gateway },
-      { name: "admission", info: admission },
-      { name: "router", info: router },
-      { name: "memory-guard", info: memoryGuard },
+      ...admission,
+      ...router,
+      ...memoryGuard,
       ...workers.map(({ id, info }) => ({ name: `workers/${id}`, info })),
     ];
     const entries: Entry[] = [
@@ -106,7 +121,7 @@ export function registerDebugBundle(app: FastifyInstance, deps: DebugBundleDeps)
       ...services.flatMap(({ name, info }) => (info ? partOf(name, info) : [])),
       ...(fleet ? ([["router/fleet.json", json(ListWorkersResponse.toJSON(fleet))]] as Entry[]) : []),
       ...(splits ? ([["router/splits.json", json(ListTrafficSplitsResponse.toJSON(splits))]] as Entry[]) : []),
-      ...(stats ? ([["admission/stats.json", json(GetStatsResponse.toJSON(stats))]] as Entry[]) : []),
+      ...stats.flatMap(({ name, stats }): Entry[] => (stats ? [[`${name}/stats.json`, json(GetStatsResponse.toJSON(stats))]] : [])),
       ["requests/slowest.json", json(deps.recent.slowest(20))],
       ["requests/failed.json", json(deps.recent.failed(50))],
       ["problems.json", json(problems)],
