@@ -4,10 +4,14 @@
  * router's own Scheduler in this process, so the figure is the router's decision, without
  * the gRPC round trip around it (see `npm run bench` for that).
  *
- *   npm run bench:router                               (100, 1,000 and 5,000 workers)
- *   npm run bench:router -- --workers 1000 --picks 50000 --blocks 8192
+ * Then the same workload on 1 and 2 router replicas at once (each its own thread with
+ * its own copy of the fleet, as each replica is its own process): picks/s across them.
+ *
+ *   npm run bench:router                               (100, 1,000, 10,000 workers; 1 and 2 replicas of 1,000)
+ *   npm run bench:router -- --workers 1000 --picks 50000 --blocks 8192 --replicas 1,2 --replica-fleet 1000
  */
 import { parseArgs } from "node:util";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { ServingState } from "../../gen/infermesh/common/v1/common.js";
 import { LoadReport } from "../../gen/infermesh/router/v1/router_service.js";
 import { ManualClock } from "../../services/common/clock.js";
@@ -22,7 +26,9 @@ import { kvNeedTokens } from "../../services/common/kv-need.js";
 
 const { values } = parseArgs({
   options: {
-    workers: { type: "string", default: "100,1000,5000" },
+    workers: { type: "string", default: "100,1000,10000" },
+    replicas: { type: "string", default: "1,2" },
+    "replica-fleet": { type: "string", default: "1000" },
     picks: { type: "string", default: "20000" },
     /** Prefix blocks each worker's table holds (64 characters each). */
     blocks: { type: "string", default: "8192" },
@@ -113,11 +119,9 @@ function queries(count: number): PickQuery[] {
 
 const percentile = (sorted: Float64Array, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const workload = queries(picks);
-console.log(
-  `router scale: Pick (filter, score, pick, commit) in-process, ${picks} picks per fleet, ${blocksPerWorker} prefix blocks per worker`,
-);
-console.log("workers | build s | p50 µs | p90 µs | p99 µs | max µs | picks/s | to a prefix holder");
-for (const size of fleetSizes) {
+
+/** Builds a fleet of `size`, warms it up, then times `picks` picks: each pick's latency, the wall time, and how many went to a prefix holder. */
+function measure(size: number) {
   const builtAt = performance.now();
   const { scheduler } = buildFleet(size);
   const buildSeconds = (performance.now() - builtAt) / 1000;
@@ -137,10 +141,70 @@ for (const size of fleetSizes) {
     latencies[index] = (performance.now() - start) * 1000;
     if (placements[0]!.scores.prefix! > 0) affinity += 1;
   }
-  const wall = performance.now() - begin;
-  latencies.sort();
+  return { buildSeconds, latencies, wallMs: performance.now() - begin, affinity };
+}
+
+if (!isMainThread) {
+  // A replica: build, then wait for the start signal so every replica picks at the same time.
+  const size = workerData as number;
+  const { scheduler } = buildFleet(size);
+  for (const query of workload.slice(0, Math.min(2_000, picks))) scheduler.commit(query, scheduler.pick(query).placements[0]!);
+  parentPort!.postMessage("ready");
+  parentPort!.once("message", () => {
+    const begin = performance.now();
+    for (const query of workload) scheduler.commit(query, scheduler.pick(query).placements[0]!);
+    parentPort!.postMessage({ startedAt: performance.timeOrigin + begin, endedAt: performance.timeOrigin + performance.now() });
+  });
+} else {
   console.log(
-    `${String(size).padStart(7)} | ${buildSeconds.toFixed(1).padStart(7)} | ${[50, 90, 99].map((p) => percentile(latencies, p).toFixed(1).padStart(6)).join(" | ")} | ` +
-      `${latencies[latencies.length - 1]!.toFixed(0).padStart(6)} | ${((picks * 1000) / wall).toFixed(0).padStart(7)} | ${((100 * affinity) / picks).toFixed(1)} %`,
+    `router scale: Pick (filter, score, pick, commit) in-process, ${picks} picks per fleet, ${blocksPerWorker} prefix blocks per worker`,
   );
+  console.log("workers | build s | p50 µs | p90 µs | p99 µs | max µs | picks/s | to a prefix holder");
+  for (const size of fleetSizes) {
+    const { buildSeconds, latencies, wallMs, affinity } = measure(size);
+    latencies.sort();
+    console.log(
+      `${String(size).padStart(7)} | ${buildSeconds.toFixed(1).padStart(7)} | ${[50, 90, 99].map((p) => percentile(latencies, p).toFixed(1).padStart(6)).join(" | ")} | ` +
+        `${latencies[latencies.length - 1]!.toFixed(0).padStart(6)} | ${((picks * 1000) / wallMs).toFixed(0).padStart(7)} | ${((100 * affinity) / picks).toFixed(1)} %`,
+    );
+  }
+  await replicaScaling(values.replicas.split(",").map(Number), Number(values["replica-fleet"]));
+}
+
+/**
+ * Router replicas at once, each on its own copy of a `size` fleet, all picking the
+ * same workload from the same instant: picks/s across them, from the first start to
+ * the last end. Replicas are independent (each is its own process in a deployment),
+ * so this grows with replicas while cores last.
+ */
+async function replicaScaling(counts: readonly number[], size: number): Promise<void> {
+  console.log(`\nrouter replicas, ${size} workers each, ${picks} picks per replica, picking at once`);
+  console.log("replicas | picks/s across them | vs 1 replica");
+  let single: number | undefined;
+  for (const count of counts) {
+    const threads = Array.from(
+      { length: count },
+      () =>
+        new Worker(new URL(import.meta.url), {
+          workerData: size,
+          argv: process.argv.slice(2),
+          resourceLimits: { maxOldGenerationSizeMb: 8_192 },
+        }),
+    );
+    await Promise.all(threads.map((thread) => new Promise((resolve) => thread.once("message", resolve))));
+    const spans = await Promise.all(
+      threads.map(
+        (thread) =>
+          new Promise<{ startedAt: number; endedAt: number }>((resolve) => {
+            thread.once("message", resolve);
+            thread.postMessage("go");
+          }),
+      ),
+    );
+    await Promise.all(threads.map((thread) => thread.terminate()));
+    const wallMs = Math.max(...spans.map((span) => span.endedAt)) - Math.min(...spans.map((span) => span.startedAt));
+    const rate = (count * picks * 1000) / wallMs;
+    single ??= rate;
+    console.log(`${String(count).padStart(8)} | ${rate.toFixed(0).padStart(19)} | ${(rate / single).toFixed(2)}×`);
+  }
 }
