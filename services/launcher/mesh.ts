@@ -141,7 +141,7 @@ export interface MeshLayout {
   readonly admissionArgs?: readonly string[];
   /** Extra flags for the router (every replica). */
   readonly routerArgs?: readonly string[];
-  /** The shared mode's Redis, for admission (required with several admission replicas). */
+  /** The shared mode's Redis, for admission (required with several admission replicas) and the routers' traffic splits. */
   readonly redisUrl?: string;
   /**
    * Internal gRPC security: the directory ensureLocalPki filled (each service gets its
@@ -184,6 +184,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
     ...routers.map(
       replica("router", "services/router/main.js", () => [
         ...["--memory-guard-address", memoryGuardAddresses],
+        ...redis,
         ...tls("router"),
         ...(layout.routerArgs ?? []),
       ]),

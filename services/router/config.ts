@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { redisUrlSetting } from "../common/redis.js";
 import { eventLogSetting } from "../common/decision-events.js";
 import { meshSecuritySettings } from "../common/mesh-security/settings.js";
 import { pickPolicies, type SchedulerConfig } from "./scheduling/scheduler.js";
@@ -12,6 +13,8 @@ export const routerConfigSchema = z.object({
   metricsHost: z.string().default("127.0.0.1"),
   /** Port of the Prometheus endpoint. */
   metricsPort: port().default(9102),
+  /** The shared mode's Redis: traffic splits are kept there, so every replica and a restarted one route by the same. Empty: in memory. */
+  redisUrl: redisUrlSetting(),
   /** host:port of memory-guard, whose pressure the router watches; replicas comma-separated (it watches one, and the next when that one fails); empty to run without. */
   memoryGuardAddress: optionalAddressList().default(["127.0.0.1:50053"]),
   /** How often workers send a load report when nothing changes. */

@@ -14,6 +14,8 @@ import { Fleet } from "./fleet.js";
 import { Scheduler } from "./scheduling/scheduler.js";
 import { PrefixTable } from "./prefix-table.js";
 import { SessionTable } from "./session-table.js";
+import { SharedRedis } from "../common/redis.js";
+import { SharedSplits } from "./shared-splits.js";
 import { TrafficSplits } from "./traffic-split.js";
 import { watchPressure } from "./pressure-watch.js";
 import { createRouterService } from "./router-service.js";
@@ -33,11 +35,23 @@ try {
   const prefixes = new PrefixTable(config.prefixBlocksPerWorker);
   const scheduler = new Scheduler(fleet, prefixes, new SessionTable(config.sessionCapacity), schedulerConfig(config));
   const lifetime = new AbortController();
+  const splits = new TrafficSplits();
+  // The shared mode: traffic splits live in Redis, the same on every replica and after a restart.
+  const redis =
+    config.redisUrl === ""
+      ? undefined
+      : new SharedRedis(config.redisUrl, logger, registry, {
+          what: "traffic splits",
+          fallback: "the traffic splits in force stay, and a split set now is not saved",
+        });
+  const sharedSplits = redis && new SharedSplits(redis, splits, logger);
+  sharedSplits?.start();
   const service = createRouterService({
     fleet,
     scheduler,
     prefixes,
-    splits: new TrafficSplits(),
+    splits,
+    saveSplit: sharedSplits && ((split) => sharedSplits.save(split)),
     reportIntervalMs: config.reportIntervalMs,
     registry,
     logger,
@@ -66,6 +80,8 @@ try {
     grpc.setServing(false);
     lifetime.abort();
     await grpc.close(config.shutdownGraceMs);
+    sharedSplits?.close();
+    await redis?.close();
     metrics.server.close();
   });
 } catch (error) {

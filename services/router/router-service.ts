@@ -6,6 +6,7 @@ import type {
   ConnectResponse,
   PickRequest,
   RouterServiceDefinition,
+  TrafficSplit,
 } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Logger } from "../common/logger.js";
 import { type DecisionEvents, noDecisionEvents } from "../common/decision-events.js";
@@ -22,6 +23,8 @@ export interface RouterServiceDeps {
   readonly scheduler: Scheduler;
   readonly prefixes: PrefixTable;
   readonly splits: TrafficSplits;
+  /** The shared mode: saves a split just set, for the other replicas and a restart. */
+  readonly saveSplit?: (split: TrafficSplit) => Promise<void>;
   readonly reportIntervalMs: number;
   readonly registry: Registry;
   readonly logger: Logger;
@@ -196,6 +199,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       const split = request.split ?? { model: "", targets: [] };
       const problem = splits.set(split);
       if (problem) throw new ServerError(Status.INVALID_ARGUMENT, problem);
+      await deps.saveSplit?.(split);
       logger.info({ model: split.model, targets: split.targets }, split.targets.length > 0 ? "traffic split set" : "traffic split removed");
       return { splits: splits.list() };
     },

@@ -21,6 +21,19 @@ export class TrafficSplits {
     return undefined;
   }
 
+  /** Replaces every split with `splits` (the shared store's); returns those refused, and why. */
+  replaceAll(splits: readonly TrafficSplit[]): { model: string; problem: string }[] {
+    const refused: { model: string; problem: string }[] = [];
+    const valid = splits.filter((split) => {
+      const problem = problemOf(split);
+      if (problem) refused.push({ model: split.model, problem });
+      return problem === undefined && split.targets.length > 0;
+    });
+    this.splits.clear();
+    for (const split of valid) this.set(split);
+    return refused;
+  }
+
   list(): TrafficSplit[] {
     return [...this.splits.entries()].map(([model, { targets }]) => ({ model, targets: targets.map((target) => ({ ...target })) }));
   }
