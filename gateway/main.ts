@@ -35,10 +35,9 @@ try {
   const security = MeshSecurity.load("gateway", config, logger);
   const clients = new MeshClients(
     security,
-    config.admissionAddress,
-    config.routerAddress,
-    config.memoryGuardAddress,
+    { admission: config.admissionAddress, router: config.routerAddress, memoryGuard: config.memoryGuardAddress },
     config.unaryTimeoutMs,
+    logger,
   );
   const catalog = new ModelCatalog(clients, config.modelCacheMs);
   const flow: FlowDeps = {

@@ -8,6 +8,10 @@ import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_se
 import { createGrpcClient } from "../../services/common/grpc-client.js";
 import type { MeshSecurity } from "../../services/common/mesh-security/mesh-security.js";
 import { RouterReplicas } from "./router-replicas.js";
+import { connectReplicas, type ReplicaConnection } from "../../services/common/replica-discovery.js";
+import type { Logger } from "../../services/common/logger.js";
+import type { MeshRole } from "../../services/common/mesh-security/identity.js";
+import type { CompatServiceDefinition } from "nice-grpc/lib/service-definitions/index.js";
 import { ReplicaSet } from "../../services/common/replica-set.js";
 import type { TraceOptions } from "../../services/common/telemetry/tracing.js";
 
@@ -26,14 +30,14 @@ export interface MeshCall {
 /** The gateway's clients into the mesh; one channel per peer, reused by every request. */
 export class MeshClients {
   /** The admission replicas: a request asks them in turn and passes to the next when one is down. */
-  readonly admission: ReplicaSet<Client<typeof AdmissionServiceDefinition, TraceOptions>>;
+  readonly admission = new ReplicaSet<Client<typeof AdmissionServiceDefinition, TraceOptions>>();
   /** The router replicas: picks spread over them and fail over between them. */
   readonly router: RouterReplicas;
   /** Every control-plane replica's part of a bug report. */
-  readonly debug: {
-    readonly admission: readonly Client<typeof DebugServiceDefinition>[];
-    readonly router: readonly Client<typeof DebugServiceDefinition>[];
-    readonly memoryGuard: readonly Client<typeof DebugServiceDefinition>[];
+  readonly debug = {
+    admission: new ReplicaSet<Client<typeof DebugServiceDefinition>>(),
+    router: new ReplicaSet<Client<typeof DebugServiceDefinition>>(),
+    memoryGuard: new ReplicaSet<Client<typeof DebugServiceDefinition>>(),
   };
   private readonly workers = new Map<
     string,
@@ -45,28 +49,62 @@ export class MeshClients {
       debug?: Client<typeof DebugServiceDefinition>;
     }
   >();
-  private readonly channels: Channel[];
+  /** Closes the control-plane channels and stops discovering replicas. */
+  private readonly lifetime = new AbortController();
 
+  /**
+   * Each address list names a service's replicas: host:port entries, or dns:///host:port
+   * for every pod behind a headless Service (re-resolved as replicas come and go).
+   */
   constructor(
     private readonly security: MeshSecurity,
-    admissionAddresses: readonly string[],
-    routerAddresses: readonly string[],
-    memoryGuardAddresses: readonly string[],
+    addresses: { readonly admission: readonly string[]; readonly router: readonly string[]; readonly memoryGuard: readonly string[] },
     private readonly unaryTimeoutMs: number,
+    logger: Logger,
   ) {
-    const admissionChannels = admissionAddresses.map((address) => security.channel(address, "admission"));
-    const routerChannels = routerAddresses.map((address) => security.channel(address, "router"));
-    // Only the debug bundle talks to memory-guard; grpc-js connects on the first call.
-    const memoryGuardChannels = memoryGuardAddresses.map((address) => security.channel(address, "memory-guard"));
-    this.channels = [...admissionChannels, ...routerChannels, ...memoryGuardChannels];
-    this.admission = new ReplicaSet(
-      admissionChannels.map((channel) => createGrpcClient(AdmissionServiceDefinition, channel, unaryTimeoutMs)),
+    const routers = new ReplicaSet<Client<typeof RouterServiceDefinition, TraceOptions>>();
+    this.router = new RouterReplicas(routers);
+    const discovery = (peer: string) => ({ signal: this.lifetime.signal, logger: logger.child({ peer }) });
+    connectReplicas(
+      addresses.admission,
+      (address) => this.connect(address, "admission", AdmissionServiceDefinition),
+      (replicas) => {
+        this.admission.setMembers(replicas.map(({ client }) => client));
+        this.debug.admission.setMembers(replicas.map(({ debug }) => debug));
+      },
+      discovery("admission"),
     );
-    this.router = new RouterReplicas(routerChannels.map((channel) => createGrpcClient(RouterServiceDefinition, channel, unaryTimeoutMs)));
-    this.debug = {
-      admission: admissionChannels.map((channel) => createGrpcClient(DebugServiceDefinition, channel, unaryTimeoutMs)),
-      router: routerChannels.map((channel) => createGrpcClient(DebugServiceDefinition, channel, unaryTimeoutMs)),
-      memoryGuard: memoryGuardChannels.map((channel) => createGrpcClient(DebugServiceDefinition, channel, unaryTimeoutMs)),
+    connectReplicas(
+      addresses.router,
+      (address) => this.connect(address, "router", RouterServiceDefinition),
+      (replicas) => {
+        routers.setMembers(replicas.map(({ client }) => client));
+        this.debug.router.setMembers(replicas.map(({ debug }) => debug));
+      },
+      discovery("router"),
+    );
+    // Only the debug bundle talks to memory-guard; grpc-js connects on the first call.
+    connectReplicas(
+      addresses.memoryGuard,
+      (address) => this.connect(address, "memory-guard", undefined),
+      (replicas) => this.debug.memoryGuard.setMembers(replicas.map(({ debug }) => debug)),
+      discovery("memory-guard"),
+    );
+  }
+
+  /** A control-plane replica's channel: the service's client on it (where given) and its debug client. */
+  private connect<Definition extends CompatServiceDefinition>(
+    address: string,
+    peer: MeshRole,
+    definition: Definition | undefined,
+  ): ReplicaConnection<{ client: Client<Definition, TraceOptions>; debug: Client<typeof DebugServiceDefinition> }> {
+    const channel = this.security.channel(address, peer);
+    return {
+      clients: {
+        client: (definition ? createGrpcClient(definition, channel, this.unaryTimeoutMs) : undefined) as Client<Definition, TraceOptions>,
+        debug: createGrpcClient(DebugServiceDefinition, channel, this.unaryTimeoutMs),
+      },
+      close: () => channel.close(),
     };
   }
 
@@ -111,7 +149,7 @@ export class MeshClients {
   }
 
   close(): void {
-    for (const channel of this.channels) channel.close();
+    this.lifetime.abort();
     for (const { channel } of this.workers.values()) channel.close();
     this.workers.clear();
   }

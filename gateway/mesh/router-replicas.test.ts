@@ -3,6 +3,7 @@ import test from "node:test";
 import { ClientError, Status } from "nice-grpc";
 import { PickRequest, PickResponse } from "../../gen/infermesh/router/v1/router_service.js";
 import { RouterReplicas } from "./router-replicas.js";
+import { ReplicaSet } from "../../services/common/replica-set.js";
 
 /** A stand-in replica (the real ones are tested end to end in router-replicas.test): records its picks, or fails with `failing`. */
 function replica(name: string, calls: string[], failing?: Status, workers: { id: string; age: number }[] = []) {
@@ -23,7 +24,7 @@ const pickOf = (sessionId: string, prefixBlockHashes: number[] = []) => PickRequ
 
 test("a session's picks all go to one replica; picks without a session or prefix take turns", async () => {
   const calls: string[] = [];
-  const replicas = new RouterReplicas([replica("a", calls), replica("b", calls), replica("c", calls)]);
+  const replicas = new RouterReplicas(new ReplicaSet([replica("a", calls), replica("b", calls), replica("c", calls)]));
   for (let turn = 0; turn < 5; turn += 1) await replicas.pick(pickOf("session-42"), {});
   assert.equal(new Set(calls).size, 1, `one replica: ${calls}`);
   calls.length = 0;
@@ -36,10 +37,12 @@ test("a session's picks all go to one replica; picks without a session or prefix
 
 test("a pick moves on from a replica that is down or does not know the model yet; a refusal it shares is not retried", async () => {
   const calls: string[] = [];
-  const down = new RouterReplicas([replica("a", calls, Status.UNAVAILABLE), replica("b", calls, Status.NOT_FOUND), replica("c", calls)]);
+  const down = new RouterReplicas(
+    new ReplicaSet([replica("a", calls, Status.UNAVAILABLE), replica("b", calls, Status.NOT_FOUND), replica("c", calls)]),
+  );
   for (let turn = 0; turn < 3; turn += 1) assert.equal((await down.pick(pickOf(""), {})).reason, "c");
   calls.length = 0;
-  const refusing = new RouterReplicas([replica("a", calls, Status.INVALID_ARGUMENT), replica("b", calls)]);
+  const refusing = new RouterReplicas(new ReplicaSet([replica("a", calls, Status.INVALID_ARGUMENT), replica("b", calls)]));
   // The first pick without a session or prefix goes to the first replica.
   await assert.rejects(
     refusing.pick(pickOf(""), {}),
@@ -50,14 +53,16 @@ test("a pick moves on from a replica that is down or does not know the model yet
 
 test("the fleet is every replica's list merged, each worker as its freshest report has it, though one replica is down", async () => {
   const calls: string[] = [];
-  const replicas = new RouterReplicas([
-    replica("a", calls, undefined, [
-      { id: "w1", age: 900 },
-      { id: "w2", age: 10 },
+  const replicas = new RouterReplicas(
+    new ReplicaSet([
+      replica("a", calls, undefined, [
+        { id: "w1", age: 900 },
+        { id: "w2", age: 10 },
+      ]),
+      replica("b", calls, undefined, [{ id: "w1", age: 20 }]),
+      replica("c", calls, Status.UNAVAILABLE),
     ]),
-    replica("b", calls, undefined, [{ id: "w1", age: 20 }]),
-    replica("c", calls, Status.UNAVAILABLE),
-  ]);
+  );
   const { workers } = await replicas.listWorkers({});
   const seen = new Map(workers.map((worker) => [worker.registration!.workerId, (worker as unknown as { note: string }).note]));
   assert.deepEqual(Object.fromEntries(seen), { w1: "b", w2: "a" });

@@ -12,7 +12,7 @@ import type {
   SetTrafficSplitRequest,
   SetTrafficSplitResponse,
 } from "../../gen/infermesh/router/v1/router_service.js";
-import { ReplicaSet } from "../../services/common/replica-set.js";
+import type { ReplicaSet } from "../../services/common/replica-set.js";
 import type { TraceOptions } from "../../services/common/telemetry/tracing.js";
 
 type RouterClient = Client<typeof RouterServiceDefinition, TraceOptions>;
@@ -29,11 +29,7 @@ type Options = { signal?: AbortSignal } & TraceOptions;
  * round trip, not an error. What an admin changes goes to every replica.
  */
 export class RouterReplicas {
-  private readonly replicas: ReplicaSet<RouterClient>;
-
-  constructor(clients: readonly RouterClient[]) {
-    this.replicas = new ReplicaSet(clients);
-  }
+  constructor(private readonly replicas: ReplicaSet<RouterClient>) {}
 
   /**
    * The candidates for a request, from the next replica that answers. A replica that

@@ -13,9 +13,20 @@ const neverAborted = new AbortController().signal;
  */
 export class ReplicaSet<Client> {
   private turn = 0;
+  private current: readonly Client[];
 
-  constructor(readonly members: readonly Client[]) {
-    if (members.length === 0) throw new Error("at least one replica");
+  constructor(members: readonly Client[] = []) {
+    this.current = members;
+  }
+
+  /** The replicas now. */
+  get members(): readonly Client[] {
+    return this.current;
+  }
+
+  /** The replicas changed (discovery found or lost some); calls under way keep theirs. */
+  setMembers(members: readonly Client[]): void {
+    this.current = members;
   }
 
   get size(): number {
@@ -24,6 +35,7 @@ export class ReplicaSet<Client> {
 
   /** The next replica in turn: a long-lived stream that broke reconnects to the one after the replica it lost. */
   next(): Client {
+    if (this.members.length === 0) throw noReplica();
     return this.members[this.turn++ % this.members.length]!;
   }
 
@@ -44,14 +56,17 @@ export class ReplicaSet<Client> {
       readonly retryForMs?: number;
     } = {},
   ): Promise<T> {
-    const start = options.home ?? this.turn++ % this.members.length;
+    const turn = this.turn++;
     const giveUpAt = performance.now() + (options.retryForMs ?? 0);
     for (let round = 0; ; round += 1) {
-      let lastError: unknown;
+      // The members as they are this round: discovery may have changed them.
+      const members = this.members;
+      const start = options.home === undefined ? turn : options.home;
+      let lastError: unknown = noReplica();
       let allDown = true;
-      for (let step = 0; step < this.members.length; step += 1) {
+      for (let step = 0; step < members.length; step += 1) {
         try {
-          return await call(this.members[(start + step) % this.members.length]!);
+          return await call(members[(start + step) % members.length]!);
         } catch (error) {
           const down = replicaDown(error);
           if (options.signal?.aborted || !(down || options.passOn?.(error))) throw error;
@@ -68,6 +83,7 @@ export class ReplicaSet<Client> {
 
   /** Calls every replica at once: the answers of those that answered, or a failure if none did. */
   async everyAnswer<T>(call: (replica: Client) => Promise<T>): Promise<T[]> {
+    if (this.members.length === 0) throw noReplica();
     const outcomes = await Promise.allSettled(this.members.map(call));
     const answers = outcomes.flatMap((outcome) => (outcome.status === "fulfilled" ? [outcome.value] : []));
     if (answers.length > 0) return answers;
@@ -76,6 +92,9 @@ export class ReplicaSet<Client> {
     throw ((refused ?? outcomes[0]) as PromiseRejectedResult).reason;
   }
 }
+
+/** No replica is known (discovery has found none yet): as if every one were down. */
+const noReplica = () => new ClientError("", Status.UNAVAILABLE, "no replica of the service is known yet");
 
 /**
  * Whether a call failed because of the replica (unreachable, gone, too slow), so that

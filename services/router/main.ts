@@ -2,6 +2,8 @@ import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memo
 import { RouterServiceDefinition } from "../../gen/infermesh/router/v1/router_service.js";
 import { systemClock } from "../common/clock.js";
 import { ReplicaSet } from "../common/replica-set.js";
+import { connectReplicas } from "../common/replica-discovery.js";
+import type { Client } from "nice-grpc";
 import { createGrpcClient } from "../common/grpc-client.js";
 import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
@@ -68,10 +70,16 @@ try {
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);
   if (config.memoryGuardAddress.length > 0) {
-    const memoryGuard = new ReplicaSet(
-      config.memoryGuardAddress.map((address) =>
-        createGrpcClient(MemoryGuardServiceDefinition, security.channel(address, "memory-guard"), 2_000),
-      ),
+    // Every memory-guard replica the setting names (dns:/// entries found and re-resolved).
+    const memoryGuard = new ReplicaSet<Client<typeof MemoryGuardServiceDefinition>>();
+    connectReplicas(
+      config.memoryGuardAddress,
+      (address) => {
+        const channel = security.channel(address, "memory-guard");
+        return { clients: createGrpcClient(MemoryGuardServiceDefinition, channel, 2_000), close: () => channel.close() };
+      },
+      (clients) => memoryGuard.setMembers(clients),
+      { signal: lifetime.signal, logger: logger.child({ peer: "memory-guard" }) },
     );
     void watchPressure(memoryGuard, fleet, logger, lifetime.signal);
   }

@@ -105,23 +105,20 @@ export interface LinkMember {
 }
 
 /**
- * Which memory-guard replica a worker obeys: the first (in the configured order)
- * whose Report stream is up. Every replica receives every report and decides the same
- * evictions; obeying one keeps a worker from evicting twice what was asked once.
+ * Which memory-guard replica a worker obeys: the first (by address) whose Report stream
+ * is up. Every replica receives every report and decides the same evictions; obeying
+ * one keeps a worker from evicting twice what was asked once.
  */
 export class PrimaryLink {
-  private readonly up: boolean[];
+  private readonly up = new Set<string>();
 
-  constructor(replicas: number) {
-    this.up = Array.from({ length: replicas }, () => false);
-  }
-
-  member(index: number): LinkMember {
+  member(address: string): LinkMember {
     return {
       setUp: (up) => {
-        this.up[index] = up;
+        if (up) this.up.add(address);
+        else this.up.delete(address);
       },
-      isPrimary: () => this.up.indexOf(true) === index,
+      isPrimary: () => [...this.up].sort()[0] === address,
     };
   }
 }

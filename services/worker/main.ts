@@ -18,6 +18,7 @@ import { Arrivals } from "./arrivals.js";
 import { FailureWindow } from "./failure-window.js";
 import { KvReservations } from "./kv-reservations.js";
 import { keepReportingKv, PrimaryLink } from "./kv-reporter.js";
+import { forEachReplica } from "../common/replica-discovery.js";
 import { keepRegistered } from "./membership.js";
 import { EngineHost } from "./engine-host.js";
 import { exportEngineMetrics } from "./engine-metrics.js";
@@ -38,10 +39,6 @@ try {
     modelDir: resolve(config.modelDir),
     drainGraceMs: config.shutdownGraceMs,
   });
-  const memoryGuards = config.memoryGuardAddress.map((memoryGuardAddress) => ({
-    address: memoryGuardAddress,
-    client: createGrpcClient(MemoryGuardServiceDefinition, security.channel(memoryGuardAddress, "memory-guard"), 2_000),
-  }));
   const reservations = new KvReservations();
   const failures = new FailureWindow();
   const arrivals = new Arrivals();
@@ -105,42 +102,53 @@ try {
       { address, device: engine.device, models: engine.models().map((model) => model.id), metricsPort: metrics.port },
       "worker ready",
     );
-    // One Connect stream per router replica, each with its own state: every replica sees the whole fleet.
-    for (const routerAddress of config.routerAddress) {
-      void keepRegistered({
-        client: createGrpcClient(RouterServiceDefinition, security.channel(routerAddress, "router"), 2_000),
-        workerId,
-        address,
-        runtime,
-        onDrain: (reason) => {
-          log.info({ reason, router: routerAddress }, "draining at the router's request");
-          runtime.state = ServingState.SERVING_STATE_DRAINING;
-          grpc.setServing(false);
-        },
-        logger: log.child({ router: routerAddress }),
-        signal: lifetime.signal,
-        minReportIntervalMs: config.reportMinIntervalMs,
-        tensorParallelSize: config.tensorParallelSize,
-        failureRatio: () => failures.ratio(),
-        arrivals: arrivals.reader(),
-      });
-    }
+    // One Connect stream per router replica, each with its own state: every replica sees
+    // the whole fleet. dns:/// entries (a headless Service) are re-resolved as replicas come and go.
+    forEachReplica(
+      config.routerAddress,
+      (routerAddress, signal) => {
+        const channel = security.channel(routerAddress, "router");
+        void keepRegistered({
+          client: createGrpcClient(RouterServiceDefinition, channel, 2_000),
+          workerId,
+          address,
+          runtime,
+          onDrain: (reason) => {
+            log.info({ reason, router: routerAddress }, "draining at the router's request");
+            runtime.state = ServingState.SERVING_STATE_DRAINING;
+            grpc.setServing(false);
+          },
+          logger: log.child({ router: routerAddress }),
+          signal,
+          minReportIntervalMs: config.reportMinIntervalMs,
+          tensorParallelSize: config.tensorParallelSize,
+          failureRatio: () => failures.ratio(),
+          arrivals: arrivals.reader(),
+        }).finally(() => channel.close());
+      },
+      { signal: lifetime.signal, logger: log.child({ peer: "router" }) },
+    );
     // One Report stream per memory-guard replica, so each sees every worker; eviction
     // commands are carried out from one of them only (the first whose stream is up),
     // since every replica decides the same evictions from the same reports.
-    const links = new PrimaryLink(memoryGuards.length);
-    memoryGuards.forEach(({ address: memoryGuardAddress, client }, index) => {
-      void keepReportingKv({
-        client,
-        workerId,
-        runtime,
-        reservations,
-        logger: log.child({ memory_guard: memoryGuardAddress }),
-        signal: lifetime.signal,
-        minIntervalMs: config.reportMinIntervalMs,
-        link: links.member(index),
-      });
-    });
+    const links = new PrimaryLink();
+    forEachReplica(
+      config.memoryGuardAddress,
+      (memoryGuardAddress, signal) => {
+        const channel = security.channel(memoryGuardAddress, "memory-guard");
+        void keepReportingKv({
+          client: createGrpcClient(MemoryGuardServiceDefinition, channel, 2_000),
+          workerId,
+          runtime,
+          reservations,
+          logger: log.child({ memory_guard: memoryGuardAddress }),
+          signal,
+          minIntervalMs: config.reportMinIntervalMs,
+          link: links.member(memoryGuardAddress),
+        }).finally(() => channel.close());
+      },
+      { signal: lifetime.signal, logger: log.child({ peer: "memory-guard" }) },
+    );
   }
 } catch (error) {
   exitOnStartupFailure(logger, error);

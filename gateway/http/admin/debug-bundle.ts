@@ -9,7 +9,7 @@ import { toApiError } from "../../errors.js";
 import type { MeshClients } from "../../mesh/clients.js";
 import type { RecentRequests } from "../../observability/recent-requests.js";
 
-type DebugClient = MeshClients["debug"]["admission"][number];
+type DebugClient = MeshClients["debug"]["admission"]["members"][number];
 
 /** What the bundle gathers besides the mesh's own parts. */
 export interface DebugBundleDeps {
@@ -79,9 +79,9 @@ export function registerDebugBundle(app: FastifyInstance, deps: DebugBundleDeps)
       );
     const [gateway, admission, router, memoryGuard, fleet, splits, stats] = await Promise.all([
       debugInfo(deps.gateway),
-      replicaParts("admission", clients.debug.admission),
-      replicaParts("router", clients.debug.router),
-      replicaParts("memory-guard", clients.debug.memoryGuard),
+      replicaParts("admission", clients.debug.admission.members),
+      replicaParts("router", clients.debug.router.members),
+      replicaParts("memory-guard", clients.debug.memoryGuard.members),
       gather("router/fleet", () => clients.router.listWorkers({})),
       gather("router/splits", () => clients.router.listTrafficSplits({})),
       Promise.all(
