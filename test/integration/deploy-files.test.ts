@@ -21,6 +21,8 @@ import { repoRoot } from "../../services/common/paths.js";
 import { loadMemoryGuardConfig } from "../../services/memory-guard/config.js";
 import { loadRouterConfig } from "../../services/router/config.js";
 import { loadWorkerConfig } from "../../services/worker/config.js";
+import { exportEngineMetrics } from "../../services/worker/engine-metrics.js";
+import { Registry } from "prom-client";
 
 const root = repoRoot();
 const loaders: Record<string, (env: Record<string, string>) => unknown> = {
@@ -52,8 +54,14 @@ function checkSettings(where: string, script: string, env: Record<string, string
 
 const portOf = (address: string) => Number(address.split(":").pop());
 
+/** What a Secret would hold for a setting the manifests take from one. */
+function plausibleSecret(name: string): string {
+  assert.match(name, /_REDIS_URL$/, `${name}: only the Redis URL comes from a Secret`);
+  return "rediss://:password@redis.internal:6380";
+}
+
 test("every Kubernetes manifest passes settings the service accepts, on consistent ports", () => {
-  const directory = join(root, "deploy/k8s");
+  const directory = join(root, "deploy/k8s/base");
   const files = readdirSync(directory).filter(
     (file) => file.endsWith(".yaml") && file !== "kustomization.yaml" && !file.startsWith("mesh-pki") && !file.startsWith("network-"),
   );
@@ -69,8 +77,11 @@ test("every Kubernetes manifest passes settings the service accepts, on consiste
         const where = `${file}/${container.name}`;
         const script = container.args[0];
         assert.ok(existsSync(join(root, script)), `${where}: ${script} is built`);
+        // A value from a Secret (the shared mode's Redis URL) is checked as a plausible one.
         const env = Object.fromEntries(
-          container.env.filter((entry: any) => "value" in entry).map((entry: any) => [entry.name, String(entry.value)]),
+          container.env
+            .filter((entry: any) => "value" in entry || entry.valueFrom?.secretKeyRef)
+            .map((entry: any) => [entry.name, "value" in entry ? String(entry.value) : plausibleSecret(entry.name)]),
         );
         const config = checkSettings(where, script, env);
         const containerPorts = new Map<string, number>(container.ports.map((entry: any) => [entry.name, entry.containerPort]));
@@ -119,7 +130,7 @@ test("every Kubernetes manifest passes settings the service accepts, on consiste
 });
 
 test("each internal service's NetworkPolicy admits to its gRPC port exactly the components ARCHITECTURE §9 lets call it", () => {
-  const policies = parseAllDocuments(readFileSync(join(root, "deploy/k8s/network-policies.yaml"), "utf8")).map((document) =>
+  const policies = parseAllDocuments(readFileSync(join(root, "deploy/k8s/base/network-policies.yaml"), "utf8")).map((document) =>
     document.toJS(),
   );
   // Every service also serves its part of a bug report (DebugService).
@@ -142,18 +153,133 @@ test("each internal service's NetworkPolicy admits to its gRPC port exactly the 
   }
 });
 
-test("kubectl kustomize renders deploy/k8s", (context) => {
+/** The manifests kubectl kustomize renders for an overlay; undefined (the test skipped) without kubectl. */
+function render(context: { skip(message: string): void }, overlay: string): any[] | undefined {
   let rendered: string;
   try {
-    rendered = execFileSync("kubectl", ["kustomize", join(root, "deploy/k8s")], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    rendered = execFileSync("kubectl", ["kustomize", join(root, "deploy/k8s/overlays", overlay)], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return context.skip("kubectl is not installed");
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      context.skip("kubectl is not installed");
+      return undefined;
+    }
     throw error;
   }
-  const kinds = parseAllDocuments(rendered).map((document) => document.toJS().kind);
-  assert.equal(kinds.filter((kind) => kind === "Deployment").length, 5);
-  assert.equal(kinds.filter((kind) => kind === "NetworkPolicy").length, 5);
-  assert.equal(kinds.filter((kind) => kind === "Certificate").length, 7);
+  return parseAllDocuments(rendered).map((document) => document.toJS());
+}
+
+/** The kubernetes-models class of a manifest's apiVersion and kind: the Kubernetes OpenAPI schema, compiled. */
+async function modelOf(apiVersion: string, kind: string): Promise<{ new (data: unknown): { validate(): void } }> {
+  const [group, version] = apiVersion.includes("/") ? (apiVersion.split("/") as [string, string]) : ["", apiVersion];
+  const module = group.endsWith("cert-manager.io")
+    ? `@kubernetes-models/cert-manager/${group}/${version}/${kind}`
+    : `kubernetes-models/${group === "" ? "" : `${group}/`}${version}/${kind}`;
+  return (await import(module))[kind];
+}
+
+const controlPlane = ["infermesh-router", "infermesh-admission", "infermesh-memory-guard"];
+
+for (const [overlay, minimumReplicas] of [
+  ["local", 2],
+  ["production", 3],
+] as const) {
+  test(`kubectl kustomize renders overlays/${overlay}, and every manifest is valid against the Kubernetes schemas`, async (context) => {
+    const manifests = render(context, overlay);
+    if (!manifests) return;
+    for (const manifest of manifests) {
+      const Model = await modelOf(manifest.apiVersion, manifest.kind);
+      try {
+        new Model(manifest).validate();
+      } catch (error) {
+        assert.fail(`${manifest.kind}/${manifest.metadata.name}: ${(error as Error).message}`);
+      }
+    }
+    const named = (kind: string) => manifests.filter((manifest) => manifest.kind === kind);
+    assert.equal(named("Deployment").length, 5);
+    assert.equal(named("Certificate").length, 7);
+    // No single point of failure: the control plane runs several replicas, spread over
+    // nodes, each kept up through drains by a PodDisruptionBudget and found by clients
+    // through a headless Service.
+    for (const name of controlPlane) {
+      const deployment = named("Deployment").find((candidate) => candidate.metadata.name === name);
+      assert.ok(deployment.spec.replicas >= minimumReplicas, `${name}: ${deployment.spec.replicas} replicas`);
+      const labels = deployment.spec.template.metadata.labels;
+      const selects = (selector: Record<string, string>) => Object.entries(selector).every(([key, value]) => labels[key] === value);
+      const spread = deployment.spec.template.spec.topologySpreadConstraints;
+      assert.ok(
+        spread.some(
+          (constraint: any) => constraint.topologyKey === "kubernetes.io/hostname" && selects(constraint.labelSelector.matchLabels),
+        ),
+      );
+      const budget = named("PodDisruptionBudget").find((candidate) => selects(candidate.spec.selector.matchLabels));
+      assert.ok(budget, `${name}: a PodDisruptionBudget`);
+      assert.ok(budget.spec.maxUnavailable < deployment.spec.replicas, `${name}: a drain leaves a replica`);
+      const headless = named("Service").find((candidate) => candidate.spec.clusterIP === "None" && selects(candidate.spec.selector));
+      assert.ok(headless, `${name}: a headless Service`);
+    }
+    if (overlay === "production")
+      assert.equal(
+        named("Deployment").find((d) => d.metadata.name === "infermesh-router").spec.template.spec.topologySpreadConstraints[0]
+          .whenUnsatisfiable,
+        "DoNotSchedule",
+      );
+    // Every dns:/// address a container is given is a headless Service of this render.
+    const headlessNames = new Set(
+      named("Service")
+        .filter((service) => service.spec.clusterIP === "None")
+        .map((service) => service.metadata.name),
+    );
+    const containers = [...named("Deployment"), ...named("StatefulSet")].flatMap((workload) => workload.spec.template.spec.containers);
+    for (const entry of containers.flatMap((container: any) => container.env ?? [])) {
+      for (const address of String(entry.value ?? "")
+        .split(",")
+        .filter((value) => value.startsWith("dns:///"))) {
+        assert.ok(headlessNames.has(address.slice("dns:///".length).split(":")[0]!), `${entry.name}: ${address} is a headless Service`);
+      }
+    }
+    // The autoscalers scale Deployments that exist.
+    for (const autoscaler of named("HorizontalPodAutoscaler")) {
+      assert.ok(named("Deployment").some((deployment) => deployment.metadata.name === autoscaler.spec.scaleTargetRef.name));
+    }
+    // The Redis URL's Secret: made by the local overlay; production expects the operator's (documented there).
+    const secretRefs = containers.flatMap((container: any) => container.env ?? []).filter((entry: any) => entry.valueFrom?.secretKeyRef);
+    assert.ok(secretRefs.length >= 2, "admission and the routers read the Redis URL from a Secret");
+    if (overlay === "local") {
+      for (const entry of secretRefs) {
+        assert.ok(
+          named("Secret").some((secret) => secret.metadata.name === entry.valueFrom.secretKeyRef.name),
+          `${entry.name}: its Secret is rendered`,
+        );
+      }
+      assert.equal(named("StatefulSet")[0]?.metadata.name, "infermesh-redis");
+    }
+  });
+}
+
+test("every metric an autoscaler names is one prometheus-adapter makes from a metric the workers export", async () => {
+  const autoscaling = parseAllDocuments(readFileSync(join(root, "deploy/k8s/base/autoscaling.yaml"), "utf8")).map((document) =>
+    document.toJS(),
+  );
+  const adapter = parseAllDocuments(readFileSync(join(root, "deploy/k8s/prometheus-adapter/rules.yaml"), "utf8"))[0]!.toJS();
+  const registry = new Registry();
+  exportEngineMetrics(registry, () => undefined, "worker-0");
+  const exported = new Set((await registry.getMetricsAsJSON()).map((metric) => metric.name));
+  const served = new Map<string, string>();
+  for (const rule of adapter.rules.custom) {
+    const series = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{/.exec(rule.seriesQuery)![1]!;
+    assert.ok(exported.has(series), `the adapter reads ${series}, which a worker exports`);
+    assert.ok(new RegExp(rule.name.matches).test(series));
+    served.set(rule.name.as, series);
+  }
+  const worker = autoscaling.find((document) => document.spec.scaleTargetRef.name === "infermesh-worker");
+  const named = worker.spec.metrics.filter((metric: any) => metric.type === "Pods").map((metric: any) => metric.pods.metric.name);
+  assert.ok(named.length >= 2);
+  for (const name of named) assert.ok(served.has(name), `${name} is a custom metric the adapter serves`);
+  const gateway = autoscaling.find((document) => document.spec.scaleTargetRef.name === "infermesh-gateway");
+  assert.equal(gateway.spec.metrics[0].resource.name, "cpu");
 });
 
 test("every Compose service passes settings it accepts, holds its certificate from the pki volume, and Prometheus scrapes their metrics ports", () => {
@@ -250,7 +376,7 @@ test("the cluster's PrometheusRule is deploy/prometheus/alerts.yml, and the PodM
   const scraped = new Set((podMonitor.spec.podMetricsEndpoints as { port: string }[]).map((endpoint) => endpoint.port));
   // Every Deployment's pod is selected, and names a port the PodMonitor scrapes.
   for (const file of ["gateway", "admission", "router", "memory-guard", "worker"]) {
-    for (const document of parseAllDocuments(readFileSync(join(root, `deploy/k8s/${file}.yaml`), "utf8")).map((d) => d.toJS())) {
+    for (const document of parseAllDocuments(readFileSync(join(root, `deploy/k8s/base/${file}.yaml`), "utf8")).map((d) => d.toJS())) {
       if (document?.kind !== "Deployment" && document?.kind !== "StatefulSet") continue;
       const pod = document.spec.template;
       for (const [key, value] of Object.entries(podMonitor.spec.selector.matchLabels))
