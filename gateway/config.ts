@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { redisUrlSetting } from "../services/common/redis.js";
 import { eventLogSetting } from "../services/common/decision-events.js";
 import { meshSecuritySettings } from "../services/common/mesh-security/settings.js";
 import { addressList, boolean, integer, loadConfig, port, type ConfigSources } from "../services/common/config.js";
@@ -28,6 +29,11 @@ export const gatewayConfigSchema = z.object({
   admissionAddress: addressList().default(["127.0.0.1:50051"]),
   /** host:port of the router; replicas comma-separated (picks spread over them and fail over). */
   routerAddress: addressList().default(["127.0.0.1:50052"]),
+  /**
+   * The shared mode's Redis: stored Responses (previous_response_id, retrieve) and the
+   * response cache live there, so every gateway replica answers them. Empty: in memory.
+   */
+  redisUrl: redisUrlSetting(),
   /** host:port of memory-guard (only bug reports ask it); replicas comma-separated. */
   memoryGuardAddress: addressList().default(["127.0.0.1:50053"]),
   /** Deadline of every unary call into the mesh. */

@@ -18,6 +18,9 @@ import { RequestObserver } from "./observability/request-observation.js";
 import { SharedGenerations } from "./flow/shared-generations.js";
 import { ResponseCache } from "./response-cache/response-cache.js";
 import { ResponsesStore } from "./responses-store/responses-store.js";
+import { SharedResponsesStore } from "./responses-store/shared-responses-store.js";
+import { SharedResponseCache } from "./response-cache/shared-response-cache.js";
+import { SharedRedis } from "../services/common/redis.js";
 import { loadGatewayConfig } from "./config.js";
 import { createChatService } from "./grpc/chat-service.js";
 import { createCompletionService } from "./grpc/completion-service.js";
@@ -57,7 +60,19 @@ try {
     },
     catalog,
   );
-  const cache = config.responseCache ? new ResponseCache(config.responseCacheMaxBytes, config.responseCacheTtlMs, registry) : undefined;
+  // The shared mode: stored Responses and the response cache live in Redis, so any gateway replica answers them.
+  const redis =
+    config.redisUrl === ""
+      ? undefined
+      : new SharedRedis(config.redisUrl, logger, registry, {
+          what: "stored responses and the response cache",
+          fallback: "this gateway stores and answers them from its own memory",
+        });
+  const localCache = config.responseCache
+    ? new ResponseCache(config.responseCacheMaxBytes, config.responseCacheTtlMs, registry)
+    : undefined;
+  const cache =
+    localCache && redis ? new SharedResponseCache(redis, localCache, config.responseCacheMaxBytes, config.responseCacheTtlMs) : localCache;
   // Which models each profile prefers, joined to the request series by model.
   const profileModels = new Gauge({
     name: "infermesh_gateway_profile_model_info",
@@ -68,10 +83,13 @@ try {
   for (const [profile, { models }] of Object.entries(config.profiles)) {
     for (const [rank, model] of models.entries()) profileModels.set({ profile, model_id: model, rank: String(rank) }, 1);
   }
-  const responses = new ResponsesStore(
-    { maxBytes: config.responsesMaxBytes, tenantMaxBytes: config.responsesTenantMaxBytes, ttlMs: config.responsesTtlMs },
-    registry,
-  );
+  const responsesSettings = {
+    maxBytes: config.responsesMaxBytes,
+    tenantMaxBytes: config.responsesTenantMaxBytes,
+    ttlMs: config.responsesTtlMs,
+  };
+  const localResponses = new ResponsesStore(responsesSettings, registry);
+  const responses = redis ? new SharedResponsesStore(redis, localResponses, responsesSettings, localResponses.evictions) : localResponses;
   const grpc = await startGrpcServer({
     address: config.grpcListen,
     // The public API: users authenticate with API keys, as over HTTP; TLS to clients is
@@ -114,6 +132,7 @@ try {
     grpc.setServing(false);
     await Promise.all([http.close(), grpc.close(config.shutdownGraceMs)]);
     clients.close();
+    await redis?.close();
   });
 } catch (error) {
   exitOnStartupFailure(logger, error);

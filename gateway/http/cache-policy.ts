@@ -55,7 +55,7 @@ export async function replyFromCache(
   fresh: { id: string; created: number },
 ): Promise<boolean> {
   if (key === undefined || !deps.cache) return false;
-  const cached = deps.cache.get(key);
+  const cached = await deps.cache.get(key);
   deps.events("response_cache", {
     request_id: reply.request.id,
     ...traceFields(reply.request.trace?.span),

@@ -5,8 +5,8 @@ import type { FlowDeps } from "../flow/deps.js";
 import type { Asked } from "../flow/resolve.js";
 import type { DecisionEvents } from "../../services/common/decision-events.js";
 import type { RequestObservation } from "../observability/request-observation.js";
-import { bypassRequested, type ResponseCache } from "../response-cache/response-cache.js";
-import type { ResponsesStore } from "../responses-store/responses-store.js";
+import { bypassRequested, type ResponseCaching } from "../response-cache/response-cache.js";
+import type { ResponsesStoring } from "../responses-store/responses-store.js";
 import type { RequestTrace } from "./tracing.js";
 
 declare module "fastify" {
@@ -25,9 +25,9 @@ export interface HttpDeps {
   readonly flow: FlowDeps;
   readonly access: AccessControl;
   /** The response cache, when configured. */
-  readonly cache: ResponseCache | undefined;
+  readonly cache: ResponseCaching | undefined;
   /** Stored Responses (previous_response_id, retrieve, delete). */
-  readonly responses: ResponsesStore;
+  readonly responses: ResponsesStoring;
   /** Typed decision events (the response cache's). */
   readonly events: DecisionEvents;
 }

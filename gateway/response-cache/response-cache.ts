@@ -5,11 +5,19 @@ import { Counter, Gauge, type Registry } from "prom-client";
 /** Why a request did or did not use the cache; a metrics label. */
 export type CacheOutcome = "hit" | "miss" | "bypass" | "not_deterministic";
 
+/** The response cache, in this process (ResponseCache) or shared by every gateway replica (SharedResponseCache). */
+export interface ResponseCaching {
+  count(outcome: CacheOutcome): void;
+  /** The cached answer (serialised JSON) for a key, counting a hit or a miss. */
+  get(key: string): string | undefined | Promise<string | undefined>;
+  set(key: string, answer: string): void;
+}
+
 /**
  * Whole answers of deterministic requests (temperature 0, or a seed), keyed by the
  * canonical form of the request, in an LRU bounded by the bytes of what it holds.
  */
-export class ResponseCache {
+export class ResponseCache implements ResponseCaching {
   private readonly entries: LRUCache<string, string>;
   private readonly outcomes: Counter<"outcome">;
 
@@ -46,6 +54,11 @@ export class ResponseCache {
     const hit = this.entries.get(key);
     this.count(hit === undefined ? "miss" : "hit");
     return hit;
+  }
+
+  /** The answer for a key without counting (the shared cache's fallback counts its own). */
+  peek(key: string): string | undefined {
+    return this.entries.get(key);
   }
 
   set(key: string, answer: string): void {

@@ -26,6 +26,26 @@ export interface ResponsesStoreSettings {
   readonly ttlMs: number;
 }
 
+/** Stored Responses, in this process (ResponsesStore) or shared by every gateway replica (SharedResponsesStore). */
+export interface ResponsesStoring {
+  put(stored: StoredResponse): void | Promise<void>;
+  /** The tenant's response `id`, or undefined (unknown, expired, deleted, or another tenant's). */
+  get(tenantId: string, id: string): StoredResponse | undefined | Promise<StoredResponse | undefined>;
+  /** The tenant's stored item `id` (an input or output item of one of its responses), or undefined. */
+  item(tenantId: string, id: string): object | undefined | Promise<object | undefined>;
+  /** Deletes the tenant's response `id`; false when it has none by that id. */
+  delete(tenantId: string, id: string): boolean | Promise<boolean>;
+  /**
+   * The conversation a response continues, oldest first: each earlier response's input
+   * items, then its output. Fails with NOT_FOUND naming the first link that is gone.
+   */
+  conversation(tenantId: string, previousResponseId: string): object[] | Promise<object[]>;
+}
+
+/** What a stored response counts against the bounds: its JSON, as UTF-16 in memory, and a little for bookkeeping. */
+export const storedBytes = (stored: StoredResponse) =>
+  2 * (JSON.stringify(stored.response).length + JSON.stringify(stored.inputItems).length) + 256;
+
 /** Most stored responses one conversation walks back through (`previous_response_id` links). */
 export const maxConversationLinks = 1_000;
 
@@ -34,13 +54,14 @@ export const maxConversationLinks = 1_000;
  * and per tenant, each kept for a set time. A tenant only ever sees its own: another
  * tenant's id is "not found", exactly as an unknown one.
  */
-export class ResponsesStore {
+export class ResponsesStore implements ResponsesStoring {
   private readonly entries: LRUCache<string, Entry>;
   /** The response that holds each stored item (input or output), by item id. */
   private readonly items = new Map<string, string>();
   /** Each tenant's ids, oldest first, and the bytes they hold. */
   private readonly tenants = new Map<string, { ids: Set<string>; bytes: number }>();
-  private readonly evictions: Counter<"reason">;
+  /** Responses dropped before a client deleted them, by reason; the shared store counts its own here too. */
+  readonly evictions: Counter<"reason">;
 
   constructor(
     private readonly settings: ResponsesStoreSettings,
@@ -80,8 +101,7 @@ export class ResponsesStore {
   }
 
   put(stored: StoredResponse): void {
-    // Strings are UTF-16 in memory.
-    const bytes = 2 * (JSON.stringify(stored.response).length + JSON.stringify(stored.inputItems).length) + 256;
+    const bytes = storedBytes(stored);
     if (bytes > this.settings.tenantMaxBytes || bytes > this.settings.maxBytes) return;
     // The tenant's own oldest make room for it first (deleting one updates `tenants`).
     for (const oldest of this.tenants.get(stored.tenantId)?.ids ?? []) {

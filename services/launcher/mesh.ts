@@ -141,7 +141,7 @@ export interface MeshLayout {
   readonly admissionArgs?: readonly string[];
   /** Extra flags for the router (every replica). */
   readonly routerArgs?: readonly string[];
-  /** The shared mode's Redis, for admission (required with several admission replicas) and the routers' traffic splits. */
+  /** The shared mode's Redis: admission's limits (required with several admission replicas), the routers' traffic splits, the gateway's stored responses and cache. */
   readonly redisUrl?: string;
   /**
    * Internal gRPC security: the directory ensureLocalPki filled (each service gets its
@@ -237,6 +237,7 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
       routerAddresses,
       "--memory-guard-address",
       memoryGuardAddresses,
+      ...redis,
       ...tls("gateway"),
       ...(layout.gatewayArgs ?? []),
     ],

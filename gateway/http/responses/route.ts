@@ -38,9 +38,17 @@ export function registerResponses(app: FastifyInstance, deps: HttpDeps): void {
   const create = async (request: FastifyRequest, reply: FastifyReply) => {
     const body = parseBody(responsesBody, request.body);
     const tenantId = storeTenantOf(request.identity);
-    const conversation = body.previous_response_id ? deps.responses.conversation(tenantId, body.previous_response_id) : [];
+    const conversation = body.previous_response_id ? await deps.responses.conversation(tenantId, body.previous_response_id) : [];
+    // Referenced items are looked up first (the shared store answers asynchronously).
+    const referenced = new Map<string, object | undefined>();
+    if (typeof body.input !== "string") {
+      for (const entry of body.input) {
+        if (entry.type === "item_reference" && !referenced.has(entry.id))
+          referenced.set(entry.id, await deps.responses.item(tenantId, entry.id));
+      }
+    }
     const input = inputItemsOf(body.input, (reference, index) => {
-      const item = deps.responses.item(tenantId, reference.id);
+      const item = referenced.get(reference.id);
       if (!item) {
         throw new ApiError(Status.NOT_FOUND, `Item with id '${reference.id}' not found.`, {
           param: `input[${index}].id`,
@@ -65,8 +73,8 @@ export function registerResponses(app: FastifyInstance, deps: HttpDeps): void {
         { logprobs: wantsLogprobs(body), parallelToolCalls: body.parallel_tool_calls ?? true },
         sink,
       );
-    const store = (builder: ResponseBuilder) => {
-      if (body.store !== false && builder.ended) deps.responses.put({ tenantId, response: builder.response(), inputItems: input });
+    const store = async (builder: ResponseBuilder) => {
+      if (body.store !== false && builder.ended) await deps.responses.put({ tenantId, response: builder.response(), inputItems: input });
     };
     // OpenAI's cache-routing hint keys session affinity when given.
     const session = body.prompt_cache_key ? { ...resolved, sessionId: body.prompt_cache_key } : resolved;
@@ -80,7 +88,7 @@ export function registerResponses(app: FastifyInstance, deps: HttpDeps): void {
           if (event.$case === "error") throw new ApiError(event.value.statusCode as Status, event.value.message);
         }
         if (!builder.ended) throw new ApiError(Status.INTERNAL, "the worker ended the stream before it finished");
-        store(builder);
+        await store(builder);
         return await reply.send(builder.response());
       }
       // Errors before the first event become an HTTP error status; after it, response.failed.
@@ -88,26 +96,26 @@ export function registerResponses(app: FastifyInstance, deps: HttpDeps): void {
       const sse = new SseStream(reply, { "x-request-id": request.id });
       const builder = builderFor((type, event) => sse.sendEvent(type, JSON.stringify(event)));
       await streamResponse(sse, builder, events, first);
-      store(builder);
+      await store(builder);
     } finally {
       await events.return(undefined);
     }
   };
 
   const retrieve = async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
-    const stored = deps.responses.get(storeTenantOf(request.identity), request.params.id);
+    const stored = await deps.responses.get(storeTenantOf(request.identity), request.params.id);
     if (!stored) throw responseNotFound(request.params.id);
     return reply.send(stored.response);
   };
 
   const remove = async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
-    if (!deps.responses.delete(storeTenantOf(request.identity), request.params.id)) throw responseNotFound(request.params.id);
+    if (!(await deps.responses.delete(storeTenantOf(request.identity), request.params.id))) throw responseNotFound(request.params.id);
     return reply.send({ id: request.params.id, object: "response", deleted: true });
   };
 
   const inputItems = async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
     const query = parseBody(inputItemsQuery, request.query);
-    const stored = deps.responses.get(storeTenantOf(request.identity), request.params.id);
+    const stored = await deps.responses.get(storeTenantOf(request.identity), request.params.id);
     if (!stored) throw responseNotFound(request.params.id);
     const items = (query.order === "desc" ? [...stored.inputItems].reverse() : stored.inputItems) as ResponseItem[];
     let start = 0;
