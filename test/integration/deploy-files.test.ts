@@ -176,7 +176,9 @@ async function modelOf(apiVersion: string, kind: string): Promise<{ new (data: u
   const [group, version] = apiVersion.includes("/") ? (apiVersion.split("/") as [string, string]) : ["", apiVersion];
   const module = group.endsWith("cert-manager.io")
     ? `@kubernetes-models/cert-manager/${group}/${version}/${kind}`
-    : `kubernetes-models/${group === "" ? "" : `${group}/`}${version}/${kind}`;
+    : group === "monitoring.coreos.com"
+      ? `@kubernetes-models/prometheus-operator/${group}/${version}/${kind}`
+      : `kubernetes-models/${group === "" ? "" : `${group}/`}${version}/${kind}`;
   return (await import(module))[kind];
 }
 
@@ -367,10 +369,14 @@ test("the Collector keeps every erred and slow trace and a 3 % share of the rest
   assert.equal(policies[2]!.probabilistic.sampling_percentage, 3);
 });
 
-test("the cluster's PrometheusRule is deploy/prometheus/alerts.yml, and the PodMonitor scrapes ports every infermesh pod names", () => {
+test("the cluster's PrometheusRule is deploy/prometheus/alerts.yml, and the PodMonitor scrapes ports every infermesh pod names", async () => {
   const committed = readFileSync(join(root, "deploy/k8s/monitoring.yaml"), "utf8");
   assert.equal(committed, monitoringManifests(), "deploy/k8s/monitoring.yaml differs from alerts.yml: run npm run monitoring");
   const [podMonitor, rule] = parseAllDocuments(committed).map((document) => document.toJS());
+  for (const manifest of [podMonitor, rule]) {
+    const Model = await modelOf(manifest.apiVersion, manifest.kind);
+    new Model(manifest).validate();
+  }
   assert.equal(rule.kind, "PrometheusRule");
   assert.deepEqual(rule.spec.groups, parseAllDocuments(readFileSync(join(root, "deploy/prometheus/alerts.yml"), "utf8"))[0]!.toJS().groups);
   const scraped = new Set((podMonitor.spec.podMetricsEndpoints as { port: string }[]).map((endpoint) => endpoint.port));
