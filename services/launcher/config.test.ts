@@ -52,6 +52,18 @@ test("unknown flags, bad values, contradictions and replaced variables stop the 
   );
 });
 
+test("control-plane replicas: several of each with a Redis URL; several admissions without one are refused, as their limits would multiply", () => {
+  const shared = load(["--control-plane-replicas", "2", "--redis-url", "redis://127.0.0.1:6379"]);
+  assert.equal(shared.ports.extraReplicas.admission.length, 1);
+  assert.equal(shared.ports.extraReplicas.memoryGuard.length, 1);
+  assert.equal(shared.ports.extraReplicas.router.length, 1);
+  assert.equal(shared.redisUrl, "redis://127.0.0.1:6379");
+  // Routers alone need no Redis.
+  assert.equal(load(["--router-replicas", "3"]).ports.extraReplicas.router.length, 2);
+  assert.throws(() => load(["--control-plane-replicas", "2"]), /--control-plane-replicas above 1 needs --redis-url/);
+  assert.throws(() => load(["--redis-url", "http://redis:6379"]), /setting "redisUrl"/);
+});
+
 test("a gateway config file is checked before anything starts, and passed on as an absolute path", () => {
   const directory = mkdtempSync(join(tmpdir(), "infermesh-launcher-"));
   const good = join(directory, "gateway.yaml");
