@@ -25,10 +25,12 @@ export interface AdmissionSlot {
 /**
  * Waits for a slot from an admission replica: the next in turn, or the one after it
  * when that one is down or stopping, so a replica's death costs a request one more
- * round trip, not an error; when all are down, it tries again for a few seconds. (With several replicas, admission shares its limits
- * through Redis: any replica's grant counts against the same cap.) A rejection for
- * the fleet's capacity or the tenant's limits is final: every replica would say the
- * same.
+ * round trip, not an error; when all are down, it tries again for a few seconds.
+ * (With several replicas, admission shares its limits through Redis: any replica's
+ * grant counts against the same cap.) A rejection for the fleet's capacity or the
+ * tenant's limits is final: every replica would say the same. A request that was
+ * queued at a replica that died is charged again at the next one (its requests per
+ * minute count it twice): the dead replica cannot refund it.
  */
 export function acquireSlot(clients: MeshClients, request: AcquireRequest, call: MeshCall): Promise<AdmissionSlot> {
   return clients.admission.firstAnswer((replica) => acquireFrom(replica, request, call), {

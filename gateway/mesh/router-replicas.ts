@@ -91,7 +91,7 @@ export class RouterReplicas {
  * with neither.
  */
 function homeOf(request: PickRequest, replicas: number): number | undefined {
-  if (replicas === 1) return 0;
+  if (replicas <= 1) return replicas === 1 ? 0 : undefined;
   if (request.sessionId !== "") return hashText(request.sessionId) % replicas;
   const first = request.prefixBlockHashes[0];
   return first === undefined ? undefined : Math.abs(Math.trunc(first)) % replicas;

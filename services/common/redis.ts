@@ -25,6 +25,9 @@ export function redactedRedisUrl(url: string): string {
   }
 }
 
+/** Least time between two log lines about failed commands: a Redis that times out every command must not flood the log. */
+const failureLogEveryMs = 30_000;
+
 /** How long a command may take before it counts as Redis being unreachable. */
 const commandTimeoutMs = 500;
 
@@ -37,6 +40,7 @@ const commandTimeoutMs = 500;
 export class SharedRedis {
   readonly client: Redis;
   private up = false;
+  private lastFailureLogAt = Number.NEGATIVE_INFINITY;
   private readonly gauge: Gauge;
 
   constructor(
@@ -74,11 +78,12 @@ export class SharedRedis {
     return this.up;
   }
 
-  /** A command failed: Redis counts as down until the connection is ready again. */
+  /** A command failed (timed out, refused): said in the log at most every 30 s, with the fallback taken. */
   noteFailure(error: unknown): void {
-    if (this.up) {
-      this.logger.warn({ err: error }, `Redis failed a command; ${this.role.fallback}`);
-    }
+    const now = performance.now();
+    if (now - this.lastFailureLogAt < failureLogEveryMs) return;
+    this.lastFailureLogAt = now;
+    this.logger.warn({ err: error }, `a Redis command failed; ${this.role.fallback}`);
   }
 
   /** A second connection for subscriptions (a subscribed connection can issue no other command). */

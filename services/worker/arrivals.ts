@@ -25,6 +25,11 @@ export class Arrivals {
     this.readers.add(reader);
     return reader;
   }
+
+  /** The router replica is gone (it left DNS): its list is no longer kept. */
+  release(reader: ArrivalsReader): void {
+    this.readers.delete(reader);
+  }
 }
 
 /** One router's arrivals: those noted since its last report. */

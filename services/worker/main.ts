@@ -108,6 +108,7 @@ try {
       config.routerAddress,
       (routerAddress, signal) => {
         const channel = security.channel(routerAddress, "router");
+        const reader = arrivals.reader();
         void keepRegistered({
           client: createGrpcClient(RouterServiceDefinition, channel, 2_000),
           workerId,
@@ -123,8 +124,11 @@ try {
           minReportIntervalMs: config.reportMinIntervalMs,
           tensorParallelSize: config.tensorParallelSize,
           failureRatio: () => failures.ratio(),
-          arrivals: arrivals.reader(),
-        }).finally(() => channel.close());
+          arrivals: reader,
+        }).finally(() => {
+          channel.close();
+          arrivals.release(reader);
+        });
       },
       { signal: lifetime.signal, logger: log.child({ peer: "router" }) },
     );

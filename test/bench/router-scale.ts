@@ -156,8 +156,10 @@ if (!isMainThread) {
     parentPort!.postMessage({ startedAt: performance.timeOrigin + begin, endedAt: performance.timeOrigin + performance.now() });
   });
 } else {
+  // Replicas first: the large fleets below leave a heap whose collection would take a core from them.
+  await replicaScaling(values.replicas.split(",").map(Number), Number(values["replica-fleet"]));
   console.log(
-    `router scale: Pick (filter, score, pick, commit) in-process, ${picks} picks per fleet, ${blocksPerWorker} prefix blocks per worker`,
+    `\nrouter scale: Pick (filter, score, pick, commit) in-process, ${picks} picks per fleet, ${blocksPerWorker} prefix blocks per worker`,
   );
   console.log("workers | build s | p50 µs | p90 µs | p99 µs | max µs | picks/s | to a prefix holder");
   for (const size of fleetSizes) {
@@ -168,7 +170,6 @@ if (!isMainThread) {
         `${latencies[latencies.length - 1]!.toFixed(0).padStart(6)} | ${((picks * 1000) / wallMs).toFixed(0).padStart(7)} | ${((100 * affinity) / picks).toFixed(1)} %`,
     );
   }
-  await replicaScaling(values.replicas.split(",").map(Number), Number(values["replica-fleet"]));
 }
 
 /**
@@ -178,7 +179,7 @@ if (!isMainThread) {
  * so this grows with replicas while cores last.
  */
 async function replicaScaling(counts: readonly number[], size: number): Promise<void> {
-  console.log(`\nrouter replicas, ${size} workers each, ${picks} picks per replica, picking at once`);
+  console.log(`router replicas, ${size} workers each, ${picks} picks per replica, picking at once`);
   console.log("replicas | picks/s across them | vs 1 replica");
   let single: number | undefined;
   for (const count of counts) {

@@ -35,7 +35,8 @@ export interface LeaseHolder {
  * go back to the others. When a replica wants more than it got, it publishes a
  * rebalance and the others report at once rather than at their next period. While
  * Redis cannot be reached, a replica grants its share of the cap by the replica count
- * it last saw (never the whole cap: that would multiply it).
+ * it last saw (never the whole cap: that would multiply it); one that starts without
+ * Redis grants nothing for up to 2 s, then the whole cap, as it has seen no other.
  */
 export class FleetLease {
   private timer: NodeJS.Timeout | undefined;
@@ -43,6 +44,9 @@ export class FleetLease {
   private soonTimer: NodeJS.Timeout | undefined;
   private subscriber: Redis | undefined;
   private replicasSeen = 1;
+  /** Whether Redis has answered a report yet; until then (for at most `startupWaitMs`) nothing is granted. */
+  private answered = false;
+  private readonly startedAt = performance.now();
   private lastRefreshAtMs = 0;
   private readonly leaseGauge: Gauge;
   private readonly replicasGauge: Gauge;
@@ -83,9 +87,11 @@ export class FleetLease {
 
   /** Reports at once, then every `refreshMs`; listens for other replicas' rebalance calls. */
   start(): void {
-    // Until the first answer: the cap split by what we know (nothing yet: one replica's share).
-    this.apply(this.fallbackShare(), this.fallbackShare());
+    // Nothing is granted until Redis answers: a replica that starts among others must not
+    // grant the whole cap while they hold theirs. Requests meanwhile wait in the queue.
+    this.apply(0, this.fallbackShare());
     void this.refresh();
+    this.redis.client.on("ready", () => this.refreshSoon());
     this.timer = setInterval(() => void this.refresh(), this.options.refreshMs);
     this.timer.unref();
     this.subscriber = this.redis.subscriber();
@@ -146,12 +152,15 @@ export class FleetLease {
         ...classNames.map((className) => demand.perClass[className]),
       )) as [number, number, number];
       if (this.closed) return;
+      this.answered = true;
       this.replicasSeen = replicas;
       this.apply(lease, Math.max(lease, Math.ceil(capacity / replicas)));
       if (wanted > lease) this.logger.debug({ lease, wanted }, "lease short of this replica's share; others asked to rebalance");
     } catch (error) {
       if (this.closed) return;
       this.redis.noteFailure(error);
+      // Still connecting at start: wait a little for the first answer rather than guess.
+      if (!this.answered && performance.now() - this.startedAt < startupWaitMs) return;
       const share = this.fallbackShare();
       this.apply(share, share);
     }
@@ -168,6 +177,9 @@ export class FleetLease {
     this.holder.setCapacity(granting, estimating);
   }
 }
+
+/** How long a starting replica waits for Redis's first answer before it grants its local share anyway. */
+const startupWaitMs = 2_000;
 
 /** Least time between two reports asked for by `refreshSoon`, so a burst of arrivals makes one. */
 const minGapMs = 5;
