@@ -421,6 +421,27 @@ test("a fleet larger than scoreAtMost is scored in part: the least loaded, but n
   for (let index = 0; index < 50; index += 1) assert.match(firstId(scheduler, query())!, /^idle/);
 });
 
+test("in a partly scored fleet with many prefix holders, the pick scores the deepest and least loaded of them", () => {
+  // 40 holders, scoreAtMost 16: the pick scores 8 of them. Those holding the whole
+  // prompt beat those holding a part; among the whole ones, the least loaded win.
+  const { scheduler, prefixes } = setup([...many("part", 20, { running: 0 }), ...many("whole", 20, { running: 3 }), ...many("idle", 200)], {
+    scoreAtMost: 16,
+  });
+  const text = `${systemPrompt}billing question`;
+  const hashes = blockHashes(text);
+  for (let index = 0; index < 20; index += 1) {
+    prefixes.record(`part${index}`, hashes.slice(0, 10));
+    prefixes.record(`whole${index}`, hashes);
+  }
+  const { placements } = scheduler.pick(query({ text }));
+  assert.match(placements[0]!.member.registration.workerId, /^whole/, "a holder of the whole prompt wins");
+  // Among equal holders the less loaded come first: one at 1 request beats the rest at 3.
+  const lighter = setup([...many("whole", 40, { running: 3 }), ...many("idle", 200)], { scoreAtMost: 16 });
+  for (let index = 0; index < 40; index += 1) lighter.prefixes.record(`whole${index}`, hashes);
+  lighter.setLoad("whole33", { running: 1 });
+  assert.equal(firstId(lighter.scheduler, query({ text })), "whole33");
+});
+
 test("a partly scored fleet spreads equal cache misses over all its idle workers, not the same few", () => {
   const { scheduler } = setup(many("w", 200), { scoreAtMost: 8 });
   const firsts = new Set<string>();

@@ -60,6 +60,8 @@ export class ScoringPicker implements Picker {
   private seenEpoch = new Uint32Array(0);
   private eligibleEpoch = new Uint8Array(0);
   private takenEpoch = new Uint32Array(0);
+  /** A large fleet's best prefix holders (bestHolders' scratch). */
+  private readonly holders: { workerId: string; depth: number; load: number }[] = [];
   /** Workers of a large fleet's walk that failed a filter, and the first filter they failed. */
   private readonly deferred: { member: FleetMember; rank: number; failed: number }[] = [];
 
@@ -241,8 +243,37 @@ export class ScoringPicker implements Picker {
         this.take(member, rank, pick);
       }
     }
-    for (const workerId of pick.matched.keys()) this.takeWorker(workerId, pick, models);
+    for (const workerId of this.bestHolders(pick.matched, scoreAtMost / 2)) this.takeWorker(workerId, pick, models);
     if (pick.sessionWorker !== undefined) this.takeWorker(pick.sessionWorker, pick, models);
+  }
+
+  /**
+   * The prefix holders a large fleet's pick scores: all of them up to `limit`, else the
+   * `limit` holding the most of the prompt, the least loaded first among equals. A
+   * popular prompt is held by more workers the larger the fleet (every pick adds its
+   * blocks to the worker it chose), and those beyond the best few would lose to them
+   * on the prefix and queue scores anyway; scoring them all made a pick's cost grow
+   * with the fleet again.
+   */
+  private bestHolders(matched: ReadonlyMap<string, number>, limit: number): Iterable<string> {
+    if (matched.size <= limit) return matched.keys();
+    const best = this.holders;
+    best.length = 0;
+    for (const [workerId, depth] of matched) {
+      const member = this.fleet.member(workerId);
+      if (member === undefined) continue;
+      const load = outstandingOf(member);
+      // Kept sorted, best first: deeper, then less loaded.
+      if (best.length === limit) {
+        const last = best[limit - 1]!;
+        if (depth < last.depth || (depth === last.depth && load >= last.load)) continue;
+        best.pop();
+      }
+      let at = best.length;
+      while (at > 0 && (best[at - 1]!.depth < depth || (best[at - 1]!.depth === depth && best[at - 1]!.load > load))) at -= 1;
+      best.splice(at, 0, { workerId, depth, load });
+    }
+    return best.map((holder) => holder.workerId);
   }
 
   /** Takes the worker `workerId` if it is eligible, serves one of `models` and was not taken yet. */
