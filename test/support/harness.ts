@@ -147,6 +147,8 @@ export interface TestMesh {
   readonly routerMetricsPorts: readonly number[];
   /** Each admission replica's metrics port, the first's first. */
   readonly admissionMetricsPorts: readonly number[];
+  /** Each memory-guard replica's metrics port, the first's first. */
+  readonly memoryGuardMetricsPorts: readonly number[];
   readonly supervisor: Supervisor;
   /** Every output line of every process, "[name] line". */
   readonly logs: string[];
@@ -289,6 +291,7 @@ export async function startTestMesh(
     ports,
     routerMetricsPorts: [ports.routerMetrics, ...extraReplicas.router.map((router) => router.metrics)],
     admissionMetricsPorts: [ports.admissionMetrics, ...extraReplicas.admission.map((admission) => admission.metrics)],
+    memoryGuardMetricsPorts: [ports.memoryGuardMetrics, ...extraReplicas.memoryGuard.map((memoryGuard) => memoryGuard.metrics)],
     supervisor,
     logs,
     pkiDir,
