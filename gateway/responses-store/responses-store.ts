@@ -143,25 +143,8 @@ export class ResponsesStore implements ResponsesStoring {
    */
   conversation(tenantId: string, previousResponseId: string): object[] {
     const links: StoredResponse[] = [];
-    for (let id: string | null = previousResponseId; id !== null; ) {
-      const stored = this.get(tenantId, id);
-      if (stored === undefined) {
-        const which = id === previousResponseId ? "Previous response" : `Response ${id}, which the previous response continues,`;
-        throw new ApiError(Status.NOT_FOUND, `${which} with id '${id}' not found.`, {
-          param: "previous_response_id",
-          code: "previous_response_not_found",
-        });
-      }
-      links.push(stored);
-      if (links.length > maxConversationLinks) {
-        throw new ApiError(Status.INVALID_ARGUMENT, `a conversation continues at most ${maxConversationLinks} stored responses`, {
-          param: "previous_response_id",
-          code: "invalid_value",
-        });
-      }
-      id = stored.response.previous_response_id;
-    }
-    return links.reverse().flatMap((link) => [...link.inputItems, ...link.response.output]);
+    for (let id: string | null = previousResponseId; id !== null; id = nextLink(links, this.get(tenantId, id), id, previousResponseId));
+    return conversationOf(links);
   }
 
   private forget(tenantId: string, id: string, bytes: number): void {
@@ -171,6 +154,38 @@ export class ResponsesStore implements ResponsesStoring {
     if (tenant.ids.size === 0) this.tenants.delete(tenantId);
   }
 }
+
+/**
+ * One step back through a conversation: `stored` is the response `id` (undefined when
+ * gone), added to `links`; returns the id it continues. Fails with NOT_FOUND naming the
+ * first link that is gone, or past `maxConversationLinks`.
+ */
+export function nextLink(
+  links: StoredResponse[],
+  stored: StoredResponse | undefined,
+  id: string,
+  previousResponseId: string,
+): string | null {
+  if (stored === undefined) {
+    const which = id === previousResponseId ? "Previous response" : `Response ${id}, which the previous response continues,`;
+    throw new ApiError(Status.NOT_FOUND, `${which} with id '${id}' not found.`, {
+      param: "previous_response_id",
+      code: "previous_response_not_found",
+    });
+  }
+  links.push(stored);
+  if (links.length > maxConversationLinks) {
+    throw new ApiError(Status.INVALID_ARGUMENT, `a conversation continues at most ${maxConversationLinks} stored responses`, {
+      param: "previous_response_id",
+      code: "invalid_value",
+    });
+  }
+  return stored.response.previous_response_id;
+}
+
+/** The items of a conversation's responses (newest first in `links`), oldest first: each one's input, then its output. */
+export const conversationOf = (links: readonly StoredResponse[]) =>
+  [...links].reverse().flatMap((link) => [...link.inputItems, ...link.response.output]);
 
 const itemsOf = (stored: StoredResponse) => [...stored.inputItems, ...stored.response.output] as { readonly id: string }[];
 

@@ -1,23 +1,17 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { SharedRedis } from "../../services/common/redis.js";
 import { waitFor } from "../../test/support/harness.js";
-import { startRedis, type TestRedis } from "../../test/support/redis.js";
+import { redisForTests } from "../../test/support/redis.js";
 import { ResponseCache } from "../response-cache/response-cache.js";
 import { SharedResponseCache } from "../response-cache/shared-response-cache.js";
 import { ResponsesStore, type StoredResponse } from "./responses-store.js";
 import { SharedResponsesStore } from "./shared-responses-store.js";
 
 // Real Redis (Debian's redis-server): two gateway replicas share what users expect shared.
-let redis: TestRedis;
-before(async () => {
-  redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const redis = redisForTests();
 
 const quiet = pino({ level: "silent" });
 const settings = { maxBytes: 1 << 20, tenantMaxBytes: 4_000, ttlMs: 60_000 };
@@ -25,7 +19,7 @@ const settings = { maxBytes: 1 << 20, tenantMaxBytes: 4_000, ttlMs: 60_000 };
 /** One gateway replica's store and cache on the test's Redis. */
 async function gateway() {
   const registry = new Registry();
-  const connection = new SharedRedis(redis.url, quiet, registry, { what: "responses", fallback: "local" });
+  const connection = new SharedRedis(redis().url, quiet, registry, { what: "responses", fallback: "local" });
   await waitFor("Redis", () => connection.isUp);
   const local = new ResponsesStore(settings, registry);
   return {

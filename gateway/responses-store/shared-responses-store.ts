@@ -1,9 +1,8 @@
-import { Status } from "nice-grpc";
 import type { Counter } from "prom-client";
 import type { SharedRedis } from "../../services/common/redis.js";
-import { ApiError } from "../errors.js";
 import {
-  maxConversationLinks,
+  conversationOf,
+  nextLink,
   type ResponsesStore,
   type ResponsesStoreSettings,
   type ResponsesStoring,
@@ -121,25 +120,9 @@ export class SharedResponsesStore implements ResponsesStoring {
 
   async conversation(tenantId: string, previousResponseId: string): Promise<object[]> {
     const links: StoredResponse[] = [];
-    for (let id: string | null = previousResponseId; id !== null; ) {
-      const stored = await this.get(tenantId, id);
-      if (stored === undefined) {
-        const which = id === previousResponseId ? "Previous response" : `Response ${id}, which the previous response continues,`;
-        throw new ApiError(Status.NOT_FOUND, `${which} with id '${id}' not found.`, {
-          param: "previous_response_id",
-          code: "previous_response_not_found",
-        });
-      }
-      links.push(stored);
-      if (links.length > maxConversationLinks) {
-        throw new ApiError(Status.INVALID_ARGUMENT, `a conversation continues at most ${maxConversationLinks} stored responses`, {
-          param: "previous_response_id",
-          code: "invalid_value",
-        });
-      }
-      id = stored.response.previous_response_id;
-    }
-    return links.reverse().flatMap((link) => [...link.inputItems, ...link.response.output]);
+    for (let id: string | null = previousResponseId; id !== null; )
+      id = nextLink(links, await this.get(tenantId, id), id, previousResponseId);
+    return conversationOf(links);
   }
 
   private get commands(): ResponseCommands {

@@ -1,10 +1,7 @@
 import { AdmissionServiceDefinition } from "../../gen/infermesh/admission/v1/admission_service.js";
 import { MemoryGuardServiceDefinition } from "../../gen/infermesh/memory/v1/memory_service.js";
 import { systemClock } from "../common/clock.js";
-import { ReplicaSet } from "../common/replica-set.js";
-import { connectReplicas } from "../common/replica-discovery.js";
-import type { Client } from "nice-grpc";
-import { createGrpcClient } from "../common/grpc-client.js";
+import { discoveredReplicas } from "../common/replica-discovery.js";
 import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
 import { createLogger, type Logger } from "../common/logger.js";
@@ -64,16 +61,12 @@ try {
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);
   if (config.memoryGuardAddress.length > 0) {
     // Every memory-guard replica the setting names (dns:/// entries found and re-resolved).
-    const memoryGuard = new ReplicaSet<Client<typeof MemoryGuardServiceDefinition>>();
-    connectReplicas(
-      config.memoryGuardAddress,
-      (address) => {
-        const channel = security.channel(address, "memory-guard");
-        return { clients: createGrpcClient(MemoryGuardServiceDefinition, channel, 2_000), close: () => channel.close() };
-      },
-      (clients) => memoryGuard.setMembers(clients),
-      { signal: lifetime.signal, logger: logger.child({ peer: "memory-guard" }) },
-    );
+    const memoryGuard = discoveredReplicas(config.memoryGuardAddress, "memory-guard", MemoryGuardServiceDefinition, security, {
+      signal: lifetime.signal,
+      logger,
+      timeoutMs: 2_000,
+    });
+
     void watchMemory(memoryGuard, memory, logger, lifetime.signal);
   }
   logger.info(

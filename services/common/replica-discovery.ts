@@ -1,5 +1,11 @@
 import { lookup } from "node:dns/promises";
+import type { Client } from "nice-grpc";
+import type { CompatServiceDefinition } from "nice-grpc/lib/service-definitions/index.js";
+import { createGrpcClient } from "./grpc-client.js";
 import type { Logger } from "./logger.js";
+import type { MeshRole } from "./mesh-security/identity.js";
+import type { MeshSecurity } from "./mesh-security/mesh-security.js";
+import { ReplicaSet } from "./replica-set.js";
 
 /**
  * An address entry that names every replica behind a DNS name: `dns:///host:port` is
@@ -152,4 +158,28 @@ export function connectReplicas<Clients>(
   options.signal.addEventListener("abort", () => {
     for (const connection of connections.values()) connection.close();
   });
+}
+
+/**
+ * A ReplicaSet of clients of `definition` on every replica `addresses` names (dns:///
+ * entries found and re-resolved), each on its own mesh channel to `peer`.
+ */
+export function discoveredReplicas<Definition extends CompatServiceDefinition>(
+  addresses: readonly string[],
+  peer: MeshRole,
+  definition: Definition,
+  security: MeshSecurity,
+  options: { readonly signal: AbortSignal; readonly logger: Logger; readonly timeoutMs: number },
+): ReplicaSet<Client<Definition>> {
+  const replicas = new ReplicaSet<Client<Definition>>();
+  connectReplicas(
+    addresses,
+    (address) => {
+      const channel = security.channel(address, peer);
+      return { clients: createGrpcClient(definition, channel, options.timeoutMs), close: () => channel.close() };
+    },
+    (clients) => replicas.setMembers(clients),
+    { signal: options.signal, logger: options.logger.child({ peer }) },
+  );
+  return replicas;
 }

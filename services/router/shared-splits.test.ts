@@ -1,27 +1,21 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { SharedRedis } from "../common/redis.js";
-import { startRedis, type TestRedis } from "../../test/support/redis.js";
+import { redisForTests } from "../../test/support/redis.js";
 import { waitFor } from "../../test/support/harness.js";
 import { SharedSplits } from "./shared-splits.js";
 import { TrafficSplits } from "./traffic-split.js";
 
 // Real Redis (Debian's redis-server).
-let redis: TestRedis;
-before(async () => {
-  redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const redis = redisForTests();
 
 const quiet = pino({ level: "silent" });
 
 /** A router replica's splits, kept in step through the test's Redis. */
 function replica() {
-  const connection = new SharedRedis(redis.url, quiet, new Registry(), { what: "traffic splits", fallback: "kept" });
+  const connection = new SharedRedis(redis().url, quiet, new Registry(), { what: "traffic splits", fallback: "kept" });
   const splits = new TrafficSplits();
   const shared = new SharedSplits(connection, splits, quiet);
   shared.start();

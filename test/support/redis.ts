@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import { Redis } from "ioredis";
 import { freePorts, waitFor } from "./harness.js";
 
@@ -62,4 +63,16 @@ export async function startRedis(): Promise<TestRedis> {
       rmSync(directory, { recursive: true, force: true });
     },
   };
+}
+
+/** A redis-server for one test file: started before its tests, stopped after them. */
+export function redisForTests(): () => TestRedis {
+  let redis: TestRedis | undefined;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis?.stop();
+  });
+  return () => redis!;
 }

@@ -1,22 +1,16 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { systemClock } from "../../common/clock.js";
-import { startRedis, type TestRedis } from "../../../test/support/redis.js";
+import { redisForTests } from "../../../test/support/redis.js";
 import { waitFor } from "../../../test/support/harness.js";
 import { Scheduler, type Slot, type SlotOutcome } from "../scheduler.js";
 import { startSharedAdmission, type SharedAdmission } from "./shared-admission.js";
 import type { LimitExceeded, TenantCharge } from "../tenant-limits.js";
 
 // Real Redis (Debian's redis-server): what is shared must hold in the server that shares it.
-let redis: TestRedis;
-before(async () => {
-  redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const redis = redisForTests();
 
 const quiet = pino({ level: "silent" });
 
@@ -32,7 +26,7 @@ function replica(capacity: number, ttlMs = 3_000) {
     onShort: () => shared?.lease.refreshSoon(),
   });
   const registry = new Registry();
-  shared = startSharedAdmission({ redisUrl: redis.url, capacity, leaseRefreshMs: 50, leaseTtlMs: ttlMs }, scheduler, quiet, registry);
+  shared = startSharedAdmission({ redisUrl: redis().url, capacity, leaseRefreshMs: 50, leaseTtlMs: ttlMs }, scheduler, quiet, registry);
   return { scheduler, shared, registry };
 }
 
@@ -147,7 +141,7 @@ test("without Redis a replica keeps its share of each limit locally, says so, an
   const b = replica(10);
   try {
     await waitFor("both replicas to see each other", () => a.shared.lease.replicas === 2 && b.shared.lease.replicas === 2);
-    await redis.kill();
+    await redis().kill();
     await waitFor("A to notice", async () => (await a.registry.getSingleMetricAsString("infermesh_redis_up")).endsWith(" 0"));
     // Half the cap, and half of each tenant limit: never no limits.
     await waitFor("the local share", () => a.scheduler.capacity === 5, 5_000);
@@ -156,7 +150,7 @@ test("without Redis a replica keeps its share of each limit locally, says so, an
       if (isCharge(await a.shared.tenants.admit("initech", { requestsPerMinute: 10 }, 1))) admitted += 1;
     }
     assert.equal(admitted, 5);
-    await redis.restart();
+    await redis().restart();
     await waitFor("A to share again", async () => (await a.registry.getSingleMetricAsString("infermesh_redis_up")).endsWith(" 1"), 10_000);
     await waitFor("the lease back", () => a.shared.lease.replicas === 2, 10_000);
   } finally {
@@ -170,7 +164,7 @@ const isCharge = (outcome: LimitExceeded | TenantCharge): outcome is TenantCharg
 /** Each test starts from an empty Redis. */
 async function flush(): Promise<void> {
   const { Redis } = await import("ioredis");
-  const client = new Redis(redis.url);
+  const client = new Redis(redis().url);
   await client.flushall();
   client.disconnect();
 }
