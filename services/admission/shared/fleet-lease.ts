@@ -41,6 +41,7 @@ export interface LeaseHolder {
 export class FleetLease {
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
+  private reportAgain = false;
   private soonTimer: NodeJS.Timeout | undefined;
   private subscriber: Redis | undefined;
   private replicasSeen = 1;
@@ -129,9 +130,18 @@ export class FleetLease {
 
   private refresh(): Promise<void> {
     if (this.closed) return Promise.resolve();
-    // One report at a time; a call meanwhile is answered by the one under way.
-    this.inFlight ??= this.report().finally(() => {
+    // One report at a time. A call meanwhile sends another once it is back: the demand
+    // it reports may have grown since the one under way was read.
+    if (this.inFlight) {
+      this.reportAgain = true;
+      return this.inFlight;
+    }
+    this.inFlight = this.report().finally(() => {
       this.inFlight = undefined;
+      if (this.reportAgain) {
+        this.reportAgain = false;
+        this.refreshSoon();
+      }
     });
     return this.inFlight;
   }
