@@ -65,6 +65,8 @@ export const workerConfigSchema = z.object({
   simSeed: integer(0, 4_294_967_295).default(0),
   /** sim engine: sequences one step runs at most (the preset's is vLLM's 1,024); a smaller batch queues sooner. */
   simMaxBatch: integer(1, 65_536).optional(),
+  /** sim engine: share of generations that fail at once (0 to 1), for a canary made worse on purpose; slowness is simTimeScale. */
+  simFailureRatio: z.coerce.number().min(0).max(1).default(0),
   /** sim engine: most tokens one delta carries at time scale 0 (1 streams token by token). */
   simMaxTokensPerDelta: integer(1, 4_096).optional(),
   /** Path of a GGUF file; empty serves the generated test model. */

@@ -24,6 +24,7 @@ export async function loadEngine(config: WorkerConfig, logger: Logger): Promise<
       answerTokensMin: config.simAnswerTokensMin,
       answerTokensMax: config.simAnswerTokensMax,
       maxBatch: config.simMaxBatch,
+      failureRatio: config.simFailureRatio,
     });
     logger.warn(
       { preset: config.simPreset, models: engine.models().map((model) => model.id) },

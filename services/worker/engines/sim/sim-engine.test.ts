@@ -648,3 +648,29 @@ test("load() reports the prefill still to do: the batch's prompt chunks left and
   await settle();
   assert.equal(engine.load().pendingPrefillTokens, 16);
 });
+
+test("failureRatio fails that share of generations at once with an internal engine error, the same ones for the same seed", async () => {
+  const outcomes = async (failureRatio: number, seed: number) => {
+    const { engine, model } = setup({ timeScale: 0, answerTokensMin: 4, answerTokensMax: 4, failureRatio, seed });
+    const failed: boolean[] = [];
+    for (let index = 0; index < 200; index += 1) {
+      try {
+        await collect(engine, input(model, "Hi"));
+        failed.push(false);
+      } catch (error) {
+        assert.ok(error instanceof EngineError && error.kind === "internal", String(error));
+        failed.push(true);
+      }
+    }
+    return failed;
+  };
+  assert.ok(
+    (await outcomes(0, 1)).every((failed) => !failed),
+    "no failure by default",
+  );
+  assert.ok((await outcomes(1, 1)).every((failed) => failed));
+  const half = await outcomes(0.3, 7);
+  const count = half.filter(Boolean).length;
+  assert.ok(count > 35 && count < 85, `${count} of 200 failed at 0.3`);
+  assert.deepEqual(await outcomes(0.3, 7), half, "the same seed fails the same generations");
+});

@@ -30,6 +30,8 @@ export class SimEngine implements Engine {
   private readonly kvListeners = new Set<(event: KvBlockEvent) => void>();
   private readonly scheduler: Scheduler;
   private readonly modelInfo: ModelInfo;
+  /** Draws which generations fail (failureRatio). */
+  private readonly faults: Random;
 
   constructor(
     readonly options: SimOptions,
@@ -44,6 +46,7 @@ export class SimEngine implements Engine {
       },
     });
     this.modelInfo = { id: options.modelId, engine: "sim", contextTokens: options.contextTokens, description: options.description };
+    this.faults = new Random(options.seed ^ 0x5eed_fa11);
   }
 
   /** Parses `input` (a preset and overrides) and builds the engine; throws the schema's error when invalid. */
@@ -78,6 +81,9 @@ export class SimEngine implements Engine {
   async *generate(input: GenerationInput, signal: AbortSignal): AsyncIterable<GenerationEvent> {
     const plan = this.plan(input);
     signal.throwIfAborted();
+    if (this.options.failureRatio > 0 && this.faults.next() < this.options.failureRatio) {
+      throw new EngineError("internal", "the simulator failed this generation on purpose (failureRatio)");
+    }
     const sequence = this.scheduler.submit(plan);
     const onAbort = () => this.scheduler.cancel(sequence, signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });

@@ -171,6 +171,12 @@ export const simOptionsSchema = z
     reasoningTokensHigh: integer(0, 16_777_216).default(256),
     /** Seed of generations whose request sets none, and of embeddings. */
     seed: integer(0, 4_294_967_295).default(0),
+    /**
+     * Share of generations that fail at once with an engine error (0 to 1): a canary made
+     * worse on purpose, for release gates and rollout tests. Drawn from `seed`, so a run
+     * repeats. Slowness is `timeScale`.
+     */
+    failureRatio: decimal(0, 1).default(0),
     /** Length of the synthetic embedding vectors. */
     embeddingDimensions: integer(1, 65_536).default(256),
   })
