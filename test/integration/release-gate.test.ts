@@ -95,6 +95,12 @@ test("the CLI holds a canary made worse: exit 1, the failing SLOs named with the
     assert.match(failure.stdout, new RegExp(`FAIL\\s+errorRate\\s+${phase}\\s+\\d+\\.\\d+ %\\s+≤ 0\\.50 %`));
   }
   assert.ok(existsSync(join(out, "report.json")));
+  // The report a person reads: the verdict, the failing rows, the charts' data and Chart.js itself, inline.
+  const html = readFileSync(join(out, "report.html"), "utf8");
+  assert.match(html, /<span class="decision HOLD">HOLD<\/span>/);
+  assert.match(html, /<tr class="fail"><td>FAIL<\/td><td>errorRate<\/td><td>soak<\/td>/);
+  for (const chart of ["step-latency", "step-throughput", "spike", "soak"]) assert.match(html, new RegExp(`<canvas id="${chart}">`));
+  assert.match(html, /Chart\.js v4/);
   const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
   assert.equal(report.decision, "HOLD");
   assert.ok(report.checks.some((check: { slo: string; pass: boolean }) => check.slo === "errorRate" && !check.pass));

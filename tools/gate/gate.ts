@@ -1,4 +1,4 @@
-import { closedLoop, measureOne, openLoop, Prompts, type Sample, type Target } from "./load.js";
+import { closedLoop, measureOne, modelContext, openLoop, Prompts, type Sample, type Target } from "./load.js";
 import type { GateSpec } from "./slo.js";
 import { figuresOf, judge, type Verdict } from "./verdict.js";
 
@@ -16,8 +16,12 @@ export interface GateRun {
  * request streamed and timed; then each SLO judged in each phase.
  */
 export async function runGate(target: Target, spec: GateSpec, progress: Progress = () => undefined): Promise<GateRun> {
+  // Long documents sized to the model: at most 60 % of its context, less the longest answer.
+  const context = await modelContext(target);
+  const maxPromptTokens = context === undefined ? undefined : Math.max(64, Math.floor(context * 0.6) - 256);
+  if (context !== undefined) progress(`the model's context is ${context} tokens: long documents of up to ${maxPromptTokens} tokens`);
   const originMs = performance.now();
-  const prompts = new Prompts(spec.longContextShare);
+  const prompts = new Prompts(spec.longContextShare, maxPromptTokens);
   const samples: Sample[] = [];
   const phases = [];
   const steps = [];

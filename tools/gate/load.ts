@@ -33,6 +33,8 @@ export class Prompts {
 
   constructor(
     private readonly longContextShare: number,
+    /** The longest prompt to send, in tokens (about 4 characters each); from the model's context when known. */
+    private readonly maxPromptTokens = Number.POSITIVE_INFINITY,
     seed = 1,
   ) {
     this.random = new Random(seed);
@@ -44,11 +46,11 @@ export class Prompts {
     if (!longContext) {
       return { messages: [{ role: "user", content: `In a few sentences, ${topic}` }], maxTokens: 128, longContext };
     }
-    // 12,000–24,000 characters: about 3,000–6,000 tokens.
-    const paragraphs = 40 + Math.floor(this.random.next() * 40);
-    const document = Array.from({ length: paragraphs }, (_, index) => `Section ${index + 1}. ${filler[index % filler.length]}`).join(
-      "\n\n",
-    );
+    // 12,000–24,000 characters (about 3,000–6,000 tokens), or what the model's context holds.
+    const characters = Math.min(12_000 + Math.floor(this.random.next() * 12_000), this.maxPromptTokens * 4);
+    let document = "";
+    for (let index = 0; document.length < characters; index += 1) document += `Section ${index + 1}. ${filler[index % filler.length]}\n\n`;
+    document = document.slice(0, characters);
     return {
       messages: [
         { role: "system", content: "Answer from the document the user gives; say so when it does not say." },
@@ -173,4 +175,23 @@ export async function openLoop(
     void request.finally(() => pending.delete(request));
   }
   await Promise.all(pending);
+}
+
+/**
+ * The model's context in tokens, as the endpoint lists it (infermesh's `context_length`,
+ * vLLM's `max_model_len`); undefined when it does not say.
+ */
+export async function modelContext(target: Target): Promise<number | undefined> {
+  try {
+    const response = await fetch(`${target.url.replace(/\/(v1\/?)?$/, "")}/v1/models`, {
+      headers: target.apiKey ? { authorization: `Bearer ${target.apiKey}` } : {},
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!response.ok) return undefined;
+    const { data } = (await response.json()) as { data?: { id: string; context_length?: number; max_model_len?: number }[] };
+    const model = data?.find((entry) => entry.id === target.model);
+    return model?.context_length ?? model?.max_model_len;
+  } catch {
+    return undefined;
+  }
 }

@@ -4,7 +4,7 @@
  *   npm run gate -- --target http://127.0.0.1:8000 --model gpt-oss-20b [--slo slo.yaml] [--quick] [--out gate-report]
  *
  * Runs STEP, SPIKE and SOAK, prints each SLO's verdict with the measured value beside
- * its threshold, writes the figures as JSON, and exits 0 for PROMOTE, 1 for HOLD (2 for
+ * its threshold, writes an HTML report with charts and the figures as JSON, and exits 0 for PROMOTE, 1 for HOLD (2 for
  * a usage error), so CI/CD can gate on it. The API key, if any, comes from
  * INFERMESH_GATE_API_KEY (never a flag: flags end up in shell histories and CI logs).
  */
@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { runGate } from "./gate.js";
 import { loadSpec } from "./slo.js";
-import type { Check } from "./verdict.js";
+import { htmlReport, verdictRows } from "./report.js";
 
 function usage(message: string): never {
   process.stderr.write(`${message}\nUsage: npm run gate -- --target URL --model ID [--slo FILE] [--quick] [--out DIR]\n`);
@@ -51,21 +51,7 @@ const { verdict, samples } = await runGate(
   (line) => process.stderr.write(`  ${line}\n`),
 );
 
-const shown = (check: Check, value: number | null) =>
-  value === null
-    ? "none"
-    : check.slo === "errorRate"
-      ? `${(100 * value).toFixed(2)} %`
-      : check.slo === "qpsFloor"
-        ? `${value.toFixed(2)}/s`
-        : `${Math.round(value)} ms`;
-const rows = verdict.checks.map((check) => [
-  check.pass ? "pass" : "FAIL",
-  check.slo,
-  check.phase,
-  shown(check, check.measured),
-  `${check.bound === "max" ? "≤" : "≥"} ${shown(check, check.threshold)}`,
-]);
+const rows = verdictRows(verdict);
 const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
 for (const row of rows) process.stdout.write(`${row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ")}\n`);
 process.stdout.write(`verdict: ${verdict.decision}\n`);
@@ -75,5 +61,6 @@ writeFileSync(
   join(out, "report.json"),
   `${JSON.stringify({ target: values.target, model: values.model, spec, ...verdict, samples }, null, 2)}\n`,
 );
-process.stderr.write(`report: ${join(out, "report.json")}\n`);
+writeFileSync(join(out, "report.html"), htmlReport({ target: values.target, model: values.model, spec, verdict, samples, at: new Date() }));
+process.stderr.write(`report: ${join(out, "report.html")} (figures: report.json)\n`);
 process.exit(verdict.decision === "PROMOTE" ? 0 : 1);
