@@ -11,18 +11,22 @@ import { runGate } from "../../tools/gate/gate.js";
 import { loadSpec } from "../../tools/gate/slo.js";
 import { startTestMesh, type TestMesh } from "../support/harness.js";
 
-// The release gate against a sim mesh of two workers: `sim-gpt-oss-20b` on a healthy
-// one, and `sim-canary` on one made worse on purpose (ten times slower, a third of its
-// generations failing). The phases are seconds long here; the SLOs are the seeds'.
+// The release gate against a sim mesh of three workers: `sim-gpt-oss-20b` on a healthy
+// one, `sim-canary` on one that fails a third of its generations, and `sim-slow` on one
+// forty times slower than an H100. The phases are seconds long here.
 let mesh: TestMesh;
 let directory: string;
 
 before(async () => {
   mesh = await startTestMesh({
-    workers: 2,
+    workers: 3,
     workerArgs: ["--engine", "sim", "--sim-answer-tokens-min", "16", "--sim-answer-tokens-max", "32"],
     workerArgsOf: (index) =>
-      index === 0 ? ["--sim-time-scale", "0.02"] : ["--model-id", "sim-canary", "--sim-time-scale", "0.5", "--sim-failure-ratio", "0.3"],
+      [
+        ["--sim-time-scale", "0.02"],
+        ["--model-id", "sim-canary", "--sim-time-scale", "0.5", "--sim-failure-ratio", "0.3"],
+        ["--model-id", "sim-slow", "--sim-time-scale", "40"],
+      ][index]!,
     admissionArgs: ["--max-concurrency", "64"],
   });
   directory = mkdtempSync(join(tmpdir(), "infermesh-gate-"));
@@ -65,6 +69,15 @@ test("a healthy fleet passes every SLO in every phase: PROMOTE", async () => {
     lines.some((line) => line.startsWith("step 4:")),
     "progress is reported while it runs",
   );
+});
+
+test("a fleet made slow is held on time to first token, and only on the SLOs it breaks", async () => {
+  const { verdict } = await runGate({ url: mesh.baseUrl, model: "sim-slow" }, loadSpec(join(directory, "slo.yaml"), false));
+  assert.equal(verdict.decision, "HOLD");
+  const failing = new Set(verdict.checks.filter((check) => !check.pass).map((check) => check.slo));
+  assert.ok(failing.has("ttftP95Ms"), JSON.stringify(verdict.checks));
+  // Slow, not broken: nothing failed.
+  assert.ok(verdict.checks.filter((check) => check.slo === "errorRate").every((check) => check.pass && check.measured === 0));
 });
 
 test("the CLI holds a canary made worse: exit 1, the failing SLOs named with their measured values, the figures as JSON", async () => {
