@@ -86,22 +86,22 @@ export class MeshClients {
     // Only the debug bundle talks to memory-guard; grpc-js connects on the first call.
     connectReplicas(
       addresses.memoryGuard,
-      (address) => this.connect(address, "memory-guard", undefined),
-      (replicas) => this.debug.memoryGuard.setMembers(replicas.map(({ debug }) => debug)),
+      (address) => this.connect(address, "memory-guard", DebugServiceDefinition),
+      (replicas) => this.debug.memoryGuard.setMembers(replicas.map(({ client }) => client)),
       discovery("memory-guard"),
     );
   }
 
-  /** A control-plane replica's channel: the service's client on it (where given) and its debug client. */
+  /** A control-plane replica's channel: the service's client on it and its debug client. */
   private connect<Definition extends CompatServiceDefinition>(
     address: string,
     peer: MeshRole,
-    definition: Definition | undefined,
+    definition: Definition,
   ): ReplicaConnection<{ client: Client<Definition, TraceOptions>; debug: Client<typeof DebugServiceDefinition> }> {
     const channel = this.security.channel(address, peer);
     return {
       clients: {
-        client: (definition ? createGrpcClient(definition, channel, this.unaryTimeoutMs) : undefined) as Client<Definition, TraceOptions>,
+        client: createGrpcClient(definition, channel, this.unaryTimeoutMs),
         debug: createGrpcClient(DebugServiceDefinition, channel, this.unaryTimeoutMs),
       },
       close: () => channel.close(),

@@ -102,23 +102,14 @@ export function forEachReplica(
   start: (address: string, signal: AbortSignal) => void,
   options: { readonly signal: AbortSignal; readonly logger: Logger; readonly everyMs?: number; readonly resolve?: Resolve },
 ): void {
-  const running = new Map<string, AbortController>();
-  watchReplicas(
+  connectReplicas(
     entries,
-    (addresses) => {
-      for (const [address, controller] of running) {
-        if (!addresses.includes(address)) {
-          controller.abort();
-          running.delete(address);
-        }
-      }
-      for (const address of addresses) {
-        if (running.has(address)) continue;
-        const controller = new AbortController();
-        running.set(address, controller);
-        start(address, AbortSignal.any([options.signal, controller.signal]));
-      }
+    (address) => {
+      const controller = new AbortController();
+      start(address, AbortSignal.any([options.signal, controller.signal]));
+      return { clients: address, close: () => controller.abort() };
     },
+    () => undefined,
     options,
   );
 }
