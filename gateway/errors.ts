@@ -95,7 +95,14 @@ export function toApiError(error: unknown): ApiError {
   return new ApiError(Status.INTERNAL, "internal error");
 }
 
-/** Whether a failure before the first token may be retried on another worker. */
+/**
+ * Whether a failure before the first token may be retried on another worker: the worker
+ * is down or full, or its engine failed (INTERNAL) before producing anything, which
+ * another worker (a canary's baseline) may not. A bad request is never retried.
+ */
 export function retryableBeforeFirstToken(error: unknown): boolean {
-  return error instanceof ClientError && (error.code === Status.UNAVAILABLE || error.code === Status.RESOURCE_EXHAUSTED);
+  return (
+    error instanceof ClientError &&
+    (error.code === Status.UNAVAILABLE || error.code === Status.RESOURCE_EXHAUSTED || error.code === Status.INTERNAL)
+  );
 }

@@ -22,6 +22,7 @@ import { registerEmbeddings } from "./embeddings/route.js";
 import { sendError } from "./errors.js";
 import { registerModelAdmin } from "./admin/model-admin.js";
 import { registerTrafficSplitAdmin } from "./admin/traffic-split-admin.js";
+import { registerRolloutAdmin } from "./admin/rollout-admin.js";
 import { registerWorkerAdmin } from "./admin/worker-admin.js";
 import { registerDebugBundle } from "./admin/debug-bundle.js";
 import type { DebugSource } from "../../services/common/debug-info.js";
@@ -186,6 +187,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   registerModelAdmin(app, deps.flow.clients, deps.flow.catalog);
   registerWorkerAdmin(app, deps.flow.clients);
   registerTrafficSplitAdmin(app, deps.flow.clients);
+  registerRolloutAdmin(app, deps.flow.clients);
   registerDebugBundle(app, { clients: deps.flow.clients, gateway: deps.debug, recent: deps.flow.observer.recent });
 
   app.get("/healthz", async () => ({ status: "ok" }));

@@ -64,6 +64,23 @@ test("a worker that fails before its first event is skipped for the next candida
   assert.deepEqual(calls, ["a", "b"]);
 });
 
+test("an engine that fails before producing anything (INTERNAL) is skipped too: a broken canary costs its users a retry, not an error", async () => {
+  const { clients, calls } = mesh({
+    canary: async function* () {
+      throw new ClientError("/Generate", Status.INTERNAL, "the engine failed to start the generation");
+    },
+    baseline: async function* () {
+      yield started;
+      yield finished;
+    },
+  });
+  assert.deepEqual(await collect(generate(clients, request, pickOf("canary", "baseline"), { signal: new AbortController().signal })), [
+    "started",
+    "finished",
+  ]);
+  assert.deepEqual(calls, ["canary", "baseline"]);
+});
+
 test("at most three workers are tried; then the last failure is the answer", async () => {
   const failing: Script = async function* () {
     throw unavailable();

@@ -1,7 +1,11 @@
 import { ClientError, type Client, Status } from "nice-grpc";
 import type {
+  DeleteRolloutRequest,
+  DeleteRolloutResponse,
   DrainWorkerRequest,
   DrainWorkerResponse,
+  ListRolloutsRequest,
+  ListRolloutsResponse,
   ListTrafficSplitsRequest,
   ListTrafficSplitsResponse,
   ListWorkersRequest,
@@ -9,6 +13,8 @@ import type {
   PickRequest,
   PickResponse,
   RouterServiceDefinition,
+  SetRolloutRequest,
+  SetRolloutResponse,
   SetTrafficSplitRequest,
   SetTrafficSplitResponse,
 } from "../../gen/infermesh/router/v1/router_service.js";
@@ -77,6 +83,23 @@ export class RouterReplicas {
   /** Sets a traffic split on every replica that answers (at least one). */
   setTrafficSplit(request: SetTrafficSplitRequest, options: Options = {}): Promise<SetTrafficSplitResponse> {
     return this.everyReplica((replica) => replica.setTrafficSplit(request, options));
+  }
+
+  /**
+   * Starts a rollout on every replica that answers (at least one): with Redis they
+   * share it and one drives it; without, each drives its own copy.
+   */
+  setRollout(request: SetRolloutRequest, options: Options = {}): Promise<SetRolloutResponse> {
+    return this.everyReplica((replica) => replica.setRollout(request, options));
+  }
+
+  listRollouts(request: ListRolloutsRequest, options: Options = {}): Promise<ListRolloutsResponse> {
+    return this.replicas.firstAnswer((replica) => replica.listRollouts(request, options), options);
+  }
+
+  /** Stops a rollout on every replica that answers (at least one). */
+  deleteRollout(request: DeleteRolloutRequest, options: Options = {}): Promise<DeleteRolloutResponse> {
+    return this.everyReplica((replica) => replica.deleteRollout(request, options));
   }
 
   /** Calls every replica at once; the first success is the answer, and fails only if every replica failed. */

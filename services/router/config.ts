@@ -81,6 +81,13 @@ export const routerConfigSchema = z.object({
   sessionCapacity: integer(0, 100_000_000).default(1_000_000),
   /** A pick counts as in flight until a worker's report lists its request as arrived, or for at most this long. */
   pickExpireMs: integer(0, 60_000).default(1_000),
+  /**
+   * Where a router without Redis keeps its canary rollouts, so that a restart resumes
+   * them (with Redis they live there). Empty: in memory.
+   */
+  rolloutStateFile: z.string().default(""),
+  /** How often the rollouts' driver judges each canary: the longest a broken one runs once its window has enough samples. */
+  rolloutTickMs: integer(100, 60_000).default(1_000),
   /** How long SIGTERM waits for open streams. */
   shutdownGraceMs: integer(0, 600_000).default(2_000),
   ...meshSecuritySettings("router"),

@@ -19,6 +19,10 @@ import { TrafficSplits } from "./traffic-split.js";
 import { watchPressure } from "./pressure-watch.js";
 import { createRouterService } from "./router-service.js";
 import { decisionEvents } from "../common/decision-events.js";
+import { RolloutController } from "./rollouts/controller.js";
+import { OutcomeWindows } from "./rollouts/outcome-window.js";
+import { SharedRolloutStore } from "./rollouts/shared-store.js";
+import { LocalRolloutStore } from "./rollouts/store.js";
 
 let logger: Logger | undefined;
 try {
@@ -40,21 +44,40 @@ try {
     config.redisUrl === ""
       ? undefined
       : new SharedRedis(config.redisUrl, logger, registry, {
-          what: "traffic splits",
-          fallback: "the traffic splits in force stay, and a split set now is not saved",
+          what: "traffic splits and canary rollouts",
+          fallback: "the traffic splits in force stay, a split set now is not saved, and every replica only rolls back a broken canary",
         });
   const sharedSplits = redis && new SharedSplits(redis, splits, logger);
   sharedSplits?.start();
+  const events = decisionEvents(logger, config.eventLog);
+  const outcomes = new OutcomeWindows();
+  const rollouts = new RolloutController({
+    store: redis ? new SharedRolloutStore(redis, logger) : new LocalRolloutStore(config.rolloutStateFile || undefined),
+    windows: outcomes,
+    applySplit: async (split) => {
+      const problem = splits.set(split);
+      if (problem) logger?.error({ model: split.model, problem }, "a rollout's split was refused");
+      else await sharedSplits?.save(split);
+    },
+    registry,
+    logger,
+    events,
+    tickMs: config.rolloutTickMs,
+    warmupMs: config.reportIntervalMs * config.staleAfterReports,
+  });
+  await rollouts.start();
   const service = createRouterService({
     fleet,
     scheduler,
     prefixes,
     splits,
     saveSplit: sharedSplits && ((split) => sharedSplits.save(split)),
+    rollouts,
+    outcomes,
     reportIntervalMs: config.reportIntervalMs,
     registry,
     logger,
-    events: decisionEvents(logger, config.eventLog),
+    events,
     lifetime: lifetime.signal,
   });
   const grpc = await startGrpcServer({
@@ -81,6 +104,7 @@ try {
     grpc.setServing(false);
     lifetime.abort();
     await grpc.close(config.shutdownGraceMs);
+    await rollouts.close();
     sharedSplits?.close();
     await redis?.close();
     metrics.server.close();

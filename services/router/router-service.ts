@@ -1,12 +1,13 @@
 import { pushable, type Pushable } from "it-pushable";
 import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { Counter, Gauge, type Registry } from "prom-client";
-import type {
-  ConnectRequest,
-  ConnectResponse,
-  PickRequest,
-  RouterServiceDefinition,
-  TrafficSplit,
+import {
+  RolloutSpec,
+  type ConnectRequest,
+  type ConnectResponse,
+  type PickRequest,
+  type RouterServiceDefinition,
+  type TrafficSplit,
 } from "../../gen/infermesh/router/v1/router_service.js";
 import type { Logger } from "../common/logger.js";
 import { type DecisionEvents, noDecisionEvents } from "../common/decision-events.js";
@@ -15,6 +16,8 @@ import type { PickQuery } from "./scheduling/plugin.js";
 import type { Scheduler } from "./scheduling/scheduler.js";
 import type { PrefixTable } from "./prefix-table.js";
 import type { TrafficSplits } from "./traffic-split.js";
+import type { RolloutController } from "./rollouts/controller.js";
+import type { OutcomeWindows } from "./rollouts/outcome-window.js";
 import { kvNeedTokens } from "../common/kv-need.js";
 import { callSpan, traceFields } from "../common/telemetry/tracing.js";
 
@@ -25,6 +28,10 @@ export interface RouterServiceDeps {
   readonly splits: TrafficSplits;
   /** The shared mode: saves a split just set, for the other replicas and a restart. */
   readonly saveSplit?: (split: TrafficSplit) => Promise<void>;
+  /** Canary rollouts, which drive splits by themselves. */
+  readonly rollouts: RolloutController;
+  /** Where workers' generation outcomes go, for the rollouts to judge. */
+  readonly outcomes: OutcomeWindows;
   readonly reportIntervalMs: number;
   readonly registry: Registry;
   readonly logger: Logger;
@@ -90,7 +97,11 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
       const chosen = placements[0]!;
       scheduler.commit(query, chosen);
       picks.inc({ outcome: "picked", reason });
-      if (versions) splitPicks.inc({ model: request.model, target: chosen.model });
+      if (versions) {
+        splitPicks.inc({ model: request.model, target: chosen.model });
+        // A version this router has no worker of (it just started, or the version is gone) is not "passed over".
+        if (fleet.serving(versions[0]!).length > 0) deps.outcomes.notePick(versions[0]!, chosen.model);
+      }
       const span = callSpan(context);
       events("route.pick", {
         request_id: request.requestId,
@@ -154,8 +165,10 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
           if (next.done) break;
           const event = next.value.event;
           if (event?.$case === "leave") left = true;
-          else if (event?.$case === "loadReport") fleet.report(member, event.value);
-          else if (event?.$case === "kvEvents") {
+          else if (event?.$case === "loadReport") {
+            fleet.report(member, event.value);
+            if (event.value.outcomes.length > 0) deps.outcomes.record(event.value.outcomes);
+          } else if (event?.$case === "kvEvents") {
             const { storedBlockHashes: stored, evictedBlockHashes: evicted, cleared } = event.value;
             prefixes.apply(registration.workerId, { stored, evicted, cleared });
           } else if (event?.$case === "modelsChanged") {
@@ -197,6 +210,12 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
 
     async setTrafficSplit(request) {
       const split = request.split ?? { model: "", targets: [] };
+      if (deps.rollouts.drives(split.model)) {
+        throw new ServerError(
+          Status.FAILED_PRECONDITION,
+          `a rollout drives the split of "${split.model}"; delete the rollout first (DELETE /admin/rollouts/${split.model})`,
+        );
+      }
       const problem = splits.set(split);
       if (problem) throw new ServerError(Status.INVALID_ARGUMENT, problem);
       await deps.saveSplit?.(split);
@@ -206,6 +225,22 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
 
     async listTrafficSplits() {
       return { splits: splits.list() };
+    },
+
+    async setRollout(request) {
+      const rollout = await deps.rollouts.set(request.spec ?? RolloutSpec.create());
+      if ("problem" in rollout) throw new ServerError(Status.INVALID_ARGUMENT, rollout.problem);
+      return { rollout };
+    },
+
+    async listRollouts() {
+      return { rollouts: deps.rollouts.list() };
+    },
+
+    async deleteRollout(request) {
+      const rollout = await deps.rollouts.delete(request.model);
+      if (!rollout) throw new ServerError(Status.NOT_FOUND, `model "${request.model}" has no rollout`);
+      return { rollout };
     },
 
     async drainWorker(request) {

@@ -16,6 +16,7 @@ import { loadWorkerConfig } from "./config.js";
 import { loadEngine } from "./engine-loader.js";
 import { Arrivals } from "./arrivals.js";
 import { FailureWindow } from "./failure-window.js";
+import { OutcomeLog } from "./outcome-log.js";
 import { KvReservations } from "./kv-reservations.js";
 import { keepReportingKv, PrimaryLink } from "./kv-reporter.js";
 import { forEachReplica } from "../common/replica-discovery.js";
@@ -42,6 +43,7 @@ try {
   const reservations = new KvReservations();
   const failures = new FailureWindow();
   const arrivals = new Arrivals();
+  const outcomes = new OutcomeLog();
   const grpc = await startGrpcServer({
     address: config.listen,
     credentials: security.serverCredentials(workerPolicy(), registry, log),
@@ -63,7 +65,7 @@ try {
     addServices: (server) =>
       server.add(
         WorkerServiceDefinition,
-        createWorkerService({ workerId, runtime, reservations, failures, arrivals, registry, logger: log }),
+        createWorkerService({ workerId, runtime, reservations, failures, outcomes, arrivals, registry, logger: log }),
       ),
   });
   // Health says NOT_SERVING until a model has loaded, and follows the serving state
@@ -109,6 +111,7 @@ try {
       (routerAddress, signal) => {
         const channel = security.channel(routerAddress, "router");
         const reader = arrivals.reader();
+        const outcomeReader = outcomes.reader();
         void keepRegistered({
           client: createGrpcClient(RouterServiceDefinition, channel, 2_000),
           workerId,
@@ -125,9 +128,11 @@ try {
           tensorParallelSize: config.tensorParallelSize,
           failureRatio: () => failures.ratio(),
           arrivals: reader,
+          outcomes: outcomeReader,
         }).finally(() => {
           channel.close();
           arrivals.release(reader);
+          outcomes.release(outcomeReader);
         });
       },
       { signal: lifetime.signal, logger: log.child({ peer: "router" }) },

@@ -5,6 +5,7 @@ import { keepConnected, logReconnect } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import { Throttle } from "../common/throttle.js";
 import type { ArrivalsReader } from "./arrivals.js";
+import type { OutcomeReader } from "./outcome-log.js";
 import type { EngineHost } from "./engine-host.js";
 
 /**
@@ -30,6 +31,8 @@ export function keepRegistered(options: {
   failureRatio: () => number;
   /** Requests that reached the engine, this router's list: each report lists those since the last one. */
   arrivals: ArrivalsReader;
+  /** How generations ended, this router's log: each report carries those since the last one. */
+  outcomes?: OutcomeReader;
 }): Promise<void> {
   const { runtime, logger } = options;
   let throttle: Throttle | undefined;
@@ -57,6 +60,7 @@ export function keepRegistered(options: {
       prefixCacheHits: load?.prefixCacheHits ?? 0,
       pendingPrefillTokens: load?.pendingPrefillTokens ?? 0,
       arrivedRequestIds: options.arrivals.take(),
+      outcomes: options.outcomes?.take() ?? [],
       state: runtime.state,
       recentFailureRatio: options.failureRatio(),
     };

@@ -91,6 +91,10 @@ export class GenerationTiming {
   /** When each choice last produced tokens. */
   private readonly lastTokenAt: number[] = [];
   private firstToken = true;
+  /** Time to first token in ms, once it came. */
+  private firstTokenMs: number | undefined;
+  private gapsMs = 0;
+  private gapTokens = 0;
 
   constructor(
     private readonly metrics: VllmMetrics,
@@ -111,9 +115,13 @@ export class GenerationTiming {
     const now = performance.now();
     if (this.firstToken) {
       this.firstToken = false;
-      this.observe(this.metrics.timeToFirstToken, (now - this.arrivedAt) / 1000);
+      this.firstTokenMs = now - this.arrivedAt;
+      this.observe(this.metrics.timeToFirstToken, this.firstTokenMs / 1000);
     } else if (this.lastTokenAt[choice] !== undefined && count > 0) {
-      this.observe(this.metrics.interTokenLatency, (now - this.lastTokenAt[choice]) / 1000 / count);
+      const gapMs = now - this.lastTokenAt[choice];
+      this.gapsMs += gapMs;
+      this.gapTokens += count;
+      this.observe(this.metrics.interTokenLatency, gapMs / 1000 / count);
     }
     this.lastTokenAt[choice] = now;
     if (count > 0) this.metrics.generationTokens.inc(this.labels, count);
@@ -122,6 +130,14 @@ export class GenerationTiming {
   finished(reason: FinishReason): void {
     this.observe(this.metrics.e2eLatency, (performance.now() - this.arrivedAt) / 1000);
     this.metrics.requestSuccess.inc({ ...this.labels, finished_reason: finishedReason(reason) });
+  }
+
+  /** This generation's time to first token and mean inter-token latency, in ms, where known. */
+  latencies(): { timeToFirstTokenMs?: number; interTokenLatencyMs?: number } {
+    return {
+      timeToFirstTokenMs: this.firstTokenMs,
+      interTokenLatencyMs: this.gapTokens > 0 ? this.gapsMs / this.gapTokens : undefined,
+    };
   }
 
   private observe(histogram: Histogram<"model_name">, value: number): void {

@@ -14,6 +14,7 @@ import { EngineError, type Engine, type GenerationEvent } from "./engines/engine
 import type { EngineHost } from "./engine-host.js";
 import type { Arrivals } from "./arrivals.js";
 import type { FailureWindow } from "./failure-window.js";
+import type { OutcomeLog } from "./outcome-log.js";
 import type { KvReservations } from "./kv-reservations.js";
 import { VllmMetrics } from "./vllm-metrics.js";
 import { kvNeedTokens } from "../common/kv-need.js";
@@ -24,6 +25,8 @@ export interface WorkerServiceDeps {
   readonly reservations: KvReservations;
   /** Where generations' outcomes go, for the health the router sees. */
   readonly failures: FailureWindow;
+  /** How each generation ended, for the routers' canary rollouts. */
+  readonly outcomes?: OutcomeLog;
   /** Where arriving requests' ids go, for the router's in-flight accounting. */
   readonly arrivals: Arrivals;
   readonly registry: Registry;
@@ -78,6 +81,11 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
     async *generate(request: GenerateRequest, context: CallContext): AsyncIterable<GenerateResponse> {
       const engine = servingEngine();
       const timing = vllm.track(request.model, callSpan(context));
+      /** A generation that ended for the engine's sake, well or not: the health score and the rollouts count it. */
+      const ended = (failed: boolean) => {
+        deps.failures.record(failed);
+        deps.outcomes?.record({ model: request.model, failed, ...(failed ? {} : timing.latencies()) });
+      };
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
       if ((request.prompt === undefined) === (request.messages.length === 0)) {
         throw new ServerError(Status.INVALID_ARGUMENT, "exactly one of messages and prompt must be set");
@@ -145,14 +153,14 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
         // The engine's own faults count against its health; a bad request or a cancel does not.
         const enginesFault =
           !isAbortError(error) && (!(error instanceof EngineError) || error.kind === "internal" || error.kind === "unavailable");
-        if (enginesFault) deps.failures.record(true);
+        if (enginesFault) ended(true);
         if (error instanceof EngineError || isAbortError(error)) throw asServerError(error);
         logger.error({ err: error, request_id: request.requestId }, "generation failed to start");
         throw new ServerError(Status.INTERNAL, "the engine failed to start the generation");
       }
       if (first.done || first.value.kind !== "started") {
         await closeAll();
-        deps.failures.record(true);
+        ended(true);
         throw new ServerError(Status.INTERNAL, "the engine did not start");
       }
       const started = first.value;
@@ -227,7 +235,7 @@ export function createWorkerService(deps: WorkerServiceDeps): ServiceImplementat
       } finally {
         // A caller that cancels stops reading before any terminal event.
         generations.inc({ outcome: outcome ?? "cancelled" });
-        if (outcome !== undefined && outcome !== "cancelled") deps.failures.record(outcome === "failed");
+        if (outcome !== undefined && outcome !== "cancelled") ended(outcome === "failed");
         release();
         await closeAll();
       }

@@ -12,7 +12,7 @@ import { AuthorizationPolicy, type MethodRules } from "./authorization.js";
 
 /**
  * The gateway drives every request (Acquire, Pick, Generate) and, on its admin routes
- * behind an admin key, drains, splits, loads and unloads. The operator identity (a
+ * behind an admin key, drains, splits, rolls out, loads and unloads. The operator identity (a
  * person with grpcurl) may read, never act.
  */
 export const admissionRules: MethodRules<typeof AdmissionServiceDefinition> = {
@@ -27,6 +27,9 @@ export const routerRules: MethodRules<typeof RouterServiceDefinition> = {
   drainWorker: ["gateway"],
   setTrafficSplit: ["gateway"],
   listTrafficSplits: ["gateway", "operator"],
+  setRollout: ["gateway"],
+  listRollouts: ["gateway", "operator"],
+  deleteRollout: ["gateway"],
 };
 
 export const memoryGuardRules: MethodRules<typeof MemoryGuardServiceDefinition> = {

@@ -13,6 +13,55 @@ export const protobufPackage = "infermesh.router.v1";
 
 export const protobufFileName = "infermesh/router/v1/router_service.proto";
 
+/** RolloutState is where a rollout is. */
+export enum RolloutState {
+  ROLLOUT_STATE_UNSPECIFIED = 0,
+  /** ROLLOUT_STATE_PROGRESSING - Moving through its steps. */
+  ROLLOUT_STATE_PROGRESSING = 1,
+  /** ROLLOUT_STATE_SUCCEEDED - The canary held its last step (100 %): it serves the model. */
+  ROLLOUT_STATE_SUCCEEDED = 2,
+  /** ROLLOUT_STATE_ROLLED_BACK - The canary broke an SLO and was sent back to 0 %; `reason` says which. */
+  ROLLOUT_STATE_ROLLED_BACK = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function rolloutStateFromJSON(object: any): RolloutState {
+  switch (object) {
+    case 0:
+    case "ROLLOUT_STATE_UNSPECIFIED":
+      return RolloutState.ROLLOUT_STATE_UNSPECIFIED;
+    case 1:
+    case "ROLLOUT_STATE_PROGRESSING":
+      return RolloutState.ROLLOUT_STATE_PROGRESSING;
+    case 2:
+    case "ROLLOUT_STATE_SUCCEEDED":
+      return RolloutState.ROLLOUT_STATE_SUCCEEDED;
+    case 3:
+    case "ROLLOUT_STATE_ROLLED_BACK":
+      return RolloutState.ROLLOUT_STATE_ROLLED_BACK;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RolloutState.UNRECOGNIZED;
+  }
+}
+
+export function rolloutStateToJSON(object: RolloutState): string {
+  switch (object) {
+    case RolloutState.ROLLOUT_STATE_UNSPECIFIED:
+      return "ROLLOUT_STATE_UNSPECIFIED";
+    case RolloutState.ROLLOUT_STATE_PROGRESSING:
+      return "ROLLOUT_STATE_PROGRESSING";
+    case RolloutState.ROLLOUT_STATE_SUCCEEDED:
+      return "ROLLOUT_STATE_SUCCEEDED";
+    case RolloutState.ROLLOUT_STATE_ROLLED_BACK:
+      return "ROLLOUT_STATE_ROLLED_BACK";
+    case RolloutState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** PickRequest describes the request to place. */
 export interface PickRequest {
   /** The gateway's request id. */
@@ -194,6 +243,34 @@ export interface LoadReport {
    * load includes them.
    */
   arrivedRequestIds: string[];
+  /**
+   * How the generations that ended since the last report went, per model: what canary
+   * rollouts judge a model version by.
+   */
+  outcomes: GenerationOutcomes[];
+}
+
+/**
+ * GenerationOutcomes is how one model's generations on a worker ended since its last
+ * report. Cancelled generations and bad requests are not counted.
+ */
+export interface GenerationOutcomes {
+  /** The model id the worker ran. */
+  model: string;
+  /** Generations that finished (stop or length). */
+  succeeded: number;
+  /** Generations that failed for the engine's sake, before or after their first token. */
+  failed: number;
+  /**
+   * Time to first token of succeeded generations, in milliseconds, from the request's
+   * arrival at the worker; a uniform sample of at most 256.
+   */
+  timeToFirstTokenMs: number[];
+  /**
+   * Mean time between tokens of succeeded generations that produced more than one
+   * token, in milliseconds; a uniform sample of at most 256.
+   */
+  interTokenLatencyMs: number[];
 }
 
 /** ConnectResponse is one message from the router to a worker. */
@@ -303,6 +380,208 @@ export interface ListTrafficSplitsRequest {
 export interface ListTrafficSplitsResponse {
   /** The splits, by model. */
   splits: TrafficSplit[];
+}
+
+/**
+ * RolloutSlo is what the canary must keep, against the baseline over the same window
+ * and, where set, as absolute limits. A latency breaks the SLO only when it is both
+ * above the ratio and more than latency_slack_ms above the baseline's.
+ */
+export interface RolloutSlo {
+  /**
+   * The canary's p95 time to first token may be at most this multiple of the
+   * baseline's. Absent: 1.5.
+   */
+  maxTtftRatio?:
+    | number
+    | undefined;
+  /**
+   * The canary's p95 inter-token latency may be at most this multiple of the
+   * baseline's. Absent: 1.5.
+   */
+  maxItlRatio?:
+    | number
+    | undefined;
+  /**
+   * The canary's error rate may exceed the baseline's by at most this (0 to 1).
+   * Absent: 0.01.
+   */
+  maxErrorRateIncrease?:
+    | number
+    | undefined;
+  /** Latency differences up to this many milliseconds never break the SLO. Absent: 50. */
+  latencySlackMs?:
+    | number
+    | undefined;
+  /**
+   * An absolute limit on the canary's p95 time to first token, in milliseconds.
+   * Absent: none.
+   */
+  ttftP95Ms?:
+    | number
+    | undefined;
+  /**
+   * An absolute limit on the canary's p95 inter-token latency, in milliseconds.
+   * Absent: none.
+   */
+  itlP95Ms?:
+    | number
+    | undefined;
+  /** An absolute limit on the canary's error rate (0 to 1). Absent: none. */
+  errorRate?: number | undefined;
+}
+
+/** RolloutSpec is what an operator asks for. */
+export interface RolloutSpec {
+  /** The model id requests ask for, whose traffic split the rollout drives. */
+  model: string;
+  /** The model id that serves now; it may be `model` itself. */
+  baseline: string;
+  /** The model id rolled out; not the baseline. */
+  canary: string;
+  /**
+   * The canary's share of each step, in percent, ascending, the last 100. Empty:
+   * 10, 50, 100.
+   */
+  stepPercents: number[];
+  /** How long each step must hold before the next, in milliseconds. Absent: 300000. */
+  stepHoldMs?:
+    | number
+    | undefined;
+  /** The window the canary is judged over, in milliseconds. Absent: 60000. */
+  windowMs?:
+    | number
+    | undefined;
+  /** Generations each version needs in a window before it is judged. Absent: 50. */
+  minSamples?:
+    | number
+    | undefined;
+  /** What the canary must keep. */
+  slo: RolloutSlo | undefined;
+}
+
+/** VersionFigures is how one model version did over a window. */
+export interface VersionFigures {
+  /** Generations that ended (succeeded and failed). */
+  samples: number;
+  /** Of those, failed. */
+  failed: number;
+  /** failed over samples; 0 with no samples. */
+  errorRate: number;
+  /** p95 time to first token in milliseconds; 0 when unknown. */
+  ttftP95Ms: number;
+  /** p95 inter-token latency in milliseconds; 0 when unknown. */
+  itlP95Ms: number;
+  /** Picks (this router's) in which the split chose this version. */
+  splitPicks: number;
+  /**
+   * Of those, picks that went to another version instead: this version's workers were
+   * unhealthy, saturated or gone. A canary passed over for most of its share cannot
+   * carry it, and is rolled back.
+   */
+  passedOver: number;
+}
+
+/** RolloutJudgement is one look at the canary against the baseline. */
+export interface RolloutJudgement {
+  /** When, in Unix milliseconds. */
+  atUnixMs: number;
+  /** The canary's figures. */
+  canary:
+    | VersionFigures
+    | undefined;
+  /**
+   * The baseline's figures it was compared with: this window's, or at 100 % (the
+   * baseline takes no traffic) the last window's that had enough samples.
+   */
+  baseline:
+    | VersionFigures
+    | undefined;
+  /** Whether the canary kept every SLO; false also when there were too few samples. */
+  passed: boolean;
+  /** "passed", "too few samples", or the SLO broken with the measured value and limit. */
+  verdict: string;
+}
+
+/** RolloutEvent is one thing a rollout did. */
+export interface RolloutEvent {
+  /** When, in Unix milliseconds. */
+  atUnixMs: number;
+  /**
+   * "started", "promoted", "succeeded", "rolled_back", "resumed" (a router took over
+   * driving it, after a restart or a failover) or "stopped" (DeleteRollout).
+   */
+  kind: string;
+  /** The canary's share after it, in percent. */
+  canaryPercent: number;
+  /** Why, in words. */
+  detail: string;
+}
+
+/** Rollout is a rollout and where it is. */
+export interface Rollout {
+  /** The spec, defaults filled in. */
+  spec:
+    | RolloutSpec
+    | undefined;
+  /** Where it is. */
+  state: RolloutState;
+  /** The step it is on (an index into spec.step_percents). */
+  step: number;
+  /** The canary's share now, in percent. */
+  canaryPercent: number;
+  /** When the step began, in Unix milliseconds. */
+  stepStartedUnixMs: number;
+  /** When the rollout began, in Unix milliseconds. */
+  startedUnixMs: number;
+  /** Why it ended (empty while it runs): the SLO broken, or "held every step". */
+  reason: string;
+  /** The last judgement. */
+  lastJudgement:
+    | RolloutJudgement
+    | undefined;
+  /** The baseline's figures from the last window in which it had enough samples. */
+  baselineReference:
+    | VersionFigures
+    | undefined;
+  /** What it did, oldest first; the last 50. */
+  events: RolloutEvent[];
+  /** Names this rollout among the model's rollouts: a new spec starts a new id. */
+  id: string;
+}
+
+/** SetRolloutRequest starts a rollout. */
+export interface SetRolloutRequest {
+  /** The rollout asked for. */
+  spec: RolloutSpec | undefined;
+}
+
+/** SetRolloutResponse is the rollout as it now is. */
+export interface SetRolloutResponse {
+  /** The rollout. */
+  rollout: Rollout | undefined;
+}
+
+/** ListRolloutsRequest has no parameters yet. */
+export interface ListRolloutsRequest {
+}
+
+/** ListRolloutsResponse is every rollout, by model. */
+export interface ListRolloutsResponse {
+  /** The rollouts. */
+  rollouts: Rollout[];
+}
+
+/** DeleteRolloutRequest names the rollout to stop and forget. */
+export interface DeleteRolloutRequest {
+  /** The model of the rollout. */
+  model: string;
+}
+
+/** DeleteRolloutResponse is the rollout as it was when stopped. */
+export interface DeleteRolloutResponse {
+  /** The rollout, with the event that stopped it. */
+  rollout: Rollout | undefined;
 }
 
 function createBasePickRequest(): PickRequest {
@@ -1555,6 +1834,7 @@ function createBaseLoadReport(): LoadReport {
     recentFailureRatio: 0,
     pendingPrefillTokens: 0,
     arrivedRequestIds: [],
+    outcomes: [],
   };
 }
 
@@ -1592,6 +1872,9 @@ export const LoadReport: MessageFns<LoadReport> = {
     }
     for (const v of message.arrivedRequestIds) {
       writer.uint32(90).string(v!);
+    }
+    for (const v of message.outcomes) {
+      GenerationOutcomes.encode(v!, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -1697,6 +1980,14 @@ export const LoadReport: MessageFns<LoadReport> = {
             message.arrivedRequestIds.push(reader.string());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.outcomes.push(GenerationOutcomes.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1762,6 +2053,9 @@ export const LoadReport: MessageFns<LoadReport> = {
         : globalThis.Array.isArray(object?.arrived_request_ids)
         ? object.arrived_request_ids.map((e: any) => globalThis.String(e))
         : [],
+      outcomes: globalThis.Array.isArray(object?.outcomes)
+        ? object.outcomes.map((e: any) => GenerationOutcomes.fromJSON(e))
+        : [],
     };
   },
 
@@ -1800,6 +2094,9 @@ export const LoadReport: MessageFns<LoadReport> = {
     if (message.arrivedRequestIds?.length) {
       obj.arrivedRequestIds = message.arrivedRequestIds;
     }
+    if (message.outcomes?.length) {
+      obj.outcomes = message.outcomes.map((e) => GenerationOutcomes.toJSON(e));
+    }
     return obj;
   },
 
@@ -1819,6 +2116,176 @@ export const LoadReport: MessageFns<LoadReport> = {
     message.recentFailureRatio = object.recentFailureRatio ?? 0;
     message.pendingPrefillTokens = object.pendingPrefillTokens ?? 0;
     message.arrivedRequestIds = object.arrivedRequestIds?.map((e) => e) || [];
+    message.outcomes = object.outcomes?.map((e) => GenerationOutcomes.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGenerationOutcomes(): GenerationOutcomes {
+  return { model: "", succeeded: 0, failed: 0, timeToFirstTokenMs: [], interTokenLatencyMs: [] };
+}
+
+export const GenerationOutcomes: MessageFns<GenerationOutcomes> = {
+  encode(message: GenerationOutcomes, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.succeeded !== 0) {
+      writer.uint32(16).uint32(message.succeeded);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(24).uint32(message.failed);
+    }
+    if (message.timeToFirstTokenMs.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.timeToFirstTokenMs) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    if (message.interTokenLatencyMs.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.interTokenLatencyMs) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerationOutcomes {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerationOutcomes();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.succeeded = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failed = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag === 37) {
+              message.timeToFirstTokenMs.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.timeToFirstTokenMs.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag === 45) {
+              message.interTokenLatencyMs.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.interTokenLatencyMs.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GenerationOutcomes {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      succeeded: isSet(object.succeeded) ? globalThis.Number(object.succeeded) : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+      timeToFirstTokenMs: globalThis.Array.isArray(object?.timeToFirstTokenMs)
+        ? object.timeToFirstTokenMs.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.time_to_first_token_ms)
+        ? object.time_to_first_token_ms.map((e: any) => globalThis.Number(e))
+        : [],
+      interTokenLatencyMs: globalThis.Array.isArray(object?.interTokenLatencyMs)
+        ? object.interTokenLatencyMs.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.inter_token_latency_ms)
+        ? object.inter_token_latency_ms.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GenerationOutcomes): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.succeeded !== 0) {
+      obj.succeeded = Math.round(message.succeeded);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    if (message.timeToFirstTokenMs?.length) {
+      obj.timeToFirstTokenMs = message.timeToFirstTokenMs.map((e) => floatToJson(e));
+    }
+    if (message.interTokenLatencyMs?.length) {
+      obj.interTokenLatencyMs = message.interTokenLatencyMs.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GenerationOutcomes>): GenerationOutcomes {
+    return GenerationOutcomes.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GenerationOutcomes>): GenerationOutcomes {
+    const message = createBaseGenerationOutcomes();
+    message.model = object.model ?? "";
+    message.succeeded = object.succeeded ?? 0;
+    message.failed = object.failed ?? 0;
+    message.timeToFirstTokenMs = object.timeToFirstTokenMs?.map((e) => e) || [];
+    message.interTokenLatencyMs = object.interTokenLatencyMs?.map((e) => e) || [];
     return message;
   },
 };
@@ -2919,6 +3386,1542 @@ export const ListTrafficSplitsResponse: MessageFns<ListTrafficSplitsResponse> = 
   },
 };
 
+function createBaseRolloutSlo(): RolloutSlo {
+  return {
+    maxTtftRatio: undefined,
+    maxItlRatio: undefined,
+    maxErrorRateIncrease: undefined,
+    latencySlackMs: undefined,
+    ttftP95Ms: undefined,
+    itlP95Ms: undefined,
+    errorRate: undefined,
+  };
+}
+
+export const RolloutSlo: MessageFns<RolloutSlo> = {
+  encode(message: RolloutSlo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxTtftRatio !== undefined) {
+      writer.uint32(9).double(message.maxTtftRatio);
+    }
+    if (message.maxItlRatio !== undefined) {
+      writer.uint32(17).double(message.maxItlRatio);
+    }
+    if (message.maxErrorRateIncrease !== undefined) {
+      writer.uint32(25).double(message.maxErrorRateIncrease);
+    }
+    if (message.latencySlackMs !== undefined) {
+      writer.uint32(32).uint32(message.latencySlackMs);
+    }
+    if (message.ttftP95Ms !== undefined) {
+      writer.uint32(40).uint32(message.ttftP95Ms);
+    }
+    if (message.itlP95Ms !== undefined) {
+      writer.uint32(48).uint32(message.itlP95Ms);
+    }
+    if (message.errorRate !== undefined) {
+      writer.uint32(57).double(message.errorRate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutSlo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutSlo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.maxTtftRatio = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.maxItlRatio = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.maxErrorRateIncrease = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.latencySlackMs = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.ttftP95Ms = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.itlP95Ms = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.errorRate = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutSlo {
+    return {
+      maxTtftRatio: isSet(object.maxTtftRatio)
+        ? globalThis.Number(object.maxTtftRatio)
+        : isSet(object.max_ttft_ratio)
+        ? globalThis.Number(object.max_ttft_ratio)
+        : undefined,
+      maxItlRatio: isSet(object.maxItlRatio)
+        ? globalThis.Number(object.maxItlRatio)
+        : isSet(object.max_itl_ratio)
+        ? globalThis.Number(object.max_itl_ratio)
+        : undefined,
+      maxErrorRateIncrease: isSet(object.maxErrorRateIncrease)
+        ? globalThis.Number(object.maxErrorRateIncrease)
+        : isSet(object.max_error_rate_increase)
+        ? globalThis.Number(object.max_error_rate_increase)
+        : undefined,
+      latencySlackMs: isSet(object.latencySlackMs)
+        ? globalThis.Number(object.latencySlackMs)
+        : isSet(object.latency_slack_ms)
+        ? globalThis.Number(object.latency_slack_ms)
+        : undefined,
+      ttftP95Ms: isSet(object.ttftP95Ms)
+        ? globalThis.Number(object.ttftP95Ms)
+        : isSet(object.ttft_p95_ms)
+        ? globalThis.Number(object.ttft_p95_ms)
+        : undefined,
+      itlP95Ms: isSet(object.itlP95Ms)
+        ? globalThis.Number(object.itlP95Ms)
+        : isSet(object.itl_p95_ms)
+        ? globalThis.Number(object.itl_p95_ms)
+        : undefined,
+      errorRate: isSet(object.errorRate)
+        ? globalThis.Number(object.errorRate)
+        : isSet(object.error_rate)
+        ? globalThis.Number(object.error_rate)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RolloutSlo): unknown {
+    const obj: any = {};
+    if (message.maxTtftRatio !== undefined) {
+      obj.maxTtftRatio = floatToJson(message.maxTtftRatio);
+    }
+    if (message.maxItlRatio !== undefined) {
+      obj.maxItlRatio = floatToJson(message.maxItlRatio);
+    }
+    if (message.maxErrorRateIncrease !== undefined) {
+      obj.maxErrorRateIncrease = floatToJson(message.maxErrorRateIncrease);
+    }
+    if (message.latencySlackMs !== undefined) {
+      obj.latencySlackMs = Math.round(message.latencySlackMs);
+    }
+    if (message.ttftP95Ms !== undefined) {
+      obj.ttftP95Ms = Math.round(message.ttftP95Ms);
+    }
+    if (message.itlP95Ms !== undefined) {
+      obj.itlP95Ms = Math.round(message.itlP95Ms);
+    }
+    if (message.errorRate !== undefined) {
+      obj.errorRate = floatToJson(message.errorRate);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RolloutSlo>): RolloutSlo {
+    return RolloutSlo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RolloutSlo>): RolloutSlo {
+    const message = createBaseRolloutSlo();
+    message.maxTtftRatio = object.maxTtftRatio ?? undefined;
+    message.maxItlRatio = object.maxItlRatio ?? undefined;
+    message.maxErrorRateIncrease = object.maxErrorRateIncrease ?? undefined;
+    message.latencySlackMs = object.latencySlackMs ?? undefined;
+    message.ttftP95Ms = object.ttftP95Ms ?? undefined;
+    message.itlP95Ms = object.itlP95Ms ?? undefined;
+    message.errorRate = object.errorRate ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRolloutSpec(): RolloutSpec {
+  return {
+    model: "",
+    baseline: "",
+    canary: "",
+    stepPercents: [],
+    stepHoldMs: undefined,
+    windowMs: undefined,
+    minSamples: undefined,
+    slo: undefined,
+  };
+}
+
+export const RolloutSpec: MessageFns<RolloutSpec> = {
+  encode(message: RolloutSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.baseline !== "") {
+      writer.uint32(18).string(message.baseline);
+    }
+    if (message.canary !== "") {
+      writer.uint32(26).string(message.canary);
+    }
+    if (message.stepPercents.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.stepPercents) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.stepHoldMs !== undefined) {
+      writer.uint32(40).uint32(message.stepHoldMs);
+    }
+    if (message.windowMs !== undefined) {
+      writer.uint32(48).uint32(message.windowMs);
+    }
+    if (message.minSamples !== undefined) {
+      writer.uint32(56).uint32(message.minSamples);
+    }
+    if (message.slo !== undefined) {
+      RolloutSlo.encode(message.slo, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.baseline = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.canary = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.stepPercents.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.stepPercents.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.stepHoldMs = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.windowMs = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.minSamples = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.slo = RolloutSlo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutSpec {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      baseline: isSet(object.baseline) ? globalThis.String(object.baseline) : "",
+      canary: isSet(object.canary) ? globalThis.String(object.canary) : "",
+      stepPercents: globalThis.Array.isArray(object?.stepPercents)
+        ? object.stepPercents.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.step_percents)
+        ? object.step_percents.map((e: any) => globalThis.Number(e))
+        : [],
+      stepHoldMs: isSet(object.stepHoldMs)
+        ? globalThis.Number(object.stepHoldMs)
+        : isSet(object.step_hold_ms)
+        ? globalThis.Number(object.step_hold_ms)
+        : undefined,
+      windowMs: isSet(object.windowMs)
+        ? globalThis.Number(object.windowMs)
+        : isSet(object.window_ms)
+        ? globalThis.Number(object.window_ms)
+        : undefined,
+      minSamples: isSet(object.minSamples)
+        ? globalThis.Number(object.minSamples)
+        : isSet(object.min_samples)
+        ? globalThis.Number(object.min_samples)
+        : undefined,
+      slo: isSet(object.slo) ? RolloutSlo.fromJSON(object.slo) : undefined,
+    };
+  },
+
+  toJSON(message: RolloutSpec): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.baseline !== "") {
+      obj.baseline = message.baseline;
+    }
+    if (message.canary !== "") {
+      obj.canary = message.canary;
+    }
+    if (message.stepPercents?.length) {
+      obj.stepPercents = message.stepPercents.map((e) => Math.round(e));
+    }
+    if (message.stepHoldMs !== undefined) {
+      obj.stepHoldMs = Math.round(message.stepHoldMs);
+    }
+    if (message.windowMs !== undefined) {
+      obj.windowMs = Math.round(message.windowMs);
+    }
+    if (message.minSamples !== undefined) {
+      obj.minSamples = Math.round(message.minSamples);
+    }
+    if (message.slo !== undefined) {
+      obj.slo = RolloutSlo.toJSON(message.slo);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RolloutSpec>): RolloutSpec {
+    return RolloutSpec.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RolloutSpec>): RolloutSpec {
+    const message = createBaseRolloutSpec();
+    message.model = object.model ?? "";
+    message.baseline = object.baseline ?? "";
+    message.canary = object.canary ?? "";
+    message.stepPercents = object.stepPercents?.map((e) => e) || [];
+    message.stepHoldMs = object.stepHoldMs ?? undefined;
+    message.windowMs = object.windowMs ?? undefined;
+    message.minSamples = object.minSamples ?? undefined;
+    message.slo = (object.slo !== undefined && object.slo !== null) ? RolloutSlo.fromPartial(object.slo) : undefined;
+    return message;
+  },
+};
+
+function createBaseVersionFigures(): VersionFigures {
+  return { samples: 0, failed: 0, errorRate: 0, ttftP95Ms: 0, itlP95Ms: 0, splitPicks: 0, passedOver: 0 };
+}
+
+export const VersionFigures: MessageFns<VersionFigures> = {
+  encode(message: VersionFigures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.samples !== 0) {
+      writer.uint32(8).uint32(message.samples);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(16).uint32(message.failed);
+    }
+    if (message.errorRate !== 0) {
+      writer.uint32(25).double(message.errorRate);
+    }
+    if (message.ttftP95Ms !== 0) {
+      writer.uint32(33).double(message.ttftP95Ms);
+    }
+    if (message.itlP95Ms !== 0) {
+      writer.uint32(41).double(message.itlP95Ms);
+    }
+    if (message.splitPicks !== 0) {
+      writer.uint32(48).uint32(message.splitPicks);
+    }
+    if (message.passedOver !== 0) {
+      writer.uint32(56).uint32(message.passedOver);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VersionFigures {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVersionFigures();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.samples = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.failed = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.errorRate = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.ttftP95Ms = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.itlP95Ms = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.splitPicks = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.passedOver = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VersionFigures {
+    return {
+      samples: isSet(object.samples) ? globalThis.Number(object.samples) : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+      errorRate: isSet(object.errorRate)
+        ? globalThis.Number(object.errorRate)
+        : isSet(object.error_rate)
+        ? globalThis.Number(object.error_rate)
+        : 0,
+      ttftP95Ms: isSet(object.ttftP95Ms)
+        ? globalThis.Number(object.ttftP95Ms)
+        : isSet(object.ttft_p95_ms)
+        ? globalThis.Number(object.ttft_p95_ms)
+        : 0,
+      itlP95Ms: isSet(object.itlP95Ms)
+        ? globalThis.Number(object.itlP95Ms)
+        : isSet(object.itl_p95_ms)
+        ? globalThis.Number(object.itl_p95_ms)
+        : 0,
+      splitPicks: isSet(object.splitPicks)
+        ? globalThis.Number(object.splitPicks)
+        : isSet(object.split_picks)
+        ? globalThis.Number(object.split_picks)
+        : 0,
+      passedOver: isSet(object.passedOver)
+        ? globalThis.Number(object.passedOver)
+        : isSet(object.passed_over)
+        ? globalThis.Number(object.passed_over)
+        : 0,
+    };
+  },
+
+  toJSON(message: VersionFigures): unknown {
+    const obj: any = {};
+    if (message.samples !== 0) {
+      obj.samples = Math.round(message.samples);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    if (message.errorRate !== 0) {
+      obj.errorRate = floatToJson(message.errorRate);
+    }
+    if (message.ttftP95Ms !== 0) {
+      obj.ttftP95Ms = floatToJson(message.ttftP95Ms);
+    }
+    if (message.itlP95Ms !== 0) {
+      obj.itlP95Ms = floatToJson(message.itlP95Ms);
+    }
+    if (message.splitPicks !== 0) {
+      obj.splitPicks = Math.round(message.splitPicks);
+    }
+    if (message.passedOver !== 0) {
+      obj.passedOver = Math.round(message.passedOver);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VersionFigures>): VersionFigures {
+    return VersionFigures.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VersionFigures>): VersionFigures {
+    const message = createBaseVersionFigures();
+    message.samples = object.samples ?? 0;
+    message.failed = object.failed ?? 0;
+    message.errorRate = object.errorRate ?? 0;
+    message.ttftP95Ms = object.ttftP95Ms ?? 0;
+    message.itlP95Ms = object.itlP95Ms ?? 0;
+    message.splitPicks = object.splitPicks ?? 0;
+    message.passedOver = object.passedOver ?? 0;
+    return message;
+  },
+};
+
+function createBaseRolloutJudgement(): RolloutJudgement {
+  return { atUnixMs: 0, canary: undefined, baseline: undefined, passed: false, verdict: "" };
+}
+
+export const RolloutJudgement: MessageFns<RolloutJudgement> = {
+  encode(message: RolloutJudgement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atUnixMs !== 0) {
+      writer.uint32(8).int64(message.atUnixMs);
+    }
+    if (message.canary !== undefined) {
+      VersionFigures.encode(message.canary, writer.uint32(18).fork()).join();
+    }
+    if (message.baseline !== undefined) {
+      VersionFigures.encode(message.baseline, writer.uint32(26).fork()).join();
+    }
+    if (message.passed !== false) {
+      writer.uint32(32).bool(message.passed);
+    }
+    if (message.verdict !== "") {
+      writer.uint32(42).string(message.verdict);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutJudgement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutJudgement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.atUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.canary = VersionFigures.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.baseline = VersionFigures.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.passed = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.verdict = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutJudgement {
+    return {
+      atUnixMs: isSet(object.atUnixMs)
+        ? globalThis.Number(object.atUnixMs)
+        : isSet(object.at_unix_ms)
+        ? globalThis.Number(object.at_unix_ms)
+        : 0,
+      canary: isSet(object.canary) ? VersionFigures.fromJSON(object.canary) : undefined,
+      baseline: isSet(object.baseline) ? VersionFigures.fromJSON(object.baseline) : undefined,
+      passed: isSet(object.passed) ? globalThis.Boolean(object.passed) : false,
+      verdict: isSet(object.verdict) ? globalThis.String(object.verdict) : "",
+    };
+  },
+
+  toJSON(message: RolloutJudgement): unknown {
+    const obj: any = {};
+    if (message.atUnixMs !== 0) {
+      obj.atUnixMs = Math.round(message.atUnixMs);
+    }
+    if (message.canary !== undefined) {
+      obj.canary = VersionFigures.toJSON(message.canary);
+    }
+    if (message.baseline !== undefined) {
+      obj.baseline = VersionFigures.toJSON(message.baseline);
+    }
+    if (message.passed !== false) {
+      obj.passed = message.passed;
+    }
+    if (message.verdict !== "") {
+      obj.verdict = message.verdict;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RolloutJudgement>): RolloutJudgement {
+    return RolloutJudgement.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RolloutJudgement>): RolloutJudgement {
+    const message = createBaseRolloutJudgement();
+    message.atUnixMs = object.atUnixMs ?? 0;
+    message.canary = (object.canary !== undefined && object.canary !== null)
+      ? VersionFigures.fromPartial(object.canary)
+      : undefined;
+    message.baseline = (object.baseline !== undefined && object.baseline !== null)
+      ? VersionFigures.fromPartial(object.baseline)
+      : undefined;
+    message.passed = object.passed ?? false;
+    message.verdict = object.verdict ?? "";
+    return message;
+  },
+};
+
+function createBaseRolloutEvent(): RolloutEvent {
+  return { atUnixMs: 0, kind: "", canaryPercent: 0, detail: "" };
+}
+
+export const RolloutEvent: MessageFns<RolloutEvent> = {
+  encode(message: RolloutEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atUnixMs !== 0) {
+      writer.uint32(8).int64(message.atUnixMs);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.canaryPercent !== 0) {
+      writer.uint32(24).uint32(message.canaryPercent);
+    }
+    if (message.detail !== "") {
+      writer.uint32(34).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.atUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.canaryPercent = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutEvent {
+    return {
+      atUnixMs: isSet(object.atUnixMs)
+        ? globalThis.Number(object.atUnixMs)
+        : isSet(object.at_unix_ms)
+        ? globalThis.Number(object.at_unix_ms)
+        : 0,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      canaryPercent: isSet(object.canaryPercent)
+        ? globalThis.Number(object.canaryPercent)
+        : isSet(object.canary_percent)
+        ? globalThis.Number(object.canary_percent)
+        : 0,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: RolloutEvent): unknown {
+    const obj: any = {};
+    if (message.atUnixMs !== 0) {
+      obj.atUnixMs = Math.round(message.atUnixMs);
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.canaryPercent !== 0) {
+      obj.canaryPercent = Math.round(message.canaryPercent);
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RolloutEvent>): RolloutEvent {
+    return RolloutEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RolloutEvent>): RolloutEvent {
+    const message = createBaseRolloutEvent();
+    message.atUnixMs = object.atUnixMs ?? 0;
+    message.kind = object.kind ?? "";
+    message.canaryPercent = object.canaryPercent ?? 0;
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseRollout(): Rollout {
+  return {
+    spec: undefined,
+    state: 0,
+    step: 0,
+    canaryPercent: 0,
+    stepStartedUnixMs: 0,
+    startedUnixMs: 0,
+    reason: "",
+    lastJudgement: undefined,
+    baselineReference: undefined,
+    events: [],
+    id: "",
+  };
+}
+
+export const Rollout: MessageFns<Rollout> = {
+  encode(message: Rollout, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.spec !== undefined) {
+      RolloutSpec.encode(message.spec, writer.uint32(10).fork()).join();
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    if (message.step !== 0) {
+      writer.uint32(24).uint32(message.step);
+    }
+    if (message.canaryPercent !== 0) {
+      writer.uint32(32).uint32(message.canaryPercent);
+    }
+    if (message.stepStartedUnixMs !== 0) {
+      writer.uint32(40).int64(message.stepStartedUnixMs);
+    }
+    if (message.startedUnixMs !== 0) {
+      writer.uint32(48).int64(message.startedUnixMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(58).string(message.reason);
+    }
+    if (message.lastJudgement !== undefined) {
+      RolloutJudgement.encode(message.lastJudgement, writer.uint32(66).fork()).join();
+    }
+    if (message.baselineReference !== undefined) {
+      VersionFigures.encode(message.baselineReference, writer.uint32(74).fork()).join();
+    }
+    for (const v of message.events) {
+      RolloutEvent.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message.id !== "") {
+      writer.uint32(90).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Rollout {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollout();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.spec = RolloutSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.step = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.canaryPercent = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.stepStartedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.startedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.lastJudgement = RolloutJudgement.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.baselineReference = VersionFigures.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.events.push(RolloutEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Rollout {
+    return {
+      spec: isSet(object.spec) ? RolloutSpec.fromJSON(object.spec) : undefined,
+      state: isSet(object.state) ? rolloutStateFromJSON(object.state) : 0,
+      step: isSet(object.step) ? globalThis.Number(object.step) : 0,
+      canaryPercent: isSet(object.canaryPercent)
+        ? globalThis.Number(object.canaryPercent)
+        : isSet(object.canary_percent)
+        ? globalThis.Number(object.canary_percent)
+        : 0,
+      stepStartedUnixMs: isSet(object.stepStartedUnixMs)
+        ? globalThis.Number(object.stepStartedUnixMs)
+        : isSet(object.step_started_unix_ms)
+        ? globalThis.Number(object.step_started_unix_ms)
+        : 0,
+      startedUnixMs: isSet(object.startedUnixMs)
+        ? globalThis.Number(object.startedUnixMs)
+        : isSet(object.started_unix_ms)
+        ? globalThis.Number(object.started_unix_ms)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      lastJudgement: isSet(object.lastJudgement)
+        ? RolloutJudgement.fromJSON(object.lastJudgement)
+        : isSet(object.last_judgement)
+        ? RolloutJudgement.fromJSON(object.last_judgement)
+        : undefined,
+      baselineReference: isSet(object.baselineReference)
+        ? VersionFigures.fromJSON(object.baselineReference)
+        : isSet(object.baseline_reference)
+        ? VersionFigures.fromJSON(object.baseline_reference)
+        : undefined,
+      events: globalThis.Array.isArray(object?.events)
+        ? object.events.map((e: any) => RolloutEvent.fromJSON(e))
+        : [],
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+    };
+  },
+
+  toJSON(message: Rollout): unknown {
+    const obj: any = {};
+    if (message.spec !== undefined) {
+      obj.spec = RolloutSpec.toJSON(message.spec);
+    }
+    if (message.state !== 0) {
+      obj.state = rolloutStateToJSON(message.state);
+    }
+    if (message.step !== 0) {
+      obj.step = Math.round(message.step);
+    }
+    if (message.canaryPercent !== 0) {
+      obj.canaryPercent = Math.round(message.canaryPercent);
+    }
+    if (message.stepStartedUnixMs !== 0) {
+      obj.stepStartedUnixMs = Math.round(message.stepStartedUnixMs);
+    }
+    if (message.startedUnixMs !== 0) {
+      obj.startedUnixMs = Math.round(message.startedUnixMs);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.lastJudgement !== undefined) {
+      obj.lastJudgement = RolloutJudgement.toJSON(message.lastJudgement);
+    }
+    if (message.baselineReference !== undefined) {
+      obj.baselineReference = VersionFigures.toJSON(message.baselineReference);
+    }
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => RolloutEvent.toJSON(e));
+    }
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Rollout>): Rollout {
+    return Rollout.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Rollout>): Rollout {
+    const message = createBaseRollout();
+    message.spec = (object.spec !== undefined && object.spec !== null)
+      ? RolloutSpec.fromPartial(object.spec)
+      : undefined;
+    message.state = object.state ?? 0;
+    message.step = object.step ?? 0;
+    message.canaryPercent = object.canaryPercent ?? 0;
+    message.stepStartedUnixMs = object.stepStartedUnixMs ?? 0;
+    message.startedUnixMs = object.startedUnixMs ?? 0;
+    message.reason = object.reason ?? "";
+    message.lastJudgement = (object.lastJudgement !== undefined && object.lastJudgement !== null)
+      ? RolloutJudgement.fromPartial(object.lastJudgement)
+      : undefined;
+    message.baselineReference = (object.baselineReference !== undefined && object.baselineReference !== null)
+      ? VersionFigures.fromPartial(object.baselineReference)
+      : undefined;
+    message.events = object.events?.map((e) => RolloutEvent.fromPartial(e)) || [];
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseSetRolloutRequest(): SetRolloutRequest {
+  return { spec: undefined };
+}
+
+export const SetRolloutRequest: MessageFns<SetRolloutRequest> = {
+  encode(message: SetRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.spec !== undefined) {
+      RolloutSpec.encode(message.spec, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.spec = RolloutSpec.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetRolloutRequest {
+    return { spec: isSet(object.spec) ? RolloutSpec.fromJSON(object.spec) : undefined };
+  },
+
+  toJSON(message: SetRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.spec !== undefined) {
+      obj.spec = RolloutSpec.toJSON(message.spec);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetRolloutRequest>): SetRolloutRequest {
+    return SetRolloutRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetRolloutRequest>): SetRolloutRequest {
+    const message = createBaseSetRolloutRequest();
+    message.spec = (object.spec !== undefined && object.spec !== null)
+      ? RolloutSpec.fromPartial(object.spec)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSetRolloutResponse(): SetRolloutResponse {
+  return { rollout: undefined };
+}
+
+export const SetRolloutResponse: MessageFns<SetRolloutResponse> = {
+  encode(message: SetRolloutResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetRolloutResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetRolloutResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollout = Rollout.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetRolloutResponse {
+    return { rollout: isSet(object.rollout) ? Rollout.fromJSON(object.rollout) : undefined };
+  },
+
+  toJSON(message: SetRolloutResponse): unknown {
+    const obj: any = {};
+    if (message.rollout !== undefined) {
+      obj.rollout = Rollout.toJSON(message.rollout);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetRolloutResponse>): SetRolloutResponse {
+    return SetRolloutResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetRolloutResponse>): SetRolloutResponse {
+    const message = createBaseSetRolloutResponse();
+    message.rollout = (object.rollout !== undefined && object.rollout !== null)
+      ? Rollout.fromPartial(object.rollout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListRolloutsRequest(): ListRolloutsRequest {
+  return {};
+}
+
+export const ListRolloutsRequest: MessageFns<ListRolloutsRequest> = {
+  encode(_: ListRolloutsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRolloutsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRolloutsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListRolloutsRequest {
+    return {};
+  },
+
+  toJSON(_: ListRolloutsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListRolloutsRequest>): ListRolloutsRequest {
+    return ListRolloutsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListRolloutsRequest>): ListRolloutsRequest {
+    const message = createBaseListRolloutsRequest();
+    return message;
+  },
+};
+
+function createBaseListRolloutsResponse(): ListRolloutsResponse {
+  return { rollouts: [] };
+}
+
+export const ListRolloutsResponse: MessageFns<ListRolloutsResponse> = {
+  encode(message: ListRolloutsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.rollouts) {
+      Rollout.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRolloutsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRolloutsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollouts.push(Rollout.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRolloutsResponse {
+    return {
+      rollouts: globalThis.Array.isArray(object?.rollouts) ? object.rollouts.map((e: any) => Rollout.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListRolloutsResponse): unknown {
+    const obj: any = {};
+    if (message.rollouts?.length) {
+      obj.rollouts = message.rollouts.map((e) => Rollout.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListRolloutsResponse>): ListRolloutsResponse {
+    return ListRolloutsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListRolloutsResponse>): ListRolloutsResponse {
+    const message = createBaseListRolloutsResponse();
+    message.rollouts = object.rollouts?.map((e) => Rollout.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDeleteRolloutRequest(): DeleteRolloutRequest {
+  return { model: "" };
+}
+
+export const DeleteRolloutRequest: MessageFns<DeleteRolloutRequest> = {
+  encode(message: DeleteRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteRolloutRequest {
+    return { model: isSet(object.model) ? globalThis.String(object.model) : "" };
+  },
+
+  toJSON(message: DeleteRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteRolloutRequest>): DeleteRolloutRequest {
+    return DeleteRolloutRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteRolloutRequest>): DeleteRolloutRequest {
+    const message = createBaseDeleteRolloutRequest();
+    message.model = object.model ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteRolloutResponse(): DeleteRolloutResponse {
+  return { rollout: undefined };
+}
+
+export const DeleteRolloutResponse: MessageFns<DeleteRolloutResponse> = {
+  encode(message: DeleteRolloutResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteRolloutResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteRolloutResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollout = Rollout.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteRolloutResponse {
+    return { rollout: isSet(object.rollout) ? Rollout.fromJSON(object.rollout) : undefined };
+  },
+
+  toJSON(message: DeleteRolloutResponse): unknown {
+    const obj: any = {};
+    if (message.rollout !== undefined) {
+      obj.rollout = Rollout.toJSON(message.rollout);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteRolloutResponse>): DeleteRolloutResponse {
+    return DeleteRolloutResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteRolloutResponse>): DeleteRolloutResponse {
+    const message = createBaseDeleteRolloutResponse();
+    message.rollout = (object.rollout !== undefined && object.rollout !== null)
+      ? Rollout.fromPartial(object.rollout)
+      : undefined;
+    return message;
+  },
+};
+
 /** RouterService picks workers. Workers join the fleet through Connect. */
 export type RouterServiceDefinition = typeof RouterServiceDefinition;
 export const RouterServiceDefinition = {
@@ -3000,6 +5003,49 @@ export const RouterServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * SetRollout starts a canary rollout of one model: the router drives the model's
+     * traffic split by itself, from the baseline to the canary in steps, judging the
+     * canary's generations against the baseline's over each window; it promotes a step
+     * once the step has held and the canary passed, and rolls back to the baseline at
+     * once when the canary breaks an SLO. A running rollout with the same spec is left as
+     * it is; another spec replaces it from its first step. While a rollout runs,
+     * SetTrafficSplit for its model fails with FAILED_PRECONDITION. INVALID_ARGUMENT for a
+     * bad spec. Idempotent.
+     */
+    setRollout: {
+      name: "SetRollout",
+      requestType: SetRolloutRequest as typeof SetRolloutRequest,
+      requestStream: false,
+      responseType: SetRolloutResponse as typeof SetRolloutResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * ListRollouts returns every rollout, running or ended, with its recent events.
+     * Idempotent.
+     */
+    listRollouts: {
+      name: "ListRollouts",
+      requestType: ListRolloutsRequest as typeof ListRolloutsRequest,
+      requestStream: false,
+      responseType: ListRolloutsResponse as typeof ListRolloutsResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * DeleteRollout stops and forgets a rollout: a running one goes back to the baseline
+     * (the canary at 0 %); an ended one leaves the split as it ended. NOT_FOUND when the
+     * model has no rollout. Idempotent in effect.
+     */
+    deleteRollout: {
+      name: "DeleteRollout",
+      requestType: DeleteRolloutRequest as typeof DeleteRolloutRequest,
+      requestStream: false,
+      responseType: DeleteRolloutResponse as typeof DeleteRolloutResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -3052,6 +5098,37 @@ export interface RouterServiceImplementation<CallContextExt = {}> {
     request: ListTrafficSplitsRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<ListTrafficSplitsResponse>>;
+  /**
+   * SetRollout starts a canary rollout of one model: the router drives the model's
+   * traffic split by itself, from the baseline to the canary in steps, judging the
+   * canary's generations against the baseline's over each window; it promotes a step
+   * once the step has held and the canary passed, and rolls back to the baseline at
+   * once when the canary breaks an SLO. A running rollout with the same spec is left as
+   * it is; another spec replaces it from its first step. While a rollout runs,
+   * SetTrafficSplit for its model fails with FAILED_PRECONDITION. INVALID_ARGUMENT for a
+   * bad spec. Idempotent.
+   */
+  setRollout(
+    request: SetRolloutRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<SetRolloutResponse>>;
+  /**
+   * ListRollouts returns every rollout, running or ended, with its recent events.
+   * Idempotent.
+   */
+  listRollouts(
+    request: ListRolloutsRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<ListRolloutsResponse>>;
+  /**
+   * DeleteRollout stops and forgets a rollout: a running one goes back to the baseline
+   * (the canary at 0 %); an ended one leaves the split as it ended. NOT_FOUND when the
+   * model has no rollout. Idempotent in effect.
+   */
+  deleteRollout(
+    request: DeleteRolloutRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<DeleteRolloutResponse>>;
 }
 
 export interface RouterServiceClient<CallOptionsExt = {}> {
@@ -3103,6 +5180,37 @@ export interface RouterServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<ListTrafficSplitsRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<ListTrafficSplitsResponse>;
+  /**
+   * SetRollout starts a canary rollout of one model: the router drives the model's
+   * traffic split by itself, from the baseline to the canary in steps, judging the
+   * canary's generations against the baseline's over each window; it promotes a step
+   * once the step has held and the canary passed, and rolls back to the baseline at
+   * once when the canary breaks an SLO. A running rollout with the same spec is left as
+   * it is; another spec replaces it from its first step. While a rollout runs,
+   * SetTrafficSplit for its model fails with FAILED_PRECONDITION. INVALID_ARGUMENT for a
+   * bad spec. Idempotent.
+   */
+  setRollout(
+    request: DeepPartial<SetRolloutRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<SetRolloutResponse>;
+  /**
+   * ListRollouts returns every rollout, running or ended, with its recent events.
+   * Idempotent.
+   */
+  listRollouts(
+    request: DeepPartial<ListRolloutsRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<ListRolloutsResponse>;
+  /**
+   * DeleteRollout stops and forgets a rollout: a running one goes back to the baseline
+   * (the canary at 0 %); an ended one leaves the split as it ended. NOT_FOUND when the
+   * model has no rollout. Idempotent in effect.
+   */
+  deleteRollout(
+    request: DeepPartial<DeleteRolloutRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<DeleteRolloutResponse>;
 }
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
