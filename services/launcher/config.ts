@@ -28,6 +28,7 @@ export const launcherConfigSchema = z.object({
   redisUrl: redisUrlSetting(),
   gpuPerWorker: boolean().default(false),
   pkiDir: z.string().default(""),
+  stateDir: z.string().default(""),
   insecure: boolean().default(false),
   logFormat: z.enum(["pretty", "json"]).default("pretty"),
 });
@@ -38,6 +39,8 @@ type LauncherSettings = z.infer<typeof launcherConfigSchema>;
 export interface LauncherConfig extends Readonly<LauncherSettings> {
   /** Absolute; the per-user cache's pki/ unless given. */
   readonly pkiDir: string;
+  /** Absolute; the per-user cache's state/ unless given. */
+  readonly stateDir: string;
   /** Absolute, or "" for none. */
   readonly gatewayConfig: string;
   readonly ports: MeshPorts;
@@ -67,13 +70,18 @@ const settingHelp: { readonly [Key in keyof LauncherSettings]: { value: string; 
   gpuPerWorker: { value: "true|false", text: "give worker i the GPU with index i" },
   host: { value: "HOST", text: "interface every service binds to" },
   pkiDir: { value: "DIR", text: "the local mesh CA and certificates, made on first start" },
+  stateDir: { value: "DIR", text: "what survives a restart without Redis: the routers' canary rollouts" },
   insecure: { value: "true|false", text: "plaintext internal gRPC, no identities: debugging only" },
   logFormat: { value: "pretty|json", text: "pretty for people; json passes the services' lines through" },
 };
 
 /** The `--help` text: every setting with its default, and how the engine follows from the model. */
 export function launcherUsage(env: ConfigSources["env"]): string {
-  const defaults: Record<string, unknown> = { ...launcherConfigSchema.parse({}), pkiDir: defaultPkiDir(env) };
+  const defaults: Record<string, unknown> = {
+    ...launcherConfigSchema.parse({}),
+    pkiDir: defaultPkiDir(env),
+    stateDir: defaultStateDir(env),
+  };
   const rows = Object.entries(settingHelp).map(([key, help]) => {
     const fallback = help.default ?? (defaults[key] === "" ? "none" : String(defaults[key]));
     return [`  --${kebab(key)} ${help.value}`, `${help.text} (default: ${fallback})`];
@@ -111,6 +119,7 @@ export const asksForHelp = (argv: readonly string[]) => argv.includes("--help") 
 
 /** The launcher's PKI directory when none is given: one per user, so every working directory shares one mesh CA. */
 export const defaultPkiDir = (env: ConfigSources["env"]) => userCacheDir(env, "pki");
+export const defaultStateDir = (env: ConfigSources["env"]) => userCacheDir(env, "state");
 
 /**
  * Environment variables that chose what `npm start` serves before the launcher chose
@@ -178,6 +187,7 @@ export function loadLauncherConfig(sources: ConfigSources): LauncherConfig {
   return Object.freeze({
     ...settings,
     pkiDir: resolve(settings.pkiDir || defaultPkiDir(sources.env)),
+    stateDir: resolve(settings.stateDir || defaultStateDir(sources.env)),
     gatewayConfig,
     ports,
     engineChoice,

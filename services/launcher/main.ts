@@ -54,6 +54,7 @@ if (asksForHelp(argv)) {
         gatewayArgs: config.gatewayConfig === "" ? [] : ["--config", config.gatewayConfig],
         security: config.insecure ? "insecure" : { pkiDir: config.pkiDir },
         redisUrl: config.redisUrl,
+        stateDir: config.stateDir,
       }),
     );
 

@@ -89,3 +89,14 @@ test("control-plane replicas: each listens 1,000 ports above the last, and every
   }
   assert.match(argsOf("gateway"), /--admission-address 127.0.0.1:50351,127.0.0.1:51351 /);
 });
+
+test("routers without Redis keep their rollouts in the state directory, a file per router; with Redis they keep them there", () => {
+  const ports = meshPorts({ offset: 0, workers: 1, replicas: { router: 2, admission: 1, memoryGuard: 1 } });
+  const layout = { ports, host: "127.0.0.1", workers: 1, workerArgs: [], security: "insecure" as const, stateDir: "/state" };
+  const argsOf = (children: ReturnType<typeof meshChildren>, name: string) => children.find((child) => child.name === name)!.args.join(" ");
+  const local = meshChildren(layout);
+  assert.match(argsOf(local, "router"), /--rollout-state-file \/state\/router-50052-rollouts.json/);
+  assert.match(argsOf(local, "router-1"), /--rollout-state-file \/state\/router-51052-rollouts.json/);
+  const shared = meshChildren({ ...layout, redisUrl: "redis://127.0.0.1:6379" });
+  assert.doesNotMatch(argsOf(shared, "router"), /--rollout-state-file/);
+});

@@ -143,6 +143,8 @@ export interface MeshLayout {
   readonly routerArgs?: readonly string[];
   /** The shared mode's Redis: admission's limits (required with several admission replicas), the routers' traffic splits, the gateway's stored responses and cache. */
   readonly redisUrl?: string;
+  /** Where routers without Redis keep their canary rollouts, a file per router port; absent: in memory. */
+  readonly stateDir?: string;
   /**
    * Internal gRPC security: the directory ensureLocalPki filled (each service gets its
    * <role>/ subdirectory), or "insecure" for plaintext.
@@ -182,9 +184,12 @@ export function meshChildren(layout: MeshLayout): ChildSpec[] {
   const children: ChildSpec[] = [
     ...memoryGuards.map(replica("memoryGuard", "services/memory-guard/main.js", () => tls("memory-guard"))),
     ...routers.map(
-      replica("router", "services/router/main.js", () => [
+      replica("router", "services/router/main.js", (index) => [
         ...["--memory-guard-address", memoryGuardAddresses],
         ...redis,
+        ...(layout.stateDir && !layout.redisUrl
+          ? ["--rollout-state-file", join(layout.stateDir, `router-${routers[index]!.listen}-rollouts.json`)]
+          : []),
         ...tls("router"),
         ...(layout.routerArgs ?? []),
       ]),

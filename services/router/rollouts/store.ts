@@ -1,4 +1,5 @@
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { Rollout } from "../../../gen/infermesh/router/v1/router_service.js";
 
 /** Whether this replica drives the rollouts: it holds the lease, another does, or nobody can tell (Redis is down). */
@@ -78,6 +79,7 @@ export class LocalRolloutStore implements RolloutStore {
 
   private write(): void {
     if (!this.file) return;
+    mkdirSync(dirname(this.file), { recursive: true });
     const temporary = `${this.file}.${process.pid}.tmp`;
     writeFileSync(temporary, `${JSON.stringify({ rollouts: [...this.rollouts.values()].map((rollout) => Rollout.toJSON(rollout)) })}\n`);
     renameSync(temporary, this.file);
