@@ -97,4 +97,21 @@ export const gatewayConfigSchema = z.object({
 
 export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
 
+/**
+ * What a reload changes without a restart: keys and their tenants, limits and classes,
+ * auth, profiles, aliases, the response cache, the log level. The rest (ports,
+ * addresses, Redis, TLS, timeouts) takes a restart, and a reload that changes it says so.
+ */
+export const gatewayReloadable = [
+  "auth",
+  "apiKeys",
+  "defaultProfile",
+  "profiles",
+  "aliases",
+  "responseCache",
+  "responseCacheMaxBytes",
+  "responseCacheTtlMs",
+  "logLevel",
+] as const satisfies readonly (keyof GatewayConfig)[];
+
 export const loadGatewayConfig = (sources: ConfigSources) => loadConfig(gatewayConfigSchema, sources, "INFERMESH_GATEWAY_");

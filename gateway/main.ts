@@ -21,7 +21,10 @@ import { ResponsesStore } from "./responses-store/responses-store.js";
 import { SharedResponsesStore } from "./responses-store/shared-responses-store.js";
 import { SharedResponseCache } from "./response-cache/shared-response-cache.js";
 import { SharedRedis } from "../services/common/redis.js";
-import { loadGatewayConfig } from "./config.js";
+import { type GatewayConfig, gatewayReloadable, loadGatewayConfig } from "./config.js";
+import { configFileOf } from "../services/common/config.js";
+import { LiveConfig } from "../services/common/live-config.js";
+import type { ResponseCaching } from "./response-cache/response-cache.js";
 import { createChatService } from "./grpc/chat-service.js";
 import { createCompletionService } from "./grpc/completion-service.js";
 import { createEmbeddingService } from "./grpc/embedding-service.js";
@@ -32,7 +35,8 @@ import { ModelCatalog } from "./mesh/models.js";
 
 let logger: Logger | undefined;
 try {
-  const config = loadGatewayConfig({ argv: process.argv.slice(2), env: process.env });
+  const sources = { argv: process.argv.slice(2), env: process.env };
+  const config = loadGatewayConfig(sources);
   logger = createLogger("gateway", config.logLevel);
   const registry = createMetricsRegistry("gateway");
   const security = MeshSecurity.load("gateway", config, logger);
@@ -50,16 +54,14 @@ try {
     requestTimeoutMs: config.requestTimeoutMs,
     shared: config.dedupeRequests ? new SharedGenerations(registry) : undefined,
   };
-  const access = new AccessControl(
-    {
-      auth: config.auth,
-      keys: new ApiKeys(config.apiKeys),
-      profiles: config.profiles,
-      aliases: config.aliases,
-      defaultProfile: config.defaultProfile,
-    },
-    catalog,
-  );
+  const accessOf = (settings: GatewayConfig) => ({
+    auth: settings.auth,
+    keys: new ApiKeys(settings.apiKeys),
+    profiles: settings.profiles,
+    aliases: settings.aliases,
+    defaultProfile: settings.defaultProfile,
+  });
+  const access = new AccessControl(accessOf(config), catalog);
   // The shared mode: stored Responses and the response cache live in Redis, so any gateway replica answers them.
   const redis =
     config.redisUrl === ""
@@ -68,11 +70,23 @@ try {
           what: "stored responses and the response cache",
           fallback: "this gateway stores and answers them from its own memory",
         });
-  const localCache = config.responseCache
-    ? new ResponseCache(config.responseCacheMaxBytes, config.responseCacheTtlMs, registry)
-    : undefined;
-  const cache =
-    localCache && redis ? new SharedResponseCache(redis, localCache, config.responseCacheMaxBytes, config.responseCacheTtlMs) : localCache;
+  // The cache is made the first time it is turned on, and kept (with its metrics) when a reload turns it off.
+  let localCache: ResponseCache | undefined;
+  let sharedCache: SharedResponseCache | undefined;
+  let cacheInForce: ResponseCaching | undefined;
+  const configureCache = (settings: GatewayConfig) => {
+    const { responseCacheMaxBytes: maxBytes, responseCacheTtlMs: ttlMs } = settings;
+    if (!settings.responseCache) cacheInForce = undefined;
+    else if (localCache) {
+      (sharedCache ?? localCache).resize(maxBytes, ttlMs);
+      cacheInForce = sharedCache ?? localCache;
+    } else {
+      localCache = new ResponseCache(maxBytes, ttlMs, registry);
+      sharedCache = redis && new SharedResponseCache(redis, localCache, maxBytes, ttlMs);
+      cacheInForce = sharedCache ?? localCache;
+    }
+  };
+  configureCache(config);
   // Which models each profile prefers, joined to the request series by model.
   const profileModels = new Gauge({
     name: "infermesh_gateway_profile_model_info",
@@ -80,9 +94,31 @@ try {
     labelNames: ["profile", "model_id", "rank"],
     registers: [registry],
   });
-  for (const [profile, { models }] of Object.entries(config.profiles)) {
-    for (const [rank, model] of models.entries()) profileModels.set({ profile, model_id: model, rank: String(rank) }, 1);
-  }
+  const showProfiles = (profiles: GatewayConfig["profiles"]) => {
+    profileModels.reset();
+    for (const [profile, { models }] of Object.entries(profiles)) {
+      for (const [rank, model] of models.entries()) profileModels.set({ profile, model_id: model, rank: String(rank) }, 1);
+    }
+  };
+  showProfiles(config.profiles);
+  const log = logger;
+  // Keys, tenants, profiles, aliases and the cache change on SIGHUP or a change of the file, without a restart.
+  const live = new LiveConfig<GatewayConfig>({
+    service: "gateway",
+    initial: config,
+    load: () => loadGatewayConfig(sources),
+    reloadable: gatewayReloadable,
+    apply: (next, changed) => {
+      access.reconfigure(accessOf(next));
+      showProfiles(next.profiles);
+      if (changed.some((key) => key.startsWith("responseCache"))) configureCache(next);
+      log.level = next.logLevel;
+    },
+    file: configFileOf(sources, "INFERMESH_GATEWAY_"),
+    logger,
+    registry,
+  });
+  live.watch();
   const responsesSettings = {
     maxBytes: config.responsesMaxBytes,
     tenantMaxBytes: config.responsesTenantMaxBytes,
@@ -112,7 +148,7 @@ try {
   const http = buildHttpServer({
     flow,
     access,
-    cache,
+    cache: () => cacheInForce,
     responses,
     events: decisionEvents(logger, config.eventLog),
     corsOrigins: config.corsOrigins,
@@ -120,15 +156,15 @@ try {
     logger,
     bodyLimitBytes: config.bodyLimitBytes,
     ready: async () => (await catalog.list()).length > 0,
-    debug: { service: "gateway", config, registry },
+    debug: { service: "gateway", config: live, registry },
   });
   const address = await http.listen({ host: config.host, port: config.port });
   logger.info(
     { url: address, grpcPort: grpc.port, auth: config.auth, apiKeys: config.apiKeys.length },
     `infermesh gateway ready at ${address}`,
   );
-  const log = logger;
   exitOnSignals(log, async () => {
+    live.close();
     grpc.setServing(false);
     await Promise.all([http.close(), grpc.close(config.shutdownGraceMs)]);
     clients.close();

@@ -62,9 +62,14 @@ const urgency: Record<PriorityClass, number> = {
 /** Keys, tenants, aliases and profiles: who a request is and what it runs. */
 export class AccessControl {
   constructor(
-    private readonly settings: AccessSettings,
+    private settings: AccessSettings,
     private readonly catalog: ModelCatalog,
   ) {}
+
+  /** Puts new keys, tenants, profiles and aliases in force (a reload): requests from now on, not those admitted. */
+  reconfigure(settings: AccessSettings): void {
+    this.settings = settings;
+  }
 
   /**
    * The identity behind an Authorization value. With auth required, a missing or

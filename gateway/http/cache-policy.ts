@@ -19,7 +19,7 @@ export function responseCacheKey(
   resolved: ResolvedGeneration,
   body: Record<string, unknown> & { temperature?: number | null; seed?: number | null },
 ): string | undefined {
-  const cache = deps.cache;
+  const cache = deps.cache();
   if (!cache || (request.identity && !request.identity.responseCache)) return undefined;
   const decided = (outcome: CacheOutcome) => {
     cache.count(outcome);
@@ -54,8 +54,9 @@ export async function replyFromCache(
   reply: FastifyReply,
   fresh: { id: string; created: number },
 ): Promise<boolean> {
-  if (key === undefined || !deps.cache) return false;
-  const cached = await deps.cache.get(key);
+  const cache = deps.cache();
+  if (key === undefined || !cache) return false;
+  const cached = await cache.get(key);
   deps.events("response_cache", {
     request_id: reply.request.id,
     ...traceFields(reply.request.trace?.span),

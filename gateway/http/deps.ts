@@ -24,8 +24,8 @@ declare module "fastify" {
 export interface HttpDeps {
   readonly flow: FlowDeps;
   readonly access: AccessControl;
-  /** The response cache, when configured. */
-  readonly cache: ResponseCaching | undefined;
+  /** The response cache in force, when it is on (a reload may turn it on or off). */
+  readonly cache: () => ResponseCaching | undefined;
   /** Stored Responses (previous_response_id, retrieve, delete). */
   readonly responses: ResponsesStoring;
   /** Typed decision events (the response cache's). */

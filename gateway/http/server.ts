@@ -25,6 +25,7 @@ import { registerTrafficSplitAdmin } from "./admin/traffic-split-admin.js";
 import { registerRolloutAdmin } from "./admin/rollout-admin.js";
 import { registerWorkerAdmin } from "./admin/worker-admin.js";
 import { registerDebugBundle } from "./admin/debug-bundle.js";
+import { registerConfigAdmin } from "./admin/config-admin.js";
 import type { DebugSource } from "../../services/common/debug-info.js";
 import { registerModels } from "./models/route.js";
 import { registerResponses } from "./responses/route.js";
@@ -189,6 +190,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   registerTrafficSplitAdmin(app, deps.flow.clients);
   registerRolloutAdmin(app, deps.flow.clients);
   registerDebugBundle(app, { clients: deps.flow.clients, gateway: deps.debug, recent: deps.flow.observer.recent });
+  registerConfigAdmin(app, { clients: deps.flow.clients, gateway: deps.debug });
 
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_request, reply) => {

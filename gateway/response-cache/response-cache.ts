@@ -18,31 +18,38 @@ export interface ResponseCaching {
  * canonical form of the request, in an LRU bounded by the bytes of what it holds.
  */
 export class ResponseCache implements ResponseCaching {
-  private readonly entries: LRUCache<string, string>;
+  private entries: LRUCache<string, string>;
   private readonly outcomes: Counter<"outcome">;
 
   constructor(maxBytes: number, ttlMs: number, registry: Registry) {
-    this.entries = new LRUCache<string, string>({
-      maxSize: maxBytes,
-      // Strings are UTF-16 in memory; key and value both count.
-      sizeCalculation: (value, key) => 2 * (value.length + key.length) + 64,
-      ttl: ttlMs > 0 ? ttlMs : undefined,
-    });
+    this.entries = lruOf(maxBytes, ttlMs);
     this.outcomes = new Counter({
       name: "infermesh_gateway_response_cache_requests_total",
       help: "Requests that asked the response cache, by outcome",
       labelNames: ["outcome"] as const,
       registers: [registry],
     });
-    const entries = this.entries;
+    const held = () => this.entries.calculatedSize;
     new Gauge({
       name: "infermesh_gateway_response_cache_bytes",
       help: "Bytes held by the response cache",
       registers: [registry],
       collect() {
-        this.set(entries.calculatedSize);
+        this.set(held());
       },
     });
+  }
+
+  /** A new bound and TTL (a reload): the newest answers that fit stay, each with the time it had left. */
+  resize(maxBytes: number, ttlMs: number): void {
+    const previous = this.entries;
+    this.entries = lruOf(maxBytes, ttlMs);
+    // Oldest first, so the newest win the room.
+    for (const [key, answer] of [...previous.entries()].reverse()) {
+      const left = previous.getRemainingTTL(key);
+      const ttl = ttlMs > 0 ? Math.min(ttlMs, Number.isFinite(left) && left > 0 ? left : ttlMs) : undefined;
+      this.entries.set(key, answer, { ttl });
+    }
   }
 
   count(outcome: CacheOutcome): void {
@@ -64,6 +71,15 @@ export class ResponseCache implements ResponseCaching {
   set(key: string, answer: string): void {
     this.entries.set(key, answer);
   }
+}
+
+function lruOf(maxBytes: number, ttlMs: number): LRUCache<string, string> {
+  return new LRUCache<string, string>({
+    maxSize: maxBytes,
+    // Strings are UTF-16 in memory; key and value both count.
+    sizeCalculation: (value, key) => 2 * (value.length + key.length) + 64,
+    ttl: ttlMs > 0 ? ttlMs : undefined,
+  });
 }
 
 /** Whitespace runs become one space, and ends are trimmed: "Hi  there\n" equals "Hi there". */

@@ -20,10 +20,17 @@ export class SharedResponseCache implements ResponseCaching {
   constructor(
     private readonly redis: SharedRedis,
     private readonly local: ResponseCache,
-    private readonly maxBytes: number,
-    private readonly ttlMs: number,
+    private maxBytes: number,
+    private ttlMs: number,
   ) {
     redis.client.defineCommand("infermeshCacheSet", { numberOfKeys: 3, lua: setScript });
+  }
+
+  /** A new bound and TTL (a reload): answers stored from now on keep them, and the next store trims to the bound. */
+  resize(maxBytes: number, ttlMs: number): void {
+    this.maxBytes = maxBytes;
+    this.ttlMs = ttlMs;
+    this.local.resize(maxBytes, ttlMs);
   }
 
   count(outcome: CacheOutcome): void {

@@ -35,7 +35,7 @@ function setup() {
     scheduler,
     tenants,
     stats: new AdmissionStats(scheduler, memory, new Registry()),
-    defaultQueueTimeoutMs: 60_000,
+    defaultQueueTimeoutMs: () => 60_000,
     logger,
     events: (event, fields) => decisions.push({ event, fields }),
   });

@@ -17,7 +17,8 @@ export interface AdmissionServiceDeps {
   readonly scheduler: Scheduler;
   readonly tenants: TenantLimiting;
   readonly stats: AdmissionStats;
-  readonly defaultQueueTimeoutMs: number;
+  /** The longest wait of a request that names none (a reload may change it). */
+  readonly defaultQueueTimeoutMs: () => number;
   readonly logger: Logger;
   /** Queued, granted and rejected, with why. */
   readonly events?: DecisionEvents;
@@ -127,7 +128,7 @@ export function createAdmissionService(deps: AdmissionServiceDeps): ServiceImple
         tenantId,
         className,
         kvNeedTokens: kvNeedTokens(request.estimatedInputTokens, request.maxTokens, request.choices),
-        queueTimeoutMs: request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs,
+        queueTimeoutMs: request.queueTimeoutMs ?? deps.defaultQueueTimeoutMs(),
       },
       AbortSignal.any([released, closed.signal]),
       (place) => {

@@ -52,6 +52,14 @@ export class AdmissionStats {
       },
     });
     new Gauge({
+      name: "infermesh_admission_capacity",
+      help: "Slots this replica grants at once: maxConcurrency, or its lease of it in the shared mode",
+      registers: [registry],
+      collect() {
+        this.set(scheduler.capacity);
+      },
+    });
+    new Gauge({
       name: "infermesh_admission_queued",
       help: "Requests waiting for a slot",
       labelNames,

@@ -80,6 +80,41 @@ export type AdmissionConfig = ReturnType<typeof loadAdmissionConfig>;
 
 export const loadAdmissionConfig = (sources: ConfigSources) => loadConfig(admissionConfigSchema, sources, "INFERMESH_ADMISSION_");
 
+/**
+ * What a reload changes without a restart: the limits and the classes' queues and
+ * headroom. maxConcurrency too, without Redis: shared replicas divide it among
+ * themselves, so there it must change on all of them at once, by a restart.
+ */
+export const admissionReloadable = (shared: boolean) =>
+  [
+    ...(shared ? [] : (["maxConcurrency"] as const)),
+    "interactiveHeadroom",
+    "interactiveBurst",
+    "interactiveWindowMs",
+    "maxQueue",
+    "maxQueueInteractive",
+    "maxQueueStandard",
+    "maxQueueBatch",
+    "queueTimeoutMs",
+    "admitWithinShare",
+    "queuedUpdateMs",
+    "pressureStaleMs",
+    "batchHeadroomRatio",
+    "logLevel",
+  ] as const satisfies readonly (keyof AdmissionConfig)[];
+
+/** The scheduler's reloadable settings out of the config: the headroom and burst in slots. */
+export const schedulerSettings = (config: AdmissionConfig) => ({
+  capacity: config.maxConcurrency,
+  maxQueue: config.maxQueue,
+  maxQueuePerClass: maxQueuePerClass(config),
+  queuedUpdateMs: config.queuedUpdateMs,
+  interactiveHeadroom: Math.min(config.maxConcurrency - 1, Math.ceil(config.interactiveHeadroom * config.maxConcurrency)),
+  interactiveWindowMs: config.interactiveWindowMs,
+  interactiveBurst: Math.ceil(config.interactiveBurst * config.maxConcurrency),
+  admitWithinShare: config.admitWithinShare,
+});
+
 /** The per-class queue bounds out of the settings. */
 export const maxQueuePerClass = (config: AdmissionConfig): PerClass<number> => ({
   interactive: config.maxQueueInteractive,

@@ -11,7 +11,9 @@ import { admissionPolicy } from "../common/mesh-security/rules.js";
 import { createAdmissionService } from "./admission-service.js";
 import { decisionEvents } from "../common/decision-events.js";
 import { AdmissionStats } from "./admission-stats.js";
-import { loadAdmissionConfig, maxQueuePerClass } from "./config.js";
+import { type AdmissionConfig, admissionReloadable, loadAdmissionConfig, schedulerSettings } from "./config.js";
+import { configFileOf } from "../common/config.js";
+import { LiveConfig } from "../common/live-config.js";
 import { MemoryGate } from "./memory-gate.js";
 import { watchMemory } from "./memory-watch.js";
 import { Scheduler } from "./scheduler.js";
@@ -20,33 +22,44 @@ import { startSharedAdmission } from "./shared/shared-admission.js";
 
 let logger: Logger | undefined;
 try {
-  const config = loadAdmissionConfig({ argv: process.argv.slice(2), env: process.env });
+  const sources = { argv: process.argv.slice(2), env: process.env };
+  const config = loadAdmissionConfig(sources);
   logger = createLogger("admission", config.logLevel);
   const registry = createMetricsRegistry("admission");
   const security = MeshSecurity.load("admission", config, logger);
   const memory = new MemoryGate(systemClock, { staleMs: config.pressureStaleMs, batchHeadroomRatio: config.batchHeadroomRatio }, logger);
   const scheduler = new Scheduler({
-    capacity: config.maxConcurrency,
-    maxQueue: config.maxQueue,
-    maxQueuePerClass: maxQueuePerClass(config),
-    queuedUpdateMs: config.queuedUpdateMs,
+    ...schedulerSettings(config),
     clock: systemClock,
     memory,
-    interactiveHeadroom: Math.min(config.maxConcurrency - 1, Math.ceil(config.interactiveHeadroom * config.maxConcurrency)),
-    interactiveWindowMs: config.interactiveWindowMs,
-    interactiveBurst: Math.ceil(config.interactiveBurst * config.maxConcurrency),
-    admitWithinShare: config.admitWithinShare,
     onShort: () => shared?.lease.refreshSoon(),
   });
   // The shared mode: tenant limits and the fleet's cap held across replicas in Redis.
   const shared =
     config.redisUrl === "" ? undefined : startSharedAdmission({ ...config, capacity: config.maxConcurrency }, scheduler, logger, registry);
   const lifetime = new AbortController();
+  const log = logger;
+  // Limits and classes change on SIGHUP or a change of the config file, without a restart.
+  const live = new LiveConfig<AdmissionConfig>({
+    service: "admission",
+    initial: config,
+    load: () => loadAdmissionConfig(sources),
+    reloadable: admissionReloadable(shared !== undefined),
+    apply: (next) => {
+      scheduler.reconfigure(schedulerSettings(next), shared !== undefined);
+      memory.reconfigure({ staleMs: next.pressureStaleMs, batchHeadroomRatio: next.batchHeadroomRatio });
+      log.level = next.logLevel;
+    },
+    file: configFileOf(sources, "INFERMESH_ADMISSION_"),
+    logger,
+    registry,
+  });
+  live.watch();
   const service = createAdmissionService({
     scheduler,
     tenants: shared?.tenants ?? new TenantLimiter(systemClock),
     stats: new AdmissionStats(scheduler, memory, registry),
-    defaultQueueTimeoutMs: config.queueTimeoutMs,
+    defaultQueueTimeoutMs: () => live.current.queueTimeoutMs,
     logger,
     events: decisionEvents(logger, config.eventLog),
   });
@@ -55,7 +68,7 @@ try {
     credentials: security.serverCredentials(admissionPolicy(), registry, logger),
     serviceNames: [AdmissionServiceDefinition.fullName],
     logger,
-    debug: { service: "admission", config, registry },
+    debug: { service: "admission", config: live, registry },
     addServices: (server) => server.add(AdmissionServiceDefinition, service),
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);
@@ -79,6 +92,7 @@ try {
     "admission ready",
   );
   exitOnSignals(logger, async () => {
+    live.close();
     grpc.setServing(false);
     lifetime.abort();
     scheduler.close();

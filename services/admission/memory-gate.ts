@@ -58,13 +58,17 @@ export class MemoryGate implements KvGate {
 
   constructor(
     private readonly clock: Clock,
-    private readonly options: MemoryGateOptions,
+    private options: MemoryGateOptions,
     private readonly logger: Pick<Logger, "info" | "warn">,
   ) {}
 
   /** Whether memory gates grants now. */
   get active(): boolean {
     return this.fleet !== undefined && !this.stale;
+  }
+  /** A new batch headroom and staleness (a reload); the next decision uses them. */
+  reconfigure(options: Pick<MemoryGateOptions, "batchHeadroomRatio" | "staleMs">): void {
+    this.options = { ...this.options, ...options };
   }
 
   get shedsBatch(): boolean {

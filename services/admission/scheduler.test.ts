@@ -597,3 +597,30 @@ test("waits are estimated from the holds seen while the fleet was full, not from
   const patient = ask(scheduler, "patient", { queueTimeoutMs: 2_500 });
   assert.equal(await isSettled(patient), false, "2 s fits its 2.5 s");
 });
+
+test("a reload's larger cap grants waiters at once; a smaller one drops no slot and no waiter", async () => {
+  const { scheduler } = setup({ capacity: 1 });
+  const settings = (capacity: number) => ({
+    capacity,
+    maxQueue: 100,
+    maxQueuePerClass: { interactive: 100, standard: 100, batch: 100 },
+    queuedUpdateMs: 500,
+    interactiveHeadroom: 0,
+    interactiveWindowMs: 30_000,
+    interactiveBurst: 0,
+    admitWithinShare: 1,
+  });
+  const first = await granted(ask(scheduler, "first"));
+  const second = ask(scheduler, "second");
+  const third = ask(scheduler, "third");
+  scheduler.reconfigure(settings(2), false);
+  await granted(second);
+  assert.equal(scheduler.capacity, 2);
+  scheduler.reconfigure(settings(1), false);
+  assert.equal(scheduler.inFlightOf("standard"), 2, "both slots held beyond the smaller cap stay");
+  assert.equal(scheduler.queuedOf("standard"), 1, "the waiter keeps its place");
+  first.release();
+  assert.equal(scheduler.queuedOf("standard"), 1, "still at the cap: nothing new is granted");
+  (await granted(second)).release();
+  await granted(third);
+});

@@ -109,6 +109,19 @@ const maxArrivalsKept = 10_000;
 /** Mean hold time assumed for wait estimates until a slot was released. */
 const assumedHoldMs = 1_000;
 
+/** The scheduler's settings that a reload changes. */
+export type ReconfigurableSchedulerSettings = Pick<
+  SchedulerOptions,
+  | "capacity"
+  | "maxQueue"
+  | "maxQueuePerClass"
+  | "queuedUpdateMs"
+  | "interactiveHeadroom"
+  | "interactiveWindowMs"
+  | "interactiveBurst"
+  | "admitWithinShare"
+>;
+
 /**
  * Grants up to `capacity` slots. A freed slot goes to the most urgent class with a
  * waiter (strict priority); inside a class tenants take turns (FairQueue). Queues are
@@ -155,7 +168,7 @@ export class Scheduler {
   /** When slots were released while full, oldest first (the last `arrivalWindowMs`). */
   private readonly releasesWhileFull: number[] = [];
 
-  constructor(private readonly options: SchedulerOptions) {
+  constructor(private options: SchedulerOptions) {
     this.loadedHoldWeight = Math.min(0.1, 2 / options.capacity);
     this.granting = this.estimating = options.capacity;
     this.headroom = options.interactiveHeadroom ?? 0;
@@ -181,6 +194,18 @@ export class Scheduler {
     this.burst = Math.ceil((interactiveBurst * granting) / capacity);
     this.noteFullness();
     this.dispatch();
+  }
+
+  /**
+   * New limits (a reload): the cap (unless a shared replica's lease sets it), queue
+   * bounds, the interactive headroom and burst, the admission share. Nothing granted or
+   * queued is dropped: slots held beyond a smaller cap stay until released, and waiters
+   * beyond a smaller queue bound keep their place; a larger cap grants waiters at once.
+   */
+  reconfigure(settings: ReconfigurableSchedulerSettings, leased: boolean): void {
+    this.options = { ...this.options, ...settings };
+    if (leased) this.setCapacity(this.granting, this.estimating);
+    else this.setCapacity(settings.capacity);
   }
 
   /** What this scheduler runs and queues, per class, and its slots in use: what a shared replica reports. */

@@ -140,6 +140,13 @@ export function loadConfig<Shape extends z.ZodRawShape>(
   return Object.freeze(parsed.data);
 }
 
+/** The config file `loadConfig` reads for these sources (`--config FILE` or `<PREFIX>CONFIG`), if any. */
+export function configFileOf(sources: ConfigSources, envPrefix: string): string | undefined {
+  const { values } = parseArgs({ args: [...sources.argv], options: { config: { type: "string" } }, strict: false, allowPositionals: true });
+  const file = (typeof values.config === "string" ? values.config : undefined) ?? sources.env[`${envPrefix}CONFIG`];
+  return file === undefined || file === "" ? undefined : file;
+}
+
 function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
@@ -151,7 +158,9 @@ function readConfigFile(path: string): Record<string, unknown> {
   try {
     value = path.endsWith(".json") ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
-    throw new ConfigError(`config file ${path} is not valid ${path.endsWith(".json") ? "JSON" : "YAML"}: ${(error as Error).message}`);
+    // The parsers quote the file around the error (YAML a code frame, JSON a snippet): it may hold a key, so only where.
+    const where = (error as Error).message.split("\n")[0]!.replace(/"[^"]*"/g, '"…"');
+    throw new ConfigError(`config file ${path} is not valid ${path.endsWith(".json") ? "JSON" : "YAML"}: ${where}`);
   }
   if (value === null || value === undefined) return {};
   if (typeof value !== "object" || Array.isArray(value)) throw new ConfigError(`config file ${path} must hold a mapping of settings`);

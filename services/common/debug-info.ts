@@ -5,6 +5,7 @@ import type { Registry } from "prom-client";
 import type { DebugServiceDefinition, GetDebugInfoResponse, RecentError } from "../../gen/infermesh/debug/v1/debug_service.js";
 import { scrape } from "./metrics.js";
 import { repoRoot } from "./paths.js";
+import { LiveConfig } from "./live-config.js";
 
 /** Most error lines a process keeps for bug reports. */
 const keptErrors = 50;
@@ -52,6 +53,9 @@ export function redact(value: unknown, name = ""): unknown {
   return value;
 }
 
+/** When this process started: its config's load time until a reload. */
+const processStarted = new Date();
+
 let version: string | undefined;
 /** infermesh's version, from package.json. */
 export function infermeshVersion(): string {
@@ -62,6 +66,8 @@ export function infermeshVersion(): string {
 /** What a service puts into a bug report. */
 export interface DebugSource {
   readonly service: string;
+  /** The config it started with, or the live one (reloaded on SIGHUP and file changes). */
+  /** Its config, or the LiveConfig that holds it (then the running config and its version). */
   readonly config: unknown;
   readonly registry: Registry;
   /** Facts only this service knows (a worker's engine and builds). */
@@ -70,11 +76,14 @@ export interface DebugSource {
 
 /** This process's part of a bug report. */
 export async function debugInfo(source: DebugSource): Promise<GetDebugInfoResponse> {
+  const live = source.config instanceof LiveConfig ? source.config : undefined;
   return {
     service: source.service,
     version: infermeshVersion(),
     nodeVersion: process.version,
-    configJson: JSON.stringify(redact(source.config)),
+    configJson: JSON.stringify(redact(live ? live.current : source.config)),
+    configVersion: live?.version ?? 1,
+    configLoadedUnixMs: (live?.loadedAt ?? processStarted).getTime(),
     metricsText: (await scrape(source.registry, undefined)).text,
     recentErrors: [...recentErrors],
     detailsJson: JSON.stringify(source.details?.() ?? {}),

@@ -70,6 +70,11 @@ if (asksForHelp(argv)) {
     };
     process.on("SIGINT", () => stop("SIGINT"));
     process.on("SIGTERM", () => stop("SIGTERM"));
+    // kill -HUP <launcher>: every service that reloads its config does (the workers do not, and would stop).
+    process.on("SIGHUP", () => {
+      const told = supervisor.signal("SIGHUP", (name) => !name.startsWith("worker"));
+      say(`SIGHUP: ${told.join(", ")} reload their configuration`);
+    });
 
     const baseUrl = `http://${config.host}:${config.ports.gatewayHttp}`;
     const ready = await waitUntilReady({

@@ -66,6 +66,15 @@ export class Supervisor {
     return this.children.get(name)?.process?.pid;
   }
 
+  /** Sends `signal` to the running children whose name `which` accepts; returns their names. */
+  signal(signal: NodeJS.Signals, which: (name: string) => boolean): string[] {
+    const sent: string[] = [];
+    for (const [name, running] of this.children) {
+      if (which(name) && running.process?.pid !== undefined && running.process.kill(signal)) sent.push(name);
+    }
+    return sent;
+  }
+
   /** Stops every child: SIGTERM in reverse start order, SIGKILL after the grace period. */
   async stop(): Promise<void> {
     this.stopping = true;

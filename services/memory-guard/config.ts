@@ -27,4 +27,7 @@ export const memoryGuardConfigSchema = z
     message: "must be below criticalRatio",
   });
 
+/** What a reload changes without a restart: the pressure levels and the log level. */
+export const memoryGuardReloadable = ["warnRatio", "criticalRatio", "logLevel"] as const;
+
 export const loadMemoryGuardConfig = (sources: ConfigSources) => loadConfig(memoryGuardConfigSchema, sources, "INFERMESH_MEMORY_GUARD_");

@@ -116,3 +116,18 @@ test("freeing excessOverWarn tokens brings a WARN device back to NORMAL", () => 
   kv.report("w1", usage("cuda:0", 900 - excess, 1_000, 1));
   assert.equal(kv.levelOf("w1"), NORMAL);
 });
+
+test("new levels (a reload) put every device at its new level at once, and watchers hear of it", () => {
+  const kv = ledger();
+  kv.report("w1", usage("cuda:0", 900, 1_000));
+  assert.equal(kv.levelOf("w1"), WARN);
+  let changes = 0;
+  kv.onChange(() => {
+    changes += 1;
+  });
+  kv.setThresholds({ warnRatio: 0.95, criticalRatio: 0.99 });
+  assert.equal(kv.levelOf("w1"), NORMAL);
+  kv.setThresholds({ warnRatio: 0.5, criticalRatio: 0.85 });
+  assert.equal(kv.levelOf("w1"), CRITICAL);
+  assert.equal(changes, 2);
+});

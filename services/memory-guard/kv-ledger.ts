@@ -34,7 +34,16 @@ export class KvLedger {
   private readonly devices = new Map<string, DeviceAccount>();
   private readonly listeners = new Set<() => void>();
 
-  constructor(private readonly thresholds: PressureThresholds) {}
+  constructor(private thresholds: PressureThresholds) {}
+
+  /** New pressure levels (a reload): every device's level is worked out again at once, and watchers told. */
+  setThresholds(thresholds: PressureThresholds): void {
+    this.thresholds = thresholds;
+    for (const [workerId, account] of this.devices) {
+      this.devices.set(workerId, { ...account, level: this.levelFor(effectiveUsed(account), account.totalTokens) });
+    }
+    this.emit();
+  }
 
   /** Calls `listener` after every change of any device's numbers or level. */
   onChange(listener: () => void): () => void {

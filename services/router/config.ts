@@ -100,6 +100,21 @@ export const loadRouterConfig = (sources: ConfigSources) => loadConfig(routerCon
 
 export type RouterConfig = ReturnType<typeof loadRouterConfig>;
 
+/** What a reload changes without a restart: how picks are made (policy, scorer weights, filters, affinity) and the log level. */
+export const routerReloadable = [
+  "policy",
+  "scorers",
+  "prefillFloorTokens",
+  "affinitySaturation",
+  "affinityImbalance",
+  "affinitySlack",
+  "minHealth",
+  "longPromptTokens",
+  "pickCandidates",
+  "pickScoreAtMost",
+  "logLevel",
+] as const satisfies readonly (keyof RouterConfig)[];
+
 /** `queue=2,kv=1`: weights by scorer name, as a flag or an environment variable gives them. */
 function parseWeights(text: string): Record<string, unknown> {
   return Object.fromEntries(

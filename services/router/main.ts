@@ -8,7 +8,9 @@ import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
 import { MeshSecurity } from "../common/mesh-security/mesh-security.js";
 import { routerPolicy } from "../common/mesh-security/rules.js";
-import { loadRouterConfig, schedulerConfig } from "./config.js";
+import { loadRouterConfig, type RouterConfig, routerReloadable, schedulerConfig } from "./config.js";
+import { configFileOf } from "../common/config.js";
+import { LiveConfig } from "../common/live-config.js";
 import { Fleet } from "./fleet.js";
 import { Scheduler } from "./scheduling/scheduler.js";
 import { PrefixTable } from "./prefix-table.js";
@@ -26,7 +28,8 @@ import { LocalRolloutStore } from "./rollouts/store.js";
 
 let logger: Logger | undefined;
 try {
-  const config = loadRouterConfig({ argv: process.argv.slice(2), env: process.env });
+  const sources = { argv: process.argv.slice(2), env: process.env };
+  const config = loadRouterConfig(sources);
   logger = createLogger("router", config.logLevel);
   const registry = createMetricsRegistry("router");
   const security = MeshSecurity.load("router", config, logger);
@@ -38,6 +41,22 @@ try {
   const prefixes = new PrefixTable(config.prefixBlocksPerWorker);
   const scheduler = new Scheduler(fleet, prefixes, new SessionTable(config.sessionCapacity), schedulerConfig(config));
   const lifetime = new AbortController();
+  const log = logger;
+  // How picks are made changes on SIGHUP or a change of the config file, without a restart.
+  const live = new LiveConfig<RouterConfig>({
+    service: "router",
+    initial: config,
+    load: () => loadRouterConfig(sources),
+    reloadable: routerReloadable,
+    apply: (next) => {
+      scheduler.reconfigure(schedulerConfig(next));
+      log.level = next.logLevel;
+    },
+    file: configFileOf(sources, "INFERMESH_ROUTER_"),
+    logger,
+    registry,
+  });
+  live.watch();
   const splits = new TrafficSplits();
   // The shared mode: traffic splits live in Redis, the same on every replica and after a restart.
   const redis =
@@ -85,7 +104,7 @@ try {
     credentials: security.serverCredentials(routerPolicy(), registry, logger),
     serviceNames: [RouterServiceDefinition.fullName],
     logger,
-    debug: { service: "router", config, registry },
+    debug: { service: "router", config: live, registry },
     addServices: (server) => server.add(RouterServiceDefinition, service),
   });
   const metrics = await startMetricsServer(config.metricsHost, config.metricsPort, registry, () => grpc.serving);
@@ -101,6 +120,7 @@ try {
   }
   logger.info({ metricsPort: metrics.port }, "router ready");
   exitOnSignals(logger, async () => {
+    live.close();
     grpc.setServing(false);
     lifetime.abort();
     await grpc.close(config.shutdownGraceMs);

@@ -8,18 +8,18 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { test } from "node:test";
 import { parseAllDocuments, stringify } from "yaml";
 import { dashboardJson, dashboardQueries } from "../../deploy/grafana/dashboard.js";
 import { monitoringManifests } from "../../deploy/k8s/monitoring.js";
-import { loadGatewayConfig } from "../../gateway/config.js";
-import { loadAdmissionConfig } from "../../services/admission/config.js";
+import { gatewayReloadable, loadGatewayConfig } from "../../gateway/config.js";
+import { admissionReloadable, loadAdmissionConfig } from "../../services/admission/config.js";
 import { spiffeId, defaultTrustDomain, type MeshRole } from "../../services/common/mesh-security/identity.js";
 import { admissionRules, debugRules, memoryGuardRules, routerRules, workerRules } from "../../services/common/mesh-security/rules.js";
 import { repoRoot } from "../../services/common/paths.js";
-import { loadMemoryGuardConfig } from "../../services/memory-guard/config.js";
-import { loadRouterConfig } from "../../services/router/config.js";
+import { loadMemoryGuardConfig, memoryGuardReloadable } from "../../services/memory-guard/config.js";
+import { loadRouterConfig, routerReloadable } from "../../services/router/config.js";
 import { loadWorkerConfig } from "../../services/worker/config.js";
 import { exportEngineMetrics } from "../../services/worker/engine-metrics.js";
 import { Registry } from "prom-client";
@@ -48,8 +48,44 @@ function checkSettings(where: string, script: string, env: Record<string, string
   // loadConfig rejects nothing unknown from the environment, so compare keys with the schema's too.
   const config = load(resolved) as Record<string, unknown>;
   const known = new Set(Object.keys(config).map((key) => `${prefix}${key.replace(/[A-Z]/g, (letter) => `_${letter}`).toUpperCase()}`));
-  for (const key of Object.keys(resolved)) assert.ok(known.has(key), `${where}: ${key} is not a setting of ${script}`);
+  for (const key of Object.keys(resolved))
+    assert.ok(known.has(key) || key === `${prefix}CONFIG`, `${where}: ${key} is not a setting of ${script}`);
+  // The environment wins over the file: a setting that reloads must come from the file, or it never could.
+  for (const key of Object.keys(resolved)) {
+    const setting = key
+      .slice(prefix.length)
+      .toLowerCase()
+      .replace(/_([a-z])/g, (_match, letter: string) => letter.toUpperCase());
+    assert.ok(!(reloadable[script] ?? []).includes(setting), `${where}: ${key} reloads, so it belongs in the ConfigMap's file`);
+  }
   return config;
+}
+
+/** The settings each service reloads without a restart (shared mode, as in the cluster). */
+const reloadable: Record<string, readonly string[]> = {
+  "dist/gateway/main.js": gatewayReloadable,
+  "dist/services/admission/main.js": admissionReloadable(true),
+  "dist/services/router/main.js": routerReloadable,
+  "dist/services/memory-guard/main.js": memoryGuardReloadable,
+};
+
+/**
+ * A container's config file from its ConfigMap, written where a test can read it: the
+ * file the *_CONFIG variable names must be a key of a ConfigMap mounted as a directory
+ * (a subPath mount would never see an update, and nothing would reload).
+ */
+function configMapFile(where: string, container: any, volumes: any[], configMaps: any[], file: string): string {
+  const mount = container.volumeMounts.find((volumeMount: any) => volumeMount.mountPath === dirname(file));
+  assert.ok(mount, `${where}: ${file} is in a mounted volume`);
+  assert.equal(mount.subPath, undefined, `${where}: the ConfigMap is mounted as a directory, not with subPath`);
+  const volume = volumes.find((candidate: any) => candidate.name === mount.name);
+  const configMap = configMaps.find((candidate: any) => candidate.metadata.name === volume?.configMap?.name);
+  assert.ok(configMap, `${where}: ${file} comes from a ConfigMap of the base`);
+  const text = configMap.data[basename(file)];
+  assert.ok(text, `${where}: ConfigMap ${configMap.metadata.name} has ${basename(file)}`);
+  const local = join(mkdtempSync(join(tmpdir(), "infermesh-configmap-")), basename(file));
+  writeFileSync(local, text);
+  return local;
 }
 
 const portOf = (address: string) => Number(address.split(":").pop());
@@ -68,6 +104,10 @@ test("every Kubernetes manifest passes settings the service accepts, on consiste
   assert.ok(files.length >= 5);
   const deployments = new Set<string>();
   const mounted = new Map<MeshRole, string>();
+  const configMaps = parseAllDocuments(readFileSync(join(directory, "config.yaml"), "utf8"))
+    .map((document) => document.toJS())
+    .filter((document) => document.kind === "ConfigMap");
+  const withFile = new Set<string>();
   for (const file of files) {
     const documents = parseAllDocuments(readFileSync(join(directory, file), "utf8")).map((document) => document.toJS());
     const services = documents.filter((document) => document.kind === "Service");
@@ -83,6 +123,11 @@ test("every Kubernetes manifest passes settings the service accepts, on consiste
             .filter((entry: any) => "value" in entry || entry.valueFrom?.secretKeyRef)
             .map((entry: any) => [entry.name, "value" in entry ? String(entry.value) : plausibleSecret(entry.name)]),
         );
+        const fileSetting = Object.keys(env).find((key) => key.endsWith("_CONFIG") && prefixes.some((prefix) => key === `${prefix}CONFIG`));
+        if (fileSetting) {
+          env[fileSetting] = configMapFile(where, container, deployment.spec.template.spec.volumes, configMaps, env[fileSetting]!);
+          withFile.add(script);
+        }
         const config = checkSettings(where, script, env);
         const containerPorts = new Map<string, number>(container.ports.map((entry: any) => [entry.name, entry.containerPort]));
         const grpcPort = script === "dist/gateway/main.js" ? portOf(config.grpcListen) : portOf(config.listen);
@@ -109,6 +154,7 @@ test("every Kubernetes manifest passes settings the service accepts, on consiste
       }
     }
   }
+  assert.deepEqual([...withFile].sort(), Object.keys(reloadable).sort(), "every service that reloads reads a ConfigMap's file");
   assert.deepEqual([...deployments].sort(), [
     "infermesh-admission",
     "infermesh-gateway",
@@ -327,7 +373,7 @@ function promtool(t: { skip(message: string): void }, ...args: string[]): string
 test("the alert rules are valid, and each alert's unit test fires it on a broken SLO and keeps it quiet on a kept one", (t) => {
   const checked = promtool(t, "check", "rules", "alerts.yml");
   if (checked === undefined) return;
-  assert.match(checked, /SUCCESS: 13 rules found/);
+  assert.match(checked, /SUCCESS: 14 rules found/);
   assert.match(promtool(t, "check", "config", "prometheus.yml") ?? "", /SUCCESS: 1 rule files found/);
   assert.match(promtool(t, "test", "rules", "alerts.test.yml") ?? "", /SUCCESS/);
 });

@@ -51,7 +51,7 @@ export function registerChatCompletions(app: FastifyInstance, deps: HttpDeps): v
         const cacheKey = responseCacheKey(deps, request, resolved, body);
         if (await replyFromCache(deps, cacheKey, reply, { id: completion.id, created: completion.created })) return reply;
         const answer = completionBody(await collectGeneration(events, resolved.model, body.n ?? 1), completion, body.logprobs === true);
-        if (cacheKey !== undefined) deps.cache?.set(cacheKey, JSON.stringify(answer));
+        if (cacheKey !== undefined) deps.cache()?.set(cacheKey, JSON.stringify(answer));
         return await reply.send(answer);
       }
     } finally {

@@ -79,7 +79,7 @@ export function registerCompletions(app: FastifyInstance, deps: HttpDeps): void 
       ),
       usage: usageBody(sumUsage(answers.map((generation) => generation.usage))),
     };
-    if (cacheKey !== undefined) deps.cache?.set(cacheKey, JSON.stringify(answer));
+    if (cacheKey !== undefined) deps.cache()?.set(cacheKey, JSON.stringify(answer));
     return reply.send(answer);
   };
   app.post("/v1/completions", handler);

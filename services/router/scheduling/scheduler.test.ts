@@ -490,3 +490,16 @@ test("a question on a cached document goes to its holder, unless the holder's pr
   scheduler.commit(question, scheduler.pick(question).placements[0]!);
   assert.ok(members.get("other")!.inFlightPrefill > question.estimatedInputTokens * 0.9);
 });
+
+test("a reload's new weights decide the next pick, and what the router learned stays", () => {
+  // "cached" holds the prompt but is busier; "idle" is idle.
+  const { scheduler, prefixes } = setup([{ id: "cached", running: 4 }, { id: "idle" }]);
+  const q = query({ text: "a long shared system prompt ".repeat(20) });
+  prefixes.record("cached", q.prefixHashes);
+  scheduler.reconfigure({ ...defaults, scorers: { prefix: 10, queue: 1 } });
+  assert.equal(firstId(scheduler, q), "cached", "the prefix weighs most");
+  scheduler.reconfigure({ ...defaults, scorers: { queue: 10 } });
+  assert.equal(firstId(scheduler, q), "idle", "only the queue counts now");
+  scheduler.reconfigure({ ...defaults, scorers: { prefix: 10, queue: 1 } });
+  assert.equal(firstId(scheduler, q), "cached", "the prefix table survived the reloads");
+});

@@ -40,16 +40,22 @@ export interface SchedulerConfig {
 
 /** The router's scheduling: the configured picker, the model preference in front of it, and what a pick records. */
 export class Scheduler {
-  private readonly picker: Picker;
+  private picker: Picker;
 
   constructor(
     private readonly fleet: Fleet,
     private readonly prefixes: PrefixTable,
     private readonly sessions: SessionTable,
-    private readonly config: SchedulerConfig,
-    random: () => number = Math.random,
+    private config: SchedulerConfig,
+    private readonly random: () => number = Math.random,
   ) {
     this.picker = pickerOf(fleet, prefixes, sessions, config, random);
+  }
+
+  /** A new policy, scorer weights or filters (a reload): the next pick uses them. What the router learned (prefixes, sessions, load) stays. */
+  reconfigure(config: SchedulerConfig): void {
+    this.picker = pickerOf(this.fleet, this.prefixes, this.sessions, config, this.random);
+    this.config = config;
   }
 
   /** Ranks the workers that may serve `query`; records nothing (see `commit`). */

@@ -37,6 +37,13 @@ export interface GetDebugInfoResponse {
   detailsJson: string;
   /** Seconds since the process started. */
   uptimeSeconds: number;
+  /**
+   * The running configuration's version: 1 at start, one more for each reload that
+   * changed it (SIGHUP or a change of its config file).
+   */
+  configVersion: number;
+  /** When the running configuration was loaded, in milliseconds since the epoch. */
+  configLoadedUnixMs: number;
 }
 
 /** RecentError is one error log line, without its stack. */
@@ -112,6 +119,8 @@ function createBaseGetDebugInfoResponse(): GetDebugInfoResponse {
     recentErrors: [],
     detailsJson: "",
     uptimeSeconds: 0,
+    configVersion: 0,
+    configLoadedUnixMs: 0,
   };
 }
 
@@ -140,6 +149,12 @@ export const GetDebugInfoResponse: MessageFns<GetDebugInfoResponse> = {
     }
     if (message.uptimeSeconds !== 0) {
       writer.uint32(65).double(message.uptimeSeconds);
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(72).uint32(message.configVersion);
+    }
+    if (message.configLoadedUnixMs !== 0) {
+      writer.uint32(80).int64(message.configLoadedUnixMs);
     }
     return writer;
   },
@@ -221,6 +236,22 @@ export const GetDebugInfoResponse: MessageFns<GetDebugInfoResponse> = {
             message.uptimeSeconds = reader.double();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.configVersion = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.configLoadedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -267,6 +298,16 @@ export const GetDebugInfoResponse: MessageFns<GetDebugInfoResponse> = {
         : isSet(object.uptime_seconds)
         ? globalThis.Number(object.uptime_seconds)
         : 0,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      configLoadedUnixMs: isSet(object.configLoadedUnixMs)
+        ? globalThis.Number(object.configLoadedUnixMs)
+        : isSet(object.config_loaded_unix_ms)
+        ? globalThis.Number(object.config_loaded_unix_ms)
+        : 0,
     };
   },
 
@@ -296,6 +337,12 @@ export const GetDebugInfoResponse: MessageFns<GetDebugInfoResponse> = {
     if (message.uptimeSeconds !== 0) {
       obj.uptimeSeconds = floatToJson(message.uptimeSeconds);
     }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.configLoadedUnixMs !== 0) {
+      obj.configLoadedUnixMs = Math.round(message.configLoadedUnixMs);
+    }
     return obj;
   },
 
@@ -312,6 +359,8 @@ export const GetDebugInfoResponse: MessageFns<GetDebugInfoResponse> = {
     message.recentErrors = object.recentErrors?.map((e) => RecentError.fromPartial(e)) || [];
     message.detailsJson = object.detailsJson ?? "";
     message.uptimeSeconds = object.uptimeSeconds ?? 0;
+    message.configVersion = object.configVersion ?? 0;
+    message.configLoadedUnixMs = object.configLoadedUnixMs ?? 0;
     return message;
   },
 };
