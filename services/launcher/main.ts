@@ -70,9 +70,9 @@ if (asksForHelp(argv)) {
     };
     process.on("SIGINT", () => stop("SIGINT"));
     process.on("SIGTERM", () => stop("SIGTERM"));
-    // kill -HUP <launcher>: every service that reloads its config does (the workers do not, and would stop).
+    // kill -HUP <launcher>: every service reloads its configuration.
     process.on("SIGHUP", () => {
-      const told = supervisor.signal("SIGHUP", (name) => !name.startsWith("worker"));
+      const told = supervisor.signal("SIGHUP", () => true);
       say(`SIGHUP: ${told.join(", ")} reload their configuration`);
     });
 

@@ -7,6 +7,8 @@ import { WorkerServiceDefinition } from "../../gen/infermesh/worker/v1/worker_se
 import { createGrpcClient } from "../common/grpc-client.js";
 import { startGrpcServer } from "../common/grpc-server.js";
 import { exitOnSignals, exitOnStartupFailure } from "../common/lifecycle.js";
+import { configFileOf } from "../common/config.js";
+import { LiveConfig } from "../common/live-config.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createMetricsRegistry, startMetricsServer } from "../common/metrics.js";
 import { repoRoot } from "../common/paths.js";
@@ -27,11 +29,27 @@ import { createWorkerService } from "./worker-service.js";
 
 let logger: Logger | undefined;
 try {
-  const config = loadWorkerConfig({ argv: process.argv.slice(2), env: process.env });
+  const sources = { argv: process.argv.slice(2), env: process.env };
+  const config = loadWorkerConfig(sources);
   const workerId = config.workerId || `worker-${config.listen.split(":").pop()}`;
   logger = createLogger("worker", config.logLevel).child({ worker_id: workerId });
   const log = logger;
   const registry = createMetricsRegistry("worker");
+  // Only the log level changes live: the engine, the model and the device take a
+  // restart (drain, restart; the router keeps the fleet serving), and a reload says so.
+  const live = new LiveConfig({
+    service: "worker",
+    initial: config,
+    load: () => loadWorkerConfig(sources),
+    reloadable: ["logLevel"],
+    apply: (next) => {
+      log.level = next.logLevel;
+    },
+    file: configFileOf(sources, "INFERMESH_WORKER_"),
+    logger: log,
+    registry,
+  });
+  live.watch();
   const security = MeshSecurity.load("worker", config, log);
   const lifetime = new AbortController();
   const runtime = new EngineHost({
@@ -51,7 +69,7 @@ try {
     logger: log,
     debug: {
       service: "worker",
-      config,
+      config: live,
       registry,
       details: () => ({
         workerId,
@@ -81,6 +99,7 @@ try {
   const address = config.advertiseAddress || config.listen.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/:0$/, `:${grpc.port}`);
 
   exitOnSignals(log, async () => {
+    live.close();
     // Leave the fleet first (closing Connect drops us from the router at once), then
     // let running generations finish.
     runtime.state = ServingState.SERVING_STATE_DRAINING;

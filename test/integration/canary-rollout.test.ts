@@ -1,10 +1,11 @@
 /**
  * Canary rollouts on a live mesh: two router replicas sharing a real redis-server, and
- * three sim workers: `sim-gpt-oss-20b` (the baseline), `sim-good` (a canary as good as
- * it) and `sim-bad` (a canary whose engine fails 30 % of its generations). An admin
- * starts a rollout through the gateway and the routers do the rest: the bad canary is
- * rolled back in its first window, the good one reaches 100 % even when the router
- * driving it is killed halfway, and no user request fails on the way.
+ * four sim workers: `sim-gpt-oss-20b` (the baseline), `sim-good` (a canary as good as
+ * it), `sim-bad` (a canary whose engine fails 30 % of its generations) and `sim-slow`
+ * (one at forty times an H100's time, two thousand times the baseline's). An admin starts a rollout through the gateway and the
+ * routers do the rest: the bad and the slow canaries are rolled back in their first
+ * window, the good one reaches 100 % even when the router driving it is killed halfway,
+ * and no user request fails on the way.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -22,15 +23,21 @@ before(async () => {
   mesh = await startTestMesh({
     routers: 2,
     redisUrl: redis.url,
-    workers: 3,
+    workers: 4,
     workerArgs: ["--engine", "sim", "--sim-time-scale", "0.02", "--sim-answer-tokens-min", "8", "--sim-answer-tokens-max", "16"],
-    workerArgsOf: (index) => [[], ["--model-id", "sim-good"], ["--model-id", "sim-bad", "--sim-failure-ratio", "0.3"]][index]!,
+    workerArgsOf: (index) =>
+      [
+        [],
+        ["--model-id", "sim-good"],
+        ["--model-id", "sim-bad", "--sim-failure-ratio", "0.3"],
+        ["--model-id", "sim-slow", "--sim-time-scale", "40"],
+      ][index]!,
     routerArgs: ["--rollout-tick-ms", "250"],
     admissionArgs: ["--max-concurrency", "64"],
   });
   for (const port of [mesh.ports.router, mesh.ports.extraReplicas.router[0]!.listen]) {
     const router = createClient(RouterServiceDefinition, mesh.channel(port, "router", "gateway"));
-    await waitFor("every worker to register with both routers", async () => (await router.listWorkers({})).workers.length === 3);
+    await waitFor("every worker to register with both routers", async () => (await router.listWorkers({})).workers.length === 4);
   }
 });
 
@@ -147,6 +154,32 @@ test("a canary that fails 30 % of its generations is rolled back to 0 % in its f
     body: JSON.stringify({ targets: [{ model, weight: 1 }] }),
   });
   assert.equal(response.status, 200, "an ended rollout leaves the split to people again");
+});
+
+test("a canary two thousand times slower than its baseline is rolled back on its time to first token, and no user request fails", async (t) => {
+  await startRollout({ baseline: model, canary: "sim-slow", step_hold_ms: 60_000, window_ms: 5_000, min_samples: 5 });
+  const rolledBack = waitFor("the rollout to be rolled back", async () => (await getRollout()).state === "rolled_back", 45_000).catch(
+    async (error) => {
+      throw new Error(`${error}: ${JSON.stringify((await getRollout()).last_judgement)}`);
+    },
+  );
+  const results = await steadyLoad(6, rolledBack);
+  const rollout = await getRollout();
+  t.diagnostic(`${results.length} requests: ${rollout.reason}`);
+  assert.deepEqual(
+    results.filter((result) => result.status !== 200),
+    [],
+  );
+  assert.deepEqual(
+    rollout.events.map((event) => event.kind).filter((kind) => kind !== "resumed"),
+    ["started", "rolled_back"],
+  );
+  // Judged on its latency (or, were its worker full, on being passed over); it failed nothing.
+  assert.match(
+    rollout.reason ?? "",
+    /(TTFT p95 \d+ ms > \d+ ms \(baseline \d+ ms × 1\.5, and at least \+ 50 ms\)|passed over for \d+ of the \d+ picks .* 0 of its \d+ generations failed\))/,
+  );
+  assert.doesNotMatch(rollout.reason ?? "", /error rate/);
 });
 
 test("a good canary moves 10 → 50 → 100 % by itself; one router drives it, and killing that one halfway hands over", async (t) => {

@@ -53,7 +53,11 @@ export function judge(spec: ResolvedSpec, canary: VersionFigures, baseline: Vers
     if (measured <= 0) continue; // Nothing measured (every generation failed, or one token each).
     if (reference !== undefined && reference > 0) {
       const allowed = Math.max(reference * ratio, reference + slo.latencySlackMs);
-      if (measured > allowed) broken.push(`${name} ${ms(measured)} > ${ms(allowed)} (baseline ${ms(reference)} × ${ratio})`);
+      if (measured > allowed) {
+        broken.push(
+          `${name} ${ms(measured)} > ${ms(allowed)} (baseline ${ms(reference)} × ${ratio}, and at least + ${ms(slo.latencySlackMs)})`,
+        );
+      }
     }
     if (limit !== undefined && measured > limit) broken.push(`${name} ${ms(measured)} > limit ${ms(limit)}`);
   }
