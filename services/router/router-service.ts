@@ -73,6 +73,19 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
     },
   });
 
+  /** A rollout change its store (Redis or the state file) could not take is UNAVAILABLE, its cause logged. */
+  const storing = async <T>(change: () => Promise<T>): Promise<T> => {
+    try {
+      return await change();
+    } catch (error) {
+      logger.warn({ err: error }, "a rollout change could not be saved");
+      throw new ServerError(
+        Status.UNAVAILABLE,
+        "the rollout could not be saved (Redis, or the state file, cannot be written); retry shortly",
+      );
+    }
+  };
+
   return {
     async pick(request: PickRequest, context: CallContext) {
       if (request.model === "") throw new ServerError(Status.INVALID_ARGUMENT, "model must be set");
@@ -228,7 +241,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
     },
 
     async setRollout(request) {
-      const rollout = await deps.rollouts.set(request.spec ?? RolloutSpec.create());
+      const rollout = await storing(() => deps.rollouts.set(request.spec ?? RolloutSpec.create()));
       if ("problem" in rollout) throw new ServerError(Status.INVALID_ARGUMENT, rollout.problem);
       return { rollout };
     },
@@ -238,7 +251,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
     },
 
     async deleteRollout(request) {
-      const rollout = await deps.rollouts.delete(request.model);
+      const rollout = await storing(() => deps.rollouts.delete(request.model));
       if (!rollout) throw new ServerError(Status.NOT_FOUND, `model "${request.model}" has no rollout`);
       return { rollout };
     },

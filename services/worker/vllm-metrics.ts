@@ -90,7 +90,6 @@ export class GenerationTiming {
   private readonly exemplar: { trace_id: string } | undefined;
   /** When each choice last produced tokens. */
   private readonly lastTokenAt: number[] = [];
-  private firstToken = true;
   /** Time to first token in ms, once it came. */
   private firstTokenMs: number | undefined;
   private gapsMs = 0;
@@ -113,8 +112,7 @@ export class GenerationTiming {
 
   tokens(choice: number, count: number): void {
     const now = performance.now();
-    if (this.firstToken) {
-      this.firstToken = false;
+    if (this.firstTokenMs === undefined) {
       this.firstTokenMs = now - this.arrivedAt;
       this.observe(this.metrics.timeToFirstToken, this.firstTokenMs / 1000);
     } else if (this.lastTokenAt[choice] !== undefined && count > 0) {

@@ -128,7 +128,10 @@ export class RolloutController {
     await this.reread();
     this.deps.store.onChange(() => void this.reread());
     this.timer = setInterval(() => {
-      this.ticking = this.ticking.then(() => this.tick());
+      // One tick at a time; a failed one is logged, and the next runs anyway.
+      this.ticking = this.ticking
+        .then(() => this.tick())
+        .catch((error: unknown) => this.deps.logger.error({ err: error }, "a rollout tick failed"));
     }, this.deps.tickMs ?? 1_000);
     this.timer.unref();
   }
