@@ -104,6 +104,23 @@ async function steadyLoad(callers: number, until: Promise<unknown>) {
 const routerMetrics = (replica: number) =>
   `http://127.0.0.1:${replica === 0 ? mesh.ports.routerMetrics : mesh.ports.extraReplicas.router[0]!.metrics}/metrics`;
 
+test("a bad rollout is refused with a 400 naming the field, and an unknown one is a 404", async () => {
+  const put = (body: unknown) =>
+    fetch(`${mesh.baseUrl}/admin/rollouts/${model}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  const descending = await put({ baseline: model, canary: "sim-good", step_percents: [50, 10] });
+  assert.equal(descending.status, 400);
+  assert.match(((await descending.json()) as { error: { message: string } }).error.message, /spec\.step_percents must ascend/);
+  const unknown = await put({ baseline: model, canary: "sim-good", steps: [10] });
+  assert.equal(unknown.status, 400);
+  assert.match(((await unknown.json()) as { error: { message: string } }).error.message, /"steps"/);
+  assert.equal((await fetch(`${mesh.baseUrl}/admin/rollouts/no-such-model`)).status, 404);
+  assert.equal((await fetch(`${mesh.baseUrl}/admin/rollouts/no-such-model`, { method: "DELETE" })).status, 404);
+});
+
 test("a canary that fails 30 % of its generations is rolled back to 0 % in its first window, and no user request fails", async (t) => {
   await startRollout({
     baseline: model,
