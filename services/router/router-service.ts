@@ -241,7 +241,7 @@ export function createRouterService(deps: RouterServiceDeps): ServiceImplementat
     },
 
     async setRollout(request) {
-      const rollout = await storing(() => deps.rollouts.set(request.spec ?? RolloutSpec.create()));
+      const rollout = await storing(() => deps.rollouts.set(request.spec ?? RolloutSpec.create(), request.rolloutId));
       if ("problem" in rollout) throw new ServerError(Status.INVALID_ARGUMENT, rollout.problem);
       return { rollout };
     },

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { Status } from "nice-grpc";
 import { z } from "zod";
@@ -61,6 +62,8 @@ export function registerRolloutAdmin(app: FastifyInstance, clients: MeshClients)
     const body = parseBody(rolloutBody, request.body ?? {});
     const slo = body.slo ?? {};
     const { rollout } = await clients.router.setRollout({
+      // Every router replica is asked: with one id they agree on the rollout they start.
+      rolloutId: randomUUID(),
       spec: {
         model: request.params["*"],
         baseline: body.baseline,

@@ -191,4 +191,7 @@ test("the same spec again leaves a running rollout as it is; a bad spec names it
   assert.deepEqual(canaryShares(), [10, 0]);
   assert.deepEqual(controller.list(), []);
   assert.equal(await controller.delete("gpt-oss-20b"), undefined);
+  // The id the gateway gave every replica it asked.
+  const named = await controller.set(spec, "asked-id");
+  assert.ok(!("problem" in named) && named.id === "asked-id");
 });

@@ -151,16 +151,20 @@ export class RolloutController {
     return this.rollouts.get(model)?.state === RolloutState.ROLLOUT_STATE_PROGRESSING;
   }
 
-  /** Starts a rollout (a running one with the same spec is returned as it is), or says what is wrong with the spec. */
-  async set(asked: RolloutSpec): Promise<Rollout | { problem: string }> {
+  /**
+   * Starts a rollout (a running one with the same spec is returned as it is), or says
+   * what is wrong with the spec. `id` names it: the same on every replica asked at once.
+   */
+  async set(asked: RolloutSpec, id = ""): Promise<Rollout | { problem: string }> {
     const spec = resolveSpec(asked);
     if ("problem" in spec) return spec;
+    if (id.length > 64) return { problem: "rollout_id is longer than 64 characters" };
     const running = this.rollouts.get(spec.model);
     if (running?.state === RolloutState.ROLLOUT_STATE_PROGRESSING && sameSpec(resolvedOf(running), spec)) return running;
     const now = this.now();
     const percent = spec.stepPercents[0]!;
     const rollout: Rollout = {
-      id: randomUUID(),
+      id: id || randomUUID(),
       spec: specMessage(spec),
       state: RolloutState.ROLLOUT_STATE_PROGRESSING,
       step: 0,

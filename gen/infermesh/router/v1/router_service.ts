@@ -553,7 +553,15 @@ export interface Rollout {
 /** SetRolloutRequest starts a rollout. */
 export interface SetRolloutRequest {
   /** The rollout asked for. */
-  spec: RolloutSpec | undefined;
+  spec:
+    | RolloutSpec
+    | undefined;
+  /**
+   * The id a new rollout gets: the gateway asks every router replica with the same one,
+   * so replicas that start it at once agree on it. Empty: a new random id. At most 64
+   * characters.
+   */
+  rolloutId: string;
 }
 
 /** SetRolloutResponse is the rollout as it now is. */
@@ -4528,13 +4536,16 @@ export const Rollout: MessageFns<Rollout> = {
 };
 
 function createBaseSetRolloutRequest(): SetRolloutRequest {
-  return { spec: undefined };
+  return { spec: undefined, rolloutId: "" };
 }
 
 export const SetRolloutRequest: MessageFns<SetRolloutRequest> = {
   encode(message: SetRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.spec !== undefined) {
       RolloutSpec.encode(message.spec, writer.uint32(10).fork()).join();
+    }
+    if (message.rolloutId !== "") {
+      writer.uint32(18).string(message.rolloutId);
     }
     return writer;
   },
@@ -4560,6 +4571,14 @@ export const SetRolloutRequest: MessageFns<SetRolloutRequest> = {
             message.spec = RolloutSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rolloutId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4573,13 +4592,23 @@ export const SetRolloutRequest: MessageFns<SetRolloutRequest> = {
   },
 
   fromJSON(object: any): SetRolloutRequest {
-    return { spec: isSet(object.spec) ? RolloutSpec.fromJSON(object.spec) : undefined };
+    return {
+      spec: isSet(object.spec) ? RolloutSpec.fromJSON(object.spec) : undefined,
+      rolloutId: isSet(object.rolloutId)
+        ? globalThis.String(object.rolloutId)
+        : isSet(object.rollout_id)
+        ? globalThis.String(object.rollout_id)
+        : "",
+    };
   },
 
   toJSON(message: SetRolloutRequest): unknown {
     const obj: any = {};
     if (message.spec !== undefined) {
       obj.spec = RolloutSpec.toJSON(message.spec);
+    }
+    if (message.rolloutId !== "") {
+      obj.rolloutId = message.rolloutId;
     }
     return obj;
   },
@@ -4592,6 +4621,7 @@ export const SetRolloutRequest: MessageFns<SetRolloutRequest> = {
     message.spec = (object.spec !== undefined && object.spec !== null)
       ? RolloutSpec.fromPartial(object.spec)
       : undefined;
+    message.rolloutId = object.rolloutId ?? "";
     return message;
   },
 };
