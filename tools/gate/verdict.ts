@@ -1,5 +1,6 @@
 import type { GateSpec } from "./slo.js";
 import type { Sample } from "./load.js";
+import { percentile as percentileOf } from "../../services/common/percentile.js";
 
 /** One SLO's check in one phase: what was measured beside what it must be. */
 export interface Check {
@@ -39,11 +40,7 @@ export interface Verdict {
 }
 
 /** The value at percentile `p` (0–100) of `values`, nearest rank; null when there are none. */
-export function percentile(values: readonly number[], p: number): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
+export const percentile = (values: readonly number[], p: number): number | null => percentileOf(values, p) ?? null;
 
 const percentiles = (values: readonly number[]): Percentiles => ({
   p50: percentile(values, 50),

@@ -1,4 +1,5 @@
 import type { GenerationOutcomes, VersionFigures } from "../../../gen/infermesh/router/v1/router_service.js";
+import { percentile } from "../../common/percentile.js";
 
 /** Latency samples kept at most per model: the oldest reports go first beyond it. */
 const samplesPerModel = 100_000;
@@ -126,9 +127,5 @@ interface Kept {
   picks: PickSecond[];
 }
 
-/** The 95th percentile, nearest rank; 0 with no values. */
-function p95(values: number[]): number {
-  if (values.length === 0) return 0;
-  values.sort((a, b) => a - b);
-  return values[Math.min(values.length - 1, Math.ceil(values.length * 0.95) - 1)]!;
-}
+/** The 95th percentile; 0 (unknown, as VersionFigures has it) with no values. */
+const p95 = (values: readonly number[]) => percentile(values, 95) ?? 0;
